@@ -1,0 +1,50 @@
+"""The ``dlrn`` command.
+
+Each sub-command lives in its own module under ``dlrn.cli`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func``. Command
+modules import heavy libraries (torch, radiomics...) inside their handlers so
+that ``dlrn --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from dlrn import __version__
+from dlrn.errors import DlrnError
+
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dlrn",
+        description="Deep learning radiomics for 2D medical images: cohort to nomogram.",
+    )
+    parser.add_argument("--version", action="version", version=f"dlrn {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"dlrn.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except DlrnError as error:
+        print(f"dlrn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
