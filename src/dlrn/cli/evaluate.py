@@ -1,0 +1,119 @@
+"""``dlrn evaluate``: statistics for any model's predictions, trained in dlrn or elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dlrn.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="AUC/DeLong, cut-off metrics, calibration and decision curves for a predictions CSV",
+        description=(
+            "Evaluate model scores against a 0/1 label. With --set, the Youden cut-off is "
+            "chosen on the training set and applied unchanged to every other set."
+        ),
+    )
+    parser.add_argument("predictions", type=Path, help="CSV with one row per case")
+    parser.add_argument("--label", required=True, help="0/1 outcome column")
+    parser.add_argument(
+        "--scores", required=True, help="comma-separated score columns, one per model (e.g. LR,SVM)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="set_column",
+        default=None,
+        help="column naming each case's set (train/test/...)",
+    )
+    parser.add_argument(
+        "--train-set", default="train", help="set on which the cut-off is chosen (default: train)"
+    )
+    parser.add_argument(
+        "--id",
+        dest="id_column",
+        default=None,
+        help="case id column (default: the first column if named case_id)",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
+    parser.add_argument(
+        "--ci",
+        choices=["delong", "bootstrap"],
+        default="delong",
+        help="AUC confidence interval (default: delong)",
+    )
+    parser.add_argument("--n-bootstrap", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument(
+        "--thresholds",
+        choices=["midpoint", "observed"],
+        default="midpoint",
+        help="report the Youden cut-off as a pROC midpoint or an observed score",
+    )
+    parser.add_argument(
+        "--proportion-ci",
+        choices=["wilson", "clopper-pearson"],
+        default="wilson",
+        help="CI of accuracy/sensitivity/... (default: wilson)",
+    )
+    parser.add_argument("--hl-groups", type=int, default=10, help="Hosmer-Lemeshow groups")
+    parser.add_argument(
+        "--hl-grouping",
+        default="quantile_cut",
+        choices=["quantile_cut", "quantile_cut_left_closed", "equal_size_rank"],
+        help="grouping rule of calibration bins and the HL test",
+    )
+    parser.add_argument("--no-figures", action="store_true", help="tables only")
+    parser.set_defaults(func=run)
+
+
+def _read_predictions(path: Path, id_column: str | None) -> pd.DataFrame:
+    import pandas as pd
+
+    if not path.is_file():
+        raise ConfigError(f"predictions file {path} not found")
+    table = pd.read_csv(path)
+    id_column = id_column or ("case_id" if "case_id" in table.columns else None)
+    if id_column is None:
+        table.index = pd.Index([f"row {i + 2}" for i in range(len(table))], name="case_id")
+        return table
+    if id_column not in table.columns:
+        raise ConfigError(f"{path}: id column {id_column!r} not found")
+    duplicated = table[id_column][table[id_column].duplicated()]
+    if len(duplicated):
+        raise ConfigError(f"{path}: duplicated case id(s) {list(duplicated.astype(str)[:5])}")
+    return table.set_index(table[id_column].astype(str).rename("case_id"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from dlrn.evaluation.summary import write_evaluation
+
+    scores = [s.strip() for s in args.scores.split(",") if s.strip()]
+    predictions = _read_predictions(args.predictions, args.id_column)
+    written = write_evaluation(
+        predictions,
+        scores,
+        args.out,
+        label=args.label,
+        set_column=args.set_column,
+        train_set=args.train_set,
+        groups=args.hl_groups,
+        grouping=args.hl_grouping,
+        overwrite=args.overwrite,
+        figures=not args.no_figures,
+        source=args.predictions,
+        auc_method=args.ci,
+        n_bootstrap=args.n_bootstrap,
+        seed=args.seed,
+        thresholds=args.thresholds,
+        ci_method=args.proportion_ci,
+    )
+    print(f"wrote {len(written)} files to {args.out}")
+    return 0

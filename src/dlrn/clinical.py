@@ -1,0 +1,276 @@
+"""Clinical statistics: baseline table ("Table 2"), univariate and multivariate logistic regression.
+
+Baseline rules (those of the reference study, reproduced in R in ../shared/stats-refs):
+continuous variables are summarised as mean ± SD when Shapiro-Wilk p > 0.05 in
+both groups (compared by Student's t-test, equal variances), otherwise as
+median (Q1, Q3) (Mann-Whitney U, normal approximation with tie correction and
+continuity correction); categorical variables as n (%) per level, compared by
+chi-square with Yates' correction (2x2) or without (larger tables), or by
+Fisher's exact test when any expected count is below 5. SDs use n-1; quartiles
+are R's type 7.
+
+Logistic regression uses statsmodels' binomial GLM (= R ``glm``): OR = exp(β),
+Wald 95% CI exp(β ± z·SE), Wald p; profile-likelihood CIs (= R ``confint``) on
+request. Categorical predictors are dummy-coded against a stated reference
+level (the first level in sorted order unless given).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from dlrn.errors import DlrnError
+
+__all__ = ["LogisticAnalysis", "baseline_table", "fit_logistic", "logistic_analysis"]
+
+EXPECTED_COUNT_FOR_CHI_SQUARE = 5
+
+
+# ----------------------------------------------------------------- baseline table
+def _require_complete(cases: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in cases.columns]
+    if missing:
+        raise DlrnError(f"column(s) {missing} not found; available: {list(cases.columns)}")
+    for column in columns:
+        empty = cases.index[cases[column].isna()]
+        if len(empty):
+            shown = ", ".join(map(str, empty[:5]))
+            raise DlrnError(f"column {column!r} is missing for {len(empty)} case(s): {shown}")
+
+
+def _two_groups(cases: pd.DataFrame, group: str, order: Sequence[str] | None) -> list:
+    levels = list(order) if order is not None else sorted(pd.unique(cases[group]), key=str)
+    present = set(pd.unique(cases[group]))
+    if len(levels) != 2 or set(levels) != present:
+        raise DlrnError(
+            f"group column {group!r} must have exactly two values for a baseline table; "
+            f"found {sorted(present, key=str)}"
+        )
+    return levels
+
+
+def _quartiles(values: np.ndarray) -> np.ndarray:
+    return np.quantile(values, [0.25, 0.5, 0.75])  # numpy 'linear' = R type 7
+
+
+def _continuous_row(name: str, first: np.ndarray, second: np.ndarray, alpha: float,
+                    digits: int) -> dict[str, object]:
+    if min(first.size, second.size) < 3:
+        raise DlrnError(f"variable {name!r}: each group needs at least 3 values for Shapiro-Wilk")
+    shapiro = [stats.shapiro(values).pvalue for values in (first, second)]
+    normal = all(p > alpha for p in shapiro)
+    if normal:
+        test = stats.ttest_ind(first, second, equal_var=True)
+        summaries = [f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" for v in (first, second)]
+        method = "Student t-test"
+    else:
+        test = stats.mannwhitneyu(first, second, use_continuity=True, method="asymptotic")
+        summaries = []
+        for values in (first, second):
+            q1, median, q3 = _quartiles(values)
+            summaries.append(f"{median:.{digits}f} ({q1:.{digits}f}, {q3:.{digits}f})")
+        method = "Mann-Whitney U"
+    return {"variable": name, "level": "mean ± SD" if normal else "median (Q1, Q3)",
+            "group_1": summaries[0], "group_2": summaries[1], "test": method,
+            "statistic": float(test.statistic), "p_value": float(test.pvalue),
+            "shapiro_p_1": shapiro[0], "shapiro_p_2": shapiro[1]}
+
+
+def _categorical_rows(name: str, values: pd.Series, groups: pd.Series, levels: list,
+                      digits: int) -> list[dict[str, object]]:
+    table = pd.crosstab(groups, values).reindex(levels)
+    counts = table.to_numpy()
+    if counts.shape[1] < 2:
+        raise DlrnError(f"variable {name!r} takes a single value ({table.columns[0]!r}); "
+                        "nothing to compare")
+    expected_counts = stats.contingency.expected_freq(counts)
+    if expected_counts.min() < EXPECTED_COUNT_FOR_CHI_SQUARE:
+        method, statistic = "Fisher exact", np.nan
+        p_value = stats.fisher_exact(counts).pvalue
+    else:
+        method = "chi-square (Yates)" if counts.shape == (2, 2) else "chi-square"
+        statistic, p_value, _, _ = stats.chi2_contingency(counts, correction=True)
+    header = {"variable": name, "level": "", "group_1": "", "group_2": "", "test": method,
+              "statistic": float(statistic), "p_value": float(p_value),
+              "min_expected": float(expected_counts.min())}
+    totals = counts.sum(axis=1)
+    rows = [header]
+    for j, level in enumerate(table.columns):
+        cells = [f"{counts[i, j]} ({100 * counts[i, j] / totals[i]:.1f}%)" for i in range(2)]
+        rows.append({"variable": name, "level": str(level), "group_1": cells[0],
+                     "group_2": cells[1]})
+    return rows
+
+
+def baseline_table(cases: pd.DataFrame, group: str, variables: Sequence[str], *,
+                   categorical: Sequence[str] = (), group_order: Sequence[str] | None = None,
+                   normality_alpha: float = 0.05, digits: int = 2) -> pd.DataFrame:
+    """Baseline characteristics of two groups (e.g. train vs test), one block per variable.
+
+    Columns ``group_1``/``group_2`` are renamed to "<group> (n=...)". Continuous
+    rows carry the Shapiro-Wilk p of each group; categorical header rows the
+    smallest expected count, which decides between chi-square and Fisher.
+    """
+    _require_complete(cases, [group, *variables])
+    levels = _two_groups(cases, group, group_order)
+    rows: list[dict[str, object]] = []
+    for name in variables:
+        if name in categorical:
+            rows += _categorical_rows(name, cases[name], cases[group], levels, digits)
+            continue
+        if not pd.api.types.is_numeric_dtype(cases[name]):
+            raise DlrnError(f"variable {name!r} is not numeric; list it in categorical=")
+        first, second = (cases.loc[cases[group] == g, name].to_numpy(float) for g in levels)
+        rows.append(_continuous_row(name, first, second, normality_alpha, digits))
+    sizes = cases[group].value_counts()
+    names = {f"group_{i + 1}": f"{g} (n={sizes[g]})" for i, g in enumerate(levels)}
+    return pd.DataFrame(rows).rename(columns=names)
+
+
+# ----------------------------------------------------------------- logistic regression
+@dataclass
+class LogisticAnalysis:
+    """Univariate screen, the selected variables and the multivariate model."""
+
+    univariate: pd.DataFrame
+    multivariate: pd.DataFrame
+    selected: list[str]
+    reference_levels: dict[str, str] = field(default_factory=dict)
+    model: object = None
+
+
+def _design(cases: pd.DataFrame, predictors: Sequence[str], categorical: Sequence[str],
+            reference: Mapping[str, object]) -> tuple[pd.DataFrame, dict[str, list[str]], dict]:
+    """Numeric design matrix (with constant), the terms of each predictor and reference levels."""
+    columns, terms, references = [], {}, {}
+    for name in predictors:
+        values = cases[name]
+        if name in categorical:
+            levels = sorted(pd.unique(values), key=str)
+            base = reference.get(name, levels[0])
+            if base not in levels:
+                raise DlrnError(f"reference level {base!r} of {name!r} not among {levels}")
+            references[name] = str(base)
+            dummies = [
+                (values == level).astype(float).rename(f"{name}[{level}]")
+                for level in levels if level != base
+            ]
+        else:
+            if not pd.api.types.is_numeric_dtype(values):
+                raise DlrnError(f"predictor {name!r} is not numeric; list it in categorical=")
+            dummies = [values.astype(float).rename(name)]
+        for column in dummies:
+            if column.nunique() < 2:
+                raise DlrnError(f"predictor {name!r} is constant ({column.name}); it cannot "
+                                "be estimated")
+        columns += dummies
+        terms[name] = [c.name for c in dummies]
+    design = pd.concat([pd.Series(1.0, index=cases.index, name="(Intercept)"), *columns], axis=1)
+    return design, terms, references
+
+
+def fit_logistic(y: pd.Series, design: pd.DataFrame, *, what: str, offset: object = None):
+    """Binomial GLM (= R glm); perfect separation or non-convergence is an error naming ``what``."""
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import (
+        ConvergenceWarning,
+        PerfectSeparationError,
+        PerfectSeparationWarning,
+    )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PerfectSeparationWarning)
+        warnings.simplefilter("error", ConvergenceWarning)
+        try:
+            return sm.GLM(y, design, family=sm.families.Binomial(), offset=offset).fit(
+                tol=1e-12, maxiter=100
+            )
+        except (PerfectSeparationError, PerfectSeparationWarning) as error:
+            raise DlrnError(f"{what}: perfect separation (an odds ratio is infinite); "
+                            "remove or merge the variable") from error
+        except ConvergenceWarning as error:
+            raise DlrnError(f"{what}: the logistic fit did not converge "
+                            "(separation or collinear predictors)") from error
+        except np.linalg.LinAlgError as error:
+            raise DlrnError(f"{what}: collinear predictors (singular design)") from error
+
+
+def _profile_interval(y: pd.Series, design: pd.DataFrame, fit: object, term: str,
+                      conf_level: float) -> tuple[float, float]:
+    """Profile-likelihood CI of one coefficient: where the deviance rises by chi2_1(conf_level)."""
+    cutoff = fit.deviance + stats.chi2.ppf(conf_level, 1)
+    others = design.drop(columns=term)
+    beta, se = fit.params[term], fit.bse[term]
+
+    def excess(value: float) -> float:
+        return fit_logistic(y, others, what=term, offset=value * design[term]).deviance - cutoff
+
+    bounds = []
+    for sign in (-1, 1):
+        step = 2 * se
+        while excess(beta + sign * step) < 0:
+            step *= 2
+        bounds.append(optimize.brentq(excess, beta, beta + sign * step, xtol=1e-10))
+    return bounds[0], bounds[1]
+
+
+def _coefficient_table(y: pd.Series, design: pd.DataFrame, fit: object, terms: list[str], *,
+                       profile: bool, conf_level: float) -> pd.DataFrame:
+    z = stats.norm.ppf(0.5 + conf_level / 2)
+    rows = []
+    for term in terms:
+        beta, se = float(fit.params[term]), float(fit.bse[term])
+        row = {"term": term, "beta": beta, "se": se, "z": beta / se,
+               "p_value": float(2 * stats.norm.sf(abs(beta / se))), "odds_ratio": np.exp(beta),
+               "ci_low": np.exp(beta - z * se), "ci_high": np.exp(beta + z * se)}
+        if profile:
+            low, high = _profile_interval(y, design, fit, term, conf_level)
+            row["profile_ci_low"], row["profile_ci_high"] = np.exp(low), np.exp(high)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def logistic_analysis(cases: pd.DataFrame, label: str, predictors: Sequence[str], *,
+                      categorical: Sequence[str] = (),
+                      reference: Mapping[str, object] | None = None,
+                      p_threshold: float = 0.05, profile_ci: bool = False,
+                      conf_level: float = 0.95) -> LogisticAnalysis:
+    """Univariate logistic regression per predictor, then multivariate on those with p < threshold.
+
+    A single-term predictor is selected by its Wald p; a multi-level categorical
+    one by its likelihood-ratio p (column ``p_variable``). Fit these on training
+    cases only when the model is later validated.
+    """
+    from dlrn.evaluation._checks import binary_labels
+
+    _require_complete(cases, [label, *predictors])
+    y = pd.Series(binary_labels(cases[label], what=f"label column {label!r}"), index=cases.index)
+    design, terms, references = _design(cases, predictors, categorical, reference or {})
+    null = fit_logistic(y, design[["(Intercept)"]], what="intercept-only model")
+    univariate = []
+    for name in predictors:
+        columns = ["(Intercept)", *terms[name]]
+        fit = fit_logistic(y, design[columns], what=f"predictor {name!r}")
+        table = _coefficient_table(y, design[columns], fit, terms[name], profile=profile_ci,
+                                   conf_level=conf_level)
+        lrt_p = stats.chi2.sf(null.deviance - fit.deviance, len(terms[name]))
+        table.insert(0, "variable", name)
+        table["p_variable"] = table["p_value"] if len(terms[name]) == 1 else lrt_p
+        table["p_lrt"] = lrt_p
+        univariate.append(table)
+    univariate_table = pd.concat(univariate, ignore_index=True)
+    by_variable = univariate_table.groupby("variable", sort=False)["p_variable"].first()
+    selected = [name for name in predictors if by_variable[name] < p_threshold]
+    multivariate, model = pd.DataFrame(), None
+    if selected:
+        columns = ["(Intercept)", *[t for name in selected for t in terms[name]]]
+        model = fit_logistic(y, design[columns], what=f"multivariate model of {selected}")
+        multivariate = _coefficient_table(y, design[columns], model, columns, profile=profile_ci,
+                                          conf_level=conf_level)
+    return LogisticAnalysis(univariate_table, multivariate, selected, references, model)

@@ -1,0 +1,369 @@
+"""Evaluate a wide predictions table: metrics, DeLong tests, calibration, decision curves.
+
+A predictions table is indexed by case id with a 0/1 label column, an optional
+set column ("train", "test", ...) and one score column per model. Cut-offs are
+chosen on the training set only and applied unchanged to every set.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dlrn.errors import DlrnError
+from dlrn.evaluation.calibration import (
+    brier_score,
+    calibration_bins,
+    calibration_intercept_slope,
+    hosmer_lemeshow,
+)
+from dlrn.evaluation.decision_curve import decision_curve
+from dlrn.evaluation.roc import auc_ci, delong_matrix, delong_pairwise
+from dlrn.evaluation.threshold import YoudenThreshold
+
+__all__ = ["evaluate_predictions", "metrics_table", "write_evaluation"]
+
+log = logging.getLogger(__name__)
+
+ALL_CASES = "all"
+TABLE_NAMES = ("metrics", "delong", "calibration", "hosmer_lemeshow", "dca")
+
+
+def _case_list(index: pd.Index) -> str:
+    shown = ", ".join(map(str, index[:5]))
+    return shown + (f" and {len(index) - 5} more" if len(index) > 5 else "")
+
+
+def check_predictions(
+    predictions: pd.DataFrame,
+    scores: list[str],
+    *,
+    label: str = "label",
+    set_column: str | None = "set",
+) -> None:
+    """Raise one DlrnError naming the columns and case ids of bad input (labels, scores, sets)."""
+    wanted = [label, *scores] + ([set_column] if set_column else [])
+    missing = [c for c in wanted if c not in predictions.columns]
+    if missing:
+        raise DlrnError(
+            f"predictions lack column(s) {missing}; present: {list(predictions.columns)}"
+        )
+    if not scores:
+        raise DlrnError("no score columns given")
+    labels = pd.to_numeric(predictions[label], errors="coerce")
+    bad = predictions.index[~labels.isin([0, 1])]
+    if len(bad):
+        raise DlrnError(f"label column {label!r} is not 0/1 for case(s) {_case_list(bad)}")
+    for column in scores:
+        values = pd.to_numeric(predictions[column], errors="coerce").to_numpy(dtype=float)
+        bad = predictions.index[~np.isfinite(values)]
+        if len(bad):
+            raise DlrnError(
+                f"score column {column!r} is missing, NaN or infinite for case(s) {_case_list(bad)}"
+            )
+    if set_column and predictions[set_column].isna().any():
+        bad = predictions.index[predictions[set_column].isna()]
+        raise DlrnError(f"set column {set_column!r} is empty for case(s) {_case_list(bad)}")
+
+
+def _sets(
+    predictions: pd.DataFrame, set_column: str | None, train_set: str
+) -> dict[str, pd.DataFrame]:
+    """Rows of each set, training set first; one set "all" when there is no set column."""
+    if set_column is None:
+        return {ALL_CASES: predictions}
+    names = list(pd.unique(predictions[set_column].astype(str)))
+    if train_set not in names:
+        raise DlrnError(
+            f"training set {train_set!r} not found in column {set_column!r} (sets: {names}); "
+            "the cut-off must be chosen on the training set"
+        )
+    ordered = [train_set] + [n for n in names if n != train_set]
+    labels = predictions[set_column].astype(str)
+    return {name: predictions[labels == name] for name in ordered}
+
+
+def _check_both_classes(rows: pd.DataFrame, label: str, set_name: str) -> None:
+    counts = rows[label].astype(int).value_counts()
+    if len(counts) < 2:
+        raise DlrnError(
+            f"set {set_name!r} has only label {counts.index[0]} ({counts.iloc[0]} cases); "
+            "AUC and cut-off metrics need both classes in every set"
+        )
+
+
+def metrics_table(
+    predictions: pd.DataFrame,
+    scores: list[str],
+    *,
+    label: str = "label",
+    set_column: str | None = "set",
+    train_set: str = "train",
+    auc_method: str = "delong",
+    n_bootstrap: int = 2000,
+    seed: int = 0,
+    thresholds: str = "midpoint",
+    ci_method: str = "wilson",
+    conf_level: float = 0.95,
+) -> pd.DataFrame:
+    """One row per (model, set): n, AUC with CI, training-set Youden threshold, cut-off metrics."""
+    check_predictions(predictions, scores, label=label, set_column=set_column)
+    sets = _sets(predictions, set_column, train_set)
+    for name, rows in sets.items():
+        _check_both_classes(rows, label, name)
+    threshold_set = next(iter(sets))
+    rows_out = []
+    for model in scores:
+        training = sets[threshold_set]
+        cutoff = YoudenThreshold(thresholds, ci_method, conf_level).fit(
+            training[model], training[label]
+        )
+        for name, rows in sets.items():
+            auc = auc_ci(
+                rows[label],
+                rows[model],
+                method=auc_method,
+                conf_level=conf_level,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+            )
+            rows_out.append(
+                {
+                    "model": model,
+                    "set": name,
+                    "n_positive": int(rows[label].astype(int).sum()),
+                    "auc": auc.auc,
+                    "auc_ci_low": auc.ci_low,
+                    "auc_ci_high": auc.ci_high,
+                    "auc_ci_method": auc.method
+                    + (f" ({auc.n_bootstrap} resamples, seed {seed})" if auc.n_bootstrap else ""),
+                    "threshold_set": threshold_set,
+                    "threshold_rule": f"youden ({thresholds})",
+                    **cutoff.metrics(rows[model], rows[label]),
+                    "proportion_ci_method": ci_method,
+                }
+            )
+    table = pd.DataFrame(rows_out)
+    first = ["model", "set", "n", "n_positive", "auc", "auc_ci_low", "auc_ci_high", "threshold"]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+def _is_probability(values: pd.Series) -> bool:
+    return bool(((values >= 0) & (values <= 1)).all())
+
+
+def _calibration_rows(
+    y: pd.Series, p: pd.Series, *, groups: int, grouping: str
+) -> tuple[dict, pd.DataFrame]:
+    """HL summary row and bins of one model on one set; impossible statistics become a noted row."""
+    summary: dict[str, object] = {"grouping": grouping, "brier": np.nan, "note": ""}
+    if not _is_probability(p):
+        summary["note"] = "scores are not probabilities in [0, 1]: calibration not assessed"
+        return summary, pd.DataFrame()
+    summary["brier"] = brier_score(y, p)
+    try:
+        test = hosmer_lemeshow(y, p, groups=groups, grouping=grouping)
+        summary.update(
+            groups=len(test.table), hl_statistic=test.statistic, df=test.df, p_value=test.p_value
+        )
+        summary.update(calibration_intercept_slope(y, p))
+        bins = calibration_bins(y, p, groups=groups, grouping=grouping)
+    except DlrnError as error:
+        summary["note"] = str(error)
+        bins = pd.DataFrame()
+    return summary, bins
+
+
+def evaluate_predictions(
+    predictions: pd.DataFrame,
+    scores: list[str],
+    *,
+    label: str = "label",
+    set_column: str | None = "set",
+    train_set: str = "train",
+    groups: int = 10,
+    grouping: str = "quantile_cut",
+    dca_thresholds: object = None,
+    **metric_options: object,
+) -> dict[str, pd.DataFrame]:
+    """All evaluation tables: metrics, delong, calibration, hosmer_lemeshow, dca.
+
+    Calibration and decision curves need probabilities; a score column outside
+    [0, 1], or a set too small for the HL groups, gets a row with a ``note``
+    saying why instead of numbers, and a warning.
+    """
+    metrics = metrics_table(
+        predictions,
+        scores,
+        label=label,
+        set_column=set_column,
+        train_set=train_set,
+        **metric_options,
+    )
+    delong, bins, tests, curves = [], [], [], []
+    for name, rows in _sets(predictions, set_column, train_set).items():
+        y = rows[label].astype(int)
+        pairwise = delong_pairwise(y, rows[scores].astype(float))
+        delong.append(pairwise.assign(set=name))
+        for model in scores:
+            p = rows[model].astype(float)
+            summary, model_bins = _calibration_rows(y, p, groups=groups, grouping=grouping)
+            if summary["note"]:
+                warnings.warn(f"{model} on set {name!r}: {summary['note']}", stacklevel=2)
+            tests.append({"model": model, "set": name, "n": len(rows), **summary})
+            if not model_bins.empty:
+                bins.append(model_bins.assign(model=model, set=name))
+            if _is_probability(p):
+                curves.append(decision_curve(y, p, dca_thresholds).assign(model=model, set=name))
+    return {
+        "metrics": metrics,
+        "delong": _front(pd.concat(delong, ignore_index=True), ["set"]),
+        "calibration": _front(_concat(bins), ["model", "set"]),
+        "hosmer_lemeshow": _back(pd.DataFrame(tests), "note"),
+        "dca": _front(_concat(curves), ["model", "set"]),
+    }
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _front(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    if table.empty:
+        return table
+    return table[columns + [c for c in table.columns if c not in columns]]
+
+
+def _back(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    return table[[c for c in table.columns if c != column] + [column]]
+
+
+def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise DlrnError(f"output folder {out_dir} is not empty; choose another or allow overwrite")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _write_figures(
+    predictions: pd.DataFrame,
+    scores: list[str],
+    tables: dict[str, pd.DataFrame],
+    figure_dir: Path,
+    *,
+    label: str,
+    set_column: str | None,
+    train_set: str,
+    groups: int,
+    grouping: str,
+) -> list[Path]:
+    from dlrn.evaluation import figures
+    from dlrn.evaluation.roc import AucResult
+
+    written: list[Path] = []
+    metrics = tables["metrics"]
+    for name, rows in _sets(predictions, set_column, train_set).items():
+        y, frame = rows[label].astype(int), rows[scores].astype(float)
+        in_set = metrics[metrics["set"] == name].set_index("model")
+        aucs = {
+            m: AucResult(r.auc, np.nan, np.nan, r.auc_ci_low, r.auc_ci_high)
+            for m, r in in_set.iterrows()
+        }
+        title = f"{name} set (n = {len(rows)})"
+        written += figures.save_figure(
+            figures.plot_roc(y, frame, title=title, auc_results=aucs), figure_dir / f"roc_{name}"
+        )
+        usable = [m for m in scores if _has_calibration(tables["hosmer_lemeshow"], m, name)]
+        if usable:
+            written += figures.save_figure(
+                figures.plot_calibration(
+                    y, frame[usable], groups=groups, grouping=grouping, title=title
+                ),
+                figure_dir / f"calibration_{name}",
+            )
+        probabilistic = [m for m in scores if _is_probability(frame[m])]
+        if probabilistic:
+            written += figures.save_figure(
+                figures.plot_decision_curves(y, frame[probabilistic], title=title),
+                figure_dir / f"decision_curve_{name}",
+            )
+        if len(scores) > 1:
+            written += figures.save_figure(
+                figures.plot_delong_matrix(delong_matrix(y, frame), title=title),
+                figure_dir / f"delong_{name}",
+            )
+    return written
+
+
+def _has_calibration(tests: pd.DataFrame, model: str, set_name: str) -> bool:
+    row = tests[(tests["model"] == model) & (tests["set"] == set_name)]
+    return bool(len(row)) and not row["note"].iloc[0]
+
+
+def write_evaluation(
+    predictions: pd.DataFrame,
+    scores: list[str],
+    out_dir: str | Path,
+    *,
+    label: str = "label",
+    set_column: str | None = "set",
+    train_set: str = "train",
+    groups: int = 10,
+    grouping: str = "quantile_cut",
+    overwrite: bool = False,
+    figures: bool = True,
+    source: str | Path | None = None,
+    **metric_options: object,
+) -> dict[str, Path]:
+    """Write the evaluation tables (CSV + ``evaluation.xlsx``), figures (PNG + SVG) and provenance.
+
+    Refuses a non-empty ``out_dir`` unless ``overwrite``. Returns the paths written.
+    """
+    from dlrn.provenance import file_sha256, write_provenance
+    from dlrn.tables import write_tables
+
+    out = Path(out_dir)
+    _prepare_out_dir(out, overwrite)
+    tables = evaluate_predictions(
+        predictions,
+        scores,
+        label=label,
+        set_column=set_column,
+        train_set=train_set,
+        groups=groups,
+        grouping=grouping,
+        **metric_options,
+    )
+    written = write_tables(tables, out, workbook="evaluation.xlsx")
+    if figures:
+        for path in _write_figures(
+            predictions,
+            scores,
+            tables,
+            out / "figures",
+            label=label,
+            set_column=set_column,
+            train_set=train_set,
+            groups=groups,
+            grouping=grouping,
+        ):
+            written[f"figure:{path.name}"] = path
+    details = {
+        "parameters": {
+            "scores": scores,
+            "label": label,
+            "set_column": set_column,
+            "train_set": train_set,
+            "groups": groups,
+            "grouping": grouping,
+            **metric_options,
+        }
+    }
+    if source is not None:
+        details["input"] = {"path": str(source), "sha256": file_sha256(source)}
+    written["provenance"] = write_provenance(out / "provenance.json", **details)
+    log.info("evaluation of %d model(s) written to %s", len(scores), out)
+    return written

@@ -1,0 +1,145 @@
+"""Cut-off analysis: a Youden threshold chosen on one set, applied to any other set.
+
+The threshold is learned on training data only, so :class:`YoudenThreshold` is a
+scikit-learn-style estimator (``fit`` on the training scores, ``metrics`` on any
+set). By default the threshold is pROC's: the midpoint between consecutive
+distinct scores; ``thresholds="observed"`` reports the smallest observed score
+above it instead (sklearn style), which gives the identical 2x2 table on the
+training set. A case is positive when ``score >= threshold``.
+
+Proportions come with Wilson score intervals by default (Brown, Cai & DasGupta
+2001); ``ci_method="clopper-pearson"`` gives the exact interval.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from statsmodels.stats.proportion import proportion_confint
+
+from dlrn.errors import DlrnError
+from dlrn.evaluation._checks import binary_labels, finite_scores, labels_and_scores
+from dlrn.evaluation.roc import roc_curve
+
+__all__ = ["CI_METHODS", "YoudenThreshold", "cutoff_metrics", "proportion_ci", "youden_threshold"]
+
+CI_METHODS = {"wilson": "wilson", "clopper-pearson": "beta"}
+THRESHOLD_RULES = ("midpoint", "observed")
+
+_PROPORTIONS = {  # metric: (numerator counts, denominator counts)
+    "accuracy": (("tp", "tn"), ("tp", "fp", "tn", "fn")),
+    "sensitivity": (("tp",), ("tp", "fn")),
+    "specificity": (("tn",), ("tn", "fp")),
+    "ppv": (("tp",), ("tp", "fp")),
+    "npv": (("tn",), ("tn", "fn")),
+}
+
+
+def youden_threshold(y: object, score: object, *, thresholds: str = "midpoint") -> float:
+    """Threshold maximising J = sensitivity + specificity - 1 (pROC ``coords(x="best")``).
+
+    Tied maxima (pROC lists them all) resolve to the lowest threshold, i.e. the
+    most sensitive; a warning says so.
+    """
+    if thresholds not in THRESHOLD_RULES:
+        raise DlrnError(f"thresholds={thresholds!r}: use one of {', '.join(THRESHOLD_RULES)}")
+    labels, scores = labels_and_scores(y, score)
+    curve = roc_curve(labels, scores)
+    youden = curve["sensitivity"] + curve["specificity"] - 1
+    best = np.flatnonzero(np.isclose(youden, youden.max(), rtol=0, atol=1e-12))
+    if youden.max() <= 0:
+        warnings.warn("no cut-off separates the classes (Youden J <= 0)", stacklevel=2)
+    elif best.size > 1:
+        warnings.warn(
+            f"{best.size} thresholds tie for the best Youden J; using the lowest "
+            f"({curve['threshold'].iloc[best[0]]:g})",
+            stacklevel=2,
+        )
+    threshold = float(curve["threshold"].iloc[best[0]])
+    if thresholds == "observed" and np.isfinite(threshold):
+        threshold = float(scores[scores > threshold].min())
+    return threshold
+
+
+def proportion_ci(
+    successes: int, total: int, *, method: str = "wilson", conf_level: float = 0.95
+) -> tuple[float, float]:
+    """Confidence interval of a proportion (NaN, NaN for an empty denominator)."""
+    if method not in CI_METHODS:
+        raise DlrnError(f"ci_method={method!r}: use one of {', '.join(CI_METHODS)}")
+    if total == 0:
+        return float("nan"), float("nan")
+    low, high = proportion_confint(
+        successes, total, alpha=1 - conf_level, method=CI_METHODS[method]
+    )
+    return float(low), float(high)
+
+
+def cutoff_metrics(
+    y: object,
+    score: object,
+    threshold: float,
+    *,
+    ci_method: str = "wilson",
+    conf_level: float = 0.95,
+) -> dict[str, float]:
+    """2x2 counts, accuracy, sensitivity, specificity, PPV, NPV (CIs), F1 at ``score >= threshold``.
+
+    A proportion whose denominator is empty (e.g. PPV when nobody is called
+    positive) is NaN, with a warning naming it.
+    """
+    labels = binary_labels(y)
+    scores = finite_scores(score)
+    if labels.shape != scores.shape:
+        raise DlrnError(f"{scores.size} scores for {labels.size} labels")
+    called = scores >= threshold
+    counts = {
+        "tp": int(np.sum(called & (labels == 1))),
+        "fp": int(np.sum(called & (labels == 0))),
+        "tn": int(np.sum(~called & (labels == 0))),
+        "fn": int(np.sum(~called & (labels == 1))),
+    }
+    result: dict[str, float] = {"n": int(labels.size), "threshold": float(threshold)}
+    undefined = []
+    for name, (numerator, denominator) in _PROPORTIONS.items():
+        successes = sum(counts[c] for c in numerator)
+        total = sum(counts[c] for c in denominator)
+        result[name] = successes / total if total else float("nan")
+        result[f"{name}_ci_low"], result[f"{name}_ci_high"] = proportion_ci(
+            successes, total, method=ci_method, conf_level=conf_level
+        )
+        if not total:
+            undefined.append(name)
+    f1_denominator = 2 * counts["tp"] + counts["fp"] + counts["fn"]
+    result["f1"] = 2 * counts["tp"] / f1_denominator if f1_denominator else float("nan")
+    if undefined:
+        warnings.warn(
+            f"at threshold {threshold:g}: {', '.join(undefined)} undefined (empty denominator)",
+            stacklevel=2,
+        )
+    return {**result, **counts}
+
+
+class YoudenThreshold:
+    """Youden cut-off learned on training scores and applied unchanged to other sets."""
+
+    def __init__(
+        self, thresholds: str = "midpoint", ci_method: str = "wilson", conf_level: float = 0.95
+    ) -> None:
+        self.thresholds = thresholds
+        self.ci_method = ci_method
+        self.conf_level = conf_level
+
+    def fit(self, score: object, y: object) -> YoudenThreshold:
+        self.threshold_ = youden_threshold(y, score, thresholds=self.thresholds)
+        return self
+
+    def predict(self, score: object) -> np.ndarray:
+        """1 where ``score >= threshold_``."""
+        return (finite_scores(score) >= self.threshold_).astype(int)
+
+    def metrics(self, score: object, y: object) -> dict[str, float]:
+        return cutoff_metrics(
+            y, score, self.threshold_, ci_method=self.ci_method, conf_level=self.conf_level
+        )

@@ -1,0 +1,105 @@
+"""Nomogram scales against rms 6.5 (../shared/stats-refs), breakdown, persistence, drawing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from _stats_refs import ITERATIVE, assert_close, data, expected
+
+from dlrn.errors import DlrnError
+from dlrn.nomogram import Nomogram, r_pretty
+
+PREDICTORS = ["shape", "margin", "pae", "dlr_score"]
+
+
+def _from_lrm(**params) -> Nomogram:
+    """Scales from R's own lrm coefficients, so that every scale is closed-form."""
+    reference = expected("logistic_nomogram")
+    coefficients = reference["lrm"]["coefficients"]
+    cases = data("clinical")
+    lp_range = (-6.0, 4.0)  # pretty(range(fitted lp)) in R; the range itself is not exported
+    nomogram = Nomogram.from_coefficients(
+        coefficients["Intercept"], {p: coefficients[p] for p in PREDICTORS}, cases[PREDICTORS],
+        lp_range=lp_range, **params)
+    return nomogram
+
+
+@pytest.mark.parametrize("key", ["nomogram_default", "nomogram_fun_at"])
+def test_scales_match_rms_exactly_from_its_coefficients(key):
+    reference = expected("logistic_nomogram")[key]
+    fun_at = reference.get("fun_at_requested")
+    nomogram = _from_lrm(fun_at=fun_at)
+    assert_close(nomogram.points_per_unit_, reference["points_per_lp_unit_sc"])
+    assert_close(nomogram.lp_at_zero_points_, reference["lp_at_zero_total_points"])
+    scales = nomogram.scale_table()
+    for name, ref in reference["variables"].items():
+        rows = scales[scales["predictor"] == name]
+        assert rows["value"].tolist() == ref["values"]
+        assert_close(rows["xbeta"], ref["Xbeta"])
+        assert_close(rows["points"], ref["points"])
+    assert_close(nomogram.total_points_axis_, reference["total_points_axis"])
+    assert_close(nomogram.lp_axis_["lp"], reference["lp_axis"]["lp"])
+    assert_close(nomogram.lp_axis_["total_points"], reference["lp_axis"]["total_points"])
+    risk = nomogram.risk_axis_
+    assert_close(risk["probability"], reference["risk_axis"]["probability"])
+    assert_close(risk["total_points"], reference["risk_axis"]["total_points_rms"], rel=1e-9)
+    assert_close(risk["total_points_exact"], reference["risk_axis"]["total_points_exact"])
+
+
+def test_fitted_nomogram_matches_rms_and_drops_risk_outside_lp_axis():
+    reference = expected("logistic_nomogram")["nomogram_fun_at"]
+    cases = data("clinical")
+    nomogram = Nomogram(fun_at=reference["fun_at_requested"]).fit(cases[PREDICTORS], cases["y"])
+    assert_close(nomogram.points_per_unit_, reference["points_per_lp_unit_sc"], rel=ITERATIVE)
+    assert nomogram.lp_axis_["lp"].tolist() == reference["lp_axis"]["lp"]
+    assert 0.99 not in nomogram.risk_axis_["probability"].tolist()
+    assert_close(nomogram.risk_axis_["total_points"], reference["risk_axis"]["total_points_rms"],
+                 rel=ITERATIVE)
+
+
+def test_per_patient_breakdown_matches_rms_examples():
+    examples = pd.DataFrame(expected("logistic_nomogram")["nomogram_examples"])
+    breakdown = _from_lrm().points(examples[PREDICTORS])
+    assert_close(breakdown["total_points"], examples["total_points"])
+    assert_close(breakdown["linear_predictor"], examples["linear_predictor"])
+    assert_close(breakdown["probability"], examples["probability"])
+    parts = breakdown[[f"points_{p}" for p in PREDICTORS]].sum(axis=1)
+    assert_close(parts, breakdown["total_points"])
+
+
+def test_r_pretty_matches_r():
+    # the dlr_score axis and the total-points axis of the rms reference nomogram
+    assert_close(r_pretty(-2.802, 2.777, 10), np.arange(-3, 3.01, 0.5))
+    assert_close(r_pretty(0, 146.6, 10), np.arange(0, 161, 20))
+    ref = expected("logistic_nomogram")["nomogram_default"]
+    assert_close(r_pretty(0.0024726, 0.9820138, 10)[1:-1], ref["risk_axis"]["probability"])
+
+
+def test_categorical_labels_and_json_round_trip(tmp_path):
+    cases = data("clinical")
+    features = cases[PREDICTORS].assign(
+        shape=cases["shape"].map({0: "regular", 1: "irregular"}))
+    nomogram = Nomogram(reference={"shape": "regular"}).fit(features, cases["y"])
+    shape = nomogram.scale_table().query("predictor == 'shape'")
+    assert shape["value"].tolist() == ["regular", "irregular"]
+    numeric = Nomogram().fit(cases[PREDICTORS], cases["y"])
+    assert_close(nomogram.points(features)["probability"],
+                 numeric.points(cases[PREDICTORS])["probability"], rel=1e-9)
+    restored = Nomogram.from_dict(json.loads(json.dumps(nomogram.to_dict())))
+    pd.testing.assert_frame_equal(restored.points(features), nomogram.points(features))
+    with pytest.raises(DlrnError, match="unknown level"):
+        nomogram.points(features.assign(shape="lobulated"))
+    paths = nomogram.plot(tmp_path / "nomogram", labels={"dlr_score": "DLR score"})
+    assert [p.suffix for p in paths] == [".png", ".svg"]
+    assert paths[0].stat().st_size > 20_000
+
+
+def test_bad_inputs_are_clear_errors():
+    cases = data("clinical")
+    with pytest.raises(DlrnError, match="lack predictor"):
+        _from_lrm().points(cases[["shape"]])
+    with pytest.raises(DlrnError, match="format"):
+        Nomogram.from_dict({"format": "pickle"})
