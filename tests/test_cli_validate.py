@@ -23,6 +23,19 @@ def test_valid_cohort(synthetic_cohort_csv: Path, capsys: pytest.CaptureFixture)
     code = main(["validate", str(synthetic_cohort_csv), "--patient", "patient_id",
                  "--repeat-mask", "mask_reader2"])
     assert code == 0
+    out = capsys.readouterr().out
+    assert "60 valid case(s)" in out
+    assert "mask_reader2: 60 case(s) with a repeat mask" in out
+
+
+def test_table_without_outcome(synthetic_cohort_csv: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture) -> None:
+    table = pd.read_csv(synthetic_cohort_csv).drop(columns="label")
+    for column in ("image", "mask", "mask_reader2"):
+        table[column] = [str(synthetic_cohort_csv.parent / path) for path in table[column]]
+    table.to_csv(tmp_path / "unlabelled.csv", index=False)
+    assert main(["validate", str(tmp_path / "unlabelled.csv")]) == 2  # label column required
+    assert main(["validate", str(tmp_path / "unlabelled.csv"), "--label", "none"]) == 0
     assert "60 valid case(s)" in capsys.readouterr().out
 
 

@@ -172,7 +172,15 @@ def test_unreadable_file(tmp_path: Path) -> None:
     (tmp_path / "images" / "c1.png").write_bytes(b"garbage")
     problems = problems_of(save(table, tmp_path))
     assert problems[["row", "case_id", "column"]].values.tolist() == [[3, "c1", "image"]]
-    assert problems.loc[0, "problem"].startswith("unreadable")
+    assert problems.loc[0, "problem"] == "unreadable: cannot identify image file"
+
+
+def test_unsupported_format_problem_names_the_format(tmp_path: Path) -> None:
+    table = make_table(tmp_path)
+    (tmp_path / "images" / "c1.gif").write_bytes(b"GIF89a")
+    table.loc[1, "image"] = "images/c1.gif"
+    problem = problems_of(save(table, tmp_path)).loc[0, "problem"]
+    assert problem.startswith("unreadable: unsupported image format .gif; supported: .png")
 
 
 def test_image_mask_size_mismatch(tmp_path: Path) -> None:
@@ -284,6 +292,7 @@ def test_positive_label_with_three_values_is_refused(tmp_path: Path) -> None:
     problems = problems_of(save(table, tmp_path), CohortColumns(positive_label="malignant"))
     assert len(problems) == 6
     assert "must hold exactly two values" in problems.loc[0, "problem"]
+    assert problems.loc[0, "problem"].endswith("(found: benign, malignant, malignent)")
 
 
 def test_label_mapping_reports_unmapped_values(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,17 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.pixels import get_decoder
+from pydicom.uid import (
+    MPEG4HP41,
+    UID,
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGLosslessSV1,
+    UltrasoundMultiFrameImageStorage,
+    generate_uid,
+)
 
 from dlrn.imaging import (
     ImageReadError,
@@ -153,12 +164,23 @@ def test_genuine_3d_volume_is_refused_naming_the_file(tmp_path: Path) -> None:
 # --- DICOM ----------------------------------------------------------------------------------
 
 
-def write_dicom(path: Path, frames: np.ndarray, **elements) -> Path:
-    """A minimal valid uncompressed DICOM file holding ``frames`` (f, rows, cols[, 3])."""
+def write_dicom(
+    path: Path,
+    frames: np.ndarray,
+    *,
+    encoded_frames: list[bytes] | None = None,
+    syntax: UID = ExplicitVRLittleEndian,
+    **elements,
+) -> Path:
+    """A minimal valid DICOM file holding ``frames`` (f, rows, cols[, 3]).
+
+    Uncompressed, unless ``encoded_frames`` (one compressed codestream per frame) and
+    their transfer ``syntax`` are given.
+    """
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = syntax
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
@@ -176,7 +198,11 @@ def write_dicom(path: Path, frames: np.ndarray, **elements) -> Path:
     ds.PixelRepresentation = 0
     for keyword, value in elements.items():
         setattr(ds, keyword, value)
-    ds.PixelData = np.ascontiguousarray(frames).tobytes()
+    if encoded_frames is None:
+        ds.PixelData = np.ascontiguousarray(frames).tobytes()
+    else:
+        ds.PixelData = encapsulate(encoded_frames)
+        ds["PixelData"].VR = "OB"
     ds.save_as(path, enforce_file_format=True)
     return path
 
@@ -230,6 +256,59 @@ def test_monochrome_dicom_pixel_spacing_is_row_then_column(tmp_path: Path) -> No
 def test_dicom_without_calibration_has_unknown_spacing(tmp_path: Path) -> None:
     image = read_image(write_dicom(tmp_path / "plain.dcm", GREY[np.newaxis]))
     assert not spacing_is_known(image)
+
+
+def jpeg_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def test_jpeg_baseline_ultrasound_dicom_decodes_with_pillow(tmp_path: Path) -> None:
+    """Colour cine loops are often stored JPEG-compressed as YBR_FULL_422; no extra package."""
+    rows, cols = np.mgrid[0:32, 0:48]
+    smooth = np.stack([cols * 5, rows * 7, (rows + cols) * 3], axis=-1).astype(np.uint8)
+    frames = np.stack([smooth, 255 - smooth])
+    encoded = [jpeg_bytes(frame) for frame in frames]
+    path = write_dicom(tmp_path / "jpeg.dcm", frames, encoded_frames=encoded,
+                       syntax=JPEGBaseline8Bit, PhotometricInterpretation="YBR_FULL_422",
+                       SequenceOfUltrasoundRegions=[ultrasound_region(0.01, 0.01)])
+    for frame, codestream in enumerate(encoded):
+        image = read_image(path, frame=frame)
+        assert_true_2d(image, smooth.shape[:2])
+        decoded = np.asarray(Image.open(io.BytesIO(codestream)).convert("RGB"), dtype=float)
+        luma = decoded @ [0.299, 0.587, 0.114]
+        np.testing.assert_allclose(pixels(image), luma, atol=1e-3)
+        original = frames[frame].astype(float) @ [0.299, 0.587, 0.114]
+        assert np.abs(pixels(image) - original).max() < 3.0  # quality 95 JPEG
+    np.testing.assert_allclose(image.GetSpacing(), (0.1, 0.1))
+
+
+def test_jpeg_baseline_grey_dicom(tmp_path: Path) -> None:
+    ramp = np.tile(np.arange(0, 240, 5, dtype=np.uint8), (20, 1))
+    path = write_dicom(tmp_path / "grey.dcm", ramp[np.newaxis], syntax=JPEGBaseline8Bit,
+                       encoded_frames=[jpeg_bytes(ramp)])
+    assert np.abs(pixels(read_image(path)) - ramp).max() <= 1.0
+
+
+@pytest.mark.skipif(get_decoder(JPEGLosslessSV1).is_available,
+                    reason="a JPEG lossless decoder is installed")
+def test_undecodable_compression_names_the_package_to_install(tmp_path: Path) -> None:
+    path = write_dicom(tmp_path / "lossless.dcm", GREY[np.newaxis], syntax=JPEGLosslessSV1,
+                       encoded_frames=[b"\xff\xd8\xff\xd9"])
+    with pytest.raises(ImageReadError) as raised:
+        read_image(path)
+    message = str(raised.value)
+    assert str(path) in message and "JPEG Lossless" in message
+    assert "'pip install pylibjpeg pylibjpeg-libjpeg'" in message
+    assert "'pip install python-gdcm'" in message
+
+
+def test_video_dicom_is_refused_with_advice(tmp_path: Path) -> None:
+    path = write_dicom(tmp_path / "cine.dcm", GREY[np.newaxis], syntax=MPEG4HP41,
+                       encoded_frames=[b"\x00\x00\x01"])
+    with pytest.raises(ImageReadError, match=r"video format .* uncompressed DICOM or a PNG"):
+        read_image(path)
 
 
 # --- masks ----------------------------------------------------------------------------------
@@ -328,6 +407,37 @@ def test_spacing_mismatch_between_calibrated_files(tmp_path: Path) -> None:
     sitk.WriteImage(mask_image, str(mask_path))
     with pytest.raises(ImageReadError, match=r"pixel spacing 0\.3 x 0\.3 mm"):
         read_image_and_mask(image_path, mask_path)
+
+
+def test_itk_snap_mask_of_calibrated_ultrasound_takes_the_calibration(tmp_path: Path) -> None:
+    """ITK (so ITK-SNAP) ignores the ultrasound region calibration and writes 1 mm pixels."""
+    image_path = write_dicom(tmp_path / "us.dcm", GREY[np.newaxis],
+                             SequenceOfUltrasoundRegions=[ultrasound_region(0.01, 0.01)])
+    mask_image = sitk.GetImageFromArray(SQUARE[np.newaxis])  # 1xHxW, 1 mm, as ITK-SNAP saves
+    mask_path = tmp_path / "seg.nii.gz"
+    sitk.WriteImage(mask_image, str(mask_path))
+    image, mask = read_image_and_mask(image_path, mask_path)
+    assert mask.GetSpacing() == image.GetSpacing() == pytest.approx((0.1, 0.1))
+    mask_image.SetSpacing((0.3, 0.3, 1.0))  # a real disagreement is still refused
+    sitk.WriteImage(mask_image, str(mask_path))
+    with pytest.raises(ImageReadError, match=r"pixel spacing 0\.3 x 0\.3 mm"):
+        read_image_and_mask(image_path, mask_path)
+
+
+def test_single_frame_mask_serves_any_frame_of_a_cine_loop(tmp_path: Path) -> None:
+    image_path = write_dicom(tmp_path / "cine.dcm", np.stack([GREY, 255 - GREY]))
+    mask_path = tmp_path / "roi.png"
+    Image.fromarray(SQUARE * 255).save(mask_path)
+    image, mask = read_image_and_mask(image_path, mask_path, frame=1)
+    np.testing.assert_array_equal(pixels(image), 255 - GREY)
+    np.testing.assert_array_equal(pixels(mask), SQUARE)
+    multi_mask = tmp_path / "roi.tif"
+    pages = [Image.fromarray(SQUARE * 0), Image.fromarray(SQUARE * 255)]
+    pages[0].save(multi_mask, save_all=True, append_images=pages[1:])
+    np.testing.assert_array_equal(pixels(read_mask(multi_mask, frame=1)), SQUARE)
+    assert pixels(read_mask(multi_mask, frame=0)).sum() == 0
+    with pytest.raises(ImageReadError, match=r"2 frame\(s\); frame 2 requested"):
+        read_mask(multi_mask, frame=2)
 
 
 # --- errors ---------------------------------------------------------------------------------

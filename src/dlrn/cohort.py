@@ -359,13 +359,14 @@ def _id_problems(cases: pd.DataFrame, columns: CohortColumns) -> list[_Problem]:
 def _label_problems(cases: pd.DataFrame, columns: CohortColumns) -> list[_Problem]:
     """Convert ``cases['label']`` to 0/1 in place and report values that cannot be."""
     mapping = _label_mapping(cases["label"], columns.positive_label)
+    seen = sorted({value.lower() for value in cases["label"].dropna()})
     problems, labels = [], []
     for row, case_id, value in cases[["_row", "case_id", "label"]].itertuples(index=False):
         label = None if value is None else mapping.get(value.lower())
         labels.append(label)
         if label is None:
             problems.append(_Problem(row, case_id or "", str(columns.label), "",
-                                     _label_message(value, mapping)))
+                                     _label_message(value, mapping, seen)))
     cases["label"] = pd.array(labels, dtype="Int64")
     return problems
 
@@ -383,12 +384,12 @@ def _label_mapping(values: pd.Series, positive: str | int | Mapping[str, int] | 
     return {value: int(value == positive_text) for value in seen}
 
 
-def _label_message(value: str | None, mapping: dict) -> str:
+def _label_message(value: str | None, mapping: dict, seen: list[str]) -> str:
     if value is None:
         return "label is missing"
     if not mapping:
         return (f"label {value!r}: with positive_label set, the label column must hold exactly "
-                "two values, one of them the positive label")
+                f"two values, one of them the positive label (found: {', '.join(seen)})")
     expected = ", ".join(sorted(mapping))
     return f"label {value!r} is not binary (expected one of: {expected}; or set positive_label)"
 
@@ -552,7 +553,13 @@ def _hull_points(points: np.ndarray) -> np.ndarray:
 
 
 def _without_path(message: str, path: str) -> str:
-    return message.replace(f" {path}", "").replace(path, "the file").strip(" :")
+    """The reader's message without the file name, shown in its own column of the list."""
+    for mention in (f" '{path}'", f' "{path}"', f" {path}"):
+        message = message.replace(mention, "")
+    message = message.replace(path, "the file")
+    for redundant in ("the file: ", "cannot read image file: "):
+        message = message.removeprefix(redundant)
+    return message.strip(" :")
 
 
 def _size(image) -> str:
@@ -593,7 +600,8 @@ def _problem_message(source: Path, problems: pd.DataFrame) -> str:
     n_cases = problems["row"].nunique()
     return (
         f"cohort table {source}: {len(problems)} problem(s) in {n_cases} row(s) "
-        "(fix them, or exclude these cases with on_error='exclude'):\n"
+        "(fix them, or exclude these cases with on_error 'exclude' / "
+        "dlrn validate --exclusions FILE):\n"
         + _problem_lines(problems)
     )
 

@@ -16,12 +16,16 @@ Formats
       volume with more than one slice is an error naming the file.
     * DICOM (``.dcm``, ``.dicom``, or any file with the DICOM preamble; read
       with pydicom). Multi-frame files (cine loops): frame ``frame``, default
-      0, the first frame. YBR colour is converted to RGB; MONOCHROME1 is
-      inverted so that bright means high signal; rescale slope/intercept are
-      applied. Spacing comes from PixelSpacing, else ImagerPixelSpacing, else
-      the ultrasound region calibration (SequenceOfUltrasoundRegions, first
-      region calibrated in cm, converted to mm). Without any of these the
-      spacing is unknown.
+      0, the first frame (a single-frame *mask* serves any frame of its
+      image). YBR colour is converted to RGB; MONOCHROME1 is inverted so that
+      bright means high signal; rescale slope/intercept are applied. Spacing
+      comes from PixelSpacing, else ImagerPixelSpacing, else the ultrasound
+      region calibration (SequenceOfUltrasoundRegions, first region calibrated
+      in cm, converted to mm). Without any of these the spacing is unknown.
+      Compressed pixel data: JPEG baseline/extended and JPEG 2000 decode with
+      Pillow; JPEG lossless and JPEG-LS need python-gdcm or pylibjpeg +
+      pylibjpeg-libjpeg (the error names them); video transfer syntaxes
+      (MPEG-2, H.264, HEVC) are refused.
 
 Images
     Returned as float32 grey. Colour (RGB) is converted with the ITU-R BT.601
@@ -43,11 +47,14 @@ Geometry
     mask from a format without geometry (PNG...) takes the image's spacing,
     origin and orientation; two files that both carry geometry must agree
     (spacing within 1e-4 relative), otherwise a :class:`ImageReadError`
-    explains the mismatch.
+    explains the mismatch. Exception: ITK's DICOM reader, so ITK-SNAP, ignores
+    the ultrasound region calibration and saves 1 mm pixels, so a 1 mm mask of
+    a region-calibrated ultrasound image takes the image's spacing.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,8 +72,10 @@ SUPPORTED_SUFFIXES = RASTER_SUFFIXES + VOLUME_SUFFIXES + DICOM_SUFFIXES
 BT601_LUMA = np.array([0.299, 0.587, 0.114])
 SPACING_SOURCE_KEY = "dlrn_spacing_source"
 SPACING_UNKNOWN = "unknown"
+US_REGION_SOURCE = "DICOM ultrasound region"
 _SPACING_RTOL = 1e-4
 _CM_UNITS = 3  # DICOM PhysicalUnitsXDirection code for centimetres
+_PIP_NAMES = {"gdcm": "python-gdcm"}  # pydicom's plugin requirement -> PyPI name
 
 
 class ImageReadError(DlrnError):
@@ -87,15 +96,19 @@ class _Pixels:
 def read_image(path: str | Path, *, frame: int = 0) -> sitk.Image:
     """Read an image as a 2D float32 grey SimpleITK image (conversion rules: module doc)."""
     path = Path(path)
-    pixels = _read_pixels(path, frame, palette_as_index=False)
+    pixels = _read_pixels(path, frame, mask=False)
     grey = _to_grey(pixels.array, path)
     return _to_sitk(grey.astype(np.float32), pixels)
 
 
 def read_mask(path: str | Path, *, label: int | None = None, frame: int = 0) -> sitk.Image:
-    """Read a mask as a 2D uint8 0/1 SimpleITK image (non-zero, or exactly ``label``, is ROI)."""
+    """Read a mask as a 2D uint8 0/1 SimpleITK image (non-zero, or exactly ``label``, is ROI).
+
+    ``frame`` picks the frame of a multi-frame mask; a single-frame mask is used as it is
+    (one ROI drawn on frame ``frame`` of a cine loop).
+    """
     path = Path(path)
-    pixels = _read_pixels(path, frame, palette_as_index=True)
+    pixels = _read_pixels(path, frame, mask=True)
     roi = _binarize(pixels.array, path, label, lossy=_suffix(path) in LOSSY_SUFFIXES)
     return _to_sitk(roi.astype(np.uint8), pixels)
 
@@ -134,10 +147,23 @@ def align_mask_to_image(
 
 
 def spacings_agree(image: sitk.Image, mask: sitk.Image) -> bool:
-    """False only when both files state a spacing and the two differ."""
+    """False only when both files state a spacing and the two differ.
+
+    ITK-based tools such as ITK-SNAP do not read the DICOM ultrasound region
+    calibration and save masks of such images with 1 mm pixels; a 1 mm mask of a
+    region-calibrated image is therefore accepted (the image's calibration is used).
+    """
     if not (spacing_is_known(image) and spacing_is_known(mask)):
         return True
+    if _uncalibrated_by_itk(image, mask) or _uncalibrated_by_itk(mask, image):
+        return True
     return bool(np.allclose(image.GetSpacing(), mask.GetSpacing(), rtol=_SPACING_RTOL))
+
+
+def _uncalibrated_by_itk(calibrated: sitk.Image, other: sitk.Image) -> bool:
+    return calibrated.GetMetaData(SPACING_SOURCE_KEY) == US_REGION_SOURCE and bool(
+        np.allclose(other.GetSpacing(), 1.0)
+    )
 
 
 def spacing_is_known(image: sitk.Image) -> bool:
@@ -159,11 +185,11 @@ def image_size(path: str | Path, *, frame: int = 0) -> tuple[int, int]:
             with Image.open(path) as handle:
                 return handle.size
         except Exception as error:  # Pillow raises many types for bad files
-            raise ImageReadError(f"cannot read image file {path}: {error}") from error
+            raise _unreadable(path, error) from error
     return read_image(path, frame=frame).GetSize()
 
 
-def _read_pixels(path: Path, frame: int, *, palette_as_index: bool) -> _Pixels:
+def _read_pixels(path: Path, frame: int, *, mask: bool) -> _Pixels:
     """Decode one frame; palette PNGs give indices (masks) or colours (images)."""
     _check_exists(path)
     if frame < 0:
@@ -171,19 +197,25 @@ def _read_pixels(path: Path, frame: int, *, palette_as_index: bool) -> _Pixels:
     suffix = _suffix(path)
     try:
         if suffix in RASTER_SUFFIXES:
-            return _read_raster(path, frame, palette_as_index)
+            return _read_raster(path, frame, mask)
         if suffix in VOLUME_SUFFIXES:
             return _read_volume(path)
         if suffix in DICOM_SUFFIXES or _has_dicom_preamble(path):
-            return _read_dicom(path, frame)
+            return _read_dicom(path, frame, mask)
     except ImageReadError:
         raise
     except Exception as error:  # decoders raise many types for corrupt files
-        raise ImageReadError(f"cannot read image file {path}: {error}") from error
+        raise _unreadable(path, error) from error
     raise ImageReadError(
-        f"unsupported image format for {path}; supported: {', '.join(SUPPORTED_SUFFIXES)} "
-        "and DICOM files"
+        f"{path}: unsupported image format {suffix or '(no suffix)'}; supported: "
+        f"{', '.join(SUPPORTED_SUFFIXES)} and DICOM files"
     )
+
+
+def _unreadable(path: Path, error: Exception) -> ImageReadError:
+    """The decoder's complaint, naming the file once (decoders often quote it again)."""
+    detail = str(error).replace(f" '{path}'", "").replace(f' "{path}"', "")
+    return ImageReadError(f"cannot read image file {path}: {detail}")
 
 
 def _check_exists(path: Path) -> None:
@@ -202,15 +234,12 @@ def _has_dicom_preamble(path: Path) -> bool:
         return handle.read(4) == b"DICM"
 
 
-def _read_raster(path: Path, frame: int, palette_as_index: bool) -> _Pixels:
+def _read_raster(path: Path, frame: int, mask: bool) -> _Pixels:
     from PIL import Image
 
     with Image.open(path) as handle:
-        n_frames = getattr(handle, "n_frames", 1)
-        if frame >= n_frames:
-            raise ImageReadError(f"{path} has {n_frames} frame(s); frame {frame} requested")
-        handle.seek(frame)
-        if handle.mode == "P" and palette_as_index:
+        handle.seek(_frame_index(path, frame, getattr(handle, "n_frames", 1), mask))
+        if handle.mode == "P" and mask:
             return _Pixels(np.asarray(handle))
         if handle.mode not in ("1", "L", "LA", "I", "I;16", "I;16B", "F", "RGB", "RGBA"):
             handle = handle.convert("RGB")  # CMYK, YCbCr...: to RGB first
@@ -239,7 +268,7 @@ def _read_volume(path: Path) -> _Pixels:
         spacing=(spacing[0], spacing[1]),
         origin=(origin[0], origin[1]),
         direction=_in_plane_direction(image, kept),
-        spacing_source=path.suffix.lower().lstrip(".") + " header",
+        spacing_source=_suffix(path).lstrip(".") + " header",
     )
 
 
@@ -264,15 +293,24 @@ def _in_plane_direction(image: sitk.Image, kept: list[int]) -> tuple[float, floa
     return (1.0, 0.0, 0.0, 1.0)
 
 
-def _read_dicom(path: Path, frame: int) -> _Pixels:
+def _frame_index(path: Path, frame: int, n_frames: int, mask: bool) -> int:
+    """``frame``, or 0 for a single-frame mask (it serves every frame of its image)."""
+    if mask and n_frames == 1:
+        return 0
+    if frame >= n_frames:
+        raise ImageReadError(f"{path} has {n_frames} frame(s); frame {frame} requested")
+    return frame
+
+
+def _read_dicom(path: Path, frame: int, mask: bool) -> _Pixels:
     from pydicom import dcmread
     from pydicom.pixels import apply_rescale, pixel_array
 
     header = dcmread(path, stop_before_pixels=True)
+    _check_dicom_decoder(path, header)
     n_frames = int(header.get("NumberOfFrames", 1) or 1)
-    if frame >= n_frames:
-        raise ImageReadError(f"{path} has {n_frames} frame(s); frame {frame} requested")
-    array = pixel_array(str(path), index=frame if n_frames > 1 else None)
+    index = _frame_index(path, frame, n_frames, mask)
+    array = pixel_array(str(path), index=index if n_frames > 1 else None)
     photometric = str(header.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric.startswith("MONOCHROME"):
         if "RescaleSlope" in header or "RescaleIntercept" in header:
@@ -281,6 +319,40 @@ def _read_dicom(path: Path, frame: int) -> _Pixels:
             array = array.max() - array
     spacing, source = _dicom_spacing(header)
     return _Pixels(array, spacing=spacing, spacing_source=source)
+
+
+def _check_dicom_decoder(path: Path, header) -> None:
+    """Refuse compressed pixel data that no installed package decodes, naming what to install."""
+    from pydicom.pixels import get_decoder
+
+    file_meta = getattr(header, "file_meta", None)
+    syntax = file_meta.get("TransferSyntaxUID") if file_meta is not None else None
+    if syntax is None or not syntax.is_transfer_syntax or not syntax.is_compressed:
+        return
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        raise ImageReadError(
+            f"DICOM file {path} is compressed as {syntax.name!r}, a video format that cannot be "
+            "decoded; export the frame as an uncompressed DICOM or a PNG"
+        ) from None
+    if not decoder.is_available:
+        raise ImageReadError(
+            f"DICOM file {path} is compressed as {syntax.name!r} and no installed package "
+            f"decodes it; install one of: {_install_hints(decoder.missing_dependencies)}"
+        )
+
+
+def _install_hints(missing_dependencies: list[str]) -> str:
+    """pydicom's 'plugin - requires a>=1 and b>=2' lines as 'pip install a b' commands."""
+    commands = []
+    for line in missing_dependencies:
+        requirements = line.partition("requires")[2].split(" and ")
+        names = [re.split(r"[<>=\s]", requirement.strip())[0] for requirement in requirements]
+        packages = [_PIP_NAMES.get(name, name) for name in names if name and name != "numpy"]
+        if packages:
+            commands.append("pip install " + " ".join(packages))
+    return " or ".join(f"'{command}'" for command in commands) or "a pydicom pixel data plugin"
 
 
 def _dicom_spacing(header) -> tuple[tuple[float, float] | None, str]:
@@ -294,7 +366,7 @@ def _dicom_spacing(header) -> tuple[tuple[float, float] | None, str]:
         units = (region.get("PhysicalUnitsXDirection"), region.get("PhysicalUnitsYDirection"))
         if units == (_CM_UNITS, _CM_UNITS):
             delta_x, delta_y = float(region.PhysicalDeltaX), float(region.PhysicalDeltaY)
-            return (abs(delta_x) * 10.0, abs(delta_y) * 10.0), "DICOM ultrasound region"
+            return (abs(delta_x) * 10.0, abs(delta_y) * 10.0), US_REGION_SOURCE
     return None, SPACING_UNKNOWN
 
 

@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--id", dest="case_id", default="case_id", help="case id column")
     parser.add_argument("--image", default="image", help="image path column")
     parser.add_argument("--mask", default="mask", help="mask path column")
-    parser.add_argument("--label", default="label", help="outcome column ('' = none)")
+    parser.add_argument("--label", default="label",
+                        help="outcome column ('none' for a table without one)")
     parser.add_argument("--patient", default=None, help="patient id column")
     parser.add_argument("--repeat-mask", action="append", default=[], dest="repeat_masks",
                         help="repeat segmentation column (ICC); may be given several times")
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if args.exclusions and args.exclusions.exists() and not args.overwrite:
         raise DlrnError(f"{args.exclusions} already exists; use --overwrite to replace it")
     columns = CohortColumns(
-        case_id=args.case_id, image=args.image, mask=args.mask, label=args.label or None,
+        case_id=args.case_id, image=args.image, mask=args.mask,
+        label=None if args.label.lower() in ("", "none") else args.label,
         patient=args.patient, repeat_masks=tuple(args.repeat_masks),
         split=args.split_column, positive_label=args.positive_label,
     )
@@ -64,4 +66,6 @@ def run(args: argparse.Namespace) -> int:
     if "label" in cohort.cases:
         summary += f" ({int(cohort.cases['label'].sum())} positive)"
     print(summary)
+    for column in cohort.repeat_masks:
+        print(f"{column}: {int(cohort.cases[column].notna().sum())} case(s) with a repeat mask")
     return 0
