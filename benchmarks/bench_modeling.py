@@ -1,0 +1,91 @@
+"""Time the whole selection + 7-classifier grid search (issue 4's performance target).
+
+Synthetic stand-in for BUS-BRA radiomics: 1,300 training + 300 test cases x
+1,600 features built from 40 latent factors (feature families of near-duplicate
+columns, as wavelet/LoG variants of one statistic are), a third of them
+log-normal (skewed), label ~1:3 from three factors. Prints the selection funnel,
+the wall time of one selection fit, of the whole run, and the selection fits the
+per-fold cache saved (an estimate: fits avoided x time of one fit).
+
+    nice -n 10 .venv/bin/python benchmarks/bench_modeling.py [--jobs 2] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+
+from dlrn.classifiers import CLASSIFIERS, DEFAULT_GRIDS
+from dlrn.modeling import fit_feature_set
+from dlrn.selection import make_selection_pipeline, selection_funnel
+
+
+def synthetic_radiomics(
+    n_train: int = 1300,
+    n_test: int = 300,
+    n_features: int = 1600,
+    n_factors: int = 40,
+    seed: int = 0,
+):
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    factors = rng.normal(size=(n, n_factors))
+    family = rng.integers(0, n_factors, n_features)  # each feature mostly reflects one factor
+    loadings = rng.uniform(0.5, 1.0, n_features)
+    noise_sd = rng.uniform(0.05, 1.0, n_features)  # small noise -> near-duplicate columns
+    values = factors[:, family] * loadings + rng.normal(size=(n, n_features)) * noise_sd
+    skewed = rng.random(n_features) < 1 / 3
+    values[:, skewed] = np.exp(values[:, skewed] / 2)
+    logit = -1.6 + 0.9 * factors[:, 0] - 0.7 * factors[:, 1] + 0.5 * factors[:, 2]
+    label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    ids = pd.Index([f"case{i:05d}" for i in range(n)], name="case_id")
+    X = pd.DataFrame(values, index=ids, columns=[f"feature_{j:04d}" for j in range(n_features)])
+    y = pd.Series(label, index=ids)
+    split = pd.Series(["train"] * n_train + ["test"] * n_test, index=ids)
+    return X, y, split
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    X, y, split = synthetic_radiomics(seed=args.seed)
+    train = split == "train"
+    print(
+        f"data: {train.sum()} training + {(~train).sum()} test cases x {X.shape[1]} features, "
+        f"{y[train].mean():.0%} positive; jobs={args.jobs}"
+    )
+
+    start = time.perf_counter()
+    selection = make_selection_pipeline(seed=args.seed).fit(X[train], y[train])
+    one_selection = time.perf_counter() - start
+    print(selection_funnel(selection).to_string(index=False))
+    print(f"one selection fit on the training set: {one_selection:.1f} s")
+
+    start = time.perf_counter()
+    result = fit_feature_set("HCR", X, y, split, seed=args.seed, n_jobs=args.jobs, progress=True)
+    total = time.perf_counter() - start
+    points = sum(np.prod([len(v) for v in DEFAULT_GRIDS[c].values()]) for c in CLASSIFIERS)
+    uncached_fits = points * 5 + len(CLASSIFIERS) * (1 + 5)  # grid x folds + refit + OOF folds
+    cached_fits = 5 + 1
+    print(result.best_params.to_string(index=False))
+    test = result.metrics[result.metrics["set"] == "test"][["model", "auc"]]
+    print(test.to_string(index=False))
+    print(
+        f"whole selection + 7-classifier grid search ({points} grid points x 5 folds): "
+        f"{total:.1f} s = {total / 60:.1f} min"
+    )
+    saved = (uncached_fits - cached_fits) * one_selection / args.jobs
+    print(
+        f"selection fits: {cached_fits} with the per-fold cache vs {uncached_fits} without; "
+        f"estimated run without the cache: {total + saved:.0f} s "
+        f"(ratio {(total + saved) / total:.1f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()

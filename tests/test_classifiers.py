@@ -1,0 +1,81 @@
+"""The seven classifiers: construction, grouped folds, the median-AUC rule, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from dlrn.classifiers import (
+    CLASSIFIERS,
+    DEFAULT_GRIDS,
+    best_median_index,
+    grid_search,
+    make_classifier,
+    make_cv,
+    search_table,
+)
+from dlrn.errors import ConfigError, DlrnError
+
+
+def _data(n: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5))
+    y = (X[:, 0] + rng.normal(size=n) > 0.9).astype(int)  # about 1:3 imbalance
+    return X, y
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_every_classifier_is_cloneable_and_gives_probabilities(name: str) -> None:
+    X, y = _data()
+    model = clone(make_classifier(name, seed=0, class_weight="balanced")).fit(X, y)
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(y), 2) and np.allclose(proba.sum(1), 1)
+    assert set(DEFAULT_GRIDS[name]) <= set(model.get_params())
+
+
+def test_unknown_classifier_and_class_weight_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown classifier"):
+        make_classifier("KNN")
+    with pytest.raises(ConfigError, match="class_weight"):
+        make_classifier("LR", class_weight="smote")
+
+
+def test_balanced_xgboost_weights_positives_by_the_class_ratio() -> None:
+    X, y = _data()
+    model = make_classifier("XGBoost", class_weight="balanced").fit(X, y)
+    assert model.scale_pos_weight == pytest.approx((y == 0).sum() / (y == 1).sum())
+
+
+def test_median_rule_prefers_consistent_folds_over_a_higher_mean() -> None:
+    folds = [[1.0, 1.0, 0.70, 0.70, 0.70], [0.75] * 5]  # candidate 0: two lucky folds
+    results = {f"split{i}_test_score": [folds[0][i], folds[1][i]] for i in range(5)}
+    assert np.mean(folds[0]) > np.mean(folds[1]) and np.median(folds[0]) < np.median(folds[1])
+    assert best_median_index(results) == 1
+
+
+def test_folds_are_stratified_and_grouped_by_patient() -> None:
+    _, y = _data(n=200)
+    patients = np.repeat(np.arange(100), 2)
+    y = np.repeat(y[:100], 2)
+    folds = make_cv(y, patients, seed=0)
+    assert len(folds) == 5
+    for train, validation in folds:
+        assert not set(patients[train]) & set(patients[validation])
+        assert abs(y[validation].mean() - y.mean()) < 0.1
+    with pytest.raises(DlrnError, match="at least 5 training cases of each class"):
+        make_cv(np.array([0] * 20 + [1] * 3))
+
+
+@pytest.mark.parametrize("name", ["LightGBM", "XGBoost", "MLP"])
+def test_grid_search_is_deterministic_across_runs_and_workers(name: str) -> None:
+    X, y = _data()
+    folds = make_cv(y, seed=7)
+    grid = {key: values[:2] for key, values in list(DEFAULT_GRIDS[name].items())[:1]}
+    runs = [grid_search(name, X, y, cv=folds, grid=grid, seed=7, n_jobs=jobs) for jobs in (1, 2, 1)]
+    tables = [search_table(run, name) for run in runs]
+    for table in tables[1:]:
+        assert table.equals(tables[0])
+    probabilities = [run.predict_proba(X)[:, 1] for run in runs]
+    assert all(np.array_equal(p, probabilities[0]) for p in probabilities)
+    assert tables[0]["chosen"].sum() == 1
