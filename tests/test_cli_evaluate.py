@@ -61,3 +61,26 @@ def test_evaluate_names_the_bad_column(predictions_csv, tmp_path, capsys):
                  "--out", str(tmp_path / "out")])
     assert code == 2
     assert "ModelC" in capsys.readouterr().err
+
+
+def test_evaluate_reports_a_one_class_external_cohort_instead_of_stopping(
+    predictions_csv, tmp_path
+):
+    table = pd.read_csv(predictions_csv)
+    table = table[(table["cohort"] == "development") | (table["outcome"] == 0)]
+    path = tmp_path / "one_class.csv"
+    table.to_csv(path, index=False)
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="set 'external'"):
+        code = main(["evaluate", str(path), "--label", "outcome", "--scores", "ModelA,ModelB",
+                     "--set", "cohort", "--train-set", "development", "--out", str(out),
+                     "--no-lowess"])
+    assert code == 0
+    metrics = pd.read_csv(out / "metrics.csv", keep_default_na=False).set_index(["model", "set"])
+    assert metrics.loc[("ModelA", "external"), "note"].startswith("AUC and its CI undefined")
+    assert metrics.loc[("ModelA", "development"), "note"] == ""
+    delong = pd.read_csv(out / "delong.csv").set_index("set")
+    assert delong.loc["external", "note"].startswith("DeLong test skipped")
+    assert not (out / "figures" / "roc_external.png").exists()
+    assert (out / "figures" / "calibration_external.png").is_file()
+    assert '"smooth_calibration": false' in (out / "provenance.json").read_text()

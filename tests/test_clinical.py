@@ -83,10 +83,63 @@ def test_baseline_errors_name_the_problem():
     cases = pd.DataFrame({"group": ["a", "b", "c"], "x": [1.0, 2.0, 3.0]})
     with pytest.raises(DlrnError, match="exactly two values"):
         baseline_table(cases, "group", ["x"])
-    cases = pd.DataFrame({"group": ["a", "b"] * 3, "x": [1.0, np.nan, 3.0, 4, 5, 6]},
+    cases = pd.DataFrame({"group": ["a", None] * 3, "x": [1.0, 2.0, 3.0, 4, 5, 6]},
                          index=[f"c{i}" for i in range(6)])
-    with pytest.raises(DlrnError, match="c1"):
+    with pytest.raises(DlrnError, match=r"'group'.*c1"):
         baseline_table(cases, "group", ["x"])
+    cases = pd.DataFrame({"group": ["a", "b"] * 3, "x": [1.0, np.nan] * 3})
+    with pytest.raises(DlrnError, match=r"'x' is missing for all 3 case.*group 'b'"):
+        baseline_table(cases, "group", ["x"])
+    with pytest.raises(DlrnError, match=r"'x' is missing for all 3 case.*group 'b'"):
+        baseline_table(cases, "group", ["x"], categorical=["x"])
+
+
+def _with_blanks(cases: pd.DataFrame, blanks: dict[str, list[int]]) -> pd.DataFrame:
+    blanked = cases.copy()
+    for column, rows in blanks.items():
+        blanked.loc[rows, column] = np.nan
+    return blanked
+
+
+def test_baseline_missing_values_are_counted_and_left_out_of_tests():
+    cases = data("clinical")
+    train = cases.index[cases["split"] == "train"]
+    test = cases.index[cases["split"] == "test"]
+    blanks = {"age": [*train[:7], *test[:3]], "diameter": list(test[:4]),
+              "sex": [*train[10:15], *test[5:7]]}
+    table = baseline_table(_with_blanks(cases, blanks), "split", ["age", "diameter", "sex"],
+                           categorical=["sex"], group_order=["train", "test"])
+    first = table[table["test"].notna()].set_index("variable")
+    assert first.loc["age", ["train missing", "test missing"]].tolist() == [7, 3]
+    assert first.loc["diameter", ["train missing", "test missing"]].tolist() == [0, 4]
+    assert first.loc["sex", ["train missing", "test missing"]].tolist() == [5, 2]
+    for name, rows in blanks.items():  # = the table of the cases that have the value
+        alone = baseline_table(cases.drop(index=rows), "split", [name],
+                               categorical=["sex"], group_order=["train", "test"])
+        mine = table[table["variable"] == name]
+        assert mine["level"].tolist() == alone["level"].tolist()
+        assert_close(mine["p_value"].dropna(), alone["p_value"].dropna())
+        assert mine.iloc[:, 2:4].to_numpy().tolist() == alone.iloc[:, 2:4].to_numpy().tolist()
+    levels = table[(table["variable"] == "sex") & (table["level"] == "1")].iloc[0]
+    n_train_male = int((cases.drop(index=blanks["sex"]).loc[train.difference(blanks["sex"]),
+                                                          "sex"] == 1).sum())
+    assert levels["train (n=280)"] == f"{n_train_male} ({100 * n_train_male / 275:.1f}%)"
+
+
+def test_baseline_complete_data_has_zero_missing_and_no_notes(baseline):
+    assert (baseline[["train missing", "test missing"]] == 0).all().all()
+    assert (baseline["note"] == "").all()
+
+
+def test_baseline_tiny_group_is_tested_non_parametrically_with_a_note():
+    cases = pd.DataFrame({"group": ["a"] * 6 + ["b"] * 4,
+                          "x": [1.0, 2, 3, 4, 5, 6, 7, np.nan, np.nan, 8]})
+    row = baseline_table(cases, "group", ["x"]).iloc[0]
+    assert row["test"] == "Mann-Whitney U" and row["b missing"] == 2
+    assert "fewer than 3 values" in row["note"]
+    from scipy import stats
+    expected_p = stats.mannwhitneyu([1, 2, 3, 4, 5, 6], [7, 8], method="asymptotic").pvalue
+    assert_close(row["p_value"], expected_p)
 
 
 @pytest.fixture(scope="module")

@@ -112,3 +112,26 @@ def test_bad_probabilities_are_clear_errors(p, message):
 def test_decision_curve_rejects_thresholds_outside_zero_one():
     with pytest.raises(DlrnError, match="strictly between"):
         decision_curve([0, 1], [0.2, 0.8], thresholds=[0.0, 0.5])
+
+
+def _local_linear_tricube(x: np.ndarray, y: np.ndarray, at: float, frac: float) -> float:
+    """R lowess at one x without robustness iterations, written out (Cleveland 1979)."""
+    neighbours = int(frac * x.size + 1e-7)
+    distance = np.abs(x - at)
+    h = np.sort(distance)[neighbours - 1]
+    weight = np.clip(1 - (distance / h) ** 3, 0, None) ** 3
+    slope, intercept = np.polyfit(x, y, 1, w=np.sqrt(weight))
+    return slope * at + intercept
+
+
+def test_lowess_curve_is_r_lowess_without_robustness_iterations():
+    y, p, _ = _prediction_set("holdout")
+    curve = calibration.calibration_lowess(y, p)
+    assert len(curve) == y.size and curve["predicted"].is_monotonic_increasing
+    for at, fitted in [(p.min(), curve["observed"].iloc[0]), (p.max(), curve["observed"].iloc[-1])]:
+        assert_close(fitted, _local_linear_tricube(p, y.astype(float), at, 2 / 3), rel=1e-6)
+
+
+def test_lowess_one_class_curve_is_flat_at_that_class():
+    curve = calibration.calibration_lowess(np.zeros(30), np.linspace(0.05, 0.6, 30))
+    assert_close(curve["observed"], np.zeros(30))

@@ -81,12 +81,87 @@ def test_small_set_gets_a_noted_row_not_a_silent_nan(predictions):
         (lambda t: t.assign(s1=t["s1"].where(t.index != "case007")), "case007"),
         (lambda t: t.assign(set="validation"), "training set 'train' not found"),
         (lambda t: t.drop(columns="s1"), "lack column"),
-        (lambda t: t.assign(label=np.where(t["set"] == "test", 0, t["label"])), "set 'test'"),
+        (lambda t: t.assign(label=np.where(t["set"] == "train", 1, t["label"])),
+         r"set 'train' has only positives \(1\) among 150 cases; the Youden cut-off"),
     ],
 )
 def test_bad_predictions_are_clear_errors(predictions, change, message):
     with pytest.raises(DlrnError, match=message):
         metrics_table(change(predictions), ["s1"])
+
+
+def _with_one_class_cohort(predictions: pd.DataFrame, label: int) -> pd.DataFrame:
+    """The reference table plus an 'external' set: 20 test cases of one class only."""
+    test = predictions[(predictions["set"] == "test") & (predictions["label"] == label)]
+    external = test.iloc[:20].copy().assign(set="external")
+    external.index = "ext_" + external.index
+    return pd.concat([predictions, external])
+
+
+def _assert_every_nan_is_noted(table: pd.DataFrame) -> None:
+    numbers = table.select_dtypes("number")
+    unexplained = numbers.isna().any(axis=1) & (table["note"] == "")
+    assert not unexplained.any(), table[unexplained]
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_one_class_set_gets_noted_rows_and_the_defined_metrics(predictions, label):
+    cohort = _with_one_class_cohort(predictions, label)
+    with pytest.warns(UserWarning, match="set 'external'.*AUC and its CI undefined"):
+        table = metrics_table(cohort, ["s1", "s2"])
+    _assert_every_nan_is_noted(table)
+    row = table.set_index(["model", "set"]).loc[("s1", "external")]
+    assert np.isnan([row["auc"], row["auc_ci_low"], row["auc_ci_high"]]).all()
+    assert row["note"].startswith("AUC and its CI undefined: only "
+                                  f"{'positives (1)' if label else 'negatives (0)'} among 20")
+    external = cohort[cohort["set"] == "external"]
+    called = external["s1"] >= row["threshold"]
+    if label == 0:  # specificity is defined without positives, sensitivity is not
+        assert row["specificity"] == (~called).mean() and row["tn"] == (~called).sum()
+        assert np.isnan(row["sensitivity"]) and "sensitivity undefined (no positive cases)" in (
+            row["note"])
+    else:
+        assert row["sensitivity"] == called.mean() and row["tp"] == called.sum()
+        assert np.isnan(row["specificity"]) and "specificity undefined (no negative cases)" in (
+            row["note"])
+    assert row["accuracy"] == (row["tp"] + row["tn"]) / 20
+    others = table[table["set"] != "external"]
+    assert (others["note"] == "").all() and others["auc"].notna().all()
+
+
+def test_one_class_set_skips_delong_with_a_note_and_keeps_the_rest(predictions):
+    cohort = _with_one_class_cohort(predictions, 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tables = evaluate_predictions(cohort, ["prob", "s1", "s2"])
+    said = [str(w.message) for w in caught]
+    assert "set 'external': DeLong test skipped: only negatives (0) among 20 cases " \
+           "(AUC undefined)" in said
+    assert any(m.startswith("prob on set 'external': calibration intercept") for m in said)
+    for name in ["metrics", "delong", "hosmer_lemeshow"]:
+        _assert_every_nan_is_noted(tables[name])
+    delong = tables["delong"].set_index("set")
+    assert len(delong.loc["external"]) == 3 and delong.loc["external", "p_value"].isna().all()
+    skipped = delong.loc["external", "note"]
+    assert skipped.str.startswith("DeLong test skipped: only negatives").all()
+    tested = delong.loc["test"].set_index(["model_1", "model_2"])
+    assert tested["p_value"].notna().all()
+    # prob is a monotone function of s1 (glm fitted values): identical ROC curves
+    assert tested.loc[("prob", "s1"), "note"].startswith("zero variance of the AUC difference")
+    assert (tested.drop(index=[("prob", "s1")])["note"] == "").all()
+    hl = tables["hosmer_lemeshow"].set_index(["model", "set"]).loc[("prob", "external")]
+    assert np.isfinite(hl["p_value"]) and np.isfinite(hl["brier"])  # defined with one class
+    assert np.isnan(hl["calibration_slope"]) and "no finite estimate" in hl["note"]
+    assert (tables["dca"]["set"] == "external").sum() == 99 * 2  # prob and s1, not s2
+
+
+def test_write_evaluation_skips_roc_figures_of_a_one_class_set(predictions, tmp_path):
+    warnings.simplefilter("ignore", UserWarning)
+    write_evaluation(_with_one_class_cohort(predictions, 0), ["prob", "s1"], tmp_path / "out")
+    figures = {path.stem for path in (tmp_path / "out" / "figures").glob("*.png")}
+    assert {"roc_test", "delong_test", "calibration_external", "decision_curve_external"} <= (
+        figures)
+    assert not {"roc_external", "delong_external"} & figures
 
 
 def test_write_evaluation_writes_tables_workbook_figures_and_refuses_overwrite(

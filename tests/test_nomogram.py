@@ -103,3 +103,43 @@ def test_bad_inputs_are_clear_errors():
         _from_lrm().points(cases[["shape"]])
     with pytest.raises(DlrnError, match="format"):
         Nomogram.from_dict({"format": "pickle"})
+
+
+def _crowded_nomogram() -> Nomogram:
+    """A wide-range continuous predictor with a tiny coefficient, close and tied categories."""
+    rng = np.random.default_rng(0)
+    data_ = pd.DataFrame({
+        "dlr_score": rng.uniform(-3, 3, 200),
+        "ca125": rng.uniform(0, 5000, 200),
+        "age": rng.uniform(18, 90, 200),
+        "tirads": rng.choice(["TR1", "TR2", "TR3", "TR4", "TR5"], 200),
+        "echogenicity": rng.choice(["hypoechoic", "isoechoic", "hyperechoic"], 200),
+    })
+    coefficients = {"dlr_score": 1.4, "ca125": 0.00005, "age": 0.02,
+                    "tirads": {"TR1": 0.0, "TR2": 0.05, "TR3": 0.1, "TR4": 0.9, "TR5": 2.5},
+                    "echogenicity": {"hypoechoic": 0.0, "isoechoic": 0.0, "hyperechoic": 0.3}}
+    return Nomogram.from_coefficients(-3.0, coefficients, data_)
+
+
+@pytest.mark.parametrize("nomogram", [_crowded_nomogram(), _from_lrm()], ids=["crowded", "rms"])
+def test_nomogram_labels_never_overlap(nomogram):
+    figure = nomogram.plot()
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    texts = [t for t in figure.axes[0].texts if t.get_visible()]
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    for i, first in enumerate(boxes):
+        for j in range(i + 1, len(boxes)):
+            assert not first.overlaps(boxes[j]), (texts[i].get_text(), texts[j].get_text())
+    import matplotlib.pyplot as plt
+    plt.close(figure)
+
+
+def test_crowded_nomogram_keeps_every_category_and_both_ends_of_a_scale():
+    figure = _crowded_nomogram().plot()
+    shown = [t.get_text() for t in figure.axes[0].texts]
+    for level in ["TR1", "TR2", "TR3", "TR4", "TR5", "hypoechoic", "isoechoic", "hyperechoic"]:
+        assert shown.count(level) == 1
+    assert "5000" in shown and "1000" not in shown  # ca125: 11 ticks on 3 points, ends kept
+    import matplotlib.pyplot as plt
+    plt.close(figure)

@@ -7,7 +7,8 @@ median (Q1, Q3) (Mann-Whitney U, normal approximation with tie correction and
 continuity correction); categorical variables as n (%) per level, compared by
 chi-square with Yates' correction (2x2) or without (larger tables), or by
 Fisher's exact test when any expected count is below 5. SDs use n-1; quartiles
-are R's type 7.
+are R's type 7. Missing values are counted per group and left out of each
+variable's summaries and test (percentages are of the cases with a value).
 
 Logistic regression uses statsmodels' binomial GLM (= R ``glm``): OR = exp(β),
 Wald 95% CI exp(β ± z·SE), Wald p; profile-likelihood CIs (= R ``confint``) on
@@ -33,10 +34,18 @@ EXPECTED_COUNT_FOR_CHI_SQUARE = 5
 
 
 # ----------------------------------------------------------------- baseline table
-def _require_complete(cases: pd.DataFrame, columns: Sequence[str]) -> None:
+BASELINE_COLUMNS = ("variable", "level", "group_1", "group_2", "missing_1", "missing_2", "test",
+                    "statistic", "p_value", "shapiro_p_1", "shapiro_p_2", "min_expected", "note")
+
+
+def _require_columns(cases: pd.DataFrame, columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in cases.columns]
     if missing:
         raise DlrnError(f"column(s) {missing} not found; available: {list(cases.columns)}")
+
+
+def _require_complete(cases: pd.DataFrame, columns: Sequence[str]) -> None:
+    _require_columns(cases, columns)
     for column in columns:
         empty = cases.index[cases[column].isna()]
         if len(empty):
@@ -59,12 +68,23 @@ def _quartiles(values: np.ndarray) -> np.ndarray:
     return np.quantile(values, [0.25, 0.5, 0.75])  # numpy 'linear' = R type 7
 
 
+def _available(name: str, values: pd.Series, groups: pd.Series, levels: list) -> list[pd.Series]:
+    """Non-missing values of each group; a group with none at all is an error naming it."""
+    by_group = [values[groups == g] for g in levels]
+    for level, group_values in zip(levels, by_group, strict=True):
+        if group_values.notna().sum() == 0:
+            raise DlrnError(f"variable {name!r} is missing for all {len(group_values)} case(s) "
+                            f"of group {level!r}; nothing to summarise or test")
+    return [v.dropna() for v in by_group]
+
+
 def _continuous_row(name: str, first: np.ndarray, second: np.ndarray, alpha: float,
                     digits: int) -> dict[str, object]:
-    if min(first.size, second.size) < 3:
-        raise DlrnError(f"variable {name!r}: each group needs at least 3 values for Shapiro-Wilk")
-    shapiro = [stats.shapiro(values).pvalue for values in (first, second)]
-    normal = all(p > alpha for p in shapiro)
+    testable = min(first.size, second.size) >= 3
+    shapiro = [stats.shapiro(v).pvalue if testable else np.nan for v in (first, second)]
+    normal = testable and all(p > alpha for p in shapiro)
+    note = "" if testable else ("fewer than 3 values in a group: normality not testable "
+                                "(Shapiro-Wilk), summarised and tested non-parametrically")
     if normal:
         test = stats.ttest_ind(first, second, equal_var=True)
         summaries = [f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}" for v in (first, second)]
@@ -79,12 +99,21 @@ def _continuous_row(name: str, first: np.ndarray, second: np.ndarray, alpha: flo
     return {"variable": name, "level": "mean ± SD" if normal else "median (Q1, Q3)",
             "group_1": summaries[0], "group_2": summaries[1], "test": method,
             "statistic": float(test.statistic), "p_value": float(test.pvalue),
-            "shapiro_p_1": shapiro[0], "shapiro_p_2": shapiro[1]}
+            "shapiro_p_1": shapiro[0], "shapiro_p_2": shapiro[1], "note": note}
+
+
+def _without_missing(values: pd.Series) -> pd.Series:
+    """Available values; integer codes that blanks turned into floats become integers again."""
+    present = values.dropna()
+    if pd.api.types.is_float_dtype(present) and (present == present.round()).all():
+        return present.astype(int)
+    return present
 
 
 def _categorical_rows(name: str, values: pd.Series, groups: pd.Series, levels: list,
                       digits: int) -> list[dict[str, object]]:
-    table = pd.crosstab(groups, values).reindex(levels)
+    available = values.notna().to_numpy()
+    table = pd.crosstab(groups[available], _without_missing(values)).reindex(levels)
     counts = table.to_numpy()
     if counts.shape[1] < 2:
         raise DlrnError(f"variable {name!r} takes a single value ({table.columns[0]!r}); "
@@ -98,7 +127,10 @@ def _categorical_rows(name: str, values: pd.Series, groups: pd.Series, levels: l
         statistic, p_value, _, _ = stats.chi2_contingency(counts, correction=True)
     header = {"variable": name, "level": "", "group_1": "", "group_2": "", "test": method,
               "statistic": float(statistic), "p_value": float(p_value),
-              "min_expected": float(expected_counts.min())}
+              "min_expected": float(expected_counts.min()), "note": ""}
+    if method == "Fisher exact":
+        header["note"] = (f"an expected count is below {EXPECTED_COUNT_FOR_CHI_SQUARE}: "
+                          "Fisher's exact test (no test statistic)")
     totals = counts.sum(axis=1)
     rows = [header]
     for j, level in enumerate(table.columns):
@@ -113,24 +145,41 @@ def baseline_table(cases: pd.DataFrame, group: str, variables: Sequence[str], *,
                    normality_alpha: float = 0.05, digits: int = 2) -> pd.DataFrame:
     """Baseline characteristics of two groups (e.g. train vs test), one block per variable.
 
-    Columns ``group_1``/``group_2`` are renamed to "<group> (n=...)". Continuous
-    rows carry the Shapiro-Wilk p of each group; categorical header rows the
-    smallest expected count, which decides between chi-square and Fisher.
+    Missing values are allowed: each variable's first row gives the number
+    missing in each group (columns "<group> missing"); summaries, percentages
+    and tests use the available values only. A variable missing for a whole
+    group is an error naming it. Columns ``group_1``/``group_2`` are renamed to
+    "<group> (n=...)" (all cases of the group). Continuous rows carry the
+    Shapiro-Wilk p of each group; categorical header rows the smallest expected
+    count, which decides between chi-square and Fisher; ``note`` says why a
+    value is absent.
     """
-    _require_complete(cases, [group, *variables])
+    _require_complete(cases, [group])
+    _require_columns(cases, variables)
     levels = _two_groups(cases, group, group_order)
     rows: list[dict[str, object]] = []
     for name in variables:
+        available = _available(name, cases[name], cases[group], levels)
+        missing = {f"missing_{i + 1}": int(cases.loc[cases[group] == g, name].isna().sum())
+                   for i, g in enumerate(levels)}
         if name in categorical:
-            rows += _categorical_rows(name, cases[name], cases[group], levels, digits)
-            continue
-        if not pd.api.types.is_numeric_dtype(cases[name]):
+            block = _categorical_rows(name, cases[name], cases[group], levels, digits)
+        elif not pd.api.types.is_numeric_dtype(cases[name]):
             raise DlrnError(f"variable {name!r} is not numeric; list it in categorical=")
-        first, second = (cases.loc[cases[group] == g, name].to_numpy(float) for g in levels)
-        rows.append(_continuous_row(name, first, second, normality_alpha, digits))
+        else:
+            first, second = (values.to_numpy(float) for values in available)
+            block = [_continuous_row(name, first, second, normality_alpha, digits)]
+        block[0].update(missing)
+        rows += block
+    table = pd.DataFrame(rows, columns=list(BASELINE_COLUMNS))
+    table[["missing_1", "missing_2"]] = table[["missing_1", "missing_2"]].astype("Int64")
+    table["note"] = table["note"].fillna("")
     sizes = cases[group].value_counts()
-    names = {f"group_{i + 1}": f"{g} (n={sizes[g]})" for i, g in enumerate(levels)}
-    return pd.DataFrame(rows).rename(columns=names)
+    names = {}
+    for i, g in enumerate(levels):
+        names[f"group_{i + 1}"] = f"{g} (n={sizes[g]})"
+        names[f"missing_{i + 1}"] = f"{g} missing"
+    return table.rename(columns=names)
 
 
 # ----------------------------------------------------------------- logistic regression

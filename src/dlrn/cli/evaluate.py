@@ -71,6 +71,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="grouping rule of calibration bins and the HL test",
     )
     parser.add_argument("--no-figures", action="store_true", help="tables only")
+    parser.add_argument(
+        "--no-lowess",
+        action="store_true",
+        help="calibration figures without the lowess curve (grouped points joined instead)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -108,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         grouping=args.hl_grouping,
         overwrite=args.overwrite,
         figures=not args.no_figures,
+        smooth_calibration=not args.no_lowess,
         source=args.predictions,
         auc_method=args.ci,
         n_bootstrap=args.n_bootstrap,

@@ -11,7 +11,9 @@ Grouping rules for bins and the Hosmer-Lemeshow test (g groups, default 10):
 
 HL = sum over groups of (O1-E1)^2/E1 + (O0-E0)^2/E0, df = groups formed - 2.
 Calibration slope and intercept come from glm(y ~ logit(p)); calibration in
-the large is the intercept of glm(y ~ offset(logit(p))).
+the large is the intercept of glm(y ~ offset(logit(p))). The smoothed curve is
+rms ``val.prob``'s: ``lowess(p, y, iter=0)`` with R's defaults (f = 2/3,
+delta = 1% of the range of p).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "brier_score",
     "calibration_bins",
     "calibration_intercept_slope",
+    "calibration_lowess",
     "group_predictions",
     "hosmer_lemeshow",
 ]
@@ -137,6 +140,20 @@ def calibration_bins(
     ]
 
 
+def calibration_lowess(y: object, p: object, *, frac: float = 2 / 3) -> pd.DataFrame:
+    """Smoothed observed against predicted risk, as rms ``val.prob``: ``lowess(p, y, iter=0)``.
+
+    One row per case in increasing ``predicted`` order; ``observed`` is the lowess
+    fit (no robustness iterations, so it is a local tricube-weighted linear fit).
+    """
+    from statsmodels.nonparametric.smoothers_lowess import lowess
+
+    labels, probs = _checked(y, p)
+    curve = lowess(labels.astype(float), probs, frac=frac, it=0, delta=0.01 * np.ptp(probs),
+                   return_sorted=True)
+    return pd.DataFrame({"predicted": curve[:, 0], "observed": curve[:, 1]})
+
+
 def hosmer_lemeshow(
     y: object, p: object, *, groups: int = 10, grouping: str = "quantile_cut"
 ) -> HosmerLemeshowResult:
@@ -169,21 +186,25 @@ def brier_score(y: object, p: object) -> float:
 def calibration_intercept_slope(y: object, p: object) -> dict[str, float]:
     """Logistic recalibration: slope and joint intercept of glm(y ~ logit(p)), and CITL.
 
-    Probabilities of exactly 0 or 1 have no logit and are an error.
+    Probabilities of exactly 0 or 1 have no logit, and outcomes of one class (or
+    perfectly separated by p) have no finite estimate: both are errors.
     """
-    import statsmodels.api as sm
+    from dlrn.clinical import fit_logistic
 
     labels, probs = _checked(y, p)
     if ((probs <= 0) | (probs >= 1)).any():
         raise DlrnError("calibration slope needs probabilities strictly between 0 and 1")
     if np.ptp(probs) == 0:
         raise DlrnError("all predicted probabilities are equal: the calibration slope is undefined")
+    if labels.min() == labels.max():
+        raise DlrnError(
+            f"only {'positives (1)' if labels[0] else 'negatives (0)'} among {labels.size} "
+            "cases: the calibration intercept and slope have no finite estimate"
+        )
     logit = np.log(probs / (1 - probs))
-    binomial = sm.families.Binomial()
-    joint = sm.GLM(labels, sm.add_constant(logit, has_constant="add"), family=binomial).fit(
-        tol=1e-12
-    )
-    in_the_large = sm.GLM(labels, np.ones_like(logit), family=binomial, offset=logit).fit(tol=1e-12)
+    constant = np.ones((logit.size, 1))
+    joint = fit_logistic(labels, np.column_stack([constant, logit]), what="calibration slope")
+    in_the_large = fit_logistic(labels, constant, what="calibration in the large", offset=logit)
     return {
         "calibration_intercept": float(joint.params[0]),
         "calibration_slope": float(joint.params[1]),

@@ -18,8 +18,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.colors import LogNorm
+from matplotlib.lines import Line2D
 
-from dlrn.evaluation.calibration import calibration_bins, hosmer_lemeshow
+from dlrn.evaluation.calibration import calibration_bins, calibration_lowess, hosmer_lemeshow
 from dlrn.evaluation.decision_curve import decision_curve
 from dlrn.evaluation.roc import AucResult, auc_ci, roc_curve
 
@@ -34,6 +35,7 @@ __all__ = [
 
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 STYLE = {
     "font.size": 8,
     "axes.titlesize": 9,
@@ -122,23 +124,34 @@ def plot_calibration(
     *,
     groups: int = 10,
     grouping: str = "quantile_cut",
+    smooth: bool = True,
     title: str | None = None,
 ) -> plt.Figure:
-    """Observed vs mean predicted risk per group; the legend gives the Hosmer-Lemeshow p."""
+    """Observed vs predicted risk: lowess curve (rms ``val.prob``) and grouped points.
+
+    Each model's smoothed curve is a line and its groups are points of the same
+    colour; with ``smooth=False`` the grouped points are joined instead. The
+    legend gives the Hosmer-Lemeshow p.
+    """
     figure, axes = _new_axes()
     with plt.rc_context(STYLE):
-        axes.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle=":", label="Ideal")
+        ideal = axes.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle=":",
+                          label="Ideal")
+        handles = []
         for index, model in enumerate(probabilities.columns):
             bins = calibration_bins(y, probabilities[model], groups=groups, grouping=grouping)
             test = hosmer_lemeshow(y, probabilities[model], groups=groups, grouping=grouping)
-            axes.plot(
-                bins["mean_predicted"],
-                bins["observed_rate"],
-                marker="o",
-                markersize=3,
-                **_line_style(index),
-                label=f"{model} (HL p = {_format_p(test.p_value)})",
-            )
+            look = {**_line_style(index), "marker": MARKERS[index % len(MARKERS)],
+                    "markersize": 3.5, "markerfacecolor": "none", "markeredgewidth": 0.9}
+            if smooth:
+                curve = calibration_lowess(y, probabilities[model])
+                axes.plot(curve["predicted"], curve["observed"], **_line_style(index))
+                axes.plot(bins["mean_predicted"], bins["observed_rate"],
+                          **{**look, "linestyle": "none"})
+            else:
+                axes.plot(bins["mean_predicted"], bins["observed_rate"], **look)
+            handles.append(Line2D([], [], **look,
+                                  label=f"{model} (HL p = {_format_p(test.p_value)})"))
         axes.set(
             xlim=(-0.01, 1.01),
             ylim=(-0.01, 1.01),
@@ -146,10 +159,18 @@ def plot_calibration(
             ylabel="Observed proportion",
             aspect="equal",
         )
-        axes.legend(loc="lower right")
+        handles += ideal
+        if smooth:
+            handles.append(Line2D([], [], color="none",
+                                  label=f"Lines: lowess; markers: {_groups_name(groups)}"))
+        axes.legend(handles=handles, loc="upper left")
         if title:
             axes.set_title(title)
     return figure
+
+
+def _groups_name(groups: int) -> str:
+    return {10: "deciles", 5: "quintiles", 4: "quartiles"}.get(groups, f"{groups} groups")
 
 
 def plot_decision_curves(

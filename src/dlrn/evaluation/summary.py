@@ -23,7 +23,7 @@ from dlrn.evaluation.calibration import (
 )
 from dlrn.evaluation.decision_curve import decision_curve
 from dlrn.evaluation.roc import auc_ci, delong_matrix, delong_pairwise
-from dlrn.evaluation.threshold import YoudenThreshold
+from dlrn.evaluation.threshold import YoudenThreshold, undefined_metrics
 
 __all__ = ["evaluate_predictions", "metrics_table", "write_evaluation"]
 
@@ -87,13 +87,36 @@ def _sets(
     return {name: predictions[labels == name] for name in ordered}
 
 
-def _check_both_classes(rows: pd.DataFrame, label: str, set_name: str) -> None:
-    counts = rows[label].astype(int).value_counts()
-    if len(counts) < 2:
-        raise DlrnError(
-            f"set {set_name!r} has only label {counts.index[0]} ({counts.iloc[0]} cases); "
-            "AUC and cut-off metrics need both classes in every set"
-        )
+def _one_class_note(y: pd.Series) -> str:
+    """'only negatives (0) among n cases' for a set without both classes, else ''."""
+    n_positive = int(y.sum())
+    if 0 < n_positive < len(y):
+        return ""
+    return f"only {'positives (1)' if n_positive else 'negatives (0)'} among {len(y)} cases"
+
+
+def _auc_fields(y: pd.Series, score: pd.Series, *, method: str, conf_level: float,
+                n_bootstrap: int, seed: int) -> tuple[dict[str, object], list[str]]:
+    """AUC columns of one metrics row, and the notes on what is undefined."""
+    described = method + (f" ({n_bootstrap} resamples, seed {seed})" if method == "bootstrap"
+                          else "")
+    one_class = _one_class_note(y)
+    if one_class:
+        fields = {"auc": np.nan, "auc_ci_low": np.nan, "auc_ci_high": np.nan}
+        return {**fields, "auc_ci_method": described}, [f"AUC and its CI undefined: {one_class}"]
+    auc = auc_ci(y, score, method=method, conf_level=conf_level, n_bootstrap=n_bootstrap,
+                 seed=seed)
+    fields = {"auc": auc.auc, "auc_ci_low": auc.ci_low, "auc_ci_high": auc.ci_high}
+    return {**fields, "auc_ci_method": described}, []
+
+
+def _cutoff_fields(cutoff: YoudenThreshold, y: pd.Series,
+                   score: pd.Series) -> tuple[dict[str, float], list[str]]:
+    """Cut-off metrics of one set; undefined ones (empty denominators) become notes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the notes say it, once per row
+        metrics = cutoff.metrics(score, y)
+    return metrics, undefined_metrics(metrics)
 
 
 def metrics_table(
@@ -110,72 +133,107 @@ def metrics_table(
     ci_method: str = "wilson",
     conf_level: float = 0.95,
 ) -> pd.DataFrame:
-    """One row per (model, set): n, AUC with CI, training-set Youden threshold, cut-off metrics."""
+    """One row per (model, set): n, AUC with CI, training-set Youden threshold, cut-off metrics.
+
+    A set other than the training set may hold one class only (small external
+    cohorts): its AUC and CI are NaN, the cut-off metrics that remain defined
+    (e.g. specificity without positives) are reported, and the ``note`` column
+    says what is undefined and why (with a warning). The training set needs both
+    classes, since the cut-off is chosen there.
+    """
     check_predictions(predictions, scores, label=label, set_column=set_column)
     sets = _sets(predictions, set_column, train_set)
-    for name, rows in sets.items():
-        _check_both_classes(rows, label, name)
     threshold_set = next(iter(sets))
+    training = sets[threshold_set]
+    one_class = _one_class_note(training[label].astype(int))
+    if one_class:
+        raise DlrnError(
+            f"set {threshold_set!r} has {one_class}; the Youden cut-off is chosen on it and "
+            "needs both classes"
+        )
     rows_out = []
     for model in scores:
-        training = sets[threshold_set]
         cutoff = YoudenThreshold(thresholds, ci_method, conf_level).fit(
             training[model], training[label]
         )
         for name, rows in sets.items():
-            auc = auc_ci(
-                rows[label],
-                rows[model],
-                method=auc_method,
-                conf_level=conf_level,
-                n_bootstrap=n_bootstrap,
-                seed=seed,
-            )
+            y = rows[label].astype(int)
+            auc, auc_notes = _auc_fields(y, rows[model], method=auc_method,
+                                         conf_level=conf_level, n_bootstrap=n_bootstrap, seed=seed)
+            cutoffs, cutoff_notes = _cutoff_fields(cutoff, y, rows[model])
+            note = "; ".join(auc_notes + cutoff_notes)
+            if note:
+                warnings.warn(f"{model} on set {name!r}: {note}", stacklevel=2)
             rows_out.append(
                 {
                     "model": model,
                     "set": name,
-                    "n_positive": int(rows[label].astype(int).sum()),
-                    "auc": auc.auc,
-                    "auc_ci_low": auc.ci_low,
-                    "auc_ci_high": auc.ci_high,
-                    "auc_ci_method": auc.method
-                    + (f" ({auc.n_bootstrap} resamples, seed {seed})" if auc.n_bootstrap else ""),
+                    "n_positive": int(y.sum()),
+                    **auc,
                     "threshold_set": threshold_set,
                     "threshold_rule": f"youden ({thresholds})",
-                    **cutoff.metrics(rows[model], rows[label]),
+                    **cutoffs,
                     "proportion_ci_method": ci_method,
+                    "note": note,
                 }
             )
     table = pd.DataFrame(rows_out)
     first = ["model", "set", "n", "n_positive", "auc", "auc_ci_low", "auc_ci_high", "threshold"]
-    return table[first + [c for c in table.columns if c not in first]]
+    return _back(table[first + [c for c in table.columns if c not in first]], "note")
 
 
 def _is_probability(values: pd.Series) -> bool:
     return bool(((values >= 0) & (values <= 1)).all())
 
 
+HL_COLUMNS = ("model", "set", "n", "grouping", "brier", "groups", "hl_statistic", "df", "p_value",
+              "calibration_intercept", "calibration_slope", "calibration_in_the_large", "note")
+DELONG_COLUMNS = ("set", "model_1", "model_2", "auc_1", "auc_2", "auc_diff", "se_diff", "z",
+                  "p_value", "note")
+
+
 def _calibration_rows(
     y: pd.Series, p: pd.Series, *, groups: int, grouping: str
 ) -> tuple[dict, pd.DataFrame]:
-    """HL summary row and bins of one model on one set; impossible statistics become a noted row."""
-    summary: dict[str, object] = {"grouping": grouping, "brier": np.nan, "note": ""}
+    """HL summary row and bins of one model on one set; what cannot be computed gets a note."""
+    summary: dict[str, object] = {"grouping": grouping, "brier": np.nan}
     if not _is_probability(p):
         summary["note"] = "scores are not probabilities in [0, 1]: calibration not assessed"
         return summary, pd.DataFrame()
     summary["brier"] = brier_score(y, p)
+    notes, bins = [], pd.DataFrame()
     try:
         test = hosmer_lemeshow(y, p, groups=groups, grouping=grouping)
         summary.update(
             groups=len(test.table), hl_statistic=test.statistic, df=test.df, p_value=test.p_value
         )
-        summary.update(calibration_intercept_slope(y, p))
         bins = calibration_bins(y, p, groups=groups, grouping=grouping)
     except DlrnError as error:
-        summary["note"] = str(error)
-        bins = pd.DataFrame()
+        notes.append(f"Hosmer-Lemeshow not computed: {error}")
+    try:
+        summary.update(calibration_intercept_slope(y, p))
+    except DlrnError as error:
+        notes.append(f"calibration intercept and slope not computed: {error}")
+    summary["note"] = "; ".join(notes)
     return summary, bins
+
+
+def _delong_rows(y: pd.Series, scores: pd.DataFrame, set_name: str) -> pd.DataFrame:
+    """Paired DeLong tests of one set; a one-class set gets its pairs listed as skipped."""
+    one_class = _one_class_note(y)
+    if one_class:
+        names = list(scores.columns)
+        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+        note = f"DeLong test skipped: {one_class} (AUC undefined)"
+        if pairs:
+            warnings.warn(f"set {set_name!r}: {note}", stacklevel=3)
+        table = pd.DataFrame(pairs, columns=["model_1", "model_2"]).assign(note=note)
+    else:
+        table = delong_pairwise(y, scores)
+        zero = table["se_diff"] == 0
+        table["note"] = np.where(zero, "zero variance of the AUC difference (identical or "
+                                 "perfectly separating curves): z = 0 and p = 1 by convention", "")
+    return table.assign(set=set_name).reindex(columns=list(DELONG_COLUMNS))
 
 
 def evaluate_predictions(
@@ -192,9 +250,10 @@ def evaluate_predictions(
 ) -> dict[str, pd.DataFrame]:
     """All evaluation tables: metrics, delong, calibration, hosmer_lemeshow, dca.
 
-    Calibration and decision curves need probabilities; a score column outside
-    [0, 1], or a set too small for the HL groups, gets a row with a ``note``
-    saying why instead of numbers, and a warning.
+    Nothing is left undefined without a reason: a set with one class gets NaN
+    AUCs and skipped DeLong tests, a score column outside [0, 1] no calibration
+    or decision curve, a set too small for the HL groups no HL test; each such
+    row has a ``note`` saying why, and a warning is issued.
     """
     metrics = metrics_table(
         predictions,
@@ -207,8 +266,7 @@ def evaluate_predictions(
     delong, bins, tests, curves = [], [], [], []
     for name, rows in _sets(predictions, set_column, train_set).items():
         y = rows[label].astype(int)
-        pairwise = delong_pairwise(y, rows[scores].astype(float))
-        delong.append(pairwise.assign(set=name))
+        delong.append(_delong_rows(y, rows[scores].astype(float), name))
         for model in scores:
             p = rows[model].astype(float)
             summary, model_bins = _calibration_rows(y, p, groups=groups, grouping=grouping)
@@ -221,9 +279,9 @@ def evaluate_predictions(
                 curves.append(decision_curve(y, p, dca_thresholds).assign(model=model, set=name))
     return {
         "metrics": metrics,
-        "delong": _front(pd.concat(delong, ignore_index=True), ["set"]),
+        "delong": pd.concat(delong, ignore_index=True),
         "calibration": _front(_concat(bins), ["model", "set"]),
-        "hosmer_lemeshow": _back(pd.DataFrame(tests), "note"),
+        "hosmer_lemeshow": pd.DataFrame(tests, columns=list(HL_COLUMNS)),
         "dca": _front(_concat(curves), ["model", "set"]),
     }
 
@@ -259,6 +317,7 @@ def _write_figures(
     train_set: str,
     groups: int,
     grouping: str,
+    smooth_calibration: bool,
 ) -> list[Path]:
     from dlrn.evaluation import figures
     from dlrn.evaluation.roc import AucResult
@@ -273,14 +332,22 @@ def _write_figures(
             for m, r in in_set.iterrows()
         }
         title = f"{name} set (n = {len(rows)})"
-        written += figures.save_figure(
-            figures.plot_roc(y, frame, title=title, auc_results=aucs), figure_dir / f"roc_{name}"
-        )
+        has_roc = not _one_class_note(y)
+        if has_roc:
+            written += figures.save_figure(
+                figures.plot_roc(y, frame, title=title, auc_results=aucs),
+                figure_dir / f"roc_{name}",
+            )
         usable = [m for m in scores if _has_calibration(tables["hosmer_lemeshow"], m, name)]
         if usable:
             written += figures.save_figure(
                 figures.plot_calibration(
-                    y, frame[usable], groups=groups, grouping=grouping, title=title
+                    y,
+                    frame[usable],
+                    groups=groups,
+                    grouping=grouping,
+                    smooth=smooth_calibration,
+                    title=title,
                 ),
                 figure_dir / f"calibration_{name}",
             )
@@ -290,7 +357,7 @@ def _write_figures(
                 figures.plot_decision_curves(y, frame[probabilistic], title=title),
                 figure_dir / f"decision_curve_{name}",
             )
-        if len(scores) > 1:
+        if has_roc and len(scores) > 1:
             written += figures.save_figure(
                 figures.plot_delong_matrix(delong_matrix(y, frame), title=title),
                 figure_dir / f"delong_{name}",
@@ -299,8 +366,9 @@ def _write_figures(
 
 
 def _has_calibration(tests: pd.DataFrame, model: str, set_name: str) -> bool:
+    """True when the HL test (and so the binned curve) could be computed."""
     row = tests[(tests["model"] == model) & (tests["set"] == set_name)]
-    return bool(len(row)) and not row["note"].iloc[0]
+    return bool(len(row)) and bool(row["p_value"].notna().iloc[0])
 
 
 def write_evaluation(
@@ -315,11 +383,13 @@ def write_evaluation(
     grouping: str = "quantile_cut",
     overwrite: bool = False,
     figures: bool = True,
+    smooth_calibration: bool = True,
     source: str | Path | None = None,
     **metric_options: object,
 ) -> dict[str, Path]:
     """Write the evaluation tables (CSV + ``evaluation.xlsx``), figures (PNG + SVG) and provenance.
 
+    Calibration figures show the lowess curve unless ``smooth_calibration=False``.
     Refuses a non-empty ``out_dir`` unless ``overwrite``. Returns the paths written.
     """
     from dlrn.provenance import file_sha256, write_provenance
@@ -349,6 +419,7 @@ def write_evaluation(
             train_set=train_set,
             groups=groups,
             grouping=grouping,
+            smooth_calibration=smooth_calibration,
         ):
             written[f"figure:{path.name}"] = path
     details = {
@@ -359,6 +430,7 @@ def write_evaluation(
             "train_set": train_set,
             "groups": groups,
             "grouping": grouping,
+            "smooth_calibration": smooth_calibration,
             **metric_options,
         }
     }

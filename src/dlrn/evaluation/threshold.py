@@ -22,7 +22,14 @@ from dlrn.errors import DlrnError
 from dlrn.evaluation._checks import binary_labels, finite_scores, labels_and_scores
 from dlrn.evaluation.roc import roc_curve
 
-__all__ = ["CI_METHODS", "YoudenThreshold", "cutoff_metrics", "proportion_ci", "youden_threshold"]
+__all__ = [
+    "CI_METHODS",
+    "YoudenThreshold",
+    "cutoff_metrics",
+    "proportion_ci",
+    "undefined_metrics",
+    "youden_threshold",
+]
 
 CI_METHODS = {"wilson": "wilson", "clopper-pearson": "beta"}
 THRESHOLD_RULES = ("midpoint", "observed")
@@ -33,6 +40,14 @@ _PROPORTIONS = {  # metric: (numerator counts, denominator counts)
     "specificity": (("tn",), ("tn", "fp")),
     "ppv": (("tp",), ("tp", "fp")),
     "npv": (("tn",), ("tn", "fn")),
+}
+UNDEFINED_BECAUSE = {  # metric: why its denominator can be empty
+    "accuracy": "no cases",
+    "sensitivity": "no positive cases",
+    "specificity": "no negative cases",
+    "ppv": "no case called positive",
+    "npv": "no case called negative",
+    "f1": "no positive case and none called positive",
 }
 
 
@@ -87,7 +102,7 @@ def cutoff_metrics(
     """2x2 counts, accuracy, sensitivity, specificity, PPV, NPV (CIs), F1 at ``score >= threshold``.
 
     A proportion whose denominator is empty (e.g. PPV when nobody is called
-    positive) is NaN, with a warning naming it.
+    positive) is NaN, with a warning naming it and why (:func:`undefined_metrics`).
     """
     labels = binary_labels(y)
     scores = finite_scores(score)
@@ -101,7 +116,6 @@ def cutoff_metrics(
         "fn": int(np.sum(~called & (labels == 1))),
     }
     result: dict[str, float] = {"n": int(labels.size), "threshold": float(threshold)}
-    undefined = []
     for name, (numerator, denominator) in _PROPORTIONS.items():
         successes = sum(counts[c] for c in numerator)
         total = sum(counts[c] for c in denominator)
@@ -109,16 +123,21 @@ def cutoff_metrics(
         result[f"{name}_ci_low"], result[f"{name}_ci_high"] = proportion_ci(
             successes, total, method=ci_method, conf_level=conf_level
         )
-        if not total:
-            undefined.append(name)
     f1_denominator = 2 * counts["tp"] + counts["fp"] + counts["fn"]
     result["f1"] = 2 * counts["tp"] / f1_denominator if f1_denominator else float("nan")
+    undefined = undefined_metrics(result)
     if undefined:
-        warnings.warn(
-            f"at threshold {threshold:g}: {', '.join(undefined)} undefined (empty denominator)",
-            stacklevel=2,
-        )
+        warnings.warn(f"at threshold {threshold:g}: {'; '.join(undefined)}", stacklevel=2)
     return {**result, **counts}
+
+
+def undefined_metrics(metrics: dict[str, float]) -> list[str]:
+    """'<metric> undefined (<why>)' for each cut-off metric of ``metrics`` that is NaN."""
+    return [
+        f"{name} undefined ({why})"
+        for name, why in UNDEFINED_BECAUSE.items()
+        if name in metrics and np.isnan(metrics[name])
+    ]
 
 
 class YoudenThreshold:
