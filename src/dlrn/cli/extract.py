@@ -1,0 +1,183 @@
+"""``dlrn extract``: a cohort table in, a handcrafted radiomics feature table out.
+
+The cohort is validated first (all problems listed at once), then features are
+extracted in parallel with a content-hash cache. Beside ``FEATURES.csv`` go
+``FEATURES.params.yaml`` (the exact PyRadiomics parameters),
+``FEATURES.provenance.json`` (versions, inputs, settings), and when needed
+``FEATURES.failures.csv`` (cases PyRadiomics could not extract; exit code 1)
+and ``FEATURES.exclusions.csv`` (cases excluded by validation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from dlrn.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+EXIT_SOME_CASES_FAILED = 1
+_SHOWN_FAILURES = 20
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "extract",
+        help="extract handcrafted radiomics features (PyRadiomics) for a cohort table",
+        description=(
+            "Validate a cohort table, then extract PyRadiomics features for every case in "
+            "parallel, with a cache so that a re-run only extracts new or changed cases."
+        ),
+    )
+    parser.add_argument("table", type=Path, help="cohort table (CSV, TSV or Excel)")
+    parser.add_argument("--out", required=True, type=Path, help="features CSV to write")
+    parser.add_argument(
+        "--preset", default="seed",
+        help="seed (1497 features), fast (original image, 102) or a PyRadiomics YAML file",
+    )
+    parser.add_argument("--jobs", type=int, default=None, help="parallel processes (all cores)")
+    parser.add_argument("--id", dest="id_column", default="case_id", help="case id column")
+    parser.add_argument("--image", dest="image_column", default="image", help="image column")
+    parser.add_argument("--mask", dest="mask_column", default="mask", help="mask column")
+    parser.add_argument(
+        "--label", dest="label_column", default="label",
+        help="outcome column, checked to be binary ('none' for a table without one)",
+    )
+    parser.add_argument("--patient", dest="patient_column", default=None,
+                        help="patient id column (default: patient_id if present)")
+    parser.add_argument(
+        "--mask-column", dest="repeat_mask_column", default=None,
+        help="extract with this repeat-segmentation column instead of --mask (for ICC)",
+    )
+    parser.add_argument("--mask-label", type=int, default=None,
+                        help="mask value of the ROI (default: any non-zero value)")
+    parser.add_argument("--frame", type=int, default=0, help="frame of multi-frame files")
+    parser.add_argument(
+        "--cache", type=Path, default=None,
+        help="feature cache folder (default: dlrn-cache/radiomics beside --out)",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write a cache")
+    parser.add_argument("--scheduler", default=None,
+                        help="address of an existing Dask scheduler (tcp://host:8786)")
+    parser.add_argument(
+        "--on-error", choices=["stop", "exclude"], default="stop",
+        help="invalid cases: stop before extracting (default) or exclude and record them",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace earlier outputs")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(func=run)
+
+
+def output_paths(out: Path) -> dict[str, Path]:
+    """Every file ``dlrn extract --out out`` may write."""
+    stem = out.with_suffix("")
+    return {
+        "features": out,
+        "params": Path(f"{stem}.params.yaml"),
+        "provenance": Path(f"{stem}.provenance.json"),
+        "failures": Path(f"{stem}.failures.csv"),
+        "exclusions": Path(f"{stem}.exclusions.csv"),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from dlrn.cohort import CohortColumns, read_cohort
+    from dlrn.radiomics import extract_features, load_params
+
+    paths = _prepare_outputs(args.out, args.overwrite)
+    params = load_params(args.preset)  # a bad parameter file fails before validation
+    repeat = args.repeat_mask_column
+    mask_column = "mask" if repeat in (None, args.mask_column) else repeat
+    columns = CohortColumns(
+        case_id=args.id_column,
+        image=args.image_column,
+        mask=args.mask_column,
+        label=None if args.label_column.lower() == "none" else args.label_column,
+        patient=args.patient_column,
+        repeat_masks=() if mask_column == "mask" else (mask_column,),
+    )
+    cohort = read_cohort(args.table, columns, mask_label=args.mask_label, frame=args.frame,
+                         on_error=args.on_error, progress=not args.no_progress)
+    default_cache = args.out.parent / "dlrn-cache" / "radiomics"
+    cache_dir = None if args.no_cache else (args.cache or default_cache)
+    result = extract_features(
+        cohort.cases, params, mask_column=mask_column, mask_label=args.mask_label,
+        frame=args.frame, jobs=args.jobs, cache_dir=cache_dir, scheduler=args.scheduler,
+        progress=not args.no_progress,
+    )
+    _write_outputs(paths, result, cohort, args, cache_dir)
+    return _report(paths, result, cohort)
+
+
+def _prepare_outputs(out: Path, overwrite: bool) -> dict[str, Path]:
+    """Refuse to replace earlier results unless told to (checked before any long work)."""
+    if out.suffix.lower() != ".csv":
+        raise ConfigError(f"--out must name a .csv file, got {out}")
+    paths = output_paths(out)
+    existing = [path for path in paths.values() if path.exists()]
+    if existing and not overwrite:
+        raise ConfigError(
+            "output already exists: " + ", ".join(map(str, existing))
+            + "; choose another --out or add --overwrite"
+        )
+    return paths
+
+
+def _write_outputs(paths, result, cohort, args, cache_dir) -> None:
+    from dlrn.provenance import file_sha256, write_provenance
+    from dlrn.tables import write_tables
+
+    for path in paths.values():  # --overwrite: no stale failures/exclusions from an earlier run
+        path.unlink(missing_ok=True)
+    folder = paths["features"].parent
+    stem = paths["features"].stem
+    tables = {stem: result.features.reset_index()}
+    if len(result.failures):
+        tables[f"{stem}.failures"] = result.failures
+    if len(cohort.exclusions):
+        tables[f"{stem}.exclusions"] = cohort.exclusions
+    write_tables(tables, folder, workbook=None)
+    paths["params"].write_text(yaml.safe_dump(result.params, sort_keys=False))
+    write_provenance(
+        paths["provenance"],
+        cohort_table=str(cohort.source),
+        cohort_table_sha256=file_sha256(cohort.source),
+        preset=str(args.preset),
+        params=result.params,
+        mask_column=args.repeat_mask_column or args.mask_column,
+        mask_label=args.mask_label,
+        frame=args.frame,
+        cache=str(cache_dir) if cache_dir else None,
+        jobs=args.jobs,
+        scheduler=args.scheduler,
+        n_cases=len(cohort.cases),
+        n_features=result.features.shape[1],
+        n_extracted=len(result.features),
+        n_from_cache=len(result.from_cache),
+        failed_cases=list(result.failures["case_id"]),
+        excluded_cases=list(cohort.exclusions.get("case_id", [])),
+    )
+
+
+def _report(paths, result, cohort) -> int:
+    print(
+        f"dlrn extract: {len(result.features)} cases x {result.features.shape[1]} features "
+        f"-> {paths['features']} ({len(result.from_cache)} from cache)"
+    )
+    if len(cohort.exclusions):
+        print(f"dlrn extract: {len(cohort.exclusions)} cases excluded by validation, "
+              f"listed in {paths['exclusions']}")
+    if result.failures.empty:
+        return 0
+    failed = list(result.failures["case_id"])
+    shown = ", ".join(failed[:_SHOWN_FAILURES]) + (" ..." if len(failed) > _SHOWN_FAILURES else "")
+    print(
+        f"dlrn extract: {len(failed)} cases failed ({shown}); reasons in {paths['failures']}",
+        file=sys.stderr,
+    )
+    return EXIT_SOME_CASES_FAILED
