@@ -1,0 +1,2 @@
+"""Deep learning stage: lesion crops (data), backbones (nets), fine-tuning (train),
+deep features + PCA (features), Grad-CAM (gradcam), and the whole stage (workflow)."""

@@ -1,0 +1,137 @@
+"""Grad-CAM heatmaps (pytorch-grad-cam) over the lesion crop, for chosen cases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dlrn.deep.data import CropCache, Normalization, normalize
+from dlrn.deep.nets import gradcam_target_layer
+from dlrn.errors import DlrnError
+
+CATEGORIES = ("TP", "TN", "FP", "FN")
+
+
+def gradcam_maps(
+    model: torch.nn.Module,
+    backbone: str,
+    cache: CropCache,
+    case_ids: Sequence[str],
+    *,
+    normalization: Normalization,
+    positive: Sequence[bool] | None = None,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Grad-CAM maps in 0..1, shape (cases, crop height, crop width).
+
+    By default the target is the positive-class logit; ``positive[i] = False``
+    explains the negative class (the negated logit) for case i instead.
+    """
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
+
+    device = torch.device(device)
+    model = model.to(device).eval()
+    images = normalize(torch.from_numpy(np.asarray(cache.images(case_ids))).to(device),
+                       normalization)
+    targets = [BinaryClassifierOutputTarget(int(p)) for p in
+               (positive if positive is not None else [True] * len(case_ids))]
+    with GradCAM(model=model, target_layers=[gradcam_target_layer(model, backbone)]) as cam:
+        return cam(input_tensor=images, targets=targets)
+
+
+def confident_cases(predictions: pd.DataFrame, score: str, threshold: float,
+                    *, set_name: str = "test") -> dict[str, str | None]:
+    """The most confident TP, TN, FP and FN of one set (None where a category is empty)."""
+    rows = predictions[predictions["set"] == set_name]
+    predicted, label = rows[score] >= threshold, rows["label"] == 1
+    groups = {"TP": predicted & label, "TN": ~predicted & ~label,
+              "FP": predicted & ~label, "FN": ~predicted & label}
+    chosen: dict[str, str | None] = {}
+    for category, members in groups.items():
+        scores = rows.loc[members, score]
+        if scores.empty:
+            chosen[category] = None
+        else:
+            chosen[category] = str(scores.idxmax() if category in ("TP", "FP")
+                                   else scores.idxmin())
+    return chosen
+
+
+def save_overlay(crop: np.ndarray, heatmap: np.ndarray, path: Path, title: str) -> Path:
+    """The crop and its Grad-CAM overlay side by side, as a 300 dpi PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    grey = crop.astype(np.float32) / 255
+    overlay = show_cam_on_image(np.repeat(grey[..., None], 3, axis=2), heatmap, use_rgb=True,
+                                image_weight=0.55)
+    figure, axes = plt.subplots(1, 2, figsize=(6, 3.3))
+    axes[0].imshow(grey, cmap="gray", vmin=0, vmax=1)
+    axes[0].set_title("ROI crop", fontsize=9)
+    axes[1].imshow(overlay)
+    axes[1].set_title("Grad-CAM", fontsize=9)
+    for axis in axes:
+        axis.axis("off")
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=300)
+    plt.close(figure)
+    return path
+
+
+def gradcam_overlays(
+    model: torch.nn.Module,
+    backbone: str,
+    cache: CropCache,
+    predictions: pd.DataFrame,
+    out_dir: str | Path,
+    *,
+    normalization: Normalization,
+    score: str | None = None,
+    threshold: float = 0.5,
+    cases: Sequence[str] | None = None,
+    device: torch.device | str = "cpu",
+) -> pd.DataFrame:
+    """Overlay PNGs for ``cases`` (default: most confident test TP, TN, FP, FN).
+
+    Returns one row per requested category or case: case_id, category, label,
+    probability, path (empty with a note where a category has no case).
+    """
+    score = score or f"DL-{backbone}"
+    if score not in predictions.columns:
+        raise DlrnError(f"predictions have no column {score!r} for Grad-CAM")
+    if cases is None:
+        chosen = list(confident_cases(predictions, score, threshold).items())
+    else:
+        unknown = [c for c in cases if c not in predictions.index]
+        if unknown:
+            raise DlrnError(f"Grad-CAM cases not in the predictions: {', '.join(unknown[:5])}")
+        chosen = [("selected", str(c)) for c in cases]
+    rows = [{"category": name, "case_id": None, "label": None, "probability": None,
+             "path": None, "note": "no test case in this category"}
+            for name, case in chosen if case is None]
+    found = [(name, case) for name, case in chosen if case is not None]
+    if found:
+        ids = [case for _, case in found]
+        probabilities = predictions.loc[ids, score].to_numpy()
+        maps = gradcam_maps(model, backbone, cache, ids, normalization=normalization,
+                            positive=probabilities >= threshold, device=device)
+        for (name, case_id), heatmap, crop, probability in zip(
+                found, maps, cache.images(ids)[:, 0], probabilities, strict=True):
+            label = int(predictions.loc[case_id, "label"])
+            title = f"{case_id} ({name}): label {label}, predicted p = {probability:.3f}"
+            path = save_overlay(crop, heatmap, Path(out_dir) / f"gradcam_{name}_{case_id}.png",
+                                title)
+            rows.append({"category": name, "case_id": case_id, "label": label,
+                         "probability": float(probability), "path": str(path), "note": ""})
+    return pd.DataFrame(rows, columns=["category", "case_id", "label", "probability", "path",
+                                       "note"])

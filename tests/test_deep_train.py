@@ -1,0 +1,167 @@
+"""The training loop on a planted signal: learning, selection, checkpoints, resume, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from deep_cohort import planted_crops
+
+import dlrn.deep.train as train_module
+from dlrn.deep.gradcam import confident_cases, gradcam_maps, gradcam_overlays
+from dlrn.deep.nets import build_model
+from dlrn.deep.train import TrainSettings, load_trained_model, train_backbone, warmup_cosine
+from dlrn.errors import DlrnError
+
+FAST = TrainSettings(epochs=5, batch_size=8, val_fraction=0.25, threads=2, progress=False,
+                     patience=None)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return planted_crops(n_cases=64, size=96)
+
+
+@pytest.fixture(scope="module")
+def trained(planted, tmp_path_factory):
+    cache, cases, _ = planted
+    out = tmp_path_factory.mktemp("model") / "resnet18"
+    return train_backbone("resnet18", cache, cases, list(cases.index), weights=None,
+                          settings=FAST, out_dir=out)
+
+
+def test_loss_goes_down_and_the_planted_signal_is_learned(trained):
+    history = trained.history
+    assert list(history["epoch"]) == [1, 2, 3, 4, 5]
+    assert history["train_loss"].iloc[-1] < 0.5 * history["train_loss"].iloc[0]
+    assert trained.best_val_auc >= 0.9
+    assert trained.best_val_auc == history["val_auc"].max()
+
+
+def test_validation_cases_come_from_training_cases_only(planted):
+    cache, cases, _ = planted
+    train_ids = list(cases.index[:32])
+    settings = TrainSettings(epochs=1, batch_size=8, val_fraction=0.25, threads=2,
+                             progress=False)
+    result = train_backbone("resnet18", cache, cases, train_ids, weights=None,
+                            settings=settings)
+    assert set(result.val_ids) | set(result.fit_ids) == set(train_ids)
+    assert not set(result.val_ids) & set(result.fit_ids)
+
+
+def test_best_checkpoint_and_model_card_reload_the_same_model(trained):
+    model, card = load_trained_model(trained.out_dir)
+    assert card["backbone"] == "resnet18" and card["best_epoch"] == trained.best_epoch
+    images = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), trained.model(images))
+
+
+def test_existing_model_is_not_overwritten_silently(trained, planted):
+    cache, cases, _ = planted
+    with pytest.raises(DlrnError, match=r"--resume.*--overwrite"):
+        train_backbone("resnet18", cache, cases, list(cases.index), weights=None,
+                       settings=FAST, out_dir=trained.out_dir)
+
+
+def test_interrupted_run_resumes_to_the_same_result(planted, tmp_path, monkeypatch):
+    cache, cases, _ = planted
+    ids = list(cases.index[:32])
+    settings = TrainSettings(epochs=2, batch_size=8, val_fraction=0.25, threads=2,
+                             progress=False, patience=None)
+    straight = train_backbone("resnet18", cache, cases, ids, weights=None, settings=settings)
+    real_epoch, calls = train_module._train_epoch, []
+
+    def crash_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_train_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_backbone("resnet18", cache, cases, ids, weights=None, settings=settings,
+                       out_dir=tmp_path / "run")
+    monkeypatch.setattr(train_module, "_train_epoch", real_epoch)
+    resumed = train_backbone("resnet18", cache, cases, ids, weights=None, settings=settings,
+                             out_dir=tmp_path / "run", resume=True)
+    columns = ["epoch", "train_loss", "val_loss", "val_auc"]
+    np.testing.assert_allclose(resumed.history[columns], straight.history[columns], rtol=1e-5)
+
+
+def test_cuda_out_of_memory_suggests_a_smaller_batch(planted, monkeypatch):
+    cache, cases, _ = planted
+
+    def out_of_memory(self, images):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torchvision.models.ResNet, "forward", out_of_memory)
+    with pytest.raises(DlrnError, match=r"out of memory.*batch size 8.*--batch-size 4"):
+        train_backbone("resnet18", cache, cases, list(cases.index), weights=None,
+                       settings=FAST)
+
+
+def test_unavailable_device_is_explained(planted):
+    cache, cases, _ = planted
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(DlrnError, match="device 'cuda' is not available"):
+        train_backbone("resnet18", cache, cases, list(cases.index), weights=None,
+                       settings=TrainSettings(device="cuda", progress=False))
+
+
+def test_warmup_then_cosine_decay():
+    factor = warmup_cosine(total_steps=10, warmup_steps=2)
+    assert [round(factor(step), 3) for step in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+
+
+def test_gradcam_maps_have_the_crop_size_and_range(trained, planted):
+    cache, cases, _ = planted
+    maps = gradcam_maps(trained.model, "resnet18", cache, list(cases.index[:6]),
+                        normalization=trained.normalization,
+                        positive=cases["label"].to_numpy()[:6] == 1)
+    assert maps.shape == (6, 96, 96)
+    assert maps.min() >= 0 and maps.max() <= 1
+
+
+@pytest.mark.xfail(strict=False, reason="a randomly initialised ResNet18 trained 5 epochs on "
+                   "64 tiny crops does not yet localise reliably (measured 34-59% of cases)")
+def test_gradcam_maps_peak_on_the_planted_signal(trained, planted):
+    cache, cases, boxes = planted
+    positives = list(cases.index[cases["label"] == 1])
+    maps = gradcam_maps(trained.model, "resnet18", cache, positives,
+                        normalization=trained.normalization)
+    inside = []
+    for case, heatmap in zip(positives, maps, strict=True):
+        top, bottom, left, right = boxes[cache.positions([case])[0]]
+        inside.append(heatmap[top:bottom, left:right].mean() > heatmap.mean())
+    assert np.mean(inside) >= 0.75
+
+
+def test_gradcam_overlays_for_the_confident_categories(trained, planted, tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    cache, cases, _ = planted
+    predictions = pd.DataFrame({"label": cases["label"], "set": "test",
+                                "DL-resnet18": np.where(cases["label"] == 1, 0.9, 0.2)})
+    predictions.iloc[0, 2] = 0.95  # one false positive; no false negative
+    assert confident_cases(predictions, "DL-resnet18", 0.5)["FN"] is None
+    table = gradcam_overlays(trained.model, "resnet18", cache, predictions, tmp_path,
+                             normalization=trained.normalization)
+    assert table.set_index("category").loc["FN", "note"] == "no test case in this category"
+    assert table.set_index("category").loc["FP", "case_id"] == predictions.index[0]
+    written = table["path"].dropna()
+    assert len(written) == 3
+    assert Image.open(written.iloc[0]).size[0] > 1000  # 300 dpi figure
+
+
+def test_class_weighting_and_sgd_run(planted):
+    cache, cases, _ = planted
+    settings = TrainSettings(epochs=1, batch_size=8, val_fraction=0.25, threads=2,
+                             progress=False, optimizer="sgd", class_weighted=True)
+    result = train_backbone("resnet18", cache, cases, list(cases.index[:16]), weights=None,
+                            settings=settings)
+    assert np.isfinite(result.history["train_loss"]).all()
+    assert isinstance(build_model("resnet18", weights=None), torch.nn.Module)

@@ -1,0 +1,74 @@
+"""``dlrn train-dl`` / ``dlrn deep-features`` end to end on a tiny PNG cohort."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from deep_cohort import write_png_cohort
+
+from dlrn.cli import main
+from dlrn.deep.features import DeepFeaturePCA
+
+COHORT = ["--label", "malignant", "--patient", "patient", "--no-progress"]
+TINY = ["--weights", "none", "--epochs", "2", "--image-size", "32", "--batch-size", "8",
+        "--val-fraction", "0.3", "--threads", "2"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("deep")
+    table = write_png_cohort(folder / "cohort", n_cases=40, size=40)
+    out = folder / "out"
+    code = main(["train-dl", str(table), "--out", str(out), "--backbones",
+                 "resnet18,mobilenet_v3_small", *TINY, *COHORT])
+    return table, out, code
+
+
+def test_train_dl_writes_predictions_comparison_features_and_gradcam(run):
+    _, out, code = run
+    assert code == 0
+    predictions = pd.read_csv(out / "predictions.csv", index_col="case_id")
+    assert list(predictions.columns) == ["label", "set", "DL-resnet18", "DL-mobilenet_v3_small"]
+    assert predictions["DL-resnet18"].between(0, 1).all() and len(predictions) == 40
+    chosen = json.loads((out / "chosen.json").read_text())
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert chosen["chosen"] == comparison.loc[comparison["val_auc"].idxmax(), "backbone"]
+    assert "validation AUC" in chosen["rule"]
+    features = pd.read_csv(out / "deep_features.csv", index_col="case_id")
+    width = {"resnet18": 512, "mobilenet_v3_small": 576}[chosen["chosen"]]
+    assert features.shape == (40, width)
+    n_train = int((predictions["set"] == "train").sum())
+    pca_table = pd.read_csv(out / "deep_features_pca.csv", index_col="case_id")
+    assert pca_table.shape == (40, n_train - 1)  # 512 capped by the training cases
+    gradcam = pd.read_csv(out / "gradcam_cases.csv")
+    assert set(gradcam["category"]) == {"TP", "TN", "FP", "FN"}
+    for path in gradcam["path"].dropna():
+        assert (out / "gradcam").joinpath(path.split("/")[-1]).is_file()
+    assert (out / "evaluation" / "metrics.csv").is_file()
+    for backbone in ("resnet18", "mobilenet_v3_small"):
+        assert (out / "models" / backbone / "best.safetensors").is_file()
+
+
+def test_a_second_run_does_not_overwrite_silently(run, capsys):
+    table, out, _ = run
+    code = main(["train-dl", str(table), "--out", str(out), "--backbones", "resnet18",
+                 *TINY, *COHORT])
+    assert code == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_deep_features_applies_the_trained_model_and_pca(run, tmp_path):
+    table, out, _ = run
+    chosen = json.loads((out / "chosen.json").read_text())["chosen"]
+    code = main(["deep-features", str(table), "--out", str(tmp_path / "f"), "--model",
+                 str(out / "models" / chosen), "--pca", str(out / "pca"), *COHORT])
+    assert code == 0
+    again = pd.read_csv(tmp_path / "f" / "deep_features.csv", index_col="case_id")
+    original = pd.read_csv(out / "deep_features.csv", index_col="case_id")
+    np.testing.assert_allclose(again.to_numpy(), original.loc[again.index].to_numpy(),
+                               rtol=1e-4, atol=1e-5)
+    reduced = pd.read_csv(tmp_path / "f" / "deep_features_pca.csv", index_col="case_id")
+    pca = DeepFeaturePCA.load(out / "pca")
+    assert list(reduced.columns) == list(pca.get_feature_names_out())
