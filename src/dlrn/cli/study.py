@@ -1,0 +1,169 @@
+"""``dlrn init``, ``dlrn run``, ``dlrn predict`` and ``dlrn demo``: the whole study."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dlrn.errors import DlrnError
+
+DEMO_STUDY = """\
+# The demo study: the synthetic cohort with small settings (a few minutes on 2 cores).
+cohort:
+  table: cohort/cohort.csv
+  patient: patient_id
+  repeat_masks: [mask_reader2]
+  clinical: {{age: continuous, sex: categorical, smoking: categorical,
+             max_diameter_mm: continuous, shape: categorical, margin: categorical,
+             echogenicity: categorical, calcification: categorical,
+             posterior_enhancement: categorical}}
+  external: {external}
+radiomics:
+  preset: fast
+selection:
+  lasso_folds: 5
+classifiers:
+  cv_folds: 3
+  grids: {{LR: {{C: [1.0]}}, SVM: {{estimator__C: [1.0]}}, RandomForest: {{n_estimators: [50]}},
+          ExtraTrees: {{n_estimators: [50]}}, XGBoost: {{n_estimators: [50]}},
+          LightGBM: {{n_estimators: [50]}}, MLP: {{hidden_layer_sizes: [[16]]}}}}
+dl:
+  enabled: {dl}
+  backbones: [resnet18]
+  weights: null
+  epochs: 1
+  batch_size: 16
+  image_size: 64
+  pca_components: 16
+output: study
+seed: 0
+"""
+
+
+def _init(args: argparse.Namespace) -> int:
+    from dlrn.study.config import study_template
+
+    path = Path(args.path)
+    if path.exists() and not args.overwrite:
+        raise DlrnError(f"{path} exists; pass --overwrite to replace it")
+    path.write_text(study_template())
+    print(f"wrote {path}: edit cohort.table and the columns, then run `dlrn run {path}`")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dlrn.study.config import load_study
+    from dlrn.study.pipeline import run_study
+
+    result = run_study(load_study(args.study), force=args.force or (),
+                       progress=not args.quiet, overwrite=args.overwrite)
+    _print_outcome(result)
+    return 0
+
+
+def _print_outcome(result) -> None:
+    for record in result.records.values():
+        state = "reused" if record.reused else record.status
+        detail = f" ({record.reason})" if record.reason else f" {record.seconds:.0f} s"
+        print(f"  {record.name:<16} {state}{detail}")
+    print(f"report: {result.report}")
+    print(f"bundle: {result.output_dir / 'bundle'}")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from dlrn.study.predict import predict_table
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise DlrnError(f"{out} exists; pass --overwrite to replace it")
+    gradcam = None if args.gradcam is None else Path(args.gradcam)
+    if gradcam is not None and gradcam.is_dir() and any(gradcam.iterdir()) \
+            and not args.overwrite:
+        raise DlrnError(f"Grad-CAM folder {gradcam} is not empty; choose another or pass "
+                        "--overwrite")
+    predictions = predict_table(args.bundle, args.table, gradcam_dir=gradcam,
+                                progress=not args.quiet)
+    predictions.to_csv(out)
+    print(f"wrote predictions of {len(predictions)} case(s) to {out}")
+    if gradcam is not None:
+        print(f"wrote Grad-CAM overlays of the CNN to {gradcam}")
+    return 0
+
+
+DEMO_EXTERNAL = "centre_b"
+
+
+def _demo_cohorts(out: Path, cases: int, external_cases: int) -> str:
+    """The synthetic cohorts (made once); returns the study file's ``external`` list."""
+    from dlrn.synthetic import make_synthetic_cohort
+
+    size = (160, 160)
+    if not (out / "cohort" / "cohort.csv").exists():
+        make_synthetic_cohort(out / "cohort", n_cases=cases, seed=0, image_size=size)
+    if not external_cases:
+        return "[]"
+    table = out / DEMO_EXTERNAL / "cohort.csv"
+    if not table.exists():
+        # Another centre: its own patients and a slightly different field of view.
+        make_synthetic_cohort(table.parent, n_cases=external_cases, seed=1, image_size=size,
+                              field_of_view_mm=45.0)
+        import pandas as pd
+
+        cohort = pd.read_csv(table, dtype={"case_id": str, "patient_id": str})
+        for column in ("case_id", "patient_id"):  # case ids must differ between centres
+            cohort[column] = "b" + cohort[column]
+        cohort.to_csv(table, index=False)
+    return f"[{{name: {DEMO_EXTERNAL}, table: {DEMO_EXTERNAL}/cohort.csv}}]"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from dlrn.study.config import load_study
+    from dlrn.study.pipeline import run_study
+
+    out = Path(args.out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    external = _demo_cohorts(out, args.cases, args.external_cases)
+    study = out / "study.yaml"
+    study.write_text(DEMO_STUDY.format(dl="false" if args.no_dl else "true",
+                                       external=external))
+    result = run_study(load_study(study), progress=not args.quiet)
+    _print_outcome(result)
+    print(f"open {result.report} in a browser; the study file is {study}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    init = subparsers.add_parser("init", help="write a commented study file template")
+    init.add_argument("path", nargs="?", default="study.yaml")
+    init.add_argument("--overwrite", action="store_true")
+    init.set_defaults(func=_init)
+
+    run = subparsers.add_parser("run", help="run (or resume) a whole study from its YAML file")
+    run.add_argument("study", help="study YAML file (see `dlrn init`)")
+    run.add_argument("--force", action="append", metavar="STAGE",
+                     help="recompute this stage and those after it (repeatable): cohort, "
+                          "clinical, clinical_models, radiomics, hcr_models, deep, dlr_models, "
+                          "dlrn, comparison")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the results of another study in the output folder")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=_run)
+
+    predict = subparsers.add_parser("predict", help="predict new cases with a study's bundle")
+    predict.add_argument("bundle", help="bundle folder written by `dlrn run`")
+    predict.add_argument("table", help="cohort table of the new cases (label optional)")
+    predict.add_argument("--out", required=True, help="predictions CSV to write")
+    predict.add_argument("--gradcam", metavar="DIR", help="also write Grad-CAM overlays here")
+    predict.add_argument("--overwrite", action="store_true")
+    predict.add_argument("--quiet", action="store_true")
+    predict.set_defaults(func=_predict)
+
+    demo = subparsers.add_parser("demo", help="synthetic cohort + the full study, small settings")
+    demo.add_argument("--out", default="dlrn-demo", help="folder for the cohort and results")
+    demo.add_argument("--cases", type=int, default=120, help="synthetic cases (default 120)")
+    demo.add_argument("--external-cases", type=int, default=40,
+                      help="cases of a second synthetic centre evaluated as an external "
+                           "validation set (0: none; default 40)")
+    demo.add_argument("--no-dl", action="store_true", help="skip the deep learning stages")
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(func=_demo)

@@ -1,0 +1,1 @@
+"""The whole study in one command: study file, pipeline, model bundle, prediction."""

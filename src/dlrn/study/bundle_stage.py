@@ -1,0 +1,80 @@
+"""Gather a finished study's fitted pieces into a model bundle (``<output>/bundle``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dlrn.study.bundle import BundleWriter, load_trusted_estimator
+from dlrn.study.pipeline import StudyContext
+from dlrn.study.stages import (
+    DLR_SCORE,
+    MODEL_STAGES,
+    best_model,
+    clinical_record,
+    cohort_columns,
+    image_options,
+)
+
+FEATURE_STAGES = ("clinical_models", "hcr_models", "dlr_models")
+
+
+def _add_models(writer: BundleWriter, context: StudyContext, stage: str) -> list[str]:
+    folder = context.stage_dir(stage) / "models"
+    names = []
+    for path in sorted(folder.glob("*.skops")):
+        writer.add_estimator(f"{stage}/{path.stem}", load_trusted_estimator(path))
+        names.append(path.stem)
+    return names
+
+
+def _add_deep(writer: BundleWriter, context: StudyContext) -> dict[str, Any]:
+    from dlrn.deep.features import DeepFeaturePCA
+    from dlrn.deep.nets import read_state_dict
+
+    run = context.stage_dir("deep") / "run"
+    record = json.loads((run / "chosen.json").read_text())
+    chosen = record["chosen"]
+    card = json.loads((run / "models" / chosen / "model.json").read_text())
+    writer.add_arrays("deep/cnn", read_state_dict(run / "models" / chosen / card["checkpoint"]))
+    pca = DeepFeaturePCA.load(run / "pca")
+    writer.add_arrays("deep/pca", {"mean": pca.mean_, "components": pca.components_})
+    writer.add_json("deep/pca", {"prefix": pca.prefix, "n_components": pca.n_components_,
+                                 "feature_names_in": list(map(str, pca.feature_names_in_))})
+    return {"backbone": chosen, "crop": card["crop"], "normalization": card["normalization"],
+            # Youden cut-off on the training set: Grad-CAM explains the predicted class
+            "threshold": record["gradcam_threshold"]}
+
+
+def write_study_bundle(context: StudyContext) -> None:
+    """Write ``bundle/`` from the stages that were run (replacing the previous bundle)."""
+    config = context.config
+    if not context.done("cohort"):
+        return
+    writer = BundleWriter(context.output_dir / "bundle", overwrite=True)
+    settings: dict[str, Any] = {
+        "columns": {k: v for k, v in cohort_columns(config).__dict__.items()
+                    if k not in ("split",)},
+        "clinical": clinical_record(context) if context.done("clinical") else None,
+        "min_roi_pixels": config.cohort.min_roi_pixels,
+        "min_roi_mm": config.cohort.min_roi_mm,
+        **image_options(config),
+        "models": {}, "best": {}, "dlr_score": DLR_SCORE,
+    }
+    if context.done("radiomics"):
+        writer.add_json("radiomics/params", json.loads(
+            (context.stage_dir("radiomics") / "params.json").read_text()))
+    for stage in FEATURE_STAGES:
+        if context.done(stage):
+            settings["models"][stage] = _add_models(writer, context, stage)
+    for stage in MODEL_STAGES:
+        if context.done(stage) and stage != "dlrn":
+            settings["best"][stage] = best_model(context, stage)
+    if context.done("deep"):
+        settings["deep"] = _add_deep(writer, context)
+    if context.done("dlrn"):
+        writer.add_json("dlrn/nomogram", json.loads(
+            (context.stage_dir("dlrn") / "nomogram.json").read_text()))
+    writer.add_json("settings", settings)
+    writer.add_json("study", config.to_dict())
+    writer.finish(stages=[name for name in context.records if context.done(name)])

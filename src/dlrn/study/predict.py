@@ -1,0 +1,144 @@
+"""Predict new cases with a study's bundle: every model's probability, the DLRN and its points.
+
+The new cases go through the same steps as in the study: validation like the
+cohort reader (the label column is optional), PyRadiomics with the study's
+parameters, the CNN crop and weights, the training-fitted PCA, the frozen
+selectors and classifiers, and the nomogram.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dlrn.errors import DlrnError
+from dlrn.study.bundle import Bundle
+from dlrn.study.stages import encode_clinical, nomogram_inputs
+
+
+def read_new_cases(table: str | Path, settings: dict[str, Any], *,
+                   progress: bool = True) -> pd.DataFrame:
+    """Validate the new cases like ``dlrn.cohort.read_cohort``; the label is optional."""
+    from dlrn.cohort import CohortColumns, read_cohort
+
+    columns = dict(settings["columns"])
+    header = pd.read_csv(table, nrows=0).columns if str(table).endswith((".csv", ".tsv")) \
+        else pd.read_excel(table, nrows=0).columns
+    clinical = (settings.get("clinical") or {}).get("selected", [])
+    absent = [c for c in clinical if c not in header]
+    if absent:
+        raise DlrnError(f"{table} lacks the clinical column(s) the models need: "
+                        f"{', '.join(absent)}")
+    columns.update(repeat_masks=(), clinical=tuple(clinical),
+                   label=columns["label"] if columns["label"] in header else None,
+                   patient=columns["patient"] if columns["patient"] in header else None)
+    cohort = read_cohort(table, CohortColumns(**columns),
+                         min_roi_pixels=settings["min_roi_pixels"],
+                         min_roi_mm=settings.get("min_roi_mm"), **_image_options(settings),
+                         progress=progress)
+    return cohort.cases
+
+
+def _image_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """The study's ROI label and frame (bundles written before these settings: defaults)."""
+    return {"mask_label": settings.get("mask_label"), "frame": settings.get("frame", 0)}
+
+
+def _model_probabilities(bundle: Bundle, stage: str, names: list[str],
+                         features: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({name: bundle.estimator(f"{stage}/{name}").predict_proba(features)[:, 1]
+                         for name in names}, index=features.index)
+
+
+def _radiomics(bundle: Bundle, cases: pd.DataFrame, progress: bool) -> pd.DataFrame:
+    from dlrn.radiomics import extract_features
+
+    result = extract_features(cases, bundle.json("radiomics/params"),
+                              **_image_options(bundle.json("settings")), progress=progress)
+    if len(result.failures):
+        listing = "; ".join(f"{r.case_id}: {r.error}" for r in result.failures.itertuples())
+        raise DlrnError(f"feature extraction failed: {listing}")
+    return result.features.loc[cases.index]
+
+
+def _deep(bundle: Bundle, settings: dict[str, Any], cases: pd.DataFrame,
+          gradcam_dir: str | Path | None, progress: bool) -> tuple[pd.Series, pd.DataFrame]:
+    """The CNN's probability and the PCA of its deep features for each case."""
+    import torch
+
+    from dlrn.deep.data import CropSettings, build_crop_cache
+    from dlrn.deep.features import batched_outputs, extract_deep_features
+    from dlrn.deep.nets import build_model
+
+    deep = settings["deep"]
+    backbone, normalization = deep["backbone"], deep["normalization"]
+    model = build_model(backbone, weights=bundle.folder / "deep" / "cnn.safetensors").eval()
+    cache = build_crop_cache(cases, CropSettings(**deep["crop"]), progress=progress)
+    ids = list(cases.index)
+    logits = batched_outputs(model, lambda images: model(images).squeeze(1), cache,
+                             cache.positions(ids), backbone=backbone,
+                             normalization=normalization, device=torch.device("cpu"),
+                             batch_size=16)
+    probability = pd.Series(torch.sigmoid(torch.from_numpy(logits)).numpy(), index=cases.index)
+    features = extract_deep_features(model, backbone, cache, ids, normalization=normalization)
+    pca, arrays = bundle.json("deep/pca"), bundle.arrays("deep/pca")
+    scores = (features[pca["feature_names_in"]].to_numpy(np.float64) - arrays["mean"]) \
+        @ arrays["components"].T
+    columns = [f"{pca['prefix']}{i + 1}" for i in range(pca["n_components"])]
+    if gradcam_dir is not None:
+        from dlrn.deep.gradcam import gradcam_overlays
+
+        frame = pd.DataFrame({"label": cases.get("label", pd.Series(-1, index=cases.index)),
+                              f"DL-{backbone}": probability}, index=cases.index)
+        gradcam_overlays(model, backbone, cache, frame, gradcam_dir,
+                         normalization=normalization, threshold=deep.get("threshold", 0.5),
+                         cases=ids)
+    return probability.rename(f"DL-{backbone}"), pd.DataFrame(scores, index=cases.index,
+                                                              columns=columns)
+
+
+def predict_cases(bundle: Bundle, cases: pd.DataFrame, *, gradcam_dir: str | Path | None = None,
+                  progress: bool = True) -> pd.DataFrame:
+    """One row per case: each model's probability, the DLRN probability and its points."""
+    settings = bundle.json("settings")
+    models = settings["models"]
+    clinical = settings.get("clinical") or {"selected": [], "levels": {}}
+    out = pd.DataFrame(index=cases.index)
+    if "label" in cases.columns:
+        out["label"] = cases["label"].astype(int)
+    if models.get("clinical_models"):
+        X = encode_clinical(cases, clinical["selected"], clinical["levels"])
+        out = out.join(_model_probabilities(bundle, "clinical_models",
+                                            models["clinical_models"], X))
+    hcr = _radiomics(bundle, cases, progress) if models.get("hcr_models") else None
+    if hcr is not None:
+        out = out.join(_model_probabilities(bundle, "hcr_models", models["hcr_models"], hcr))
+    if settings.get("deep"):
+        probability, deep_features = _deep(bundle, settings, cases, gradcam_dir, progress)
+        out[probability.name] = probability
+        if models.get("dlr_models") and hcr is not None:
+            fused = hcr.join(deep_features)
+            out = out.join(_model_probabilities(bundle, "dlr_models", models["dlr_models"],
+                                                fused))
+    if bundle.has("dlrn/nomogram", ".json"):
+        from dlrn.nomogram import Nomogram
+
+        nomogram = Nomogram.from_dict(bundle.json("dlrn/nomogram"))
+        X = nomogram_inputs(cases, out[settings["best"]["dlr_models"]], clinical["selected"],
+                            clinical["levels"])
+        points = nomogram.points(X)
+        out["DLRN"] = points["probability"]
+        out = out.join(points.drop(columns=["probability"]))
+    out.index.name = "case_id"
+    return out
+
+
+def predict_table(bundle_dir: str | Path, table: str | Path, *,
+                  gradcam_dir: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
+    """``dlrn predict``: open and verify the bundle, validate the table, predict every case."""
+    bundle = Bundle.open(bundle_dir)
+    cases = read_new_cases(table, bundle.json("settings"), progress=progress)
+    return predict_cases(bundle, cases, gradcam_dir=gradcam_dir, progress=progress)

@@ -1,0 +1,625 @@
+"""The study's stages, in the paper's order, and how each reads and writes its folder.
+
+Every stage reads earlier stages only through their files (``stages/<name>/``),
+so a re-run can reuse any stage that is still valid without keeping objects alive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dlrn.errors import DlrnError
+from dlrn.study.config import StudyConfig
+from dlrn.study.pipeline import Stage, StudyContext
+from dlrn.tables import write_tables
+
+log = logging.getLogger(__name__)
+
+CASES_FILE = "cases.csv"
+CASE_EXCLUDED = "case excluded"  # dlrn.cohort's action; the other is "repeat mask ignored"
+IGNORED_REPEATS = "repeat masks ignored (case kept, left out of the ICC subset)"
+PREDICTIONS_FILE = "predictions.csv"
+
+
+# ---------------------------------------------------------------- shared helpers
+
+def cohort_columns(config: StudyConfig, *, with_label: bool = True,
+                   with_split: bool = True) -> Any:
+    """The study file's cohort section as dlrn.cohort.CohortColumns."""
+    from dlrn.cohort import CohortColumns
+
+    c = config.cohort
+    return CohortColumns(
+        case_id=c.case_id, image=c.image, mask=c.mask,
+        label=c.label if with_label else None, patient=c.patient,
+        repeat_masks=tuple(c.repeat_masks), clinical=tuple(c.clinical),
+        split=config.split.column if with_split else None, positive_label=c.positive_label)
+
+
+def image_options(config: StudyConfig) -> dict[str, Any]:
+    """How every image and mask of the study is read (cohort check, PyRadiomics, CNN crops)."""
+    return {"mask_label": config.cohort.mask_label, "frame": config.cohort.frame}
+
+
+def read_cases(context: StudyContext) -> pd.DataFrame:
+    """The validated cohort (all sets) with its ``set`` column, indexed by case id."""
+    path = context.stage_dir("cohort") / CASES_FILE
+    cases = pd.read_csv(path, index_col="case_id", dtype={"case_id": str, "patient_id": str})
+    cases.index = cases.index.astype(str)
+    return cases
+
+
+def read_predictions(context: StudyContext, stage: str) -> pd.DataFrame:
+    path = context.stage_dir(stage) / PREDICTIONS_FILE
+    predictions = pd.read_csv(path, index_col="case_id", dtype={"case_id": str})
+    predictions.index = predictions.index.astype(str)
+    return predictions
+
+
+def save_tables(context: StudyContext, stage: str, tables: dict[str, pd.DataFrame]) -> None:
+    """A stage's report tables as CSV in ``<stage>/tables/`` (the report's workbook has all)."""
+    write_tables(tables, context.stage_dir(stage) / "tables", workbook=None)
+
+
+def train_ids(cases: pd.DataFrame) -> list[str]:
+    return list(cases.index[cases["set"] == "train"])
+
+
+def _figure_dir(context: StudyContext, stage: str) -> Path:
+    folder = context.stage_dir(stage) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _save_figure(figure: Any, stem: Path) -> None:
+    from dlrn.evaluation.figures import save_figure
+
+    save_figure(figure, stem)
+
+
+def _counts(cases: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for name, rows_in_set in cases.groupby("set", sort=False):
+        rows.append({"set": name, "cases": len(rows_in_set),
+                     "patients": rows_in_set["patient_id"].nunique(),
+                     "positive": int(rows_in_set["label"].sum()),
+                     "negative": int((rows_in_set["label"] == 0).sum())})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- cohort
+
+def run_cohort(context: StudyContext) -> dict[str, Any]:
+    from dlrn.cohort import read_cohort, split_cohort
+
+    config = context.config
+    options = {"min_roi_pixels": config.cohort.min_roi_pixels,
+               "min_roi_mm": config.cohort.min_roi_mm, **image_options(config),
+               "on_error": config.cohort.on_error, "progress": context.progress}
+    cohort = read_cohort(config.resolve(config.cohort.table), cohort_columns(config), **options)
+    if config.split.column:
+        split = cohort.given_split.astype(str).str.strip().str.lower()
+    else:
+        split = split_cohort(cohort.cases, test_size=config.split.test_size,
+                             seed=config.split_seed)
+    sets = [cohort.cases.assign(set=split)]
+    exclusions = [cohort.exclusions.assign(cohort="main")]
+    notes = list(cohort.notes)
+    for external in config.cohort.external:
+        other = read_cohort(config.resolve(external.table),
+                            cohort_columns(config, with_split=False), **options)
+        sets.append(other.cases.assign(set=external.name))
+        exclusions.append(other.exclusions.assign(cohort=external.name))
+        notes += [f"{external.name}: {note}" for note in other.notes]
+    cases = pd.concat(sets)
+    duplicated = cases.index[cases.index.duplicated()]
+    if len(duplicated):
+        raise DlrnError(f"case ids occur in more than one cohort: "
+                        f"{', '.join(map(str, duplicated[:5]))}; case ids must be unique")
+    folder = context.stage_dir("cohort")
+    cases.to_csv(folder / CASES_FILE)
+    (folder / "split.json").write_text(json.dumps(
+        {name: list(map(str, group.index)) for name, group in cases.groupby("set")}, indent=1))
+    problems = pd.concat(exclusions, ignore_index=True)
+    excluded = problems[problems["action"] == CASE_EXCLUDED]
+    ignored = problems[problems["action"] != CASE_EXCLUDED]
+    save_tables(context, "cohort", {"cohort_counts": _counts(cases),
+                                    "excluded_cases": excluded,
+                                    "ignored_repeat_masks": ignored})
+    return {
+        "tables": {"tables/cohort_counts": "Cases per set (Figure 1)",
+                   "tables/excluded_cases": "Excluded cases with reasons",
+                   "tables/ignored_repeat_masks": "Repeat masks left out of the ICC analysis "
+                                                  "(their cases are kept)"},
+        "facts": {"cases analysed": len(cases),
+                  # one row per problem: a case with two problems is one excluded case
+                  "cases excluded": len(excluded.drop_duplicates(["cohort", "row"])),
+                  IGNORED_REPEATS: len(ignored.drop_duplicates(["cohort", "row", "column"])),
+                  "split": (f"given by column {config.split.column}" if config.split.column
+                            else f"random {1 - config.split.test_size:.0%} / "
+                                 f"{config.split.test_size:.0%} by patient, stratified by "
+                                 f"label, seed {config.split_seed}")},
+        "notes": notes,
+    }
+
+
+# ---------------------------------------------------------------- clinical statistics
+
+def _categorical(config: StudyConfig) -> list[str]:
+    return [name for name, kind in config.cohort.clinical.items() if kind == "categorical"]
+
+
+def run_clinical(context: StudyContext) -> dict[str, Any]:
+    from dlrn.clinical import baseline_table, logistic_analysis
+
+    config = context.config
+    cases = read_cases(context)
+    variables = list(config.cohort.clinical)
+    categorical = _categorical(config)
+    internal = cases[cases["set"].isin(["train", "test"])]
+    baseline = baseline_table(internal, "set", variables, categorical=categorical)
+    training = cases.loc[train_ids(cases)]
+    analysis = logistic_analysis(training, "label", variables, categorical=categorical,
+                                 p_threshold=config.evaluation.clinical_p_threshold)
+    independent = independent_predictors(analysis.multivariate, variables,
+                                         config.evaluation.clinical_p_threshold)
+    # Levels seen in training; a level met only later is an error naming the case.
+    levels = {name: sorted(map(str, pd.unique(training[name].astype(str))))
+              for name in categorical}
+    (context.stage_dir("clinical") / "selected.json").write_text(json.dumps(
+        {"univariate": list(analysis.selected), "selected": independent, "levels": levels}))
+    save_tables(context, "clinical", {"baseline": baseline, "univariate": analysis.univariate,
+                                      "multivariate": analysis.multivariate})
+    return {
+        "tables": {"tables/baseline": "Baseline characteristics, training vs test set (Table 2)",
+                   "tables/univariate": "Univariate logistic regression, training set",
+                   "tables/multivariate": "Multivariate logistic regression, training set "
+                                   "(Supplementary Table 1)"},
+        "facts": {"clinical features": ", ".join(variables),
+                  "independent predictors (multivariate p < "
+                  f"{config.evaluation.clinical_p_threshold}), used by the clinical models "
+                  "and the nomogram":
+                      ", ".join(independent) or "none",
+                  "significant in univariate analysis": ", ".join(analysis.selected) or "none"},
+    }
+
+
+def independent_predictors(multivariate: pd.DataFrame, variables: list[str],
+                           p_threshold: float) -> list[str]:
+    """Variables with a multivariate term (``name`` or ``name[level]``) below the threshold."""
+    if multivariate.empty:
+        return []
+    significant = multivariate.loc[multivariate["p_value"] < p_threshold, "term"]
+    return [v for v in variables
+            if any(t == v or t.startswith(f"{v}[") for t in significant)]
+
+
+def clinical_record(context: StudyContext) -> dict[str, Any]:
+    return json.loads((context.stage_dir("clinical") / "selected.json").read_text())
+
+
+def selected_clinical(context: StudyContext) -> list[str]:
+    return clinical_record(context)["selected"]
+
+
+def encode_clinical(cases: pd.DataFrame, columns: list[str],
+                    levels: dict[str, list[str]]) -> pd.DataFrame:
+    """Clinical features as numbers.
+
+    A categorical column becomes one 0/1 column ``<column>_<level>`` per level after the
+    first (the reference, as in the logistic analysis). Unknown levels and missing values
+    are errors naming the case and column.
+    """
+    encoded = {}
+    for column in columns:
+        values = cases[column]
+        missing = cases.index[values.isna()]
+        if len(missing):
+            raise DlrnError(f"clinical column {column!r} is missing for case(s) "
+                            f"{', '.join(map(str, missing[:10]))}")
+        if column not in levels:
+            encoded[column] = pd.to_numeric(values, errors="raise").astype(float)
+            continue
+        text = values.astype(str)
+        unknown = cases.index[~text.isin(levels[column])]
+        if len(unknown):
+            raise DlrnError(f"clinical column {column!r} has a value the study never saw for "
+                            f"case(s) {', '.join(map(str, unknown[:10]))} (known: "
+                            f"{', '.join(levels[column])})")
+        for level in levels[column][1:]:
+            encoded[f"{column}_{level}"] = (text == level).astype(float)
+    return pd.DataFrame(encoded, index=cases.index)
+
+
+# ---------------------------------------------------------------- models of one feature set
+
+def fit_models(context: StudyContext, stage: str, name: str, features: pd.DataFrame, *,
+               selection: Any) -> dict[str, Any]:
+    """Selection + the configured classifiers on one feature set; save everything to disk."""
+    from dlrn.modeling import fit_feature_set, write_feature_set_result
+    from dlrn.study.bundle import dump_estimator
+
+    config = context.config
+    cases = read_cases(context).loc[features.index]
+    result = fit_feature_set(
+        name, features, cases["label"].astype(int), cases["set"],
+        groups=cases["patient_id"], selection=selection,
+        classifiers=config.classifiers.models, grids=config.classifiers.grids or None,
+        cv_folds=config.classifiers.cv_folds, class_weight=config.classifiers.class_weight,
+        seed=config.seed, progress=context.progress)
+    folder = context.stage_dir(stage)
+    (folder / "models").mkdir()
+    for classifier, model in result.models.items():
+        dump_estimator(model, folder / "models" / f"{name}-{classifier}.skops")
+    result.predictions.to_csv(folder / PREDICTIONS_FILE)
+    result.oof_predictions.to_csv(folder / "oof.csv")
+    features.iloc[:0].to_csv(folder / "feature_names.csv")
+    best = f"{name}-{result.best_model}"
+    (folder / "best.json").write_text(json.dumps({"best": best, "rule": BEST_RULE}))
+    write_feature_set_result(result, folder / "result")
+    figures = {f"result/figures/{stem}": caption for stem, caption in (
+        ("lasso_path", f"{name}: LASSO coefficient paths"),
+        ("lasso_cv_error", f"{name}: LASSO cross-validation error; the chosen λ is marked"),
+        ("lasso_coefficients", f"{name}: coefficients of the selected features"),
+        ("importance", f"{name}: permutation importance of the best model's features"),
+    ) if (folder / "result" / "figures" / f"{stem}.png").exists()}
+    return {
+        "tables": {"result/metrics": f"Performance of the {name} models (train, test and "
+                                     "external sets)",
+                   "result/metrics_cv": f"{name} models: cross-validated (out-of-fold) "
+                                        "performance on the training set",
+                   "result/best_params": f"{name} models: tuned hyper-parameters and CV AUC",
+                   "result/selection_funnel": f"{name} feature-selection funnel",
+                   "result/selected_features": f"{name}: selected features"},
+        "figures": figures,
+        "facts": {"features in": features.shape[1],
+                  "features selected": len(result.selected_features),
+                  "best model (highest median CV AUC on the training set)": best},
+    }
+
+
+BEST_RULE = ("highest median cross-validated AUC on the training set; the test set plays "
+             "no part in the choice")
+
+
+def best_model(context: StudyContext, stage: str) -> str:
+    return json.loads((context.stage_dir(stage) / "best.json").read_text())["best"]
+
+
+def run_clinical_models(context: StudyContext) -> dict[str, Any]:
+    cases = read_cases(context)
+    record = clinical_record(context)
+    features = encode_clinical(cases, record["selected"], record["levels"])
+    return fit_models(context, "clinical_models", "Clinical", features, selection=None)
+
+
+def skip_clinical_models(context: StudyContext) -> str | None:
+    if not selected_clinical(context):
+        return "no clinical feature was significant in the multivariate analysis"
+    return None
+
+
+# ---------------------------------------------------------------- handcrafted radiomics
+
+def _extract(context: StudyContext, cases: pd.DataFrame, mask_column: str,
+             facts: dict[str, Any]) -> pd.DataFrame:
+    """Features of every case with ``mask_column``; records how many came from the cache."""
+    from dlrn.radiomics import extract_features
+
+    config = context.config
+    result = extract_features(cases, config.resolve_preset(), mask_column=mask_column,
+                              **image_options(config), jobs=config.radiomics.jobs,
+                              cache_dir=config.radiomics_cache_dir, progress=context.progress)
+    facts[f"cases read from the feature cache ({mask_column})"] = len(result.from_cache)
+    if len(result.failures):
+        listing = "\n  ".join(f"{row.case_id}: {row.error}" for row in
+                              result.failures.itertuples())
+        raise DlrnError(f"feature extraction failed for {len(result.failures)} case(s) "
+                        f"({mask_column}); fix or exclude them:\n  {listing}")
+    return result.features
+
+
+def run_radiomics(context: StudyContext) -> dict[str, Any]:
+    from dlrn.radiomics import load_params
+    from dlrn.selection import repeat_icc
+
+    config = context.config
+    cases = read_cases(context)
+    folder = context.stage_dir("radiomics")
+    facts: dict[str, Any] = {"PyRadiomics settings": config.radiomics.preset,
+                             "feature cache": str(config.radiomics_cache_dir)}
+    features = _extract(context, cases, "mask", facts)
+    features.to_csv(folder / "features.csv")
+    (folder / "params.json").write_text(json.dumps(load_params(config.resolve_preset()),
+                                                   indent=1, default=str))
+    facts["features extracted"] = features.shape[1]
+    summary: dict[str, Any] = {"facts": facts, "tables": {}}
+    repeats = {}
+    training = cases.loc[train_ids(cases)]
+    for column in config.cohort.repeat_masks:
+        rated = training[training[column].notna()]
+        repeats[column] = _extract(context, rated, column, facts)
+    if repeats:
+        icc = repeat_icc(features.loc[repeats[next(iter(repeats))].index], repeats)
+        icc.to_csv(folder / "icc.csv")
+        threshold = config.selection.icc_threshold
+        facts["ICC cases (training, with repeat masks)"] = len(next(iter(repeats.values())))
+        facts[f"features with ICC >= {threshold}"] = int((icc >= threshold).all(axis=1).sum())
+    return summary
+
+
+def read_icc(context: StudyContext) -> pd.DataFrame | None:
+    path = context.stage_dir("radiomics") / "icc.csv"
+    return pd.read_csv(path, index_col="feature") if path.exists() else None
+
+
+def read_features(context: StudyContext, stage: str, name: str) -> pd.DataFrame:
+    table = pd.read_csv(context.stage_dir(stage) / name, index_col="case_id",
+                        dtype={"case_id": str})
+    table.index = table.index.astype(str)
+    return table
+
+
+def selection_pipeline(context: StudyContext, icc: pd.DataFrame | None) -> Any:
+    from dlrn.selection import make_selection_pipeline
+
+    s = context.config.selection
+    return make_selection_pipeline(
+        icc=icc, icc_threshold=s.icc_threshold, p_threshold=s.p_threshold,
+        correlation_threshold=s.correlation_threshold,
+        greedy_threshold=s.correlation_threshold, lasso_folds=s.lasso_folds,
+        seed=context.config.seed)
+
+
+def run_hcr_models(context: StudyContext) -> dict[str, Any]:
+    features = read_features(context, "radiomics", "features.csv")
+    return fit_models(context, "hcr_models", "HCR", features,
+                      selection=selection_pipeline(context, read_icc(context)))
+
+
+# ---------------------------------------------------------------- deep learning
+
+def _weights(config: StudyConfig) -> str | None:
+    """imagenet, none, or a weight file made absolute against the study file's folder."""
+    weights = config.dl.weights
+    return weights if weights in (None, "none", "imagenet") else str(config.resolve(weights))
+
+
+def _weights_file(config: StudyConfig) -> list[Path]:
+    weights = _weights(config)
+    return [] if weights in (None, "none", "imagenet") else [Path(weights)]
+
+
+def deep_settings(config: StudyConfig, progress: bool) -> Any:
+    from dlrn.deep.data import CropSettings
+    from dlrn.deep.train import TrainSettings
+    from dlrn.deep.workflow import DeepStageSettings
+
+    dl = config.dl
+    return DeepStageSettings(
+        backbones=tuple(dl.backbones), weights=_weights(config),
+        crop=CropSettings(image_size=dl.image_size, margin=dl.crop_margin,
+                          **image_options(config)),
+        train=TrainSettings(epochs=dl.epochs, batch_size=dl.batch_size,
+                            learning_rate=dl.learning_rate, seed=config.seed,
+                            device=dl.device, progress=progress),
+        pca_components=dl.pca_components)
+
+
+def run_deep(context: StudyContext) -> dict[str, Any]:
+    from dlrn.deep.workflow import SELECTION_RULE, run_deep_stage
+
+    config = context.config
+    cases = read_cases(context)
+    folder = context.stage_dir("deep")
+    result = run_deep_stage(cases, cases["set"], folder / "run",
+                            deep_settings(config, context.progress),
+                            source=config.resolve(config.cohort.table))
+    result.predictions.to_csv(folder / PREDICTIONS_FILE)
+    result.features_pca.to_csv(folder / "features.csv")
+    (folder / "best.json").write_text(json.dumps({"best": f"DL-{result.chosen}",
+                                                  "rule": SELECTION_RULE}))
+    save_tables(context, "deep", {"deep_metrics": result.metrics,
+                                  "deep_backbones": result.comparison})
+    figures = {}
+    for row in result.gradcam.dropna(subset=["path"]).itertuples():
+        target = _figure_dir(context, "deep") / f"gradcam_{row.category}.png"
+        Path(row.path).replace(target)
+        figures[f"figures/gradcam_{row.category}"] = (
+            f"Grad-CAM of {result.chosen}, {row.category} test case {row.case_id} "
+            f"(label {row.label}, p = {row.probability:.2f})")
+    return {
+        "tables": {"tables/deep_backbones": "Backbones compared (chosen on validation AUC "
+                                            "within the training set)",
+                   "tables/deep_metrics": "Performance of the DL models (Table 5)"},
+        "figures": figures,
+        "facts": {"chosen backbone": result.chosen, "deep features": result.features.shape[1],
+                  "principal components kept (fitted on training cases)":
+                      result.features_pca.shape[1]},
+    }
+
+
+def run_dlr_models(context: StudyContext) -> dict[str, Any]:
+    hcr = read_features(context, "radiomics", "features.csv")
+    deep = read_features(context, "deep", "features.csv")
+    fused = hcr.join(deep, how="inner")
+    icc = read_icc(context)
+    if icc is not None:  # deep features have no repeat reading: they pass the ICC step
+        icc = pd.concat([icc, pd.DataFrame(1.0, index=deep.columns, columns=icc.columns)])
+    return fit_models(context, "dlr_models", "DLR", fused,
+                      selection=selection_pipeline(context, icc))
+
+
+# ---------------------------------------------------------------- DLRN nomogram
+
+DLR_SCORE = "DLR_score"
+
+
+def best_scores(context: StudyContext, stage: str, *, out_of_fold: bool) -> pd.Series:
+    """The best model's probability per case; training cases out-of-fold when asked."""
+    best = best_model(context, stage)
+    scores = read_predictions(context, stage)[best]
+    if out_of_fold:
+        oof = pd.read_csv(context.stage_dir(stage) / "oof.csv", index_col="case_id",
+                          dtype={"case_id": str})[best]
+        scores.loc[oof.index.astype(str)] = oof.to_numpy()
+    return scores
+
+
+def nomogram_inputs(cases: pd.DataFrame, score: pd.Series, clinical: list[str],
+                    levels: dict[str, list[str]]) -> pd.DataFrame:
+    """The DLRN predictors: the DLR score beside the significant clinical features."""
+    encode_clinical(cases, clinical, levels)  # names the case and column of bad values
+    X = cases[clinical].copy()
+    for column in clinical:
+        if column in levels:
+            X[column] = X[column].astype(str)
+    X.insert(0, DLR_SCORE, score.loc[cases.index].astype(float))
+    return X
+
+
+def run_dlrn(context: StudyContext) -> dict[str, Any]:
+    from dlrn.nomogram import Nomogram
+
+    cases = read_cases(context)
+    record = clinical_record(context) if context.done("clinical") else {"selected": [],
+                                                                         "levels": {}}
+    clinical = record["selected"]
+    # Out-of-fold scores on training cases, so the nomogram does not learn the DLR
+    # model's in-sample optimism; test and external cases get the frozen model's scores.
+    X = nomogram_inputs(cases, best_scores(context, "dlr_models", out_of_fold=True),
+                        clinical, record["levels"])
+    training = train_ids(cases)
+    nomogram = Nomogram(categorical=list(record["levels"])).fit(
+        X.loc[training], cases.loc[training, "label"].astype(int))
+    folder = context.stage_dir("dlrn")
+    (folder / "nomogram.json").write_text(json.dumps(nomogram.to_dict(), indent=1))
+    points = nomogram.points(X)
+    predictions = cases[["label", "set"]].assign(DLRN=points["probability"])
+    predictions.to_csv(folder / PREDICTIONS_FILE)
+    nomogram.plot(_figure_dir(context, "dlrn") / "nomogram")
+    save_tables(context, "dlrn", {"dlrn_points": points.reset_index()})
+    return {
+        "figures": {"figures/nomogram": "The DLR nomogram (Figure 6): points per predictor, "
+                                        "total points and predicted probability"},
+        "tables": {"tables/dlrn_points": "Nomogram points of every case"},
+        "facts": {"DLR model": best_model(context, "dlr_models"),
+                  "clinical predictors": ", ".join(clinical) or "none (DLR score only)"},
+    }
+
+
+# ---------------------------------------------------------------- comparison (Table 7)
+
+MODEL_STAGES = ("clinical_models", "hcr_models", "deep", "dlr_models", "dlrn")
+
+
+def comparison_predictions(context: StudyContext) -> pd.DataFrame:
+    """The best model of each kind side by side, in the wide predictions shape."""
+    cases = read_cases(context)
+    predictions = cases[["label", "set"]].copy()
+    for stage in MODEL_STAGES:
+        if not context.done(stage):
+            continue
+        stage_predictions = read_predictions(context, stage)
+        column = "DLRN" if stage == "dlrn" else best_model(context, stage)
+        predictions[column] = stage_predictions[column]
+    return predictions
+
+
+def run_comparison(context: StudyContext) -> dict[str, Any]:
+    from dlrn.evaluation.summary import write_evaluation
+
+    predictions = comparison_predictions(context)
+    scores = [c for c in predictions.columns if c not in ("label", "set")]
+    if not scores:
+        raise DlrnError("no model was built, so there is nothing to compare")
+    folder = context.stage_dir("comparison")
+    predictions.to_csv(folder / PREDICTIONS_FILE)
+    write_evaluation(predictions, scores, folder / "evaluation", overwrite=True,
+                     groups=context.config.evaluation.calibration_bins)
+    sets = list(dict.fromkeys(predictions["set"]))
+    figures = {}
+    for kind, caption in (("roc", "ROC curves (Figure 7)"),
+                          ("delong", "DeLong test p-values (Supplementary Figure 7)"),
+                          ("calibration", "Calibration curves (Supplementary Figure 8)"),
+                          ("decision_curve", "Decision curves (Figure 8)")):
+        for name in sets:
+            stem = f"evaluation/figures/{kind}_{name}"
+            if (folder / f"{stem}.png").exists():
+                figures[stem] = f"{caption}, {name} set"
+    return {
+        "tables": {"evaluation/metrics": "Performance of the best model of each kind "
+                                         "(Table 7)",
+                   "evaluation/hosmer_lemeshow": "Calibration: Hosmer-Lemeshow test, "
+                                                 "intercept and slope",
+                   "evaluation/delong": "DeLong tests between models"},
+        "figures": figures,
+        "facts": {"models compared": ", ".join(scores)},
+    }
+
+
+# ---------------------------------------------------------------- the study
+
+def _no_clinical(context: StudyContext) -> str | None:
+    return None if context.config.cohort.clinical else "no clinical columns in cohort.clinical"
+
+
+def _dl_off(context: StudyContext) -> str | None:
+    return None if context.config.dl.enabled else "dl.enabled is false in the study file"
+
+
+def _cohort_inputs(config: StudyConfig) -> list[Path]:
+    return [config.resolve(config.cohort.table),
+            *(config.resolve(e.table) for e in config.cohort.external)]
+
+
+def _cohort_settings(config: StudyConfig) -> dict[str, Any]:
+    return {"cohort": config.to_dict()["cohort"], "split": config.to_dict()["split"],
+            "seed": config.split_seed}
+
+
+def _radiomics_settings(config: StudyConfig) -> dict[str, Any]:
+    """What changes the features (not jobs or the cache folder, which only change speed)."""
+    return {"preset": str(config.resolve_preset()), "icc": config.selection.icc_threshold}
+
+
+def _preset_file(config: StudyConfig) -> list[Path]:
+    preset = config.resolve_preset()
+    return [preset] if isinstance(preset, Path) else []
+
+
+def _models_settings(config: StudyConfig, *extra: str) -> dict[str, Any]:
+    data = config.to_dict()
+    return {"classifiers": data["classifiers"], "seed": config.seed,
+            **{name: data[name] for name in extra}}
+
+
+STAGES: list[Stage] = [
+    Stage("cohort", "Patients and split", (), _cohort_settings, run_cohort,
+          inputs=_cohort_inputs),
+    Stage("clinical", "Clinical characteristics", ("cohort",),
+          lambda c: {"clinical": c.cohort.clinical,
+                     "p": c.evaluation.clinical_p_threshold},
+          run_clinical, skip=_no_clinical),
+    Stage("clinical_models", "Clinical models", ("clinical",),
+          lambda c: _models_settings(c), run_clinical_models, skip=skip_clinical_models),
+    Stage("radiomics", "Handcrafted radiomics features", ("cohort",),
+          _radiomics_settings, run_radiomics, inputs=_preset_file),
+    Stage("hcr_models", "Radiomics models", ("radiomics",),
+          lambda c: _models_settings(c, "selection"), run_hcr_models),
+    Stage("deep", "Deep learning models", ("cohort",),
+          lambda c: {"dl": c.to_dict()["dl"], "seed": c.seed}, run_deep, skip=_dl_off,
+          inputs=_weights_file),
+    Stage("dlr_models", "Deep learning radiomics (DLR) models", ("radiomics", "deep"),
+          lambda c: _models_settings(c, "selection"), run_dlr_models),
+    Stage("dlrn", "DLR nomogram (DLRN)", ("dlr_models", "clinical"), lambda c: None,
+          run_dlrn, optional=("clinical",)),
+    Stage("comparison", "Comparison of all models", MODEL_STAGES,
+          lambda c: {"bins": c.evaluation.calibration_bins}, run_comparison,
+          optional=MODEL_STAGES),
+]

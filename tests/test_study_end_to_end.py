@@ -1,0 +1,154 @@
+"""The whole study on a small synthetic cohort: demo, report, bundle, resume and predict.
+
+One study run (the module fixture) serves every test here: an internal train/test
+split of 60 cases plus a second synthetic centre of 30 cases as external set.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dlrn.cli import main
+from dlrn.errors import DlrnError
+from dlrn.study.config import load_study
+from dlrn.study.pipeline import run_study
+
+MODEL_STAGES = ("clinical_models", "hcr_models", "deep", "dlr_models", "dlrn")
+EXTERNAL = "centre_b"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--out", str(out), "--cases", "60", "--external-cases", "30",
+                 "--quiet"]) == 0
+    return out
+
+
+def _run_predictions(study, stage):
+    table = pd.read_csv(study / "stages" / stage / "predictions.csv", index_col="case_id",
+                        dtype={"case_id": str})
+    return table.drop(columns=["label", "set"])
+
+
+@pytest.mark.slow
+def test_demo_runs_every_stage_and_writes_report_and_bundle(demo):
+    study = demo / "study"
+    records = {p.parent.name: json.loads(p.read_text())
+               for p in (study / "stages").glob("*/stage.json")}
+    assert {name: r["status"] for name, r in records.items()} == dict.fromkeys(
+        ["cohort", "clinical", "clinical_models", "radiomics", "hcr_models", "deep",
+         "dlr_models", "dlrn", "comparison"], "done")
+    html = (study / "report" / "report.html").read_text()
+    for heading in ("Methods summary", "Baseline characteristics", "Table 7", "DeLong",
+                    "Decision curves", "nomogram", "Excluded cases", "Software versions"):
+        assert heading in html
+    assert "data:image/png;base64," in html and "<script" not in html
+    assert (study / "report" / "tables.xlsx").stat().st_size > 0
+    assert list((study / "report" / "figures").glob("*.svg"))
+    comparison = pd.read_csv(study / "stages" / "comparison" / "evaluation" / "metrics.csv")
+    assert set(comparison["set"]) == {"train", "test", EXTERNAL}
+    assert "DLRN" in set(comparison["model"])
+    assert not list(study.rglob("*.pkl")) and not list(study.rglob("*.pickle"))
+
+
+@pytest.mark.slow
+def test_external_centre_is_a_set_of_its_own_and_never_trains(demo):
+    study = demo / "study"
+    cases = pd.read_csv(study / "stages" / "cohort" / "cases.csv", dtype={"case_id": str})
+    external = set(cases.loc[cases["set"] == EXTERNAL, "case_id"])
+    train = set(cases.loc[cases["set"] == "train", "case_id"])
+    assert len(external) == 30 and all(case.startswith("b") for case in external)
+    html = (study / "report" / "report.html").read_text()
+    assert f"ROC curves (Figure 7), {EXTERNAL} set" in html
+    assert (study / "report" / "figures" / f"comparison_roc_{EXTERNAL}.png").exists()
+    for stage in ("clinical_models", "hcr_models", "dlr_models"):
+        oof = pd.read_csv(study / "stages" / stage / "oof.csv", dtype={"case_id": str})
+        assert set(oof["case_id"]) == train  # cross-validation saw training cases only
+        metrics = pd.read_csv(study / "stages" / stage / "result" / "metrics.csv")
+        assert EXTERNAL in set(metrics["set"])
+    deep = pd.read_csv(study / "stages" / "deep" / "tables" / "deep_metrics.csv")
+    assert EXTERNAL in set(deep["set"])
+
+
+@pytest.mark.slow
+def test_second_run_reuses_everything_and_a_changed_setting_reruns_its_dependants(demo):
+    config = load_study(demo / "study.yaml")
+    again = run_study(config, progress=False)
+    assert all(record.reused for record in again.records.values())
+    config.evaluation.calibration_bins = 5
+    changed = run_study(config, progress=False)
+    rerun = [name for name, record in changed.records.items() if not record.reused]
+    assert rerun == ["comparison"]
+
+
+def _new_cases(demo, cohort: str, ids: set[str]) -> pd.DataFrame:
+    """Rows of a demo cohort table as new cases: absolute paths, no label."""
+    table = pd.read_csv(demo / cohort / "cohort.csv", dtype={"case_id": str})
+    new = table[table["case_id"].isin(ids)].drop(columns=["label"])
+    for column in ("image", "mask", "mask_reader2"):
+        new[column] = [str(demo / cohort / p) for p in new[column]]
+    return new
+
+
+@pytest.mark.slow
+def test_predictions_from_the_bundle_equal_those_of_the_run(demo, tmp_path):
+    """dlrn predict on unlabelled test and external cases gives the frozen models' outputs."""
+    study = demo / "study"
+    cases = pd.read_csv(study / "stages" / "cohort" / "cases.csv", dtype={"case_id": str})
+    test_ids = set(cases.loc[cases["set"] == "test", "case_id"])
+    external_ids = set(cases.loc[cases["set"] == EXTERNAL, "case_id"])
+    new = pd.concat([_new_cases(demo, "cohort", test_ids),
+                     _new_cases(demo, EXTERNAL, external_ids)])
+    new.to_csv(tmp_path / "new.csv", index=False)
+    out, gradcam = tmp_path / "predictions.csv", tmp_path / "gradcam"
+    assert main(["predict", str(study / "bundle"), str(tmp_path / "new.csv"),
+                 "--out", str(out), "--gradcam", str(gradcam), "--quiet"]) == 0
+    predicted = pd.read_csv(out, index_col="case_id", dtype={"case_id": str})
+    assert set(predicted.index) == test_ids | external_ids
+    assert {"points_DLR_score", "total_points"} <= set(predicted.columns)
+    for stage in MODEL_STAGES:
+        expected = _run_predictions(study, stage).loc[predicted.index]
+        np.testing.assert_allclose(predicted[expected.columns], expected, atol=1e-6)
+
+    overlays = sorted(gradcam.glob("gradcam_*.png"))
+    assert [p.stem.rsplit("_", 1)[1] for p in overlays] == sorted(predicted.index)
+    assert all(p.stat().st_size > 1000 for p in overlays)
+    assert main(["predict", str(study / "bundle"), str(tmp_path / "new.csv"), "--out",
+                 str(tmp_path / "again.csv"), "--gradcam", str(gradcam), "--quiet"]) == 2
+    assert not (tmp_path / "again.csv").exists()  # refused before any work
+
+
+@pytest.mark.slow
+def test_missing_clinical_value_is_an_error_naming_case_and_column(demo, tmp_path):
+    study = demo / "study"
+    cases = pd.read_csv(study / "stages" / "cohort" / "cases.csv", dtype={"case_id": str})
+    missing = _new_cases(demo, "cohort", set(cases.loc[cases["set"] == "test", "case_id"]))
+    clinical = json.loads((study / "bundle" / "settings.json").read_text())["clinical"]
+    column = clinical["selected"][0]
+    missing.loc[missing.index[0], column] = None
+    missing.to_csv(tmp_path / "missing.csv", index=False)
+    from dlrn.study.predict import predict_table
+
+    with pytest.raises(DlrnError, match=rf"{column}.*{missing['case_id'].iloc[0]}"):
+        predict_table(study / "bundle", tmp_path / "missing.csv", progress=False)
+
+
+@pytest.mark.slow
+def test_dlrn_extract_and_the_study_share_one_feature_cache(demo, tmp_path):
+    """Features extracted by `dlrn extract --cache` are reused by the study, and back."""
+    study = demo / "study"
+    out = tmp_path / "features.csv"
+    assert main(["extract", str(demo / "cohort" / "cohort.csv"), "--preset", "fast",
+                 "--cache", str(study / "cache" / "radiomics"), "--out", str(out),
+                 "--no-progress"]) == 0
+    provenance = json.loads((tmp_path / "features.provenance.json").read_text())
+    assert provenance["n_from_cache"] == provenance["n_cases"] == 60
+    extracted = pd.read_csv(out, index_col="case_id", dtype={"case_id": str})
+    in_study = pd.read_csv(study / "stages" / "radiomics" / "features.csv",
+                           index_col="case_id", dtype={"case_id": str})
+    pd.testing.assert_frame_equal(extracted, in_study.loc[extracted.index])
