@@ -66,7 +66,7 @@ def dlrn_rate(name: str, images: int, batch_size: int, size: int, device: str, a
     settings = TrainSettings(epochs=1, batch_size=batch_size, threads=threads, device=device,
                              amp=amp, progress=False, val_fraction=0.2)
     result = train_backbone(name, cache, cases, ids, weights=None, settings=settings)
-    return len(result.fit_ids) / float(result.history["train_seconds"].iloc[0])
+    return result.images_per_s
 
 
 def peak_memory(name: str, batch_size: int, size: int, threads: int) -> float:
