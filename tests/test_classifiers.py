@@ -13,6 +13,7 @@ from dlrn.classifiers import (
     grid_search,
     make_classifier,
     make_cv,
+    median_auc_order,
     search_table,
 )
 from dlrn.errors import ConfigError, DlrnError
@@ -52,6 +53,18 @@ def test_median_rule_prefers_consistent_folds_over_a_higher_mean() -> None:
     results = {f"split{i}_test_score": [folds[0][i], folds[1][i]] for i in range(5)}
     assert np.mean(folds[0]) > np.mean(folds[1]) and np.median(folds[0]) < np.median(folds[1])
     assert best_median_index(results) == 1
+
+
+def test_medians_equal_but_for_float_noise_tie_and_the_higher_mean_wins() -> None:
+    """BUS-BRA: LR and LightGBM had the same median fold AUC, computed 2e-16 apart."""
+    folds = [
+        [0.9406, 0.8687, 0.9179, 0.9418, 0.9373213692256565],  # median higher by noise only
+        [0.9424, 0.8699, 0.9387, 0.9300, 0.9373213692256563],  # higher mean
+    ]
+    results = {f"split{i}_test_score": [folds[0][i], folds[1][i]] for i in range(5)}
+    assert np.median(folds[0]) > np.median(folds[1]) and np.mean(folds[1]) > np.mean(folds[0])
+    assert best_median_index(results) == 1
+    assert list(median_auc_order([0.9, 0.9 + 1e-15, 0.8], [0.7, 0.6, 0.99])) == [0, 1, 2]
 
 
 def test_folds_are_stratified_and_grouped_by_patient() -> None:

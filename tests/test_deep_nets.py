@@ -8,20 +8,27 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from deep_cohort import one_torch_thread  # noqa: F401 (autouse fixture)
+from torch import nn
 
 from dlrn.deep.data import CropCache, CropSettings
 from dlrn.deep.features import extract_deep_features
-from dlrn.deep.nets import build_model
+from dlrn.deep.nets import build_model, feature_map, gradcam_target_layer
 from dlrn.deep.train import save_checkpoint
 from dlrn.errors import DlrnError
 
 STUDY_SHAPES = {"densenet121": (1024, 2), "vgg19": (512, 2), "resnet50": (2048, 2)}
 
 
-@pytest.mark.parametrize("name", sorted(STUDY_SHAPES))
-def test_study_backbones_have_a_binary_head_and_documented_features(name):
+@pytest.fixture(scope="module", params=sorted(STUDY_SHAPES))
+def study_model(request):
+    """Each study backbone, randomly initialised, built once for this module."""
     torch.manual_seed(0)
-    model = build_model(name, weights=None).eval()
+    return request.param, build_model(request.param, weights=None).eval()
+
+
+def test_study_backbones_have_a_binary_head_and_documented_features(study_model):
+    name, model = study_model
     size = 64
     rng = np.random.default_rng(0)
     cache = CropCache(rng.integers(0, 256, (3, 1, size, size), dtype=np.uint8),
@@ -39,6 +46,50 @@ def test_study_backbones_have_a_binary_head_and_documented_features(name):
     np.testing.assert_allclose(
         flat.loc["a"].to_numpy().reshape(channels, -1).mean(axis=1), pooled.loc["a"],
         rtol=1e-4, atol=1e-5)
+
+
+# the parameter-free steps from the Grad-CAM target layer to the map deep features pool ...
+TO_FEATURE_MAP = {
+    "resnet50": lambda maps: maps,
+    "densenet121": torch.relu,
+    "vgg19": lambda maps: nn.functional.max_pool2d(maps, 2),
+}
+# ... and from that map to the logit, as each torchvision forward does it
+TO_LOGIT = {
+    "resnet50": lambda model, maps: model.fc(maps.mean(dim=(2, 3))),
+    "densenet121": lambda model, maps: model.classifier(maps.mean(dim=(2, 3))),
+    "vgg19": lambda model, maps: model.classifier(torch.flatten(model.avgpool(maps), 1)),
+}
+
+
+def test_gradcam_reads_the_last_convolutional_block(study_model):
+    """The target layer runs after the last convolution; only parameter-free steps (ReLU,
+    VGG's last max-pool) lie between it and the map that is pooled into the head."""
+    name, model = study_model
+    target = gradcam_target_layer(model, name)
+    finished, activations = [], []
+
+    def record(module, inputs, output):
+        finished.append(module)
+        if module is target:  # DenseNet's forward applies an in-place ReLU next
+            activations.append(output.detach().clone())
+
+    hooks = [module.register_forward_hook(record) for module in model.modules()
+             if isinstance(module, nn.Conv2d) or module is target]
+    images = torch.randn(2, 3, 64, 64)
+    try:
+        with torch.no_grad():
+            logits = model(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert finished.count(target) == 1 and not isinstance(target, nn.Conv2d)
+    last_conv = max(i for i, module in enumerate(finished) if isinstance(module, nn.Conv2d))
+    assert finished.index(target) > last_conv
+    with torch.no_grad():
+        maps = TO_FEATURE_MAP[name](activations[0])
+        torch.testing.assert_close(maps, feature_map(model, name, images))
+        torch.testing.assert_close(TO_LOGIT[name](model, maps), logits)
 
 
 def test_unknown_backbone_lists_the_choices():

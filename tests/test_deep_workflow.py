@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from deep_cohort import write_png_cohort
+from deep_cohort import one_torch_thread, write_png_cohort  # noqa: F401 (autouse fixture)
 
 from dlrn.cli import main
 from dlrn.deep.features import DeepFeaturePCA
 
 COHORT = ["--label", "malignant", "--patient", "patient", "--no-progress"]
 TINY = ["--weights", "none", "--epochs", "2", "--image-size", "32", "--batch-size", "8",
-        "--val-fraction", "0.3", "--threads", "2"]
+        "--val-fraction", "0.3", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,13 @@ def test_train_dl_writes_predictions_comparison_features_and_gradcam(run):
     chosen = json.loads((out / "chosen.json").read_text())
     comparison = pd.read_csv(out / "comparison.csv")
     assert chosen["chosen"] == comparison.loc[comparison["val_auc"].idxmax(), "backbone"]
+    assert list(comparison.columns) == [
+        "backbone", "val_auc", "best_epoch", "epochs_run", "train_auc", "test_auc",
+        "train_time_s", "images_per_s", "peak_memory_mib", "device", "chosen"]
+    assert (comparison[["train_time_s", "images_per_s"]] > 0).all().all()
+    assert (comparison["device"] == "cpu").all()
+    if sys.platform.startswith("linux"):
+        assert (comparison["peak_memory_mib"] > 0).all()
     assert "validation AUC" in chosen["rule"]
     features = pd.read_csv(out / "deep_features.csv", index_col="case_id")
     width = {"resnet18": 512, "mobilenet_v3_small": 576}[chosen["chosen"]]

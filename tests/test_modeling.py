@@ -7,13 +7,22 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
+from sklearn.inspection import permutation_importance
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline
 
 from dlrn.classifiers import make_classifier, make_cv
 from dlrn.errors import DlrnError
-from dlrn.modeling import fit_feature_set, write_feature_set_result
-from dlrn.selection import make_selection_pipeline
+from dlrn.modeling import (
+    fit_feature_set,
+    fold_permutation_importance,
+    permutation_auc_drops,
+    write_feature_set_result,
+)
+from dlrn.selection import ZScore, make_selection_pipeline
 
 ONE_POINT_LR = {"LR": {"C": [1.0]}}
 
@@ -81,6 +90,7 @@ def test_same_seed_same_numbers_including_boosters() -> None:
     pd.testing.assert_frame_equal(runs[0].predictions, runs[1].predictions)
     pd.testing.assert_frame_equal(runs[0].oof_predictions, runs[1].oof_predictions)
     pd.testing.assert_frame_equal(runs[0].grid_results, runs[1].grid_results)
+    pd.testing.assert_frame_equal(runs[0].importance, runs[1].importance)
     assert runs[0].metrics.set_index(["model", "set"]).loc[("HCR-XGBoost", "test"), "auc"] > 0.6
 
 
@@ -103,12 +113,21 @@ def test_result_shapes_and_written_files(tmp_path) -> None:
     assert len(result.oof_predictions) == (split == "train").sum()
     assert "f0" in result.selected_features
     assert result.funnel["features_in"].iloc[0] == 60
-    assert set(result.metrics["set"]) == {"train", "test"}
+    assert result.metrics["set"].tolist() == ["train", "test"] * 2
+    # one cut-off per model, chosen on its out-of-fold training predictions
+    assert (result.metrics["threshold_set"] == "train (out-of-fold)").all()
+    cv_cutoff = result.cv_metrics.set_index("model")["threshold"]
+    assert np.allclose(result.metrics["threshold"], cv_cutoff.loc[result.metrics["model"]])
+    assert result.cv_metrics["set"].eq("train").all()
     assert (
         result.best_model
         == result.best_params.loc[result.best_params["median_auc"].idxmax(), "classifier"]
     )
-    assert result.importance["feature"].tolist()[0] in result.selected_features
+    top = result.importance.iloc[0]
+    assert top["feature"] == "f0" and top["n_folds_selected"] == 5 and top["in_final_model"]
+    assert (result.importance["n_folds_selected"].between(1, 5)).all()
+    assert result.importance["importance_mean"].iloc[1:].abs().max() < top["importance_mean"] / 3
+    assert result.settings["importance"]["model"] == result.best_model
     assert result.radscore.index.equals(X.index)
     written = write_feature_set_result(result, tmp_path / "out")
     for name in (
@@ -144,3 +163,62 @@ def test_bad_inputs_name_the_cases_and_columns() -> None:
         fit_feature_set("HCR", broken, y, split, progress=False)
     with pytest.raises(DlrnError, match="unknown classifier"):
         fit_feature_set("HCR", X, y, split, classifiers=["KNN"], progress=False)
+
+
+def test_importance_is_measured_on_held_out_folds() -> None:
+    """A memorising 1-NN on noise: large importance on its training rows, ~0 held out."""
+    X, y, _ = _cohort(200, 3, seed=4)
+    folds = make_cv(y.to_numpy(), seed=0)
+    model = Pipeline(
+        [
+            ("selection", ZScore().set_output(transform="pandas")),
+            ("classifier", KNeighborsClassifier(1)),
+        ]
+    )
+    fold_models = [clone(model).fit(X.iloc[train], y.iloc[train]) for train, _ in folds]
+    table = fold_permutation_importance(fold_models, X, y, folds, final_features=["f0"], seed=0)
+    assert set(table["feature"]) == {"f0", "f1", "f2"}
+    assert (table["n_folds_selected"] == 5).all()
+    assert table["importance_mean"].abs().max() < 0.08
+    on_training = permutation_importance(
+        fold_models[0], X.iloc[folds[0][0]], y.iloc[folds[0][0]], scoring="roc_auc", random_state=0
+    )
+    assert on_training.importances_mean.min() > 0.15
+    assert table.set_index("feature")["in_final_model"].to_dict() == {
+        "f0": True,
+        "f1": False,
+        "f2": False,
+    }
+
+
+def test_importance_counts_features_a_fold_dropped_as_zero() -> None:
+    X, y, _ = _cohort(200, 30, seed=5, signal=1.5)
+    folds = make_cv(y.to_numpy(), seed=0)
+    model = make_selection_pipeline(seed=0)
+    fold_models = [
+        Pipeline([("selection", clone(model)), ("classifier", make_classifier("LR"))]).fit(
+            X.iloc[train], y.iloc[train]
+        )
+        for train, _ in folds
+    ]
+    table = fold_permutation_importance(fold_models, X, y, folds, n_repeats=3, seed=0)
+    kept = [set(m["selection"].get_feature_names_out()) for m in fold_models]
+    for _, row in table.iterrows():
+        in_folds = [row["feature"] in features for features in kept]
+        assert row["n_folds_selected"] == sum(in_folds)
+        per_fold = row[[f"fold{k + 1}" for k in range(5)]].to_numpy(dtype=float)
+        assert (per_fold[~np.array(in_folds)] == 0).all()
+        assert row["importance_mean"] == pytest.approx(per_fold.mean())
+    assert table["feature"].iloc[0] == "f0"
+    assert table["n_folds_selected"].min() < 5  # some noise feature slipped into some fold only
+
+
+def test_batched_permutation_gives_sklearns_numbers() -> None:
+    X, y, _ = _cohort(150, 6, seed=6, signal=1.0)
+    forest = make_classifier("ExtraTrees").set_params(n_estimators=20).fit(X[:100], y[:100])
+    ours = permutation_auc_drops(forest, X[100:], y[100:], n_repeats=4, seed=3)
+    theirs = permutation_importance(
+        forest, X[100:], y[100:], scoring="roc_auc", n_repeats=4, random_state=3
+    )
+    np.testing.assert_array_equal(ours, theirs.importances)
+    assert ours[0].mean() > 0.05  # the planted feature matters on held-out rows

@@ -3,7 +3,7 @@
 Tuning follows the study: 5-fold cross-validation on the training set (stratified
 by label; grouped by patient when a patient has several cases), scored by ROC
 AUC, and the parameters with the best *median* fold AUC are refitted on the whole
-training set (ties: higher mean AUC, then grid order). Class imbalance is handled
+training set (ties, to 10 decimals: higher mean AUC, then grid order). Class imbalance is handled
 by class weights when asked, never by oversampling. Every model is seeded and
 single-threaded; parallelism is over folds x grid points (joblib ``n_jobs``), so
 one seed gives the same numbers on any number of workers.
@@ -160,11 +160,23 @@ def _fold_scores(cv_results: Mapping[str, Any]) -> np.ndarray:
     return np.column_stack([cv_results[f"split{i}_test_score"] for i in range(n_splits)])
 
 
+#: AUCs equal to this many decimals are ties. An AUC is a count of ordered pairs over
+#: n_pos x n_neg, so two models can have the very same AUC, computed with a last-digit
+#: difference (summation order); without rounding that noise, not the rule, decides.
+AUC_DECIMALS = 10
+
+
+def median_auc_order(median: Any, mean: Any) -> np.ndarray:
+    """Positions best first: higher median AUC, then higher mean AUC, then earlier position."""
+    median = np.round(np.asarray(median, dtype=float), AUC_DECIMALS)
+    mean = np.round(np.asarray(mean, dtype=float), AUC_DECIMALS)
+    return np.lexsort((np.arange(len(median)), -mean, -median))
+
+
 def best_median_index(cv_results: Mapping[str, Any]) -> int:
     """GridSearchCV ``refit`` callable: best median fold score, then best mean, then grid order."""
     scores = _fold_scores(cv_results)
-    median, mean = np.median(scores, axis=1), scores.mean(axis=1)
-    return int(np.lexsort((np.arange(len(median)), -mean, -median))[0])
+    return int(median_auc_order(np.median(scores, axis=1), scores.mean(axis=1))[0])
 
 
 def grid_search(

@@ -735,6 +735,21 @@ def _mark_lambdas(axes: Any, lasso: LassoSelector) -> None:
     )
 
 
+def _finish_lambda_axes(figure: Any, axes: Any, lasso: LassoSelector) -> None:
+    """glmnet's top axis (features with a non-zero coefficient) and a legend below the plot.
+
+    The legend sits outside the axes so it never covers the lambda marks or the curves.
+    """
+    log_lambda = np.log(lasso.alphas_)
+    counts = (lasso.coef_path_ != 0).sum(axis=0)
+    picks = np.unique(np.linspace(0, len(log_lambda) - 1, 8).round().astype(int))
+    top = axes.secondary_xaxis("top")
+    top.set_xticks(log_lambda[picks], [str(count) for count in counts[picks]])
+    top.set_xlabel("features with a non-zero coefficient")
+    axes.set_xlabel("log(lambda)")
+    figure.legend(loc="outside lower center", ncols=2)
+
+
 def plot_lasso_path(lasso: LassoSelector, stem: str | Path) -> list[Path]:
     """Coefficients against log(lambda); selected features in colour, the chosen lambda marked."""
     with _styled():
@@ -745,7 +760,7 @@ def _draw_lasso_path(lasso: LassoSelector) -> Any:
     from dlrn.evaluation.figures import OKABE_ITO
 
     colours = OKABE_ITO[:-1]  # the palette's black is kept for the lambda marks
-    figure, axes = _figure((5.0, 3.6))
+    figure, axes = _figure((5.0, 4.0))
     log_lambda = np.log(lasso.alphas_)
     for row in lasso.coef_path_[~lasso.support_]:
         axes.plot(log_lambda, row, color="lightgrey", linewidth=0.6)
@@ -753,13 +768,12 @@ def _draw_lasso_path(lasso: LassoSelector) -> Any:
         axes.plot(log_lambda, row, color=colours[number % len(colours)], linewidth=0.9)
     _mark_lambdas(axes, lasso)
     axes.axhline(0, color="black", linewidth=0.5)
-    axes.set_xlabel("log(lambda)")
-    axes.set_ylabel("coefficient")
+    axes.set_ylabel("coefficient (z-scored features)")
     axes.set_title(
         f"LASSO path: {int(lasso.support_.sum())} of {lasso.n_features_in_} features selected "
         "(grey: dropped)"
     )
-    axes.legend(loc="best")
+    _finish_lambda_axes(figure, axes, lasso)
     return figure
 
 
@@ -772,7 +786,7 @@ def plot_lasso_cv(lasso: LassoSelector, stem: str | Path) -> list[Path]:
 def _draw_lasso_cv(lasso: LassoSelector) -> Any:
     from dlrn.evaluation.figures import OKABE_ITO
 
-    figure, axes = _figure((5.0, 3.6))
+    figure, axes = _figure((5.0, 4.0))
     axes.errorbar(
         np.log(lasso.alphas_),
         lasso.cv_error_mean_,
@@ -785,10 +799,9 @@ def _draw_lasso_cv(lasso: LassoSelector) -> Any:
         capsize=1.2,
     )
     _mark_lambdas(axes, lasso)
-    axes.set_xlabel("log(lambda)")
     axes.set_ylabel(f"{lasso.cv}-fold CV {lasso.cv_error_name_}")
     axes.set_title("LASSO cross-validation (mean +/- SE over folds)")
-    axes.legend(loc="best")
+    _finish_lambda_axes(figure, axes, lasso)
     return figure
 
 

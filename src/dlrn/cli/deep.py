@@ -144,7 +144,7 @@ def run_train(args: argparse.Namespace) -> int:
     cohort = _read_cases(args, args.split_column)
     result = run_deep_stage(cohort.cases, _split(cohort, args), args.out, settings,
                             resume=args.resume, overwrite=args.overwrite, source=args.table)
-    print(result.comparison.to_string(index=False))
+    print(result.comparison.round(3).to_string(index=False))
     print(f"chosen backbone: {result.chosen} (highest validation AUC); results in {args.out}")
     return 0
 

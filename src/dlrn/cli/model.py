@@ -198,6 +198,8 @@ def _selection(args: argparse.Namespace, features: Any, train_ids: Any) -> tuple
 
 
 def run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from dlrn.classifiers import CLASSIFIERS, check_classifier_names
     from dlrn.modeling import fit_feature_set, write_feature_set_result
     from dlrn.tables import write_tables
@@ -233,10 +235,11 @@ def run(args: argparse.Namespace) -> int:
     if icc is not None:
         extra["icc"] = icc.reset_index()
     write_tables(extra, args.out, workbook=None)
-    best = result.metrics[result.metrics["model"] == f"{args.name}-{result.best_model}"]
-    for _, row in best.iterrows():
+    cv = result.cv_metrics.assign(set="train, out-of-fold")
+    rows = pd.concat([cv, result.metrics[result.metrics["set"] != "train"]])
+    for _, row in rows[rows["model"] == f"{args.name}-{result.best_model}"].iterrows():
         logger.info(
-            "best by CV: %s, %s AUC %.3f (%.3f-%.3f)",
+            "best by median CV AUC: %s, %s AUC %.3f (%.3f-%.3f)",
             row["model"],
             row["set"],
             row["auc"],

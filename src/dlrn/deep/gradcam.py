@@ -62,21 +62,26 @@ def confident_cases(predictions: pd.DataFrame, score: str, threshold: float,
     return chosen
 
 
+def overlay_image(crop: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H x W x 3): the grey crop under the heatmap in the jet colour map (hot = red)."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    grey = crop.astype(np.float32) / 255
+    return show_cam_on_image(np.repeat(grey[..., None], 3, axis=2), heatmap, use_rgb=True,
+                             image_weight=0.55)
+
+
 def save_overlay(crop: np.ndarray, heatmap: np.ndarray, path: Path, title: str) -> Path:
     """The crop and its Grad-CAM overlay side by side, as a 300 dpi PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from pytorch_grad_cam.utils.image import show_cam_on_image
 
-    grey = crop.astype(np.float32) / 255
-    overlay = show_cam_on_image(np.repeat(grey[..., None], 3, axis=2), heatmap, use_rgb=True,
-                                image_weight=0.55)
     figure, axes = plt.subplots(1, 2, figsize=(6, 3.3))
-    axes[0].imshow(grey, cmap="gray", vmin=0, vmax=1)
+    axes[0].imshow(crop, cmap="gray", vmin=0, vmax=255)
     axes[0].set_title("ROI crop", fontsize=9)
-    axes[1].imshow(overlay)
+    axes[1].imshow(overlay_image(crop, heatmap))
     axes[1].set_title("Grad-CAM", fontsize=9)
     for axis in axes:
         axis.axis("off")
@@ -86,6 +91,21 @@ def save_overlay(crop: np.ndarray, heatmap: np.ndarray, path: Path, title: str) 
     figure.savefig(path, dpi=300)
     plt.close(figure)
     return path
+
+
+def known_label(value: object) -> int | None:
+    """0 or 1; None for a case without a known outcome (NaN, -1 or any other value)."""
+    try:
+        label = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(label) if label in (0.0, 1.0) else None
+
+
+def overlay_title(case_id: str, category: str, label: int | None, probability: float) -> str:
+    """The figure title; a case without a known outcome says so instead of showing a code."""
+    outcome = "label unknown" if label is None else f"label {label}"
+    return f"{case_id} ({category}): {outcome}, predicted p = {probability:.3f}"
 
 
 def gradcam_overlays(
@@ -103,8 +123,9 @@ def gradcam_overlays(
 ) -> pd.DataFrame:
     """Overlay PNGs for ``cases`` (default: most confident test TP, TN, FP, FN).
 
-    Returns one row per requested category or case: case_id, category, label,
-    probability, path (empty with a note where a category has no case).
+    Returns one row per requested category or case: case_id, category, label (empty
+    where the outcome is unknown, e.g. -1 or NaN from ``dlrn predict``), probability,
+    path (empty with a note where a category has no case).
     """
     score = score or f"DL-{backbone}"
     if score not in predictions.columns:
@@ -127,10 +148,9 @@ def gradcam_overlays(
                             positive=probabilities >= threshold, device=device)
         for (name, case_id), heatmap, crop, probability in zip(
                 found, maps, cache.images(ids)[:, 0], probabilities, strict=True):
-            label = int(predictions.loc[case_id, "label"])
-            title = f"{case_id} ({name}): label {label}, predicted p = {probability:.3f}"
+            label = known_label(predictions.loc[case_id, "label"])
             path = save_overlay(crop, heatmap, Path(out_dir) / f"gradcam_{name}_{case_id}.png",
-                                title)
+                                overlay_title(case_id, name, label, probability))
             rows.append({"category": name, "case_id": case_id, "label": label,
                          "probability": float(probability), "path": str(path), "note": ""})
     return pd.DataFrame(rows, columns=["category", "case_id", "label", "probability", "path",

@@ -30,6 +30,7 @@ from dlrn.deep.data import (
     normalize,
 )
 from dlrn.deep.features import batched_outputs, cuda_oom_error
+from dlrn.deep.memory import PeakMemory
 from dlrn.deep.nets import build_model
 from dlrn.errors import DlrnError
 
@@ -86,6 +87,21 @@ class TrainResult:
     normalization: Normalization
     device: torch.device
     out_dir: Path | None
+
+    @property
+    def train_time_s(self) -> float:
+        """Wall time of all epochs, validation included (a resumed run counts every part)."""
+        return float(self.history["seconds"].sum())
+
+    @property
+    def images_per_s(self) -> float:
+        """Training throughput: images through the forward/backward/step loop per second."""
+        return float(self.history["train_images"].sum() / self.history["train_seconds"].sum())
+
+    @property
+    def peak_memory_mib(self) -> float:
+        """Peak memory training added (see :class:`dlrn.deep.memory.PeakMemory`)."""
+        return float(self.history["peak_memory_mib"].max())
 
 
 def initial_learning_rate(learning_rate: float | None, weights: object) -> float:
@@ -168,9 +184,10 @@ def _comparable(settings: TrainSettings) -> dict:
 class _Run:
     """The mutable state of one training run (what ``resume.pt`` holds)."""
 
-    def __init__(self, model: nn.Module, optimizer, scheduler, generator: torch.Generator):
+    def __init__(self, model: nn.Module, optimizer, scheduler, generator: torch.Generator,
+                 memory: PeakMemory):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.generator = generator
+        self.generator, self.memory = generator, memory
         self.epoch, self.best_epoch, self.best_auc, self.stale = 0, 0, -1.0, 0
         self.best_loss = math.inf
         self.best_state: dict[str, torch.Tensor] = {}
@@ -216,7 +233,8 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def _train_epoch(run: _Run, loader, labels: torch.Tensor, loss_function: nn.Module,
                  settings: TrainSettings, normalization: Normalization, device: torch.device,
-                 scaler: torch.amp.GradScaler, bar) -> float:
+                 scaler: torch.amp.GradScaler, bar) -> tuple[float, int]:
+    """One pass over the fit cases: (mean loss, images seen)."""
     run.model.train()
     amp, total, seen = settings.amp and device.type == "cuda", 0.0, 0
     for batch, positions in loader:
@@ -234,7 +252,7 @@ def _train_epoch(run: _Run, loader, labels: torch.Tensor, loss_function: nn.Modu
         run.scheduler.step()
         total, seen = total + loss.item() * len(positions), seen + len(positions)
         bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
-    return total / max(seen, 1)
+    return total / max(seen, 1), seen
 
 
 def train_backbone(
@@ -271,6 +289,7 @@ def train_backbone(
 
     with torch_runtime(settings):
         torch.manual_seed(settings.seed)
+        memory = PeakMemory.start(device)  # before the model: weights and optimizer count
         model = build_model(backbone, weights=weights).to(device)
         if settings.channels_last and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
@@ -283,7 +302,7 @@ def train_backbone(
         optimizer = _optimizer(model, settings, learning_rate)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(
             settings.epochs * steps_per_epoch, round(settings.warmup_epochs * steps_per_epoch)))
-        run = _Run(model, optimizer, scheduler, generator)
+        run = _Run(model, optimizer, scheduler, generator, memory)
         if resume and out_dir is not None and (out_dir / RESUME_STATE).exists():
             run.restore(out_dir / RESUME_STATE, settings)
         fit_labels = cases.loc[fit_ids, "label"].to_numpy()
@@ -312,6 +331,8 @@ def write_model_card(result: TrainResult, cache: CropCache, settings: TrainSetti
             "initial_weights": str(weights), "best_epoch": result.best_epoch,
             "best_val_auc": result.best_val_auc, "n_fit": len(result.fit_ids),
             "n_val": len(result.val_ids), "val_ids": result.val_ids,
+            "device": str(result.device), "train_time_s": result.train_time_s,
+            "images_per_s": result.images_per_s, "peak_memory_mib": result.peak_memory_mib,
             "settings": asdict(settings)}
     path = result.out_dir / MODEL_CARD
     path.write_text(json.dumps(card, indent=1, default=str))
@@ -346,7 +367,7 @@ def _run_epochs(run: _Run, backbone: str, loader, labels: torch.Tensor,
             break
         started = time.perf_counter()
         try:
-            train_loss = _train_epoch(run, loader, labels, loss_function, settings,
+            train_loss, train_images = _train_epoch(run, loader, labels, loss_function, settings,
                                       normalization, device, scaler, bar)
             train_seconds = time.perf_counter() - started
             logits = batched_outputs(
@@ -361,8 +382,9 @@ def _run_epochs(run: _Run, backbone: str, loader, labels: torch.Tensor,
         run.epoch = epoch + 1
         run.history.append({"epoch": run.epoch, "train_loss": train_loss, "val_loss": val_loss,
                             "val_auc": val_auc, "lr": run.scheduler.get_last_lr()[0],
-                            "train_seconds": train_seconds,
-                            "seconds": time.perf_counter() - started})
+                            "train_seconds": train_seconds, "train_images": train_images,
+                            "seconds": time.perf_counter() - started,
+                            "peak_memory_mib": run.memory.peak_mib()})
         bar.set_postfix(loss=f"{train_loss:.4f}", val_auc=f"{val_auc:.3f}")
         if (val_auc, -val_loss) > (run.best_auc, -run.best_loss):  # AUC, then lower loss
             run.best_auc, run.best_loss, run.best_epoch, run.stale = (

@@ -87,13 +87,20 @@ def predict_probabilities(result: TrainResult, cache: CropCache, case_ids: list[
 
 
 def compare_backbones(models: dict[str, TrainResult], metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per backbone: selection criterion (validation AUC) and train/test AUC."""
+    """One row per backbone: selection criterion (validation AUC), train/test AUC and cost.
+
+    Cost: ``train_time_s`` (all epochs, validation included), ``images_per_s`` (training
+    throughput), ``peak_memory_mib`` (memory training added at its peak; NaN where not
+    measurable, see :class:`dlrn.deep.memory.PeakMemory`) and the ``device`` they were on.
+    """
     rows = []
     for name, result in models.items():
         auc = metrics[metrics["model"] == f"DL-{name}"].set_index("set")["auc"]
         rows.append({"backbone": name, "val_auc": result.best_val_auc,
                      "best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                     **{f"{set_name}_auc": value for set_name, value in auc.items()}})
+                     **{f"{set_name}_auc": value for set_name, value in auc.items()},
+                     "train_time_s": result.train_time_s, "images_per_s": result.images_per_s,
+                     "peak_memory_mib": result.peak_memory_mib, "device": str(result.device)})
     table = pd.DataFrame(rows)
     table["chosen"] = table["val_auc"] == table["val_auc"].max()
     first = table.index[table["chosen"]][0]  # ties: the first backbone listed
