@@ -98,6 +98,13 @@ def test_validation_stops_before_extraction_or_excludes(cohort_csv, tmp_path, ca
     assert table.loc[2, "case_id"] not in set(pd.read_csv(out)["case_id"])
 
 
+def test_roi_size_limit_is_applied_before_extraction(cohort_csv, tmp_path, capsys):
+    out = tmp_path / "features.csv"
+    assert extract(cohort_csv, "--out", out, "--min-roi-pixels", 10**6) == 2
+    assert "fewer than min_roi_pixels=1000000" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_repeat_mask_column_and_custom_column_names(cohort_csv, tmp_path):
     table = absolute_paths(cohort_csv).rename(columns={"case_id": "ID", "mask": "roi"})
     table.to_csv(tmp_path / "cohort.csv", index=False)

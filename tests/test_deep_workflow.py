@@ -67,6 +67,20 @@ def test_a_second_run_does_not_overwrite_silently(run, capsys):
     assert code == 2 and "--overwrite" in capsys.readouterr().err
 
 
+def test_train_dl_uses_a_given_split_column(run, tmp_path):
+    table, _, _ = run
+    cases = pd.read_csv(table)
+    cases["group"] = np.where(cases["patient"] < "p14", "train", "test")
+    given = table.parent / "cases_with_split.csv"  # beside the images: relative paths hold
+    cases.to_csv(given, index=False)
+    code = main(["train-dl", str(given), "--out", str(tmp_path / "out"), "--backbones",
+                 "resnet18", *TINY, "--epochs", "1", "--pca-components", "0",
+                 "--split-column", "group", *COHORT])
+    assert code == 0
+    predictions = pd.read_csv(tmp_path / "out" / "predictions.csv", index_col="case_id")
+    assert predictions["set"].to_dict() == cases.set_index("case_id")["group"].to_dict()
+
+
 def test_deep_features_applies_the_trained_model_and_pca(run, tmp_path):
     table, out, _ = run
     chosen = json.loads((out / "chosen.json").read_text())["chosen"]

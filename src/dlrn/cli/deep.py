@@ -13,22 +13,24 @@ import argparse
 import logging
 from pathlib import Path
 
+from dlrn.cli._cohort_args import (
+    add_cohort_arguments,
+    add_hidden_aliases,
+    label_column,
+    read_cohort_from_args,
+)
 from dlrn.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+_FEATURES_CROPS = ("Crops are made as when the model was trained (size, margin, mask label, "
+                   "frame); --mask-label and --frame, when given, name this cohort's own.")
 
-def _add_cohort_arguments(parser: argparse.ArgumentParser) -> None:
+
+def _add_common_arguments(parser: argparse.ArgumentParser, *, split: bool = False) -> None:
     parser.add_argument("table", type=Path, help="cohort table (CSV, TSV or Excel)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--id", dest="id_column", default="case_id", help="case id column")
-    parser.add_argument("--image", dest="image_column", default="image", help="image column")
-    parser.add_argument("--mask", dest="mask_column", default="mask", help="mask column")
-    parser.add_argument("--label", dest="label_column", default="label", help="outcome column")
-    parser.add_argument("--patient", dest="patient_column", default=None,
-                        help="patient id column (default: patient_id if present)")
-    parser.add_argument("--mask-label", type=int, default=None,
-                        help="mask value of the ROI (default: any non-zero value)")
+    add_cohort_arguments(parser, split=split)
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch (16)")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier outputs")
@@ -39,14 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser(
         "train-dl", help="fine-tune CNN backbones, compare them, deep features, Grad-CAM",
         description=__doc__.split("\n\n")[1].replace("\n", " "))
-    _add_cohort_arguments(train)
+    _add_common_arguments(train, split=True)
+    add_hidden_aliases(train, {"--split": "split_column"})  # its former name
     train.add_argument("--backbones", default="densenet121,vgg19,resnet50",
                        help="comma-separated torchvision names (densenet121,vgg19,resnet50)")
     train.add_argument("--weights", default="imagenet",
                        help="imagenet (downloaded once to the torch cache), a local "
                             ".pth/.pt/.safetensors file (one backbone only), or none")
-    train.add_argument("--split", dest="split_column", default=None,
-                       help="column with train/test per case (default: random patient split)")
     train.add_argument("--test-size", type=float, default=0.3, help="test fraction (0.3)")
     train.add_argument("--seed", type=int, default=0, help="seed of split, init, shuffling")
     train.add_argument("--epochs", type=int, default=30, help="maximum epochs (30)")
@@ -82,8 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     features = subparsers.add_parser(
         "deep-features", help="deep features of a cohort from a model trained by train-dl",
-        description=__doc__.split("\n\n")[1].replace("\n", " "))
-    _add_cohort_arguments(features)
+        description=__doc__.split("\n\n")[1].replace("\n", " ") + " " + _FEATURES_CROPS)
+    _add_common_arguments(features)
+    features.set_defaults(frame=None)  # None: the model's frame (see _FEATURES_CROPS)
     features.add_argument("--model", required=True, type=Path,
                           help="a model folder of train-dl (OUT/models/<backbone>)")
     features.add_argument("--pca", type=Path, default=None,
@@ -92,21 +94,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     features.set_defaults(func=run_features)
 
 
-def _read_cases(args: argparse.Namespace, split_column: str | None = None):
-    from dlrn.cohort import CohortColumns, read_cohort
-
-    columns = CohortColumns(case_id=args.id_column, image=args.image_column,
-                            mask=args.mask_column, label=args.label_column,
-                            patient=args.patient_column, split=split_column)
-    return read_cohort(args.table, columns, mask_label=args.mask_label,
-                       progress=not args.no_progress)
-
-
 def _split(cohort, args: argparse.Namespace):
     from dlrn.cohort import split_cohort
 
     if args.split_column:
-        return cohort.cases["split"].astype(str)
+        return cohort.given_split
     return split_cohort(cohort.cases, test_size=args.test_size, seed=args.seed)
 
 
@@ -132,7 +124,8 @@ def _settings(args: argparse.Namespace):
     return DeepStageSettings(
         backbones=backbones, weights=weights,
         crop=CropSettings(image_size=args.image_size, margin=margin,
-                          keep_aspect=args.keep_aspect, mask_label=args.mask_label),
+                          keep_aspect=args.keep_aspect, mask_label=args.mask_label,
+                          frame=args.frame),
         train=train, feature_mode=args.feature_mode,
         pca_components=args.pca_components or None, gradcam_cases=cases)
 
@@ -140,8 +133,10 @@ def _settings(args: argparse.Namespace):
 def run_train(args: argparse.Namespace) -> int:
     from dlrn.deep.workflow import run_deep_stage
 
+    if label_column(args) is None:
+        raise ConfigError("train-dl needs an outcome column: --label none is not allowed here")
     settings = _settings(args)
-    cohort = _read_cases(args, args.split_column)
+    cohort = read_cohort_from_args(args)
     result = run_deep_stage(cohort.cases, _split(cohort, args), args.out, settings,
                             resume=args.resume, overwrite=args.overwrite, source=args.table)
     print(result.comparison.round(3).to_string(index=False))
@@ -149,7 +144,20 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _features_crop(trained, args: argparse.Namespace):
+    """The model's crop settings, with the mask label and frame of this cohort where given."""
+    from dataclasses import replace
+
+    return replace(
+        trained,
+        mask_label=trained.mask_label if args.mask_label is None else args.mask_label,
+        frame=trained.frame if args.frame is None else args.frame,
+    )
+
+
 def run_features(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from dlrn.deep.data import CropSettings, build_crop_cache
     from dlrn.deep.features import DeepFeaturePCA, extract_deep_features
     from dlrn.deep.train import load_trained_model, select_device
@@ -159,8 +167,9 @@ def run_features(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise ConfigError(f"output folder {out} is not empty; pass --overwrite to replace it")
     model, card = load_trained_model(args.model)
-    cases = _read_cases(args).cases
-    cache = build_crop_cache(cases, CropSettings(**card["crop"]), progress=not args.no_progress)
+    crop = _features_crop(CropSettings(**card["crop"]), args)
+    cases = read_cohort_from_args(args, mask_label=crop.mask_label, frame=crop.frame).cases
+    cache = build_crop_cache(cases, crop, progress=not args.no_progress)
     device = select_device(args.device)
     features = extract_deep_features(model, card["backbone"], cache,
                                      normalization=card["normalization"],
@@ -171,6 +180,7 @@ def run_features(args: argparse.Namespace) -> int:
     if args.pca is not None:
         DeepFeaturePCA.load(args.pca).transform(features).to_csv(out / "deep_features_pca.csv")
     write_provenance(out / "provenance.json", model=str(args.model), card=card,
-                     pca=None if args.pca is None else str(args.pca), input=str(args.table))
+                     crop=asdict(crop), pca=None if args.pca is None else str(args.pca),
+                     input=str(args.table))
     print(f"{features.shape[1]} deep features for {len(features)} cases written to {out}")
     return 0

@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
+from dlrn.cli._cohort_args import add_cohort_arguments, cohort_columns, read_cohort_from_args
 from dlrn.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -41,22 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seed (1497 features), fast (original image, 102) or a PyRadiomics YAML file",
     )
     parser.add_argument("--jobs", type=int, default=None, help="parallel processes (all cores)")
-    parser.add_argument("--id", dest="id_column", default="case_id", help="case id column")
-    parser.add_argument("--image", dest="image_column", default="image", help="image column")
-    parser.add_argument("--mask", dest="mask_column", default="mask", help="mask column")
-    parser.add_argument(
-        "--label", dest="label_column", default="label",
-        help="outcome column, checked to be binary ('none' for a table without one)",
-    )
-    parser.add_argument("--patient", dest="patient_column", default=None,
-                        help="patient id column (default: patient_id if present)")
+    add_cohort_arguments(parser, on_error=True)
     parser.add_argument(
         "--mask-column", dest="repeat_mask_column", default=None,
         help="extract with this repeat-segmentation column instead of --mask (for ICC)",
     )
-    parser.add_argument("--mask-label", type=int, default=None,
-                        help="mask value of the ROI (default: any non-zero value)")
-    parser.add_argument("--frame", type=int, default=0, help="frame of multi-frame files")
     parser.add_argument(
         "--cache", type=Path, default=None,
         help="feature cache folder (default: dlrn-cache/radiomics beside --out)",
@@ -64,10 +55,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-cache", action="store_true", help="do not read or write a cache")
     parser.add_argument("--scheduler", default=None,
                         help="address of an existing Dask scheduler (tcp://host:8786)")
-    parser.add_argument(
-        "--on-error", choices=["stop", "exclude"], default="stop",
-        help="invalid cases: stop before extracting (default) or exclude and record them",
-    )
     parser.add_argument("--overwrite", action="store_true", help="replace earlier outputs")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
@@ -86,23 +73,16 @@ def output_paths(out: Path) -> dict[str, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dlrn.cohort import CohortColumns, read_cohort
     from dlrn.radiomics import extract_features, load_params
 
     paths = _prepare_outputs(args.out, args.overwrite)
     params = load_params(args.preset)  # a bad parameter file fails before validation
     repeat = args.repeat_mask_column
     mask_column = "mask" if repeat in (None, args.mask_column) else repeat
-    columns = CohortColumns(
-        case_id=args.id_column,
-        image=args.image_column,
-        mask=args.mask_column,
-        label=None if args.label_column.lower() == "none" else args.label_column,
-        patient=args.patient_column,
-        repeat_masks=() if mask_column == "mask" else (mask_column,),
-    )
-    cohort = read_cohort(args.table, columns, mask_label=args.mask_label, frame=args.frame,
-                         on_error=args.on_error, progress=not args.no_progress)
+    columns = cohort_columns(args)
+    if mask_column != "mask":
+        columns = replace(columns, repeat_masks=(mask_column,))
+    cohort = read_cohort_from_args(args, columns)
     default_cache = args.out.parent / "dlrn-cache" / "radiomics"
     cache_dir = None if args.no_cache else (args.cache or default_cache)
     result = extract_features(
@@ -152,6 +132,8 @@ def _write_outputs(paths, result, cohort, args, cache_dir) -> None:
         mask_column=args.repeat_mask_column or args.mask_column,
         mask_label=args.mask_label,
         frame=args.frame,
+        min_roi_mm=args.min_roi_mm,
+        min_roi_pixels=args.min_roi_pixels,
         cache=str(cache_dir) if cache_dir else None,
         jobs=args.jobs,
         scheduler=args.scheduler,

@@ -14,11 +14,19 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from dlrn.cli._cohort_args import add_cohort_arguments, add_hidden_aliases, cohort_columns
 from dlrn.errors import ConfigError, DlrnError
 
 logger = logging.getLogger(__name__)
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
+
+_FORMER_OPTION_NAMES = {
+    "--case-id-column": "id_column",
+    "--label-column": "label_column",
+    "--patient-column": "patient_column",
+}
+"""Option names before the cohort options were shared; still accepted, not shown."""
 
 
 def register(subparsers: Any) -> None:
@@ -26,7 +34,9 @@ def register(subparsers: Any) -> None:
         "model",
         help="feature selection + 7 tuned classifiers on a feature table",
         description="Leakage-safe feature selection and grid search of LR, SVM, RandomForest, "
-        "ExtraTrees, XGBoost, LightGBM and MLP; everything is fitted on training cases only.",
+        "ExtraTrees, XGBoost, LightGBM and MLP; everything is fitted on training cases only. "
+        "--id names the case id column of the features files as well; --split-column values "
+        "other than train and test mark external test sets.",
     )
     parser.add_argument(
         "features", type=Path, help="features CSV: case id column + numeric features"
@@ -39,16 +49,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (must be empty)")
     parser.add_argument("--name", default="HCR", help="feature-set name for model columns")
-    parser.add_argument("--case-id-column", default="case_id")
-    parser.add_argument("--label-column", default="label", help="0/1 outcome column")
-    parser.add_argument(
-        "--patient-column",
-        default=None,
-        help="patient id column (default: patient_id if present) for grouping",
-    )
-    parser.add_argument(
-        "--split-column", default=None, help="column with train/test (other values: external sets)"
-    )
+    add_cohort_arguments(parser, images=False, split=True)
+    add_hidden_aliases(parser, _FORMER_OPTION_NAMES)
     parser.add_argument("--test-size", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -128,16 +130,19 @@ def _cohort_frame(args: argparse.Namespace) -> Any:
 
     from dlrn.cohort import split_cohort
 
-    table = read_table(args.cohort, args.case_id_column, what="cohort table")
-    patient = args.patient_column or ("patient_id" if "patient_id" in table.columns else None)
-    for column in filter(None, (args.label_column, patient, args.split_column)):
+    columns = cohort_columns(args)
+    if columns.label is None:
+        raise ConfigError("dlrn model needs an outcome column: --label none is not allowed here")
+    table = read_table(args.cohort, columns.case_id, what="cohort table")
+    patient = columns.patient or ("patient_id" if "patient_id" in table.columns else None)
+    for column in filter(None, (columns.label, patient, columns.split)):
         if column not in table.columns:
             raise DlrnError(f"cohort table {args.cohort} has no column {column!r}")
-    label = pd.to_numeric(table[args.label_column], errors="coerce")
+    label = pd.to_numeric(table[columns.label], errors="coerce")
     bad = table.index[~label.isin([0, 1])]
     if len(bad):
         raise DlrnError(
-            f"cohort table {args.cohort}: column {args.label_column!r} is not 0/1 for "
+            f"cohort table {args.cohort}: column {columns.label!r} is not 0/1 for "
             f"case(s) {list(bad[:10])}"
         )
     cases = pd.DataFrame(
@@ -146,8 +151,8 @@ def _cohort_frame(args: argparse.Namespace) -> Any:
             "patient_id": table[patient].astype(str) if patient else table.index,
         }
     )
-    if args.split_column:
-        cases["set"] = table[args.split_column].astype(str).str.strip().str.lower()
+    if columns.split:
+        cases["set"] = table[columns.split].astype(str).str.strip().str.lower()
     else:
         cases["set"] = split_cohort(cases, test_size=args.test_size, seed=args.seed)
     return cases
@@ -177,7 +182,7 @@ def _selection(args: argparse.Namespace, features: Any, train_ids: Any) -> tuple
     repeats = {}
     for path in args.repeat_features:
         reading = _numeric_features(
-            read_table(path, args.case_id_column, what="repeat features"), path
+            read_table(path, args.id_column, what="repeat features"), path
         )
         unknown = reading.index.difference(features.index)
         if len(unknown):
@@ -212,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         else CLASSIFIERS
     )
     features = _numeric_features(
-        read_table(args.features, args.case_id_column, what="features"), args.features
+        read_table(args.features, args.id_column, what="features"), args.features
     )
     cases = _cohort_frame(args)
     _check_same_cases(features, cases, args)

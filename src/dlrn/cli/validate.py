@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dlrn.cli._cohort_args import add_cohort_arguments, read_cohort_from_args
 from dlrn.errors import DlrnError
 
 
@@ -18,22 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("table", type=Path, help="cohort table (CSV, TSV or Excel)")
-    parser.add_argument("--id", dest="case_id", default="case_id", help="case id column")
-    parser.add_argument("--image", default="image", help="image path column")
-    parser.add_argument("--mask", default="mask", help="mask path column")
-    parser.add_argument("--label", default="label",
-                        help="outcome column ('none' for a table without one)")
-    parser.add_argument("--patient", default=None, help="patient id column")
-    parser.add_argument("--repeat-mask", action="append", default=[], dest="repeat_masks",
-                        help="repeat segmentation column (ICC); may be given several times")
-    parser.add_argument("--positive-label", default=None, help="label value of the positive class")
-    parser.add_argument("--split-column", default=None, help="column with train/test values")
-    parser.add_argument("--min-roi-mm", type=float, default=None,
-                        help="smallest ROI maximum diameter in mm (when spacing is known)")
-    parser.add_argument("--min-roi-pixels", type=int, default=16, help="smallest ROI in pixels")
-    parser.add_argument("--mask-label", type=int, default=None,
-                        help="ROI label value in label-map masks (default: any non-zero)")
-    parser.add_argument("--frame", type=int, default=0, help="frame of multi-frame files")
+    add_cohort_arguments(parser, split=True, repeat_masks=True)
     parser.add_argument("--exclusions", type=Path, default=None,
                         help="exclude bad cases instead of stopping, and write them to this CSV")
     parser.add_argument("--overwrite", action="store_true", help="replace --exclusions file")
@@ -41,21 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dlrn.cohort import CohortColumns, read_cohort
-
     if args.exclusions and args.exclusions.exists() and not args.overwrite:
         raise DlrnError(f"{args.exclusions} already exists; use --overwrite to replace it")
-    columns = CohortColumns(
-        case_id=args.case_id, image=args.image, mask=args.mask,
-        label=None if args.label.lower() in ("", "none") else args.label,
-        patient=args.patient, repeat_masks=tuple(args.repeat_masks),
-        split=args.split_column, positive_label=args.positive_label,
-    )
-    cohort = read_cohort(
-        args.table, columns, min_roi_mm=args.min_roi_mm, min_roi_pixels=args.min_roi_pixels,
-        mask_label=args.mask_label, frame=args.frame,
-        on_error="exclude" if args.exclusions else "stop",
-    )
+    cohort = read_cohort_from_args(args, on_error="exclude" if args.exclusions else "stop")
     for note in cohort.notes:
         print(f"note: {note}")
     if args.exclusions:
