@@ -48,6 +48,11 @@ def test_demo_runs_every_stage_and_writes_report_and_bundle(demo):
                     "Decision curves", "nomogram", "Excluded cases", "Software versions"):
         assert heading in html
     assert "data:image/png;base64," in html and "<script" not in html
+    # paper views: Table 2 train first, "AUC (95% CI)", the weights in words
+    assert "<th>train (n=" in html.split("<th>test (n=")[0].rsplit("<table", 1)[1]
+    assert "<th>AUC (95% CI)</th>" in html and "<th>Test used</th>" in html
+    assert "random initialisation (no pretrained weights)" in html
+    assert "with None weights" not in html
     assert (study / "report" / "tables.xlsx").stat().st_size > 0
     assert list((study / "report" / "figures").glob("*.svg"))
     comparison = pd.read_csv(study / "stages" / "comparison" / "evaluation" / "metrics.csv")

@@ -162,6 +162,10 @@ class EvaluationSettings:
     clinical_p_threshold: float = field(default=0.05, metadata=_doc(
         "p-value selecting clinical features (univariate, then multivariate logistic "
         "regression)", minimum=0.0, maximum=1.0))
+    clinical_fallback: Literal["univariate", "none"] = field(default="univariate", metadata=_doc(
+        "if no clinical feature is multivariately significant: univariate = use the "
+        "univariately significant ones (the report says so); none = no clinical model, "
+        "a nomogram of the DLR score alone"))
     calibration_bins: int = field(default=10, metadata=_doc(
         "groups of the calibration curve and the Hosmer-Lemeshow test", minimum=3))
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from dlrn.study.config import StudyConfig
 from dlrn.study.pipeline import StudyContext
-from dlrn.study.stages import IGNORED_REPEATS
+from dlrn.study.stages import IGNORED_REPEATS, clinical_record
 
 
 def _facts(context: StudyContext, stage: str) -> dict[str, Any]:
@@ -15,7 +16,7 @@ def _facts(context: StudyContext, stage: str) -> dict[str, Any]:
     return (record.summary or {}).get("facts", {}) if record and record.status == "done" else {}
 
 
-def _funnel_text(context: StudyContext, stage: str) -> str:
+def _funnel_text(context: StudyContext, stage: str, kind: str) -> str:
     path = context.stage_dir(stage) / "result" / "selection_funnel.csv"
     if not path.exists():
         return ""
@@ -24,7 +25,15 @@ def _funnel_text(context: StudyContext, stage: str) -> str:
     funnel = pd.read_csv(path)
     steps = ", ".join(f"{row.step} {row.features_in}→{row.features_out}"
                       for row in funnel.itertuples())
-    return f" Counts per step: {steps}."
+    return f" Features per step ({kind}): {steps}."
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def _listing(names: list[str], empty: str = "none") -> str:
+    return ", ".join(map(str, names)) or empty
 
 
 def _inclusion_text(config: StudyConfig) -> str:
@@ -41,11 +50,93 @@ def _roi_text(config: StudyConfig) -> str:
     return f"{label}, frame {c.frame}"
 
 
+def _random_init(weights: str | None) -> bool:
+    return weights in (None, "none")
+
+
+def weights_text(weights: str | None) -> str:
+    """How the CNNs start: random, ImageNet or a weight file, in words."""
+    if _random_init(weights):
+        return "random initialisation (no pretrained weights)"
+    if weights == "imagenet":
+        return "ImageNet-pretrained weights (torchvision)"
+    return f"pretrained weights from the file {Path(str(weights)).name}"
+
+
 def _learning_rate(learning_rate: float | None, weights: str | None) -> str:
     from dlrn.deep.train import initial_learning_rate
 
     rate = f"{initial_learning_rate(learning_rate, weights):g}"
-    return rate if learning_rate is not None else f"{rate}, chosen for the initial weights"
+    if learning_rate is not None:
+        return rate
+    return rate + (", the default for training from scratch" if _random_init(weights)
+                   else ", the default for fine-tuning pretrained weights")
+
+
+def _deep_text(config: StudyConfig) -> str:
+    dl = config.dl
+    if not dl.enabled:
+        return "not run (dl.enabled is false)."
+    verb = "trained" if _random_init(dl.weights) else "fine-tuned"
+    return (f"Backbones {_listing(dl.backbones)} from {weights_text(dl.weights)}, {verb} "
+            f"for {_plural(dl.epochs, 'epoch')} (batch {dl.batch_size}, initial learning rate "
+            f"{_learning_rate(dl.learning_rate, dl.weights)}, cosine decay) on ROI crops of "
+            f"{dl.image_size}×{dl.image_size} pixels; the backbone is chosen on a validation "
+            "split of the training set; deep features reduced by PCA (at most "
+            f"{dl.pca_components} components, fitted on training cases).")
+
+
+def _extraction_text(config: StudyConfig, setting: dict[str, Any] | None,
+                     features: Any) -> str:
+    preset = f"PyRadiomics preset '{config.radiomics.preset}'"
+    if setting is None:
+        return f"{preset}; features not extracted in this run."
+    spacing = setting.get("resampledPixelSpacing")
+    resampling = (f"to {' × '.join(f'{v:g}' for v in spacing)} mm pixels" if spacing
+                  else "none")
+    normalisation = ("yes (scale " f"{setting.get('normalizeScale', 1):g})"
+                     if setting.get("normalize") else "no")
+    return (f"{preset} (2D, bin width "
+            f"{setting.get('binWidth', '?')}, resampling {resampling}, intensity "
+            f"normalisation {normalisation}); {features} features per case. Full parameters "
+            "in the settings section and the bundle.")
+
+
+def _segmentation_text(context: StudyContext) -> str:
+    config = context.config
+    text = (f"Manual 2D region of interest from the mask column '{config.cohort.mask}' "
+            f"({_roi_text(config)}).")
+    if not config.cohort.repeat_masks:
+        return text + " No repeat segmentations: no ICC reproducibility filter."
+    return (text + f" Repeat segmentations for reproducibility: "
+            f"{_listing(config.cohort.repeat_masks)}; ICC(2,1) (two-way random, absolute "
+            "agreement) computed on training cases only, features kept at ICC ≥ "
+            f"{config.selection.icc_threshold}; "
+            f"{_facts(context, 'cohort').get(IGNORED_REPEATS, 0)} unusable repeat masks left "
+            "out of that subset.")
+
+
+def _models_text(config: StudyConfig) -> str:
+    c = config.classifiers
+    weighting = "; classes weighted inversely to their frequency" if c.class_weight else ""
+    return (f"Classifiers {_listing(c.models)}; grid search with {c.cv_folds}-fold "
+            f"cross-validation grouped by patient on the training set{weighting}. The best "
+            "model of each kind is the one with the highest cross-validated training AUC; the "
+            "test set plays no part in any choice.")
+
+
+def _clinical_text(context: StudyContext) -> str:
+    config = context.config
+    p = config.evaluation.clinical_p_threshold
+    text = (f"clinical predictors by univariate then multivariate logistic regression (p < {p}, "
+            "training set)")
+    note = clinical_record(context).get("note") if context.done("clinical") else None
+    if note:
+        return f"{text}. {note}"
+    if config.evaluation.clinical_fallback == "univariate":
+        text += ("; if none had been significant in the multivariate analysis, the "
+                 "univariately significant ones would have been used")
+    return text + "."
 
 
 def methods_summary(context: StudyContext) -> list[tuple[str, str]]:
@@ -54,55 +145,34 @@ def methods_summary(context: StudyContext) -> list[tuple[str, str]]:
     cohort = _facts(context, "cohort")
     radiomics = _facts(context, "radiomics")
     params_path = context.stage_dir("radiomics") / "params.json"
-    params = json.loads(params_path.read_text()) if params_path.exists() else {}
-    setting = params.get("setting", {})
-    dl = config.dl
+    setting = (json.loads(params_path.read_text()).get("setting", {})
+               if params_path.exists() else None)
+    external = [e.name for e in config.cohort.external]
     items = [
         ("Study design and data", f"Retrospective cohort from {config.cohort.table}; "
          f"{cohort.get('cases analysed', '?')} cases analysed, "
          f"{cohort.get('cases excluded', 0)} excluded (listed with reasons below); outcome "
-         f"column '{config.cohort.label}'. External validation sets: "
-         f"{', '.join(e.name for e in config.cohort.external) or 'none'}. "
+         f"column '{config.cohort.label}'. External validation sets: {_listing(external)}. "
          + _inclusion_text(config)),
-        ("Segmentation", "Manual 2D region of interest from the mask column "
-         f"'{config.cohort.mask}' ({_roi_text(config)}). Repeat segmentations for "
-         "reproducibility: "
-         f"{', '.join(config.cohort.repeat_masks) or 'none'}; ICC(2,1) (two-way random, "
-         "absolute agreement) computed on training cases only, features kept at ICC ≥ "
-         f"{config.selection.icc_threshold}; "
-         f"{_facts(context, 'cohort').get(IGNORED_REPEATS, 0)} unusable repeat masks left "
-         "out of that subset."),
-        ("Preprocessing and extraction", f"PyRadiomics preset '{config.radiomics.preset}' "
-         f"(2D, binWidth {setting.get('binWidth', '?')}, resampling "
-         f"{setting.get('resampledPixelSpacing') or 'none'}, normalisation "
-         f"{setting.get('normalize', False)}); {radiomics.get('features extracted', '?')} "
-         "features per case. Full parameters in the settings section and the bundle."),
+        ("Segmentation", _segmentation_text(context)),
+        ("Preprocessing and extraction", _extraction_text(
+            config, setting, radiomics.get("features extracted", "?"))),
         ("Feature selection", "Fitted on training cases only, inside the cross-validated "
          "pipeline: ICC filter, z-score, univariate test p < "
          f"{config.selection.p_threshold}, Pearson |r| > "
          f"{config.selection.correlation_threshold} pair removal, greedy correlation "
          f"deletion, LASSO with {config.selection.lasso_folds}-fold CV."
-         + _funnel_text(context, "hcr_models") + _funnel_text(context, "dlr_models")),
-        ("Deep learning", ("not run (dl.enabled is false)." if not dl.enabled else
-         f"Backbones {', '.join(dl.backbones)} initialised with {dl.weights} weights, "
-         f"fine-tuned {dl.epochs} epochs (batch {dl.batch_size}, initial learning rate "
-         f"{_learning_rate(dl.learning_rate, dl.weights)}, cosine decay) on ROI crops "
-         f"of {dl.image_size} px; the backbone is chosen on a validation split of the "
-         f"training set; deep features reduced by PCA ({dl.pca_components} components at "
-         "most, fitted on training cases).")),
-        ("Models and tuning", f"Classifiers {', '.join(config.classifiers.models)}; grid "
-         f"search with {config.classifiers.cv_folds}-fold cross-validation grouped by "
-         "patient on the training set. The best model of each kind is the one with the "
-         "highest cross-validated training AUC; the test set plays no part in any choice."),
+         + _funnel_text(context, "hcr_models", "HCR")
+         + _funnel_text(context, "dlr_models", "DLR")),
+        ("Deep learning", _deep_text(config)),
+        ("Models and tuning", _models_text(config)),
         ("Validation", f"Internal hold-out test set ({cohort.get('split', '')})"
-         + (f"; external sets {', '.join(e.name for e in config.cohort.external)} evaluated "
-            "with the frozen models" if config.cohort.external else "") + "."),
+         + (f"; external sets {_listing(external)} evaluated with the frozen models"
+            if external else "") + "."),
         ("Statistics", "AUC with DeLong 95% CI (pROC conventions); cut-off by Youden index on "
          "the training set, applied unchanged to the other sets; paired DeLong tests; "
          f"calibration curves and Hosmer-Lemeshow test with {config.evaluation.calibration_bins}"
-         " groups; decision-curve analysis; clinical predictors by univariate then "
-         f"multivariate logistic regression (p < {config.evaluation.clinical_p_threshold}, "
-         "training set)."),
+         " groups; decision-curve analysis; " + _clinical_text(context)),
         ("Reproducibility", f"Seed {config.seed} for every random step; software versions "
          "below; a model bundle (bundle/) with checksums predicts new cases "
          "(dlrn predict)."),

@@ -91,7 +91,8 @@ def _deep(bundle: Bundle, settings: dict[str, Any], cases: pd.DataFrame,
     if gradcam_dir is not None:
         from dlrn.deep.gradcam import gradcam_overlays
 
-        frame = pd.DataFrame({"label": cases.get("label", pd.Series(-1, index=cases.index)),
+        unknown = pd.Series(np.nan, index=cases.index)  # shown as "label unknown"
+        frame = pd.DataFrame({"label": cases.get("label", unknown),
                               f"DL-{backbone}": probability}, index=cases.index)
         gradcam_overlays(model, backbone, cache, frame, gradcam_dir,
                          normalization=normalization, threshold=deep.get("threshold", 0.5),

@@ -154,39 +154,106 @@ def _categorical(config: StudyConfig) -> list[str]:
     return [name for name, kind in config.cohort.clinical.items() if kind == "categorical"]
 
 
+def baseline_tables(cases: pd.DataFrame, variables: list[str], categorical: list[str],
+                    external: list[str]) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """Training vs test (Table 2), then training vs each external set, with notes.
+
+    The training set comes first in every table. An external set whose variables
+    cannot be compared (e.g. one missing for all its cases) gets a note instead of
+    a table: the external evaluation does not depend on it.
+    """
+    from dlrn.clinical import baseline_table
+
+    def compare(other: str) -> pd.DataFrame:
+        table = baseline_table(cases[cases["set"].isin(["train", other])], "set", variables,
+                               categorical=categorical, group_order=["train", other])
+        return table.rename(columns={"shapiro_p_1": "train Shapiro-Wilk p",
+                                     "shapiro_p_2": f"{other} Shapiro-Wilk p"})
+
+    tables, notes = {"baseline": compare("test")}, []
+    for name in external:
+        try:
+            tables[f"baseline_{name}"] = compare(name)
+        except DlrnError as error:
+            notes.append(f"no baseline table of the training vs the {name} set: {error}")
+    return tables, notes
+
+
+def clinical_choice(univariate: list[str], independent: list[str], *, fallback: str,
+                    p_threshold: float) -> tuple[list[str], str, str | None]:
+    """The clinical features the models and the nomogram use, on what basis, and a note.
+
+    The reference study uses the independent predictors (multivariate p below the
+    threshold). Small cohorts often have none; then, with ``fallback="univariate"``,
+    the univariately significant features are used and the note says so; otherwise
+    (or with none of those either) no clinical model is built and the nomogram has
+    the DLR score alone.
+    """
+    if independent:
+        return independent, "multivariate", None
+    if fallback == "univariate" and univariate:
+        return univariate, "univariate", (
+            f"No clinical feature was significant in the multivariate analysis (p < "
+            f"{p_threshold}); the clinical models and the nomogram use the features "
+            f"significant in the univariate analysis instead ({', '.join(univariate)}), as "
+            "evaluation.clinical_fallback is univariate.")
+    where = ("in the univariate analysis" if not univariate else
+             "in the multivariate analysis and evaluation.clinical_fallback is none")
+    return [], "none", (f"No clinical feature was significant {where} (p < {p_threshold}): "
+                        "no clinical model is built and the nomogram uses the DLR score alone.")
+
+
 def run_clinical(context: StudyContext) -> dict[str, Any]:
-    from dlrn.clinical import baseline_table, logistic_analysis
+    from dlrn.clinical import logistic_analysis
 
     config = context.config
     cases = read_cases(context)
     variables = list(config.cohort.clinical)
     categorical = _categorical(config)
-    internal = cases[cases["set"].isin(["train", "test"])]
-    baseline = baseline_table(internal, "set", variables, categorical=categorical)
+    p_threshold = config.evaluation.clinical_p_threshold
+    tables, notes = baseline_tables(cases, variables, categorical,
+                                    [e.name for e in config.cohort.external])
     training = cases.loc[train_ids(cases)]
     analysis = logistic_analysis(training, "label", variables, categorical=categorical,
-                                 p_threshold=config.evaluation.clinical_p_threshold)
-    independent = independent_predictors(analysis.multivariate, variables,
-                                         config.evaluation.clinical_p_threshold)
+                                 p_threshold=p_threshold)
+    independent = independent_predictors(analysis.multivariate, variables, p_threshold)
+    selected, basis, note = clinical_choice(list(analysis.selected), independent,
+                                            fallback=config.evaluation.clinical_fallback,
+                                            p_threshold=p_threshold)
     # Levels seen in training; a level met only later is an error naming the case.
     levels = {name: sorted(map(str, pd.unique(training[name].astype(str))))
               for name in categorical}
     (context.stage_dir("clinical") / "selected.json").write_text(json.dumps(
-        {"univariate": list(analysis.selected), "selected": independent, "levels": levels}))
-    save_tables(context, "clinical", {"baseline": baseline, "univariate": analysis.univariate,
+        {"univariate": list(analysis.selected), "independent": independent,
+         "selected": selected, "basis": basis, "note": note, "levels": levels}))
+    save_tables(context, "clinical", {**tables, "univariate": analysis.univariate,
                                       "multivariate": analysis.multivariate})
+    captions = {"tables/baseline": "Baseline characteristics, training vs test set (Table 2)"}
+    captions.update({f"tables/{key}": f"Baseline characteristics, training vs "
+                                      f"{key.removeprefix('baseline_')} set (external)"
+                     for key in tables if key != "baseline"})
     return {
-        "tables": {"tables/baseline": "Baseline characteristics, training vs test set (Table 2)",
-                   "tables/univariate": "Univariate logistic regression, training set",
-                   "tables/multivariate": "Multivariate logistic regression, training set "
-                                   "(Supplementary Table 1)"},
+        "tables": {**captions,
+                   "tables/univariate": "Univariate logistic regression, training set "
+                                        "(Supplementary Table 1)",
+                   "tables/multivariate": "Multivariate logistic regression of the "
+                                          "univariately significant features, training set "
+                                          "(Supplementary Table 1)"},
         "facts": {"clinical features": ", ".join(variables),
-                  "independent predictors (multivariate p < "
-                  f"{config.evaluation.clinical_p_threshold}), used by the clinical models "
-                  "and the nomogram":
+                  f"significant in univariate analysis (p < {p_threshold})":
+                      ", ".join(analysis.selected) or "none",
+                  f"independent predictors (multivariate p < {p_threshold})":
                       ", ".join(independent) or "none",
-                  "significant in univariate analysis": ", ".join(analysis.selected) or "none"},
+                  "used by the clinical models and the nomogram": _clinical_use(selected,
+                                                                                basis)},
+        "notes": notes + ([note] if note else []),
     }
+
+
+def _clinical_use(selected: list[str], basis: str) -> str:
+    if not selected:
+        return "none (no clinical model; nomogram of the DLR score alone)"
+    return f"{', '.join(selected)} ({basis}ly significant)"
 
 
 def independent_predictors(multivariate: pd.DataFrame, variables: list[str],
@@ -201,10 +268,6 @@ def independent_predictors(multivariate: pd.DataFrame, variables: list[str],
 
 def clinical_record(context: StudyContext) -> dict[str, Any]:
     return json.loads((context.stage_dir("clinical") / "selected.json").read_text())
-
-
-def selected_clinical(context: StudyContext) -> list[str]:
-    return clinical_record(context)["selected"]
 
 
 def encode_clinical(cases: pd.DataFrame, columns: list[str],
@@ -295,13 +358,18 @@ def run_clinical_models(context: StudyContext) -> dict[str, Any]:
     cases = read_cases(context)
     record = clinical_record(context)
     features = encode_clinical(cases, record["selected"], record["levels"])
-    return fit_models(context, "clinical_models", "Clinical", features, selection=None)
+    summary = fit_models(context, "clinical_models", "Clinical", features, selection=None)
+    summary["facts"] = {"clinical features used": _clinical_use(record["selected"],
+                                                                record["basis"]),
+                        **summary["facts"]}
+    summary["notes"] = [record["note"]] if record.get("note") else []
+    return summary
 
 
 def skip_clinical_models(context: StudyContext) -> str | None:
-    if not selected_clinical(context):
-        return "no clinical feature was significant in the multivariate analysis"
-    return None
+    """Why no clinical model is built (the clinical stage's note), or None."""
+    record = clinical_record(context)
+    return None if record["selected"] else record["note"]
 
 
 # ---------------------------------------------------------------- handcrafted radiomics
@@ -434,8 +502,12 @@ def run_deep(context: StudyContext) -> dict[str, Any]:
             f"Grad-CAM of {result.chosen}, {row.category} test case {row.case_id} "
             f"(label {row.label}, p = {row.probability:.2f})")
     return {
-        "tables": {"tables/deep_backbones": "Backbones compared (chosen on validation AUC "
-                                            "within the training set)",
+        "tables": {"tables/deep_backbones": "Backbones compared (chosen on the validation "
+                                            "AUC within the training set). AUC per set and "
+                                            "training cost: time of all epochs (s), "
+                                            "throughput (images/s), peak memory added by "
+                                            "training (MiB; blank where not measurable) and "
+                                            "the device",
                    "tables/deep_metrics": "Performance of the DL models (Table 5)"},
         "figures": figures,
         "facts": {"chosen backbone": result.chosen, "deep features": result.features.shape[1],
@@ -458,6 +530,7 @@ def run_dlr_models(context: StudyContext) -> dict[str, Any]:
 # ---------------------------------------------------------------- DLRN nomogram
 
 DLR_SCORE = "DLR_score"
+NO_CLINICAL = {"selected": [], "basis": "none", "note": None, "levels": {}}
 
 
 def best_scores(context: StudyContext, stage: str, *, out_of_fold: bool) -> pd.Series:
@@ -487,8 +560,7 @@ def run_dlrn(context: StudyContext) -> dict[str, Any]:
     from dlrn.nomogram import Nomogram
 
     cases = read_cases(context)
-    record = clinical_record(context) if context.done("clinical") else {"selected": [],
-                                                                         "levels": {}}
+    record = clinical_record(context) if context.done("clinical") else NO_CLINICAL
     clinical = record["selected"]
     # Out-of-fold scores on training cases, so the nomogram does not learn the DLR
     # model's in-sample optimism; test and external cases get the frozen model's scores.
@@ -509,7 +581,9 @@ def run_dlrn(context: StudyContext) -> dict[str, Any]:
                                         "total points and predicted probability"},
         "tables": {"tables/dlrn_points": "Nomogram points of every case"},
         "facts": {"DLR model": best_model(context, "dlr_models"),
-                  "clinical predictors": ", ".join(clinical) or "none (DLR score only)"},
+                  "clinical predictors": (_clinical_use(clinical, record["basis"])
+                                          if clinical else "none (DLR score only)")},
+        "notes": [record["note"]] if record.get("note") else [],
     }
 
 
@@ -554,7 +628,11 @@ def run_comparison(context: StudyContext) -> dict[str, Any]:
                 figures[stem] = f"{caption}, {name} set"
     return {
         "tables": {"evaluation/metrics": "Performance of the best model of each kind "
-                                         "(Table 7)",
+                                         "(Table 7). Cut-offs by the Youden index on each "
+                                         "model's training-set predictions, so they can "
+                                         "differ from the clinical, radiomics and DLR "
+                                         "tables above, whose cut-offs come from "
+                                         "out-of-fold training predictions",
                    "evaluation/hosmer_lemeshow": "Calibration: Hosmer-Lemeshow test, "
                                                  "intercept and slope",
                    "evaluation/delong": "DeLong tests between models"},
@@ -604,7 +682,8 @@ STAGES: list[Stage] = [
           inputs=_cohort_inputs),
     Stage("clinical", "Clinical characteristics", ("cohort",),
           lambda c: {"clinical": c.cohort.clinical,
-                     "p": c.evaluation.clinical_p_threshold},
+                     "p": c.evaluation.clinical_p_threshold,
+                     "fallback": c.evaluation.clinical_fallback},
           run_clinical, skip=_no_clinical),
     Stage("clinical_models", "Clinical models", ("clinical",),
           lambda c: _models_settings(c), run_clinical_models, skip=skip_clinical_models),
