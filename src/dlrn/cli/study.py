@@ -26,7 +26,7 @@ classifiers:
   cv_folds: 3
   grids: {{LR: {{C: [1.0]}}, SVM: {{estimator__C: [1.0]}}, RandomForest: {{n_estimators: [50]}},
           ExtraTrees: {{n_estimators: [50]}}, XGBoost: {{n_estimators: [50]}},
-          LightGBM: {{n_estimators: [50]}}, MLP: {{hidden_layer_sizes: [[16]]}}}}
+          LightGBM: {{n_estimators: [50]}}, MLP: {{hidden_layer_sizes: [[16]], alpha: [1.0]}}}}
 dl:
   enabled: {dl}
   backbones: [resnet18]
