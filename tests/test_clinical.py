@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -191,9 +193,84 @@ def test_categorical_predictor_with_stated_reference():
                  rel=ITERATIVE)
 
 
-def test_constant_and_separating_predictors_are_named():
+def test_constant_predictor_is_an_error_and_complete_separation_a_noted_row():
     cases = pd.DataFrame({"y": [0, 1] * 10, "flat": 1.0, "leak": [0.0, 1.0] * 10})
     with pytest.raises(DlrnError, match="'flat' is constant"):
         logistic_analysis(cases, "y", ["flat"])
-    with pytest.raises(DlrnError, match=r"'leak'.*separation"):
-        logistic_analysis(cases, "y", ["leak"])
+    with pytest.warns(UserWarning, match=r"'leak': complete separation \(leak\)"):
+        row = logistic_analysis(cases, "y", ["leak"]).univariate.iloc[0]
+    assert row["note"].startswith("leak: complete separation (every case is classified "
+                                  "perfectly; all 10 cases with leak = 0 are negative (0); "
+                                  "all 10 cases with leak = 1 are positive (1); beta = ")
+    assert "Firth" in row["note"] and row["p_value"] > 0.9  # R's glm: p near 1 too
+
+
+def _calcified(reference_level_one_class: bool = False) -> pd.DataFrame:
+    """80 cases; the 10 with calcification 'present' are all malignant (quasi-complete)."""
+    rng = np.random.default_rng(7)
+    y = np.r_[np.ones(10, int), rng.permutation(np.repeat([0, 1], 35))]
+    level = np.r_[["present"] * 10, ["absent"] * 70].astype(object)
+    if reference_level_one_class:  # 'absent' all benign, the other levels mixed
+        level = np.where(y == 0, "absent", rng.choice(["present", "coarse"], y.size))
+        level[np.flatnonzero(y == 0)[:6]] = "coarse"
+    age = 50 + 10 * rng.standard_normal(y.size) + 3 * y
+    return pd.DataFrame({"y": y, "calcification": level, "age": age},
+                        index=[f"case{i}" for i in range(y.size)])
+
+
+def test_quasi_complete_separation_is_noted_in_univariate_and_multivariate_rows():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = logistic_analysis(_calcified(), "y", ["calcification", "age"],
+                                   categorical=["calcification"], p_threshold=1.0,
+                                   profile_ci=True)
+    assert [str(w.message) for w in caught] == [
+        f"{model} model of {names}: quasi-complete separation (calcification[present]); "
+        "see the note column"
+        for model, names in [("univariate", "'calcification'"),
+                             ("multivariate", "['calcification', 'age']")]]
+    for table in (result.univariate, result.multivariate):
+        rows = table.set_index("term")
+        flagged = rows.loc["calcification[present]"]
+        assert flagged["odds_ratio"] > 1e6 and flagged["ci_high"] == np.inf  # as R's glm
+        assert flagged["note"].startswith(
+            "calcification: quasi-complete separation (all 10 cases with calcification = "
+            "present are positive (1); beta = ")
+        assert "diverges); the odds ratio is not finite" in flagged["note"]
+        assert "merge sparse levels or use Firth's penalised logistic regression" in (
+            flagged["note"])
+        assert flagged["note"].endswith("; profile CI not computed")
+        assert np.isnan(flagged["profile_ci_low"]) and rows.loc["age", "note"] == ""
+        assert np.isfinite(rows.loc["age", ["profile_ci_low", "profile_ci_high"]]).all()
+    univariate = result.univariate.set_index("term").loc["calcification[present]"]
+    assert f"the likelihood-ratio p ({univariate['p_lrt']:.3g}) is usable" in univariate["note"]
+    assert univariate["p_lrt"] < 1e-3 < univariate["p_value"]
+    assert result.multivariate.set_index("term").loc["(Intercept)", "note"] == ""
+
+
+def test_reference_level_and_numeric_binary_separation_are_named():
+    with pytest.warns(UserWarning, match="quasi-complete separation"):
+        table = logistic_analysis(_calcified(True), "y", ["calcification"],
+                                  categorical=["calcification"]).univariate
+    assert table["note"].str.contains(
+        r"all \d+ cases with calcification = absent \(reference level\) are negative \(0\)"
+    ).all() and len(table) == 2
+    numeric = _calcified().assign(calcification=lambda t: (t["calcification"] == "present")
+                                  .astype(int))
+    with pytest.warns(UserWarning, match="quasi-complete separation"):
+        row = logistic_analysis(numeric, "y", ["calcification"]).univariate.iloc[0]
+    assert "all 10 cases with calcification = 1 are positive (1)" in row["note"]
+
+
+def test_diverging_continuous_estimate_is_noted():
+    # x < 0 benign, x > 0 malignant, both classes at x = 0: quasi-complete separation
+    cases = pd.DataFrame({"y": [0, 0, 0, 0, 1, 1, 1, 1], "x": [-3, -2, -1, 0, 0, 1, 2, 3]})
+    with pytest.warns(UserWarning, match=r"quasi-complete separation \(x\)"):
+        row = logistic_analysis(cases, "y", ["x"]).univariate.iloc[0]
+    assert row["note"].startswith("x: quasi-complete separation (beta = ")
+    assert "diverges" in row["note"]
+
+
+def test_separation_notes_leave_ordinary_predictors_alone(analysis):
+    assert (analysis.univariate["note"] == "").all()
+    assert (analysis.multivariate["note"] == "").all()

@@ -181,3 +181,28 @@ def test_write_evaluation_writes_tables_workbook_figures_and_refuses_overwrite(
         write_evaluation(predictions, ["prob"], out, figures=False)
     write_evaluation(predictions, ["prob"], out, figures=False, overwrite=True)
     assert pd.read_csv(out / "metrics.csv")["model"].unique().tolist() == ["prob"]
+
+
+def test_constant_and_non_separating_models_get_notes(predictions):
+    table = predictions.assign(flat=0.25, inverted=-predictions["s1"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = metrics_table(table, ["flat", "inverted", "s1"])
+    said = [str(w.message) for w in caught]
+    for row in ["flat on set 'train': all scores equal", "flat on set 'test': all scores equal",
+                "inverted on set 'test': Youden cut-off \u2212\u221e"]:
+        assert any(message.startswith(row) for message in said), row
+    _assert_every_nan_is_noted(metrics)
+    rows = metrics.set_index(["model", "set"])
+    for name in ["train", "test"]:
+        flat = rows.loc[("flat", name)]
+        assert (flat["auc"], flat["auc_ci_low"], flat["auc_ci_high"]) == (0.5, 0.5, 0.5)
+        assert flat["note"].startswith(
+            "all scores equal: the model does not rank cases; AUC 0.5 by convention, CI "
+            "degenerate; Youden cut-off \u2212\u221e: no threshold separates")
+        assert "npv undefined (no case called negative)" in flat["note"]
+        inverted = rows.loc[("inverted", name)]
+        assert inverted["threshold"] == -np.inf and inverted["auc"] < 0.5
+        assert inverted["note"].startswith("Youden cut-off \u2212\u221e")
+        assert inverted["sensitivity"] == 1 and inverted["specificity"] == 0
+    assert (rows.xs("s1", level="model")["note"] == "").all()

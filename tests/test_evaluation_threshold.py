@@ -8,7 +8,12 @@ from _stats_refs import assert_close, data, expected
 from scipy import stats
 
 from dlrn.errors import DlrnError
-from dlrn.evaluation.threshold import YoudenThreshold, cutoff_metrics, youden_threshold
+from dlrn.evaluation.threshold import (
+    YoudenThreshold,
+    cutoff_metrics,
+    infinite_cutoff_note,
+    youden_threshold,
+)
 
 
 def _cases():
@@ -84,3 +89,31 @@ def test_unknown_options_are_errors():
         youden_threshold([0, 1], [0.1, 0.2], thresholds="closest")
     with pytest.raises(DlrnError, match="ci_method"):
         cutoff_metrics([0, 1], [0.1, 0.2], 0.15, ci_method="wald")
+
+
+def test_midpoint_cutoff_lies_between_two_training_scores_even_when_saturated():
+    # An overconfident MLP (lbfgs) puts out-of-fold probabilities near 0; its Youden
+    # cut-off is then tiny (the demo study's 1.93e-05, printed "1.93e-05"), never above
+    # the largest score: pROC's thresholds are -inf, midpoints and +inf only.
+    rng = np.random.default_rng(4)
+    y = np.repeat([0, 1], 30)
+    score = np.concatenate([10.0 ** rng.uniform(-12, -4, 30), 10.0 ** rng.uniform(-6, 0, 30)])
+    threshold = youden_threshold(y, score)
+    below, above = score[score < threshold].max(), score[score >= threshold].min()
+    assert below < threshold < above <= score.max() <= 1
+    assert threshold == (below + above) / 2
+    assert youden_threshold([0, 1, 0, 1], [1.73e-05, 2.13e-05, 1.0e-09, 1.0]) == (
+        (1.73e-05 + 2.13e-05) / 2)
+
+
+@pytest.mark.parametrize("score", [[0.3, 0.3, 0.3, 0.3], [0.9, 0.1, 0.8, 0.2]],
+                         ids=["constant", "inverted"])
+def test_no_separating_cutoff_is_minus_infinity_with_a_note(score):
+    with pytest.warns(UserWarning, match="no cut-off separates"):
+        threshold = youden_threshold([0, 1, 0, 1], score)
+    assert threshold == -np.inf
+    assert infinite_cutoff_note(threshold).startswith(
+        "Youden cut-off \u2212\u221e: no threshold separates the training cases better than "
+        "calling every case positive")
+    assert "every case is called negative" in infinite_cutoff_note(np.inf)
+    assert infinite_cutoff_note(0.5) == ""

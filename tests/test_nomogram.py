@@ -143,3 +143,14 @@ def test_crowded_nomogram_keeps_every_category_and_both_ends_of_a_scale():
     assert "5000" in shown and "1000" not in shown  # ca125: 11 ticks on 3 points, ends kept
     import matplotlib.pyplot as plt
     plt.close(figure)
+
+
+def test_fitting_a_separated_predictor_warns():
+    # the 10 cases with calcification 'present' are all malignant: its points would be huge
+    rng = np.random.default_rng(3)
+    cases = pd.DataFrame({"calcification": ["present"] * 10 + ["absent"] * 50,
+                          "dlr_score": rng.standard_normal(60)})
+    y = np.r_[np.ones(10, int), rng.permutation(np.repeat([0, 1], 25))]
+    with pytest.warns(UserWarning, match=r"nomogram model: quasi-complete separation "
+                                         r"\(calcification\[present\]\)"):
+        Nomogram().fit(cases, y)

@@ -81,6 +81,30 @@ def test_external_centre_is_a_set_of_its_own_and_never_trains(demo):
 
 
 @pytest.mark.slow
+def test_table7_shows_each_model_with_the_cutoff_and_sensitivity_of_its_own_table(demo):
+    stages = demo / "study" / "stages"
+    columns = ["threshold_set", "threshold", "sensitivity", "specificity"]
+    table7 = pd.read_csv(stages / "comparison" / "evaluation" / "metrics.csv")
+    own_tables = {stage: stages / stage / "result" / "metrics.csv"
+                  for stage in ("clinical_models", "hcr_models", "dlr_models")}
+    own_tables["deep"] = stages / "deep" / "tables" / "deep_metrics.csv"
+    for stage, path in own_tables.items():
+        best = json.loads((stages / stage / "best.json").read_text())["best"]
+        own = pd.read_csv(path).set_index("model").loc[best].set_index("set")[columns]
+        shown = table7.set_index("model").loc[best].set_index("set")[columns]
+        pd.testing.assert_frame_equal(shown, own.loc[shown.index])
+        assert set(shown["threshold_set"]) == {"train" if stage == "deep" else
+                                               "train (out-of-fold)"}
+    # the nomogram's cross-validation can fail on tiny cohorts (separation in a fold):
+    # then its cut-off is in-sample, and the DLRN section says why
+    cross_validated = (stages / "dlrn" / "oof.csv").exists()
+    dlrn = set(table7.set_index("model").loc["DLRN", "threshold_set"])
+    assert dlrn == {"train (out-of-fold)" if cross_validated else "train"}
+    notes = json.loads((stages / "dlrn" / "stage.json").read_text())["summary"]["notes"]
+    assert cross_validated or any("in-sample training predictions" in n for n in notes)
+
+
+@pytest.mark.slow
 def test_second_run_reuses_everything_and_a_changed_setting_reruns_its_dependants(demo):
     config = load_study(demo / "study.yaml")
     again = run_study(config, progress=False)

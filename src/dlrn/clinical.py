@@ -28,7 +28,14 @@ from scipy import optimize, stats
 
 from dlrn.errors import DlrnError
 
-__all__ = ["LogisticAnalysis", "baseline_table", "fit_logistic", "logistic_analysis"]
+__all__ = [
+    "LogisticAnalysis",
+    "baseline_table",
+    "fit_logistic",
+    "fit_logistic_diagnosed",
+    "logistic_analysis",
+    "separation_notes",
+]
 
 EXPECTED_COUNT_FOR_CHI_SQUARE = 5
 
@@ -224,8 +231,25 @@ def _design(cases: pd.DataFrame, predictors: Sequence[str], categorical: Sequenc
     return design, terms, references
 
 
-def fit_logistic(y: pd.Series, design: pd.DataFrame, *, what: str, offset: object = None):
-    """Binomial GLM (= R glm); perfect separation or non-convergence is an error naming ``what``."""
+COMPLETE_SEPARATION = ("complete separation: the predictors classify every case perfectly, "
+                       "so an odds ratio is infinite")
+NOT_CONVERGED = "the logistic fit did not converge (separation or collinear predictors)"
+SEPARATION_ADVICE = "merge sparse levels or use Firth's penalised logistic regression (R logistf)"
+SEPARATION_KINDS = {  # problem of the fit: (what the note calls it, the reason it gives)
+    "": ("quasi-complete separation", ""),
+    COMPLETE_SEPARATION: ("complete separation", "every case is classified perfectly"),
+    NOT_CONVERGED: ("possible separation", "the fit did not converge"),
+}
+#: |beta| x SD(x) above this (odds x e^10 = 22 000 per SD) means the estimate diverges.
+DIVERGING_LOG_ODDS_PER_SD = 10.0
+
+
+def fit_logistic_diagnosed(y: pd.Series, design: pd.DataFrame, *, what: str,
+                           offset: object = None) -> tuple[object, str]:
+    """Binomial GLM (= R glm) and what went wrong: '', complete separation or no convergence.
+
+    A singular (collinear) design is an error naming ``what``.
+    """
     import statsmodels.api as sm
     from statsmodels.tools.sm_exceptions import (
         ConvergenceWarning,
@@ -233,21 +257,89 @@ def fit_logistic(y: pd.Series, design: pd.DataFrame, *, what: str, offset: objec
         PerfectSeparationWarning,
     )
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", PerfectSeparationWarning)
-        warnings.simplefilter("error", ConvergenceWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PerfectSeparationWarning)
+        warnings.simplefilter("always", ConvergenceWarning)
         try:
-            return sm.GLM(y, design, family=sm.families.Binomial(), offset=offset).fit(
+            fit = sm.GLM(y, design, family=sm.families.Binomial(), offset=offset).fit(
                 tol=1e-12, maxiter=100
             )
-        except (PerfectSeparationError, PerfectSeparationWarning) as error:
-            raise DlrnError(f"{what}: perfect separation (an odds ratio is infinite); "
-                            "remove or merge the variable") from error
-        except ConvergenceWarning as error:
-            raise DlrnError(f"{what}: the logistic fit did not converge "
-                            "(separation or collinear predictors)") from error
+        except PerfectSeparationError as error:
+            raise DlrnError(f"{what}: {COMPLETE_SEPARATION}; {SEPARATION_ADVICE}") from error
         except np.linalg.LinAlgError as error:
             raise DlrnError(f"{what}: collinear predictors (singular design)") from error
+    categories = {warning.category for warning in caught}
+    for warning in caught:
+        if warning.category not in (PerfectSeparationWarning, ConvergenceWarning):
+            warnings.warn(warning.message, warning.category, stacklevel=2)
+    if PerfectSeparationWarning in categories:
+        return fit, COMPLETE_SEPARATION
+    return fit, NOT_CONVERGED if ConvergenceWarning in categories else ""
+
+
+def fit_logistic(y: pd.Series, design: pd.DataFrame, *, what: str, offset: object = None):
+    """Binomial GLM (= R glm); perfect separation or non-convergence is an error naming ``what``."""
+    fit, problem = fit_logistic_diagnosed(y, design, what=what, offset=offset)
+    if problem:
+        raise DlrnError(f"{what}: {problem}")
+    return fit
+
+
+def _one_class(y: pd.Series, cases: pd.Series, label: str) -> list[str]:
+    """['all n cases with <label> are positive (1)'] when those cases hold one class only."""
+    outcomes = y[cases]
+    if outcomes.empty or outcomes.nunique() > 1:
+        return []
+    kind = "positive (1)" if outcomes.iloc[0] == 1 else "negative (0)"
+    return [f"all {len(outcomes)} cases with {label} are {kind}"]
+
+
+def _one_class_levels(y: pd.Series, design: pd.DataFrame, name: str, terms: list[str],
+                      reference: str | None) -> dict[str, list[str]]:
+    """Per term of one predictor: its levels whose cases are all of one class."""
+    if reference is not None:  # dummies of a categorical predictor, and its reference level
+        at_reference = _one_class(y, (design[terms] == 0).all(axis=1),
+                                  f"{name} = {reference} (reference level)")
+        return {term: _one_class(y, design[term] == 1, f"{name} = {term[len(name) + 1:-1]}")
+                + at_reference for term in terms}
+    values = design[name]
+    if values.nunique() != 2:
+        return {name: []}
+    return {name: [reason for value in sorted(values.unique())
+                   for reason in _one_class(y, values == value, f"{name} = {value:g}")]}
+
+
+def separation_notes(y: pd.Series, design: pd.DataFrame, fit: object,
+                     terms: Mapping[str, list[str]], references: Mapping[str, str], *,
+                     problem: str = "", what: str = "model") -> dict[str, str]:
+    """A note per term of ``fit`` that shows (quasi-)complete separation, with a warning.
+
+    Separation is flagged when the fit reports it or did not converge
+    (``problem``), when a level's cases (or a binary predictor's value's) are
+    all of one class, or when the estimate diverges (|beta| x SD(x) > 10);
+    statsmodels, like R's glm, then "converges" to a huge OR with an enormous SE,
+    a Wald CI of 0 to infinity and p near 1 (Hauck-Donner), which are meaningless.
+    """
+    kind, fit_reason = SEPARATION_KINDS[problem]
+    notes = {}
+    if problem and "(Intercept)" in design:
+        notes["(Intercept)"] = f"{kind} ({fit_reason}): no estimate of this model is reliable"
+    for name, variable_terms in terms.items():
+        levels = _one_class_levels(y, design, name, variable_terms, references.get(name))
+        for term in variable_terms:
+            beta, se = float(fit.params[term]), float(fit.bse[term])
+            reasons = ([fit_reason] if fit_reason else []) + levels[term]
+            if abs(beta) * design[term].std() > DIVERGING_LOG_ODDS_PER_SD:
+                reasons.append(f"beta = {beta:.3g} (SE {se:.3g}) diverges")
+            if reasons:
+                notes[term] = (f"{name}: {kind} ({'; '.join(reasons)}); the odds ratio is not "
+                               "finite, so its estimate, Wald CI and p are meaningless: "
+                               f"{SEPARATION_ADVICE}")
+    flagged = [term for term in notes if term != "(Intercept)"]
+    if notes:
+        warnings.warn(f"{what}: {kind} ({', '.join(flagged)}); see the note column",
+                      stacklevel=3)
+    return notes
 
 
 def _profile_interval(y: pd.Series, design: pd.DataFrame, fit: object, term: str,
@@ -270,19 +362,39 @@ def _profile_interval(y: pd.Series, design: pd.DataFrame, fit: object, term: str
 
 
 def _coefficient_table(y: pd.Series, design: pd.DataFrame, fit: object, terms: list[str], *,
-                       profile: bool, conf_level: float) -> pd.DataFrame:
+                       profile: bool, conf_level: float,
+                       notes: Mapping[str, str]) -> pd.DataFrame:
+    """OR, Wald CI and p per term (profile CI on request); flagged terms keep R's values and a note.
+
+    A flagged term's profile CI is not computed (it is unbounded on one side).
+    """
     z = stats.norm.ppf(0.5 + conf_level / 2)
     rows = []
     for term in terms:
         beta, se = float(fit.params[term]), float(fit.bse[term])
+        with np.errstate(over="ignore"):  # a separated term's upper limit is inf, as in R
+            ratios = np.exp([beta, beta - z * se, beta + z * se])
         row = {"term": term, "beta": beta, "se": se, "z": beta / se,
-               "p_value": float(2 * stats.norm.sf(abs(beta / se))), "odds_ratio": np.exp(beta),
-               "ci_low": np.exp(beta - z * se), "ci_high": np.exp(beta + z * se)}
-        if profile:
+               "p_value": float(2 * stats.norm.sf(abs(beta / se))), "odds_ratio": ratios[0],
+               "ci_low": ratios[1], "ci_high": ratios[2], "note": notes.get(term, "")}
+        if profile and term in notes:
+            row["profile_ci_low"] = row["profile_ci_high"] = np.nan
+            row["note"] += "; profile CI not computed"
+        elif profile:
             low, high = _profile_interval(y, design, fit, term, conf_level)
             row["profile_ci_low"], row["profile_ci_high"] = np.exp(low), np.exp(high)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return _note_last(pd.DataFrame(rows))
+
+
+def _note_last(table: pd.DataFrame) -> pd.DataFrame:
+    return table[[c for c in table.columns if c != "note"] + ["note"]]
+
+
+def _fit_with_notes(y: pd.Series, design: pd.DataFrame, terms: Mapping[str, list[str]],
+                    references: Mapping[str, str], *, what: str) -> tuple[object, dict[str, str]]:
+    fit, problem = fit_logistic_diagnosed(y, design, what=what)
+    return fit, separation_notes(y, design, fit, terms, references, problem=problem, what=what)
 
 
 def logistic_analysis(cases: pd.DataFrame, label: str, predictors: Sequence[str], *,
@@ -294,7 +406,11 @@ def logistic_analysis(cases: pd.DataFrame, label: str, predictors: Sequence[str]
 
     A single-term predictor is selected by its Wald p; a multi-level categorical
     one by its likelihood-ratio p (column ``p_variable``). Fit these on training
-    cases only when the model is later validated.
+    cases only when the model is later validated. Separation (a level with one
+    outcome class, a diverging estimate, no convergence) keeps R's numbers but
+    gets a ``note`` on each affected row and a warning (:func:`separation_notes`);
+    a separated predictor's Wald p is near 1, so the univariate note points to
+    its likelihood-ratio p (``p_lrt``).
     """
     from dlrn.evaluation._checks import binary_labels
 
@@ -305,21 +421,25 @@ def logistic_analysis(cases: pd.DataFrame, label: str, predictors: Sequence[str]
     univariate = []
     for name in predictors:
         columns = ["(Intercept)", *terms[name]]
-        fit = fit_logistic(y, design[columns], what=f"predictor {name!r}")
-        table = _coefficient_table(y, design[columns], fit, terms[name], profile=profile_ci,
-                                   conf_level=conf_level)
+        fit, notes = _fit_with_notes(y, design[columns], {name: terms[name]}, references,
+                                     what=f"univariate model of {name!r}")
         lrt_p = stats.chi2.sf(null.deviance - fit.deviance, len(terms[name]))
+        notes = {term: f"{note}; the likelihood-ratio p ({lrt_p:.3g}) is usable"
+                 for term, note in notes.items()}
+        table = _coefficient_table(y, design[columns], fit, terms[name], profile=profile_ci,
+                                   conf_level=conf_level, notes=notes)
         table.insert(0, "variable", name)
         table["p_variable"] = table["p_value"] if len(terms[name]) == 1 else lrt_p
         table["p_lrt"] = lrt_p
-        univariate.append(table)
+        univariate.append(_note_last(table))
     univariate_table = pd.concat(univariate, ignore_index=True)
     by_variable = univariate_table.groupby("variable", sort=False)["p_variable"].first()
     selected = [name for name in predictors if by_variable[name] < p_threshold]
     multivariate, model = pd.DataFrame(), None
     if selected:
         columns = ["(Intercept)", *[t for name in selected for t in terms[name]]]
-        model = fit_logistic(y, design[columns], what=f"multivariate model of {selected}")
+        model, notes = _fit_with_notes(y, design[columns], {n: terms[n] for n in selected},
+                                       references, what=f"multivariate model of {selected}")
         multivariate = _coefficient_table(y, design[columns], model, columns, profile=profile_ci,
-                                          conf_level=conf_level)
+                                          conf_level=conf_level, notes=notes)
     return LogisticAnalysis(univariate_table, multivariate, selected, references, model)

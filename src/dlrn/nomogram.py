@@ -142,7 +142,7 @@ class Nomogram:
 
     # ------------------------------------------------------------- building
     def fit(self, X: pd.DataFrame, y: object) -> Nomogram:
-        from dlrn.clinical import fit_logistic
+        from dlrn.clinical import fit_logistic, separation_notes
         from dlrn.evaluation._checks import binary_labels
 
         labels = pd.Series(binary_labels(y), index=X.index)
@@ -164,6 +164,10 @@ class Nomogram:
                 design.append(X[column].astype(float))
         design_matrix = pd.concat(design, axis=1)
         model = fit_logistic(labels, design_matrix, what="nomogram model")
+        terms = {c: [f"{c}[{lv}]" for lv in coefficient_of[c][1:]] if c in categorical else [c]
+                 for c in X.columns}
+        separation_notes(labels, design_matrix, model, terms,
+                         {c: coefficient_of[c][0] for c in categorical}, what="nomogram model")
         coefficients: dict[str, float | dict[str, float]] = {}
         for column in X.columns:
             if column in categorical:

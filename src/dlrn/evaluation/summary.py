@@ -23,13 +23,15 @@ from dlrn.evaluation.calibration import (
 )
 from dlrn.evaluation.decision_curve import decision_curve
 from dlrn.evaluation.roc import auc_ci, delong_matrix, delong_pairwise
-from dlrn.evaluation.threshold import YoudenThreshold, undefined_metrics
+from dlrn.evaluation.threshold import YoudenThreshold, infinite_cutoff_note, undefined_metrics
 
 __all__ = ["evaluate_predictions", "metrics_table", "write_evaluation"]
 
 log = logging.getLogger(__name__)
 
 ALL_CASES = "all"
+CONSTANT_SCORES_NOTE = ("all scores equal: the model does not rank cases; AUC 0.5 by convention, "
+                        "CI degenerate")
 TABLE_NAMES = ("metrics", "delong", "calibration", "hosmer_lemeshow", "dca")
 
 
@@ -104,19 +106,23 @@ def _auc_fields(y: pd.Series, score: pd.Series, *, method: str, conf_level: floa
     if one_class:
         fields = {"auc": np.nan, "auc_ci_low": np.nan, "auc_ci_high": np.nan}
         return {**fields, "auc_ci_method": described}, [f"AUC and its CI undefined: {one_class}"]
-    auc = auc_ci(y, score, method=method, conf_level=conf_level, n_bootstrap=n_bootstrap,
-                 seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant scores: the note says it, once per row
+        auc = auc_ci(y, score, method=method, conf_level=conf_level, n_bootstrap=n_bootstrap,
+                     seed=seed)
     fields = {"auc": auc.auc, "auc_ci_low": auc.ci_low, "auc_ci_high": auc.ci_high}
-    return {**fields, "auc_ci_method": described}, []
+    notes = [CONSTANT_SCORES_NOTE] if np.ptp(score.to_numpy(dtype=float)) == 0 else []
+    return {**fields, "auc_ci_method": described}, notes
 
 
 def _cutoff_fields(cutoff: YoudenThreshold, y: pd.Series,
                    score: pd.Series) -> tuple[dict[str, float], list[str]]:
-    """Cut-off metrics of one set; undefined ones (empty denominators) become notes."""
+    """Cut-off metrics of one set; an infinite cut-off and undefined metrics become notes."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the notes say it, once per row
         metrics = cutoff.metrics(score, y)
-    return metrics, undefined_metrics(metrics)
+    infinite = infinite_cutoff_note(cutoff.threshold_)
+    return metrics, ([infinite] if infinite else []) + undefined_metrics(metrics)
 
 
 def metrics_table(
@@ -139,7 +145,9 @@ def metrics_table(
     cohorts): its AUC and CI are NaN, the cut-off metrics that remain defined
     (e.g. specificity without positives) are reported, and the ``note`` column
     says what is undefined and why (with a warning). The training set needs both
-    classes, since the cut-off is chosen there.
+    classes, since the cut-off is chosen there. Degenerate but defined results
+    are noted and warned too: constant scores (AUC 0.5, zero-width CI) and an
+    infinite Youden cut-off (no threshold beats calling every case positive).
     """
     check_predictions(predictions, scores, label=label, set_column=set_column)
     sets = _sets(predictions, set_column, train_set)
@@ -246,6 +254,7 @@ def evaluate_predictions(
     groups: int = 10,
     grouping: str = "quantile_cut",
     dca_thresholds: object = None,
+    metrics: pd.DataFrame | None = None,
     **metric_options: object,
 ) -> dict[str, pd.DataFrame]:
     """All evaluation tables: metrics, delong, calibration, hosmer_lemeshow, dca.
@@ -254,15 +263,25 @@ def evaluate_predictions(
     AUCs and skipped DeLong tests, a score column outside [0, 1] no calibration
     or decision curve, a set too small for the HL groups no HL test; each such
     row has a ``note`` saying why, and a warning is issued.
+
+    ``metrics``: a table made beforehand by :func:`metrics_table`, used as given, for
+    cut-offs chosen elsewhere than on ``train_set`` (e.g. each model on its own
+    out-of-fold training predictions); it must cover exactly ``scores``.
     """
-    metrics = metrics_table(
-        predictions,
-        scores,
-        label=label,
-        set_column=set_column,
-        train_set=train_set,
-        **metric_options,
-    )
+    if metrics is None:
+        metrics = metrics_table(
+            predictions,
+            scores,
+            label=label,
+            set_column=set_column,
+            train_set=train_set,
+            **metric_options,
+        )
+    elif set(metrics["model"]) != set(scores):
+        raise DlrnError(
+            f"the metrics table given covers models {sorted(set(metrics['model']))}, "
+            f"the scores are {sorted(scores)}"
+        )
     delong, bins, tests, curves = [], [], [], []
     for name, rows in _sets(predictions, set_column, train_set).items():
         y = rows[label].astype(int)
@@ -385,11 +404,13 @@ def write_evaluation(
     figures: bool = True,
     smooth_calibration: bool = True,
     source: str | Path | None = None,
+    metrics: pd.DataFrame | None = None,
     **metric_options: object,
 ) -> dict[str, Path]:
     """Write the evaluation tables (CSV + ``evaluation.xlsx``), figures (PNG + SVG) and provenance.
 
-    Calibration figures show the lowess curve unless ``smooth_calibration=False``.
+    Calibration figures show the lowess curve unless ``smooth_calibration=False``;
+    ``metrics`` as in :func:`evaluate_predictions`.
     Refuses a non-empty ``out_dir`` unless ``overwrite``. Returns the paths written.
     """
     from dlrn.provenance import file_sha256, write_provenance
@@ -405,6 +426,7 @@ def write_evaluation(
         train_set=train_set,
         groups=groups,
         grouping=grouping,
+        metrics=metrics,
         **metric_options,
     )
     written = write_tables(tables, out, workbook="evaluation.xlsx")
@@ -431,6 +453,7 @@ def write_evaluation(
             "groups": groups,
             "grouping": grouping,
             "smooth_calibration": smooth_calibration,
+            "metrics": "given" if metrics is not None else "computed",
             **metric_options,
         }
     }

@@ -26,6 +26,7 @@ __all__ = [
     "CI_METHODS",
     "YoudenThreshold",
     "cutoff_metrics",
+    "infinite_cutoff_note",
     "proportion_ci",
     "undefined_metrics",
     "youden_threshold",
@@ -138,6 +139,22 @@ def undefined_metrics(metrics: dict[str, float]) -> list[str]:
         for name, why in UNDEFINED_BECAUSE.items()
         if name in metrics and np.isnan(metrics[name])
     ]
+
+
+def infinite_cutoff_note(threshold: float) -> str:
+    """Why a Youden cut-off is -inf or +inf ('' for a finite one).
+
+    pROC's extreme thresholds win only when no midpoint beats calling every case
+    positive (-inf) or negative (+inf), i.e. the best Youden J is 0: the model
+    does not separate the training cases (constant scores, or AUC <= 0.5).
+    """
+    if np.isfinite(threshold):
+        return ""
+    called = "positive" if threshold < 0 else "negative"
+    sign = "\u2212" if threshold < 0 else "+"
+    return (f"Youden cut-off {sign}\u221e: no threshold separates the training cases better "
+            f"than calling every case {called} (best Youden J = 0), so every case is called "
+            f"{called}")
 
 
 class YoudenThreshold:

@@ -170,7 +170,9 @@ def methods_summary(context: StudyContext) -> list[tuple[str, str]]:
          + (f"; external sets {_listing(external)} evaluated with the frozen models"
             if external else "") + "."),
         ("Statistics", "AUC with DeLong 95% CI (pROC conventions); cut-off by Youden index on "
-         "the training set, applied unchanged to the other sets; paired DeLong tests; "
+         "training data only (out-of-fold predictions of the clinical, radiomics and DLR "
+         "models and of the nomogram; the CNN's training predictions), applied unchanged to "
+         "the other sets; paired DeLong tests; "
          f"calibration curves and Hosmer-Lemeshow test with {config.evaluation.calibration_bins}"
          " groups; decision-curve analysis; " + _clinical_text(context)),
         ("Reproducibility", f"Seed {config.seed} for every random step; software versions "

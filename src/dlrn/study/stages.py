@@ -24,6 +24,8 @@ CASES_FILE = "cases.csv"
 CASE_EXCLUDED = "case excluded"  # dlrn.cohort's action; the other is "repeat mask ignored"
 IGNORED_REPEATS = "repeat masks ignored (case kept, left out of the ICC subset)"
 PREDICTIONS_FILE = "predictions.csv"
+#: Out-of-fold training predictions of a stage's models, where its cut-offs are chosen.
+OOF_FILE = "oof.csv"
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -54,11 +56,19 @@ def read_cases(context: StudyContext) -> pd.DataFrame:
     return cases
 
 
-def read_predictions(context: StudyContext, stage: str) -> pd.DataFrame:
-    path = context.stage_dir(stage) / PREDICTIONS_FILE
-    predictions = pd.read_csv(path, index_col="case_id", dtype={"case_id": str})
+def read_predictions(context: StudyContext, stage: str, file: str = PREDICTIONS_FILE
+                     ) -> pd.DataFrame:
+    predictions = pd.read_csv(context.stage_dir(stage) / file, index_col="case_id",
+                              dtype={"case_id": str})
     predictions.index = predictions.index.astype(str)
     return predictions
+
+
+def read_out_of_fold(context: StudyContext, stage: str) -> pd.DataFrame | None:
+    """The stage's out-of-fold training predictions, or None where it has none (the CNN)."""
+    if not (context.stage_dir(stage) / OOF_FILE).exists():
+        return None
+    return read_predictions(context, stage, OOF_FILE)
 
 
 def save_tables(context: StudyContext, stage: str, tables: dict[str, pd.DataFrame]) -> None:
@@ -320,7 +330,7 @@ def fit_models(context: StudyContext, stage: str, name: str, features: pd.DataFr
     for classifier, model in result.models.items():
         dump_estimator(model, folder / "models" / f"{name}-{classifier}.skops")
     result.predictions.to_csv(folder / PREDICTIONS_FILE)
-    result.oof_predictions.to_csv(folder / "oof.csv")
+    result.oof_predictions.to_csv(folder / OOF_FILE)
     features.iloc[:0].to_csv(folder / "feature_names.csv")
     best = f"{name}-{result.best_model}"
     (folder / "best.json").write_text(json.dumps({"best": best, "rule": BEST_RULE}))
@@ -488,7 +498,10 @@ def run_deep(context: StudyContext) -> dict[str, Any]:
     result = run_deep_stage(cases, cases["set"], folder / "run",
                             deep_settings(config, context.progress),
                             source=config.resolve(config.cohort.table))
-    result.predictions.to_csv(folder / PREDICTIONS_FILE)
+    # as float64, the CSV keeps each float32 probability exactly: a cut-off chosen on it
+    # later (Table 7) is dlrn.deep's to the last digit
+    scores = [column for column in result.predictions if column.startswith("DL-")]
+    result.predictions.astype(dict.fromkeys(scores, "float64")).to_csv(folder / PREDICTIONS_FILE)
     result.features_pca.to_csv(folder / "features.csv")
     (folder / "best.json").write_text(json.dumps({"best": f"DL-{result.chosen}",
                                                   "rule": SELECTION_RULE}))
@@ -531,6 +544,9 @@ def run_dlr_models(context: StudyContext) -> dict[str, Any]:
 
 DLR_SCORE = "DLR_score"
 NO_CLINICAL = {"selected": [], "basis": "none", "note": None, "levels": {}}
+#: How the DLRN gets out-of-fold training probabilities (for its cut-off, as the other models).
+DLRN_OOF_RULE = ("its logistic regression cross-validated on the training set with the DLR "
+                 "models' folds")
 
 
 def best_scores(context: StudyContext, stage: str, *, out_of_fold: bool) -> pd.Series:
@@ -538,9 +554,8 @@ def best_scores(context: StudyContext, stage: str, *, out_of_fold: bool) -> pd.S
     best = best_model(context, stage)
     scores = read_predictions(context, stage)[best]
     if out_of_fold:
-        oof = pd.read_csv(context.stage_dir(stage) / "oof.csv", index_col="case_id",
-                          dtype={"case_id": str})[best]
-        scores.loc[oof.index.astype(str)] = oof.to_numpy()
+        oof = read_out_of_fold(context, stage)[best]
+        scores.loc[oof.index] = oof.to_numpy()
     return scores
 
 
@@ -556,6 +571,29 @@ def nomogram_inputs(cases: pd.DataFrame, score: pd.Series, clinical: list[str],
     return X
 
 
+def read_folds(context: StudyContext, stage: str) -> pd.Series:
+    """The CV fold (1..K) of each training case in a feature-set stage."""
+    return read_predictions(context, stage, "result/cv_folds.csv")["fold"]
+
+
+def nomogram_out_of_fold(X: pd.DataFrame, y: pd.Series, folds: pd.Series,
+                         categorical: list[str]) -> pd.Series:
+    """Each training case's DLRN probability from the nomogram fitted without its fold.
+
+    With the DLR models' folds, a case's DLR score and DLRN probability both come from
+    models that never saw it. (The fitting cases' DLR scores come from fold models that
+    did see the held-out fold, as in any stacking of out-of-fold predictions.)
+    """
+    from dlrn.nomogram import Nomogram
+
+    probability = pd.Series(float("nan"), index=X.index, name="DLRN")
+    for fold in sorted(folds.unique()):
+        held_out = (folds.loc[X.index] == fold).to_numpy()
+        nomogram = Nomogram(categorical=categorical).fit(X[~held_out], y[~held_out])
+        probability[held_out] = nomogram.points(X[held_out])["probability"].to_numpy()
+    return probability
+
+
 def run_dlrn(context: StudyContext) -> dict[str, Any]:
     from dlrn.nomogram import Nomogram
 
@@ -567,13 +605,22 @@ def run_dlrn(context: StudyContext) -> dict[str, Any]:
     X = nomogram_inputs(cases, best_scores(context, "dlr_models", out_of_fold=True),
                         clinical, record["levels"])
     training = train_ids(cases)
-    nomogram = Nomogram(categorical=list(record["levels"])).fit(
-        X.loc[training], cases.loc[training, "label"].astype(int))
+    y = cases.loc[training, "label"].astype(int)
+    nomogram = Nomogram(categorical=list(record["levels"])).fit(X.loc[training], y)
     folder = context.stage_dir("dlrn")
     (folder / "nomogram.json").write_text(json.dumps(nomogram.to_dict(), indent=1))
     points = nomogram.points(X)
     predictions = cases[["label", "set"]].assign(DLRN=points["probability"])
     predictions.to_csv(folder / PREDICTIONS_FILE)
+    notes = [record["note"]] if record.get("note") else []
+    try:
+        oof = nomogram_out_of_fold(X.loc[training], y, read_folds(context, "dlr_models"),
+                                   list(record["levels"]))
+    except DlrnError as error:  # e.g. a rare clinical level seen in one fold only
+        notes.append(f"The DLRN's cut-off is chosen on its in-sample training predictions: "
+                     f"{DLRN_OOF_RULE} failed ({error}).")
+    else:
+        predictions.loc[training, ["label", "set"]].assign(DLRN=oof).to_csv(folder / OOF_FILE)
     nomogram.plot(_figure_dir(context, "dlrn") / "nomogram")
     save_tables(context, "dlrn", {"dlrn_points": points.reset_index()})
     return {
@@ -583,39 +630,95 @@ def run_dlrn(context: StudyContext) -> dict[str, Any]:
         "facts": {"DLR model": best_model(context, "dlr_models"),
                   "clinical predictors": (_clinical_use(clinical, record["basis"])
                                           if clinical else "none (DLR score only)")},
-        "notes": [record["note"]] if record.get("note") else [],
+        "notes": notes,
     }
 
 
 # ---------------------------------------------------------------- comparison (Table 7)
 
 MODEL_STAGES = ("clinical_models", "hcr_models", "deep", "dlr_models", "dlrn")
+COMPARISON_CUTOFFS = ("each model's own stage's: on out-of-fold training predictions where it "
+                      "has them, else on training-set predictions")
 
 
-def comparison_predictions(context: StudyContext) -> pd.DataFrame:
-    """The best model of each kind side by side, in the wide predictions shape."""
+def comparison_predictions(context: StudyContext) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The best model of each kind side by side (wide predictions shape), and the
+    out-of-fold training predictions of those whose stage has them."""
     cases = read_cases(context)
     predictions = cases[["label", "set"]].copy()
+    out_of_fold = cases.loc[train_ids(cases), ["label"]]
     for stage in MODEL_STAGES:
         if not context.done(stage):
             continue
-        stage_predictions = read_predictions(context, stage)
         column = "DLRN" if stage == "dlrn" else best_model(context, stage)
-        predictions[column] = stage_predictions[column]
-    return predictions
+        predictions[column] = read_predictions(context, stage)[column]
+        stage_oof = read_out_of_fold(context, stage)
+        if stage_oof is not None:
+            out_of_fold[column] = stage_oof[column]
+    return predictions, out_of_fold
+
+
+def comparison_metrics(predictions: pd.DataFrame, out_of_fold: pd.DataFrame,
+                       scores: list[str]) -> pd.DataFrame:
+    """Table 7, each model's Youden cut-off chosen where its own stage chose it.
+
+    On its out-of-fold training predictions where it has them, as dlrn.modeling does
+    (so the cut-offs and metrics equal the clinical, HCR and DLR tables'); else on its
+    training-set predictions, as dlrn.deep does for the CNN. ``threshold_set`` says which.
+    """
+    from dlrn.evaluation.summary import metrics_table
+    from dlrn.modeling import CV_SET, TRAIN
+
+    training_first = predictions.sort_values("set", key=lambda sets: sets != TRAIN,
+                                             kind="stable")
+    with_oof = [score for score in scores if score in out_of_fold.columns]
+    in_sample = [score for score in scores if score not in with_oof]
+    tables = []
+    if with_oof:
+        combined = pd.concat([out_of_fold.assign(set=CV_SET), training_first],
+                             ignore_index=True)
+        table = metrics_table(combined, with_oof, train_set=CV_SET)
+        tables.append(table[table["set"] != CV_SET])
+    if in_sample:
+        tables.append(metrics_table(training_first, in_sample, train_set=TRAIN))
+    return pd.concat(tables, ignore_index=True).sort_values(
+        "model", key=lambda models: models.map(scores.index), kind="stable", ignore_index=True)
+
+
+def cutoff_rule(scores: list[str], out_of_fold: list[str]) -> str:
+    """The caption's sentences on where each model's cut-off was chosen."""
+    oof = [score for score in scores if score in out_of_fold]
+    in_sample = [score for score in scores if score not in oof]
+    where = ([f"on the out-of-fold training predictions for {', '.join(oof)}"] if oof else [])
+    where += ([f"on the training-set predictions for {', '.join(in_sample)}"]
+              if in_sample else [])
+    text = ("Each model's Youden cut-off is the one its own stage chose, on training data "
+            "only, applied unchanged to every set: " + "; ".join(where) + ", so a model "
+            "shows the same cut-off and sensitivity here as in its own table.")
+    if "DLRN" in oof:
+        text += f" The DLRN's out-of-fold probabilities come from {DLRN_OOF_RULE}."
+    elif "DLRN" in in_sample:
+        text += (f" The DLRN's cut-off is on its in-sample training predictions because "
+                 f"{DLRN_OOF_RULE} failed (see the DLRN section).")
+    if any(score.startswith("DL-") for score in in_sample):
+        text += (" A CNN has no out-of-fold predictions: its cut-off is the one the deep "
+                 "learning stage chose on its training predictions (also used for Grad-CAM).")
+    return text
 
 
 def run_comparison(context: StudyContext) -> dict[str, Any]:
     from dlrn.evaluation.summary import write_evaluation
 
-    predictions = comparison_predictions(context)
+    predictions, out_of_fold = comparison_predictions(context)
     scores = [c for c in predictions.columns if c not in ("label", "set")]
     if not scores:
         raise DlrnError("no model was built, so there is nothing to compare")
     folder = context.stage_dir("comparison")
     predictions.to_csv(folder / PREDICTIONS_FILE)
+    out_of_fold.to_csv(folder / OOF_FILE)
     write_evaluation(predictions, scores, folder / "evaluation", overwrite=True,
-                     groups=context.config.evaluation.calibration_bins)
+                     groups=context.config.evaluation.calibration_bins,
+                     metrics=comparison_metrics(predictions, out_of_fold, scores))
     sets = list(dict.fromkeys(predictions["set"]))
     figures = {}
     for kind, caption in (("roc", "ROC curves (Figure 7)"),
@@ -628,11 +731,8 @@ def run_comparison(context: StudyContext) -> dict[str, Any]:
                 figures[stem] = f"{caption}, {name} set"
     return {
         "tables": {"evaluation/metrics": "Performance of the best model of each kind "
-                                         "(Table 7). Cut-offs by the Youden index on each "
-                                         "model's training-set predictions, so they can "
-                                         "differ from the clinical, radiomics and DLR "
-                                         "tables above, whose cut-offs come from "
-                                         "out-of-fold training predictions",
+                                         "(Table 7). " + cutoff_rule(scores,
+                                                                     list(out_of_fold)),
                    "evaluation/hosmer_lemeshow": "Calibration: Hosmer-Lemeshow test, "
                                                  "intercept and slope",
                    "evaluation/delong": "DeLong tests between models"},
@@ -696,9 +796,11 @@ STAGES: list[Stage] = [
           inputs=_weights_file),
     Stage("dlr_models", "Deep learning radiomics (DLR) models", ("radiomics", "deep"),
           lambda c: _models_settings(c, "selection"), run_dlr_models),
-    Stage("dlrn", "DLR nomogram (DLRN)", ("dlr_models", "clinical"), lambda c: None,
-          run_dlrn, optional=("clinical",)),
+    # the cut-off rules are settings too: outputs made under an older rule are recomputed
+    Stage("dlrn", "DLR nomogram (DLRN)", ("dlr_models", "clinical"),
+          lambda c: {"out-of-fold": DLRN_OOF_RULE}, run_dlrn, optional=("clinical",)),
     Stage("comparison", "Comparison of all models", MODEL_STAGES,
-          lambda c: {"bins": c.evaluation.calibration_bins}, run_comparison,
+          lambda c: {"bins": c.evaluation.calibration_bins,
+                     "cut-offs": COMPARISON_CUTOFFS}, run_comparison,
           optional=MODEL_STAGES),
 ]
