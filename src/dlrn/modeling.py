@@ -46,7 +46,7 @@ from dlrn.classifiers import (
     median_auc_order,
     search_table,
 )
-from dlrn.errors import DlrnError
+from dlrn.errors import DlrnError, shown_items
 from dlrn.selection import (
     LassoSelector,
     ZScore,
@@ -117,11 +117,6 @@ class FeatureSetResult:
 # ------------------------------------------------------------------ checks
 
 
-def _case_list(ids: Sequence[Any]) -> str:
-    ids = list(ids)
-    return ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
-
-
 def check_modeling_inputs(
     X: pd.DataFrame, y: pd.Series, split: pd.Series, groups: pd.Series | None = None
 ) -> None:
@@ -134,26 +129,26 @@ def check_modeling_inputs(
         if len(only_features) or len(only_other):
             raise DlrnError(
                 f"case ids of the features and the {what} differ: only in features: "
-                f"[{_case_list(only_features)}]; only in {what}: [{_case_list(only_other)}]"
+                f"[{shown_items(only_features)}]; only in {what}: [{shown_items(only_other)}]"
             )
     if X.index.has_duplicates:
         raise DlrnError(
             f"duplicate case ids in the features: "
-            f"{_case_list(X.index[X.index.duplicated()].unique())}"
+            f"{shown_items(X.index[X.index.duplicated()].unique())}"
         )
     non_numeric = [column for column in X.columns if not pd.api.types.is_numeric_dtype(X[column])]
     if non_numeric:
-        raise DlrnError(f"non-numeric feature column(s): {_case_list(non_numeric)}")
+        raise DlrnError(f"non-numeric feature column(s): {shown_items(non_numeric)}")
     finite = np.isfinite(X.to_numpy(dtype=float))
     if not finite.all():
         column = X.columns[(~finite).any(axis=0)][0]
         raise DlrnError(
             f"feature {column!r} is missing or infinite for case(s) "
-            f"{_case_list(X.index[~np.isfinite(X[column].to_numpy(dtype=float))])}"
+            f"{shown_items(X.index[~np.isfinite(X[column].to_numpy(dtype=float))])}"
         )
     bad_labels = y.index[~y.isin([0, 1])]
     if len(bad_labels):
-        raise DlrnError(f"labels must be 0/1; case(s) {_case_list(bad_labels)} are not")
+        raise DlrnError(f"labels must be 0/1; case(s) {shown_items(bad_labels)} are not")
     if not (split == TRAIN).any():
         raise DlrnError(f"the split has no {TRAIN!r} cases (values: {sorted(split.unique())})")
 

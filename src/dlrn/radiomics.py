@@ -40,7 +40,7 @@ import pandas as pd
 import SimpleITK as sitk
 import yaml
 
-from dlrn.errors import ConfigError, DlrnError
+from dlrn.errors import ConfigError, DlrnError, shown_items
 from dlrn.parallel import map_cases
 from dlrn.provenance import file_sha256
 
@@ -248,10 +248,8 @@ def _check_complete(features: dict[str, float], task: CaseTask) -> None:
     produced = {name.rsplit("_", 1)[0] for name in features}
     missing = sorted(expected_families(task.params) - produced)
     if missing:
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        shown = ", ".join(missing[:5]) + more
         raise FeatureExtractionError(
-            f"PyRadiomics produced no features for {shown} (image {task.image}); "
+            f"PyRadiomics produced no features for {shown_items(missing, 5)} (image {task.image}); "
             "a filter was skipped, e.g. a LoG sigma larger than the image"
         )
 

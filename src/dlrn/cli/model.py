@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dlrn.cli._cohort_args import add_cohort_arguments, add_hidden_aliases, cohort_columns
-from dlrn.errors import ConfigError, DlrnError
+from dlrn.errors import ConfigError, DlrnError, shown_items
 
 logger = logging.getLogger(__name__)
 
@@ -164,8 +164,8 @@ def _check_same_cases(features: Any, cases: Any, args: argparse.Namespace) -> No
     if len(only_features) or len(only_cohort):
         raise DlrnError(
             f"case ids of {args.features} and {args.cohort} differ: "
-            f"{len(only_features)} only in the features {list(only_features[:10])}, "
-            f"{len(only_cohort)} only in the cohort {list(only_cohort[:10])}"
+            f"{len(only_features)} only in the features [{shown_items(only_features)}], "
+            f"{len(only_cohort)} only in the cohort [{shown_items(only_cohort)}]"
         )
 
 

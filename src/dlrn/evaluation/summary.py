@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlrn.errors import DlrnError
+from dlrn.errors import DlrnError, shown_items
 from dlrn.evaluation.calibration import (
     brier_score,
     calibration_bins,
@@ -33,11 +33,6 @@ ALL_CASES = "all"
 CONSTANT_SCORES_NOTE = ("all scores equal: the model does not rank cases; AUC 0.5 by convention, "
                         "CI degenerate")
 TABLE_NAMES = ("metrics", "delong", "calibration", "hosmer_lemeshow", "dca")
-
-
-def _case_list(index: pd.Index) -> str:
-    shown = ", ".join(map(str, index[:5]))
-    return shown + (f" and {len(index) - 5} more" if len(index) > 5 else "")
 
 
 def check_predictions(
@@ -59,17 +54,18 @@ def check_predictions(
     labels = pd.to_numeric(predictions[label], errors="coerce")
     bad = predictions.index[~labels.isin([0, 1])]
     if len(bad):
-        raise DlrnError(f"label column {label!r} is not 0/1 for case(s) {_case_list(bad)}")
+        raise DlrnError(f"label column {label!r} is not 0/1 for case(s) {shown_items(bad)}")
     for column in scores:
         values = pd.to_numeric(predictions[column], errors="coerce").to_numpy(dtype=float)
         bad = predictions.index[~np.isfinite(values)]
         if len(bad):
             raise DlrnError(
-                f"score column {column!r} is missing, NaN or infinite for case(s) {_case_list(bad)}"
+                f"score column {column!r} is missing, NaN or infinite "
+                f"for case(s) {shown_items(bad)}"
             )
     if set_column and predictions[set_column].isna().any():
         bad = predictions.index[predictions[set_column].isna()]
-        raise DlrnError(f"set column {set_column!r} is empty for case(s) {_case_list(bad)}")
+        raise DlrnError(f"set column {set_column!r} is empty for case(s) {shown_items(bad)}")
 
 
 def _sets(
