@@ -128,9 +128,10 @@ def test_learning_rate_and_cache_default_to_the_modules_choices(tmp_path):
 def test_busbra_example_loads_and_points_at_the_shared_data():
     root = Path(__file__).resolve().parents[1]
     config = load_study(root / "examples" / "busbra.yaml")
-    assert config.resolve(config.cohort.table) == root.parent / "shared" / "data" / "busbra" \
-        / "cases.csv"
-    assert config.radiomics_cache_dir == root.parent / "busbra-features" / "cache"
+    shared_table = root.parent / "shared" / "data" / "busbra" / "cases.csv"
+    assert config.resolve(config.cohort.table).resolve() == shared_table.resolve()
+    cache = root.parent / "busbra-features" / "cache"
+    assert config.radiomics_cache_dir.resolve() == cache.resolve()
     assert config.cohort.label == "malignant" and config.cohort.patient == "patient_id"
     assert set(config.cohort.clinical) == {"birads", "device", "side"}
     assert config.dl.weights is None and config.dl.epochs == 1
