@@ -160,7 +160,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     demo = subparsers.add_parser("demo", help="synthetic cohort + the full study, small settings")
     demo.add_argument("--out", default="dlrn-demo", help="folder for the cohort and results")
-    demo.add_argument("--cases", type=int, default=120, help="synthetic cases (default 120)")
+    demo.add_argument("--cases", type=int, default=200,
+                      help="synthetic cases (default 200: enough for the multivariate "
+                      "clinical analysis to find several predictors)")
     demo.add_argument("--external-cases", type=int, default=40,
                       help="cases of a second synthetic centre evaluated as an external "
                            "validation set (0: none; default 40)")
