@@ -31,26 +31,17 @@ def files(tmp_path):
     return paths
 
 
+def model_args(files, out, *options: str) -> list[str]:
+    """``dlrn model`` on the fixture's features and cohort, plus the given options."""
+    return ["model", str(files["features"]), "--cohort", str(files["cohort"]),
+            "--out", str(out), *options]
+
+
 def test_model_command_writes_results_with_icc_and_grouped_split(files, tmp_path) -> None:
     out = tmp_path / "out"
-    code = main(
-        [
-            "model",
-            str(files["features"]),
-            "--cohort",
-            str(files["cohort"]),
-            "--out",
-            str(out),
-            "--classifiers",
-            "LR,LightGBM",
-            "--jobs",
-            "1",
-            "--repeat-features",
-            str(files["repeat"]),
-            "--class-weight",
-            "balanced",
-        ]
-    )
+    code = main(model_args(files, out, "--classifiers", "LR,LightGBM", "--jobs", "1",
+                           "--repeat-features", str(files["repeat"]),
+                           "--class-weight", "balanced"))
     assert code == 0
     split = pd.read_csv(out / "split.csv")
     sides = split.groupby("patient_id")["set"].nunique()
@@ -69,18 +60,7 @@ def test_model_command_reports_mismatched_case_ids(files, tmp_path, capsys) -> N
     cohort = pd.read_csv(files["cohort"])
     cohort.loc[0, "case_id"] = "stranger"
     cohort.to_csv(files["cohort"], index=False)
-    code = main(
-        [
-            "model",
-            str(files["features"]),
-            "--cohort",
-            str(files["cohort"]),
-            "--out",
-            str(tmp_path / "out"),
-            "--classifiers",
-            "LR",
-        ]
-    )
+    code = main(model_args(files, tmp_path / "out", "--classifiers", "LR"))
     assert code == 2
     message = capsys.readouterr().err
     assert "P00-L" in message and "stranger" in message
@@ -91,21 +71,8 @@ def test_model_command_uses_a_given_split_and_refuses_to_overwrite(files, tmp_pa
     cohort["group"] = np.where(np.arange(len(cohort)) < 60, "train", "test")
     cohort.to_csv(files["cohort"], index=False)
     out = tmp_path / "out"
-    args = [
-        "model",
-        str(files["features"]),
-        "--cohort",
-        str(files["cohort"]),
-        "--out",
-        str(out),
-        "--classifiers",
-        "LR",
-        "--split-column",
-        "group",
-        "--no-selection",
-        "--jobs",
-        "1",
-    ]
+    args = model_args(files, out, "--classifiers", "LR", "--split-column", "group",
+                      "--no-selection", "--jobs", "1")
     assert main(args) == 0
     predictions = pd.read_csv(out / "predictions.csv")
     assert (predictions["set"] == "test").sum() == 20

@@ -138,20 +138,25 @@ def test_a_case_pyradiomics_rejects_is_reported_and_the_others_finish(tmp_path):
     assert len(list((tmp_path / "c").rglob("*.json"))) == 1, "failures are not cached"
 
 
+def one_case(folder: Path, case_id: str, image: np.ndarray, mask: np.ndarray) -> pd.DataFrame:
+    """Write one image/mask pair as PNGs; the cases table extract_features takes."""
+    Image.fromarray(image).save(folder / "img.png")
+    Image.fromarray(mask).save(folder / "mask.png")
+    return pd.DataFrame({"image": [str(folder / "img.png")],
+                         "mask": [str(folder / "mask.png")]}, index=[case_id])
+
+
 def test_a_filter_pyradiomics_skips_silently_is_a_failure(tmp_path):
     """A LoG sigma wider than the image: PyRadiomics only logs it; dlrn reports the case."""
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8)).save(tmp_path / "img.png")
     mask = np.zeros((12, 12), dtype=np.uint8)
     mask[3:9, 3:9] = 1
-    Image.fromarray(mask).save(tmp_path / "mask.png")
+    cases = one_case(tmp_path, "tiny", rng.integers(0, 255, (12, 12), dtype=np.uint8), mask)
     params = {
         "imageType": {"Original": {}, "LoG": {"sigma": [1.0, 20.0]}},
         "featureClass": {"firstorder": None},
         "setting": {"binWidth": 25},
     }
-    cases = pd.DataFrame({"image": [str(tmp_path / "img.png")],
-                          "mask": [str(tmp_path / "mask.png")]}, index=["tiny"])
     result = extract_features(cases, params, jobs=1, progress=False)
     assert result.features.empty
     error = result.failures.set_index("case_id").loc["tiny", "error"]
@@ -181,13 +186,10 @@ def test_repeat_mask_column_extracts_only_cases_that_have_it(tmp_path):
 
 def test_mask_label_picks_one_value_of_a_label_map(tmp_path):
     rng = np.random.default_rng(2)
-    Image.fromarray(rng.integers(0, 255, (40, 40), dtype=np.uint8)).save(tmp_path / "img.png")
     labels = np.zeros((40, 40), dtype=np.uint8)
     labels[5:20, 5:20] = 1
     labels[22:38, 22:38] = 2
-    Image.fromarray(labels).save(tmp_path / "labels.png")
-    cases = pd.DataFrame({"image": [str(tmp_path / "img.png")],
-                          "mask": [str(tmp_path / "labels.png")]}, index=["x"])
+    cases = one_case(tmp_path, "x", rng.integers(0, 255, (40, 40), dtype=np.uint8), labels)
     area = "original_shape2D_PixelSurface"
     whole = extract_features(cases, "fast", jobs=1, progress=False).features.loc["x", area]
     second = extract_features(cases, "fast", mask_label=2, jobs=1, progress=False)
@@ -232,12 +234,9 @@ def test_cohort_table_problems_are_named():
 def test_bright_8bit_rois_are_binned_correctly(tmp_path):
     """PyRadiomics 3.0.1 overflows its bin edges on uint8 ROIs reaching 255; dlrn avoids it."""
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (60, 60), dtype=np.uint8)).save(tmp_path / "img.png")
     mask = np.zeros((60, 60), dtype=np.uint8)
     mask[10:50, 10:50] = 255
-    Image.fromarray(mask).save(tmp_path / "mask.png")
-    cases = pd.DataFrame({"image": [str(tmp_path / "img.png")],
-                          "mask": [str(tmp_path / "mask.png")]}, index=["bright"])
+    cases = one_case(tmp_path, "bright", rng.integers(0, 256, (60, 60), dtype=np.uint8), mask)
     ours = extract_features(cases, "fast", jobs=1, progress=False).features.loc["bright"]
     reference = direct_pyradiomics(preset_path("fast"), *cases.loc["bright"])
     assert_same_values(ours, reference)
