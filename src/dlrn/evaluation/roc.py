@@ -28,6 +28,8 @@ __all__ = [
     "delong_paired",
     "delong_pairwise",
     "delong_unpaired",
+    "holm",
+    "pairwise_from_covariance",
     "roc_curve",
 ]
 
@@ -222,33 +224,49 @@ def delong_unpaired(y1: object, score1: object, y2: object, score2: object) -> D
     )
 
 
-def delong_pairwise(y: object, scores: pd.DataFrame) -> pd.DataFrame:
-    """Paired DeLong tests of every pair of score columns, one row per pair."""
-    names = list(scores.columns)
-    if len(names) < 2:
-        return pd.DataFrame(
-            columns=["model_1", "model_2", "auc_1", "auc_2", "auc_diff", "se_diff", "z", "p_value"]
-        )
-    for name in names:
-        finite_scores(scores[name], what=f"score column {name!r}")
-    auc, cov = delong_covariance(y, scores.to_numpy(dtype=float))
+PAIRWISE_COLUMNS = ("model_1", "model_2", "auc_1", "auc_2", "auc_diff", "se_diff", "z",
+                    "p_value", "p_value_holm")
+
+
+def holm(p_values: object) -> np.ndarray:
+    """Holm step-down adjusted p-values (R ``p.adjust(method="holm")``); NaN stays NaN."""
+    from statsmodels.stats.multitest import multipletests
+
+    values = np.asarray(p_values, dtype=float)
+    adjusted = np.full(values.shape, np.nan)
+    tested = ~np.isnan(values)
+    if tested.any():
+        adjusted[tested] = multipletests(values[tested], method="holm")[1]
+    return adjusted
+
+
+def pairwise_from_covariance(names: list[str], auc: np.ndarray,
+                             covariance: np.ndarray) -> pd.DataFrame:
+    """Paired z-tests of every pair from AUCs and their covariance, Holm-adjusted over the pairs."""
     rows = []
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
-            test = _paired_from(auc, cov, i, j)
-            rows.append(
-                {
-                    "model_1": names[i],
-                    "model_2": names[j],
-                    "auc_1": test.auc1,
-                    "auc_2": test.auc2,
-                    "auc_diff": test.auc_diff,
-                    "se_diff": test.se_diff,
-                    "z": test.statistic,
-                    "p_value": test.p_value,
-                }
-            )
-    return pd.DataFrame(rows)
+            test = _paired_from(auc, covariance, i, j)
+            rows.append((names[i], names[j], test.auc1, test.auc2, test.auc_diff, test.se_diff,
+                         test.statistic, test.p_value))
+    table = pd.DataFrame(rows, columns=list(PAIRWISE_COLUMNS[:-1]))
+    table["p_value_holm"] = holm(table["p_value"])
+    return table
+
+
+def delong_pairwise(y: object, scores: pd.DataFrame) -> pd.DataFrame:
+    """Paired DeLong tests of every pair of score columns, one row per pair.
+
+    ``p_value_holm`` adjusts the p-values for the number of pairs (Holm 1979), the
+    family being the pairs of this table.
+    """
+    names = list(scores.columns)
+    if len(names) < 2:
+        return pd.DataFrame(columns=list(PAIRWISE_COLUMNS))
+    for name in names:
+        finite_scores(scores[name], what=f"score column {name!r}")
+    auc, cov = delong_covariance(y, scores.to_numpy(dtype=float))
+    return pairwise_from_covariance(names, auc, cov)
 
 
 def delong_matrix(y: object, scores: pd.DataFrame) -> pd.DataFrame:

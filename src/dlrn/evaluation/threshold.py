@@ -24,6 +24,7 @@ from dlrn.evaluation.roc import roc_curve
 
 __all__ = [
     "CI_METHODS",
+    "PROPORTIONS",
     "YoudenThreshold",
     "cutoff_metrics",
     "infinite_cutoff_note",
@@ -35,7 +36,7 @@ __all__ = [
 CI_METHODS = {"wilson": "wilson", "clopper-pearson": "beta"}
 THRESHOLD_RULES = ("midpoint", "observed")
 
-_PROPORTIONS = {  # metric: (numerator counts, denominator counts)
+PROPORTIONS = {  # metric: (numerator counts, denominator counts)
     "accuracy": (("tp", "tn"), ("tp", "fp", "tn", "fn")),
     "sensitivity": (("tp",), ("tp", "fn")),
     "specificity": (("tn",), ("tn", "fp")),
@@ -117,7 +118,7 @@ def cutoff_metrics(
         "fn": int(np.sum(~called & (labels == 1))),
     }
     result: dict[str, float] = {"n": int(labels.size), "threshold": float(threshold)}
-    for name, (numerator, denominator) in _PROPORTIONS.items():
+    for name, (numerator, denominator) in PROPORTIONS.items():
         successes = sum(counts[c] for c in numerator)
         total = sum(counts[c] for c in denominator)
         result[name] = successes / total if total else float("nan")
