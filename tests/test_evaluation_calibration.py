@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from _stats_refs import ITERATIVE, assert_close, data, expected
 
 from dlrn.errors import DlrnError
@@ -90,13 +91,24 @@ def test_fewer_cases_than_groups_is_a_clear_error():
         calibration.hosmer_lemeshow([0, 1, 0, 1, 1], [0.1, 0.8, 0.3, 0.6, 0.7])
 
 
-def test_tied_breaks_reduce_groups_with_a_warning():
+def test_tied_breaks_form_fewer_groups_but_df_stays_g_minus_2_as_resourceselection():
+    """hoslem.test: PVAL = 1 - pchisq(chisq, g - 2) with g the groups asked for."""
     rng = np.random.default_rng(0)
-    p = np.repeat([0.1, 0.2, 0.3, 0.4, 0.5], 20)
+    # 101 cases: the deciles are observed values (index 0, 10, ..., 100), no empty bin;
+    # the first 41 tie at 0.1, so the breaks at index 0-40 coincide: 6 groups form
+    p = np.concatenate([np.full(41, 0.1), np.linspace(0.15, 0.8, 60)])
     y = (rng.random(p.size) < p).astype(int)
-    with pytest.warns(UserWarning, match="distinct quantile groups"):
+    with pytest.warns(UserWarning, match="only 6 distinct quantile groups instead of 10"):
         result = calibration.hosmer_lemeshow(y, p)
-    assert result.df == len(result.table) - 2 < 8
+    assert len(result.table) == 6 and result.df == 8
+    breaks = np.unique(np.sort(p)[::10])  # (a, b] bins, the first closed
+    group = np.maximum(np.searchsorted(breaks, p, side="left"), 1)
+    observed = np.bincount(group, y)[1:]
+    n, expected = np.bincount(group)[1:], np.bincount(group, p)[1:]
+    statistic = np.sum((observed - expected) ** 2 / expected
+                       + (observed - expected) ** 2 / (n - expected))
+    assert result.statistic == pytest.approx(statistic, rel=1e-12)
+    assert result.p_value == pytest.approx(stats.chi2.sf(statistic, 8), rel=1e-12)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,9 @@ Grouping rules for bins and the Hosmer-Lemeshow test (g groups, default 10):
   (the binning of sklearn ``calibration_curve(strategy="quantile")``).
 - ``"equal_size_rank"``: group = ceil(rank * g / n), ties broken by order.
 
-HL = sum over groups of (O1-E1)^2/E1 + (O0-E0)^2/E0, df = groups formed - 2.
+HL = sum over groups of (O1-E1)^2/E1 + (O0-E0)^2/E0, df = g - 2 with g the
+groups asked for, as ResourceSelection::hoslem.test (``PVAL = 1 - pchisq(chisq,
+g - 2)``) even when tied predictions form fewer groups.
 Calibration slope and intercept come from glm(y ~ logit(p)); calibration in
 the large is the intercept of glm(y ~ offset(logit(p))). The smoothed curve is
 rms ``val.prob``'s: ``lowess(p, y, iter=0)`` with R's defaults (f = 2/3,
@@ -92,7 +94,7 @@ def group_predictions(
     if unique_breaks.size < breaks.size:
         warnings.warn(
             f"tied predictions give only {unique_breaks.size - 1} distinct quantile groups "
-            f"instead of {groups}; df is reduced accordingly",
+            f"instead of {groups}; df stays {groups} - 2 (ResourceSelection's convention)",
             stacklevel=3,
         )
     if grouping == "quantile_cut":
@@ -157,7 +159,12 @@ def calibration_lowess(y: object, p: object, *, frac: float = 2 / 3) -> pd.DataF
 def hosmer_lemeshow(
     y: object, p: object, *, groups: int = 10, grouping: str = "quantile_cut"
 ) -> HosmerLemeshowResult:
-    """Hosmer-Lemeshow goodness-of-fit test (default grouping = ResourceSelection::hoslem.test)."""
+    """Hosmer-Lemeshow goodness-of-fit test (default grouping = ResourceSelection::hoslem.test).
+
+    df = ``groups`` - 2 (the groups asked for, as ResourceSelection), not the number
+    of groups formed; ``table`` lists the groups formed. The test assumes independent
+    cases (see :mod:`dlrn.evaluation.clustered` for several images per patient).
+    """
     labels, probs = _checked(y, p)
     table = _group_table(labels, probs, group_predictions(probs, groups=groups, grouping=grouping))
     if len(table) < 3:
@@ -173,7 +180,7 @@ def hosmer_lemeshow(
         )
     observed = table[["observed_events", "observed_nonevents"]].to_numpy()
     statistic = float(((observed - expected) ** 2 / expected).sum())
-    df = len(table) - 2
+    df = groups - 2
     return HosmerLemeshowResult(statistic, df, float(stats.chi2.sf(statistic, df)), grouping, table)
 
 
