@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 from _stats_refs import ITERATIVE, assert_close, data, expected
+from scipy import stats
 
 from dlrn.errors import DlrnError
 from dlrn.evaluation import calibration

@@ -214,17 +214,16 @@ def clustered_proportion_ci(successes: np.ndarray, eligible: np.ndarray, groups:
     eligible = np.asarray(eligible, dtype=bool)
     m_i = np.bincount(codes, eligible.astype(float))
     a_i = np.bincount(codes, (np.asarray(successes, dtype=bool) & eligible).astype(float))
-    total = m_i.sum()
+    total, successes = m_i.sum(), a_i.sum()
     if total == 0:
         return float("nan"), float("nan")
-    p = a_i.sum() / total
+    p = successes / total
     if 0 < p < 1:
         design_effect = max(1.0, float(((a_i - p * m_i) ** 2).sum() / (total * p * (1 - p))))
     else:
         design_effect = total / np.count_nonzero(m_i)
-    effective = total / design_effect
-    low, high = proportion_confint(p * effective, effective, alpha=1 - conf_level,
-                                   method=CI_METHODS[method])
+    low, high = proportion_confint(successes / design_effect, total / design_effect,
+                                   alpha=1 - conf_level, method=CI_METHODS[method])
     return float(low), float(high)
 
 
