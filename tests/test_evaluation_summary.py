@@ -174,8 +174,9 @@ def test_write_evaluation_writes_tables_workbook_figures_and_refuses_overwrite(
         assert (out / f"{name}.csv").is_file()
     assert pd.ExcelFile(out / "evaluation.xlsx").sheet_names[:2] == ["metrics", "delong"]
     for stem in ["roc_test", "calibration_test", "decision_curve_test", "delong_test"]:
-        assert (out / "figures" / f"{stem}.png").stat().st_size > 10_000
-        assert (out / "figures" / f"{stem}.svg").is_file()
+        assert (out / "figures" / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+        assert "test set (n = 150)" in (out / "figures" / f"{stem}.svg").read_text()
+    assert "prob: " in (out / "figures" / "roc_test.svg").read_text()  # the AUC legend
     assert written["provenance"].is_file()
     with pytest.raises(DlrnError, match="not empty"):
         write_evaluation(predictions, ["prob"], out, figures=False)

@@ -1,23 +1,23 @@
 """Journal-style figures: ROC curves, calibration curves, decision curves, DeLong p-value matrix.
 
 All plots share one look (Okabe-Ito colour-blind-safe palette, no top/right
-spines, 8-9 pt text) and return a matplotlib Figure; :func:`save_figure` writes
-it as PNG (300 dpi) and SVG.
+spines, 8-9 pt text) and return a :class:`matplotlib.figure.Figure` made without
+pyplot, so no backend is chosen or switched here (the CLI picks one; a notebook
+keeps its own); :func:`save_figure` writes it as PNG (300 dpi) and SVG.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # figures are files; never need a display
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
+from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from dlrn.evaluation.calibration import calibration_bins, calibration_lowess, hosmer_lemeshow
@@ -62,25 +62,28 @@ def _line_style(index: int) -> dict[str, object]:
     }
 
 
-def _new_axes(size: tuple[float, float] = (3.6, 3.4)) -> tuple[plt.Figure, plt.Axes]:
-    with plt.rc_context(STYLE):
-        figure, axes = plt.subplots(figsize=size, layout="constrained")
+def _new_axes(size: tuple[float, float] = (3.6, 3.4)) -> tuple[Figure, Axes]:
+    with rc_context(STYLE):
+        figure = Figure(figsize=size, layout="constrained")
+        axes = figure.add_subplot()
     return figure, axes
 
 
 def save_figure(
-    figure: plt.Figure, stem: str | Path, formats: tuple[str, ...] = ("png", "svg")
+    figure: Figure, stem: str | Path, formats: tuple[str, ...] = ("png", "svg")
 ) -> list[Path]:
-    """Write ``stem.png`` (300 dpi) and ``stem.svg`` and close the figure."""
+    """Write ``stem.png`` (300 dpi) and ``stem.svg``; a pyplot-made figure is closed too."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
-    with plt.rc_context(STYLE):
+    with rc_context(STYLE):
         for fmt in formats:
             path = stem.with_suffix(f".{fmt}")
             figure.savefig(path, dpi=300, bbox_inches="tight")
             paths.append(path)
-    plt.close(figure)
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None and figure.canvas.manager is not None:
+        pyplot.close(figure)
     return paths
 
 
@@ -90,10 +93,10 @@ def plot_roc(
     *,
     title: str | None = None,
     auc_results: Mapping[str, AucResult] | None = None,
-) -> plt.Figure:
+) -> Figure:
     """ROC curves of several models on one set; the legend gives AUC (95% CI)."""
     figure, axes = _new_axes()
-    with plt.rc_context(STYLE):
+    with rc_context(STYLE):
         axes.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle=":", label="_chance")
         for index, model in enumerate(scores.columns):
             curve = roc_curve(y, scores[model])
@@ -126,7 +129,7 @@ def plot_calibration(
     grouping: str = "quantile_cut",
     smooth: bool = True,
     title: str | None = None,
-) -> plt.Figure:
+) -> Figure:
     """Observed vs predicted risk: lowess curve (rms ``val.prob``) and grouped points.
 
     Each model's smoothed curve is a line and its groups are points of the same
@@ -134,7 +137,7 @@ def plot_calibration(
     legend gives the Hosmer-Lemeshow p.
     """
     figure, axes = _new_axes()
-    with plt.rc_context(STYLE):
+    with rc_context(STYLE):
         ideal = axes.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle=":",
                           label="Ideal")
         handles = []
@@ -175,10 +178,10 @@ def _groups_name(groups: int) -> str:
 
 def plot_decision_curves(
     y: object, probabilities: pd.DataFrame, *, thresholds: object = None, title: str | None = None
-) -> plt.Figure:
+) -> Figure:
     """Net benefit of each model against treat-all and treat-none."""
     figure, axes = _new_axes((4.2, 3.2))
-    with plt.rc_context(STYLE):
+    with rc_context(STYLE):
         curves = {m: decision_curve(y, probabilities[m], thresholds) for m in probabilities}
         reference = next(iter(curves.values()))
         axes.plot(
@@ -208,14 +211,14 @@ def _format_p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def plot_delong_matrix(p_values: pd.DataFrame, *, title: str | None = None) -> plt.Figure:
+def plot_delong_matrix(p_values: pd.DataFrame, *, title: str | None = None) -> Figure:
     """Heatmap of paired DeLong p-values, lower triangle only (darker = smaller p)."""
     names = list(p_values.columns)
     values = p_values.to_numpy(dtype=float)[1:, :-1]  # rows 2..k against columns 1..k-1
     size = max(2.6, 0.6 * len(names) + 1.2)
     figure, axes = _new_axes((size + 0.8, size))
     shown = np.ma.masked_where(np.triu(np.ones_like(values, dtype=bool), k=1), values)
-    with plt.rc_context(STYLE):
+    with rc_context(STYLE):
         image = axes.imshow(np.clip(shown, 1e-4, 1), cmap="Blues_r", norm=LogNorm(1e-4, 1))
         for i, j in zip(*np.tril_indices(len(names) - 1), strict=True):
             axes.text(
