@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from _stats_refs import data
+from statsmodels.stats.multitest import multipletests
 
 from dlrn.errors import DlrnError
 from dlrn.evaluation import TRAIN_APPARENT, TRAIN_OOF, evaluate_predictions, holm, metrics_table
@@ -116,6 +117,8 @@ def test_holm_matches_r_p_adjust_by_hand():
                        atol=1e-15)
     assert np.isnan(holm([0.5, np.nan])[1]) and holm([0.5, np.nan])[0] == 0.5
     assert holm([0.6, 0.7])[0] == 1.0  # capped at 1
+    p = np.random.default_rng(0).random(15) ** 3
+    assert np.allclose(holm(p), multipletests(p, method="holm")[1], rtol=0, atol=1e-15)
 
 
 @pytest.mark.filterwarnings("ignore:.*not probabilities")

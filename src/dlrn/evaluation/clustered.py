@@ -121,7 +121,9 @@ def _resample_weights(labels: np.ndarray, codes: np.ndarray, size: int,
     for kind in np.unique(stratum):
         members = np.flatnonzero(stratum == kind)
         drawn = rng.integers(0, members.size, (size, members.size))
-        counts[:, members] = np.apply_along_axis(np.bincount, 1, drawn, minlength=members.size)
+        drawn += members.size * np.arange(size)[:, np.newaxis]  # one bincount for all rows
+        counts[:, members] = np.bincount(drawn.ravel(), minlength=size * members.size).reshape(
+            size, members.size)
     return counts[:, codes]
 
 

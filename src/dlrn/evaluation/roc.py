@@ -229,14 +229,18 @@ PAIRWISE_COLUMNS = ("model_1", "model_2", "auc_1", "auc_2", "auc_diff", "se_diff
 
 
 def holm(p_values: object) -> np.ndarray:
-    """Holm step-down adjusted p-values (R ``p.adjust(method="holm")``); NaN stays NaN."""
-    from statsmodels.stats.multitest import multipletests
+    """Holm step-down adjusted p-values (R ``p.adjust(method="holm")``); NaN stays NaN.
 
+    The k-th smallest of m p-values becomes max over j <= k of (m - j + 1) p_(j),
+    capped at 1. Written out (five lines) because statsmodels' ``multipletests``
+    runs a full garbage collection on every call (0.1 s here, per table).
+    """
     values = np.asarray(p_values, dtype=float)
     adjusted = np.full(values.shape, np.nan)
-    tested = ~np.isnan(values)
-    if tested.any():
-        adjusted[tested] = multipletests(values[tested], method="holm")[1]
+    tested = np.flatnonzero(~np.isnan(values))
+    order = tested[np.argsort(values[tested], kind="stable")]
+    factors = np.arange(order.size, 0, -1)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(factors * values[order]))
     return adjusted
 
 
