@@ -113,7 +113,7 @@ def main() -> None:
     cases = Path(sys.argv[1]) if len(sys.argv) > 1 else CASES
     for icc in (0.6, 0.0):
         data = cohort(cases, icc)
-        print(f"\n## icc = {icc}: {len(data)} images, {data['patient'].nunique()} patients, "
+        print(f"\n### icc = {icc}: {len(data)} images, {data['patient'].nunique()} patients, "
               f"{data.groupby('patient')['label'].first().sum()} malignant patients")
         print("| AUC CI (model A) | AUC | CI width | time (s) |\n|---|---|---|---|")
         for name, auc, width, seconds in auc_rows(data):
