@@ -247,3 +247,20 @@ def test_write_evaluation_with_patients_and_out_of_fold_rows(images, tmp_path):
     patient_oof = (oof["prob"].groupby(train["patient"]).mean())
     assert oof_row["n"].item() == len(patient_oof)
     assert written["provenance"].is_file()
+
+
+def test_a_set_with_one_positive_patient_gets_noted_rows_not_a_crash(images):
+    small = images[images["set"] == "test"].copy()
+    positives = small[small["label"] == 1]["patient"].unique()
+    small = small[(small["label"] == 0) | (small["patient"] == positives[0])]
+    external = small.assign(set="external").set_axis("x" + small.index)
+    external["patient"] = "x" + external["patient"]
+    cohort = pd.concat([images, external])
+    with pytest.warns(UserWarning, match="1 patient.s. with positive"):
+        tables = evaluate_predictions(cohort, ["prob", "s1"], groups="patient",
+                                      auc_method="obuchowski")
+    row = tables["metrics"].set_index(["model", "set"]).loc[("s1", "external")]
+    assert np.isfinite(row["auc"]) and np.isnan(row["auc_ci_low"])
+    assert row["note"].startswith("AUC CI undefined: 1 patient(s) with positive")
+    delong = tables["delong"].set_index("set").loc["external"]
+    assert delong["note"].startswith("DeLong test skipped: 1 patient(s)")

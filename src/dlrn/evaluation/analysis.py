@@ -24,7 +24,7 @@ from dlrn.evaluation.calibration import (
     calibration_intercept_slope,
     hosmer_lemeshow,
 )
-from dlrn.evaluation.clustered import clustered_pairwise
+from dlrn.evaluation.clustered import TooFewPatients, clustered_pairwise
 from dlrn.evaluation.decision_curve import decision_curve
 from dlrn.evaluation.metrics import (
     Cutoff,
@@ -105,18 +105,21 @@ def _pairs(evaluated: EvaluationSet, label: str, comparison_method: str,
 def _delong_rows(evaluated: EvaluationSet, label: str, comparison_method: str,
                  options: MetricOptions) -> pd.DataFrame:
     """Paired tests of one set (Holm over its pairs); a one-class set gets its pairs skipped."""
-    y = evaluated.rows[label].astype(int)
-    one_class = one_class_note(y)
-    names = list(evaluated.models)
-    if one_class:
+    one_class = one_class_note(evaluated.rows[label].astype(int))
+    skipped = f"{one_class} (AUC undefined)" if one_class else ""
+    if not skipped:
+        try:
+            table = _pairs(evaluated, label, comparison_method, options)
+            table["note"] = np.where(table["se_diff"] == 0, ZERO_VARIANCE_NOTE, "")
+        except TooFewPatients as error:
+            skipped = str(error)
+    if skipped:
+        names = list(evaluated.models)
         pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
-        note = f"DeLong test skipped: {one_class} (AUC undefined)"
+        note = f"DeLong test skipped: {skipped}"
         if pairs:
             warnings.warn(f"set {evaluated.name!r}: {note}", stacklevel=4)
         table = pd.DataFrame(pairs, columns=["model_1", "model_2"]).assign(note=note)
-    else:
-        table = _pairs(evaluated, label, comparison_method, options)
-        table["note"] = np.where(table["se_diff"] == 0, ZERO_VARIANCE_NOTE, "")
     return table.assign(set=evaluated.name).reindex(columns=list(DELONG_COLUMNS))
 
 

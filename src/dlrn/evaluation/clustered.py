@@ -32,6 +32,7 @@ from dlrn.evaluation.threshold import CI_METHODS, PROPORTIONS, cutoff_metrics
 
 __all__ = [
     "CLUSTERED_AUC_METHODS",
+    "TooFewPatients",
     "cluster_bootstrap_aucs",
     "clustered_auc_ci",
     "clustered_cutoff_metrics",
@@ -41,6 +42,12 @@ __all__ = [
 ]
 
 CLUSTERED_AUC_METHODS = ("cluster-bootstrap", "obuchowski")
+
+
+class TooFewPatients(DlrnError):
+    """A set has fewer than 2 patients with positive (or negative) images: no clustered CI."""
+
+
 _SAME_AS = {None: "cluster-bootstrap", "bootstrap": "cluster-bootstrap",
             "cluster-bootstrap": "cluster-bootstrap", "delong": "obuchowski",
             "obuchowski": "obuchowski"}
@@ -101,8 +108,8 @@ def obuchowski_covariance(y: object, scores: object, groups: object) -> tuple[np
     y_dev = y_sums - n_i * auc[:, np.newaxis]
     i10, i01 = np.count_nonzero(m_i), np.count_nonzero(n_i)
     if min(i10, i01) < 2:
-        raise DlrnError("the clustered AUC variance needs at least 2 patients with positive "
-                        "images and 2 with negative images")
+        raise TooFewPatients(f"{i10} patient(s) with positive and {i01} with negative images; "
+                             "a patient-level CI needs at least 2 of each")
     s10 = i10 / ((i10 - 1) * big_m) * x_dev @ x_dev.T
     s01 = i01 / ((i01 - 1) * big_n) * y_dev @ y_dev.T
     s11 = n_clusters / (n_clusters - 1) * x_dev @ y_dev.T

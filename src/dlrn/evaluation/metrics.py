@@ -38,6 +38,7 @@ __all__ = ["Cutoff", "MetricOptions", "choose_cutoffs", "metrics_for_sets", "met
 
 CONSTANT_SCORES_NOTE = ("all scores equal: the model does not rank cases; AUC 0.5 by convention, "
                         "CI degenerate")
+_UNCLUSTERED = {"obuchowski": "delong", "cluster-bootstrap": "bootstrap"}
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,8 @@ def choose_cutoffs(
 def _auc_fields(y: pd.Series, score: pd.Series, patients: pd.Series | None,
                 options: MetricOptions) -> tuple[dict[str, object], list[str]]:
     """AUC columns of one metrics row, and the notes on what is undefined."""
-    if patients is None:
-        method = options.auc_method or "delong"
+    if patients is None:  # one image per patient: the clustered methods reduce to these
+        method = _UNCLUSTERED.get(options.auc_method, options.auc_method) or "delong"
         described = method + (f" ({options.n_bootstrap} resamples, seed {options.seed})"
                               if method == "bootstrap" else "")
     else:
@@ -125,9 +126,15 @@ def _auc_fields(y: pd.Series, score: pd.Series, patients: pd.Series | None,
             auc = auc_ci(y, score, method=method, conf_level=options.conf_level,
                          n_bootstrap=options.n_bootstrap, seed=options.seed)
         else:
-            auc = clustered.clustered_auc_ci(y, score, patients, method=method,
-                                             conf_level=options.conf_level,
-                                             n_bootstrap=options.n_bootstrap, seed=options.seed)
+            try:
+                auc = clustered.clustered_auc_ci(y, score, patients, method=method,
+                                                 conf_level=options.conf_level,
+                                                 n_bootstrap=options.n_bootstrap,
+                                                 seed=options.seed)
+            except clustered.TooFewPatients as error:
+                fields = {"auc": auc_ci(y, score).auc, "auc_ci_low": np.nan,
+                          "auc_ci_high": np.nan}
+                return {**fields, "auc_ci_method": described}, [f"AUC CI undefined: {error}"]
     fields = {"auc": auc.auc, "auc_ci_low": auc.ci_low, "auc_ci_high": auc.ci_high}
     notes = [CONSTANT_SCORES_NOTE] if np.ptp(score.to_numpy(dtype=float)) == 0 else []
     return {**fields, "auc_ci_method": described}, notes
