@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 
 from dlrn.errors import DlrnError
-from dlrn.evaluation import clustered
+from dlrn.evaluation.clustered import (
+    TooFewPatients,
+    clustered_auc_ci,
+    clustered_auc_method,
+    clustered_cutoff_metrics,
+    describe_auc_method,
+    describe_proportion_ci,
+)
 from dlrn.evaluation.patients import patient_ids, several_images
 from dlrn.evaluation.roc import auc_ci
 from dlrn.evaluation.sets import (
@@ -114,8 +121,8 @@ def _auc_fields(y: pd.Series, score: pd.Series, patients: pd.Series | None,
         described = method + (f" ({options.n_bootstrap} resamples, seed {options.seed})"
                               if method == "bootstrap" else "")
     else:
-        method = clustered.clustered_auc_method(options.auc_method)
-        described = clustered.describe_auc_method(method, options.n_bootstrap, options.seed)
+        method = clustered_auc_method(options.auc_method)
+        described = describe_auc_method(method, options.n_bootstrap, options.seed)
     one_class = one_class_note(y)
     if one_class:
         fields = {"auc": np.nan, "auc_ci_low": np.nan, "auc_ci_high": np.nan}
@@ -127,11 +134,11 @@ def _auc_fields(y: pd.Series, score: pd.Series, patients: pd.Series | None,
                          n_bootstrap=options.n_bootstrap, seed=options.seed)
         else:
             try:
-                auc = clustered.clustered_auc_ci(y, score, patients, method=method,
+                auc = clustered_auc_ci(y, score, patients, method=method,
                                                  conf_level=options.conf_level,
                                                  n_bootstrap=options.n_bootstrap,
                                                  seed=options.seed)
-            except clustered.TooFewPatients as error:
+            except TooFewPatients as error:
                 fields = {"auc": auc_ci(y, score).auc, "auc_ci_low": np.nan,
                           "auc_ci_high": np.nan}
                 return {**fields, "auc_ci_method": described}, [f"AUC CI undefined: {error}"]
@@ -149,7 +156,7 @@ def _cutoff_fields(cutoff: Cutoff, y: pd.Series, score: pd.Series, patients: pd.
             metrics = cutoff_metrics(y, score, cutoff.threshold, ci_method=options.ci_method,
                                      conf_level=options.conf_level)
         else:
-            metrics = clustered.clustered_cutoff_metrics(
+            metrics = clustered_cutoff_metrics(
                 y, score, cutoff.threshold, patients, ci_method=options.ci_method,
                 conf_level=options.conf_level)
     infinite = infinite_cutoff_note(cutoff.threshold) if cutoff.rule != "given" else ""
@@ -165,7 +172,7 @@ def metrics_for_sets(
 ) -> pd.DataFrame:
     """One metrics row per (model, set) over the given sets, with the given cut-offs."""
     clustered_table = any(s.patients is not None for s in sets)
-    proportion_ci = (clustered.describe_proportion_ci(options.ci_method) if clustered_table
+    proportion_ci = (describe_proportion_ci(options.ci_method) if clustered_table
                      else options.ci_method)
     rows_out = []
     for model in cutoffs:

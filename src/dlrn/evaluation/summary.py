@@ -62,7 +62,13 @@ def _set_figures(evaluated: EvaluationSet, tables: Mapping[str, pd.DataFrame], f
                  prefix: str, *,
                  label: str, hl_groups: int, grouping: str, smooth: bool) -> list[Path]:
     """ROC, calibration, decision-curve and DeLong-matrix figures of one set."""
-    from dlrn.evaluation import figures
+    from dlrn.evaluation.figures import (
+        plot_calibration,
+        plot_decision_curves,
+        plot_delong_matrix,
+        plot_roc,
+        save_figure,
+    )
 
     y = evaluated.rows[label].astype(int)
     frame = evaluated.rows[list(evaluated.models)].astype(float)
@@ -74,23 +80,23 @@ def _set_figures(evaluated: EvaluationSet, tables: Mapping[str, pd.DataFrame], f
     written: list[Path] = []
     has_roc = not one_class_note(y)
     if has_roc:
-        written += figures.save_figure(figures.plot_roc(y, frame, title=title, auc_results=aucs),
+        written += save_figure(plot_roc(y, frame, title=title, auc_results=aucs),
                                        folder / f"{prefix}roc_{name}")
     usable = [m for m in frame if _has_calibration(tables["hosmer_lemeshow"], m, evaluated.name)]
     if usable:
-        written += figures.save_figure(
-            figures.plot_calibration(y, frame[usable], groups=hl_groups, grouping=grouping,
+        written += save_figure(
+            plot_calibration(y, frame[usable], groups=hl_groups, grouping=grouping,
                                      smooth=smooth, title=title),
             folder / f"{prefix}calibration_{name}")
     probabilistic = [m for m in frame if is_probability(frame[m])]
     if probabilistic:
-        written += figures.save_figure(
-            figures.plot_decision_curves(y, frame[probabilistic], title=title),
+        written += save_figure(
+            plot_decision_curves(y, frame[probabilistic], title=title),
             folder / f"{prefix}decision_curve_{name}")
     if has_roc and frame.shape[1] > 1:
         p_values = (delong_matrix(y, frame) if evaluated.patients is None
                     else _matrix_of(tables["delong"], evaluated.name, list(frame)))
-        written += figures.save_figure(figures.plot_delong_matrix(p_values, title=title),
+        written += save_figure(plot_delong_matrix(p_values, title=title),
                                        folder / f"{prefix}delong_{name}")
     return written
 
