@@ -1,0 +1,123 @@
+"""Reading one clinical column into the encoder's numeric inputs (before imputation).
+
+Each reader turns a raw column into the "prepared" columns that the
+scikit-learn pieces of :class:`~dlrn.clinical.encoding.ClinicalEncoder` impute
+and encode, and reports the cases whose value the training set never saw:
+
+- continuous: the number;
+- ordinal: the level's score, its 1-based position in the declared order;
+- categorical: the level as text (a level unseen in training becomes a merged
+  level, i.e. ``other``, where training merged rare levels, else missing);
+- multilabel: one 0/1 column per token kept in training, plus ``other`` for the
+  merged rare tokens (an unseen token goes to ``other`` where there is one, else
+  the whole value becomes missing).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from dlrn.clinical.spec import COLUMNS_SETTING, ColumnSpec, as_number, as_text
+from dlrn.errors import DlrnError, shown_items
+
+OTHER = "other"
+MISSING = "missing"
+
+
+@dataclass
+class Reading:
+    """A column read for encoding: prepared columns and the cases with unseen values."""
+
+    prepared: pd.DataFrame
+    missing: pd.Index  # cases without a value (blank cell)
+    unseen: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))  # case -> value
+    unseen_to_other: bool = False  # True: unseen values went to 'other'; False: to missing
+
+
+def term(column: str, part: str) -> str:
+    """The name of one term of a column: ``margin[angular]``, ``age[missing]``."""
+    return f"{column}[{part}]"
+
+
+def tokens_of(value: object, separator: str) -> list[str]:
+    """The distinct tokens of one multilabel value, in order of appearance."""
+    parts = (part.strip() for part in str(value).split(separator))
+    return list(dict.fromkeys(part for part in parts if part))
+
+
+def read_continuous(spec: ColumnSpec, values: pd.Series) -> Reading:
+    numbers = as_number(values, spec.name)
+    return Reading(numbers.to_frame(spec.name), values.index[numbers.isna()])
+
+
+def read_ordinal(spec: ColumnSpec, values: pd.Series, *, fitting: bool) -> Reading:
+    """Scores 1..k by the declared order; a value outside it is an error in training."""
+    text = as_text(values)
+    scores = text.map({level: i + 1.0 for i, level in enumerate(spec.order)}).astype(float)
+    outside = text.notna() & scores.isna()
+    if fitting and outside.any():
+        raise DlrnError(
+            f"ordinal column {spec.name!r} has value(s) {sorted(set(text[outside]))} that are "
+            f"not in its order {list(spec.order)} for case(s) {shown_items(text.index[outside])};"
+            f" add them to {COLUMNS_SETTING}.{spec.name}.order or correct the table")
+    return Reading(scores.to_frame(spec.name), text.index[text.isna()], text[outside])
+
+
+def read_categorical(spec: ColumnSpec, values: pd.Series, levels: list[str] | None,
+                     merged: list[str] | None) -> Reading:
+    """Levels as text; with the training ``levels``, unseen ones go to 'other' or missing."""
+    text = as_text(values)
+    missing = text.index[text.isna()]
+    if levels is None:
+        return Reading(text.to_frame(spec.name), missing)
+    unseen = text.notna() & ~text.isin(levels)
+    prepared = text.copy()
+    prepared[unseen] = merged[0] if merged else np.nan
+    return Reading(prepared.to_frame(spec.name), missing, text[unseen], bool(merged))
+
+
+def token_counts(spec: ColumnSpec, values: pd.Series) -> Counter:
+    """Training cases per token; a separator that never occurs is an error."""
+    text = as_text(values).dropna()
+    if len(text) > 1 and not text.str.contains(spec.separator, regex=False).any():
+        raise DlrnError(
+            f"multilabel column {spec.name!r}: the separator {spec.separator!r} occurs in none "
+            f"of its {len(text)} training values (e.g. {sorted(set(text))[:3]}); set "
+            f"{COLUMNS_SETTING}.{spec.name}.separator to the one the table uses, or declare "
+            "the column categorical")
+    return Counter(token for value in text for token in tokens_of(value, spec.separator))
+
+
+def read_multilabel(spec: ColumnSpec, values: pd.Series, tokens: list[str],
+                    merged: list[str]) -> Reading:
+    """0/1 per kept token (+ 'other' for merged ones); missing rows are NaN in every column."""
+    text = as_text(values)
+    columns = [term(spec.name, token) for token in tokens]
+    if merged:
+        columns.append(term(spec.name, OTHER))
+    prepared = pd.DataFrame(0.0, index=values.index, columns=columns)
+    unseen = {}
+    known, merged_set = set(tokens), set(merged)
+    for case, value in text.dropna().items():
+        found = tokens_of(value, spec.separator)
+        new = [token for token in found if token not in known and token not in merged_set]
+        if new:
+            unseen[case] = spec.separator.join(new)
+            if not merged:
+                prepared.loc[case] = np.nan
+                continue
+        for token in found:
+            prepared.loc[case, term(spec.name, token if token in known else OTHER)] = 1.0
+    prepared.loc[text.isna()] = np.nan
+    return Reading(prepared, text.index[text.isna()], pd.Series(unseen, dtype=object),
+                   bool(merged))
+
+
+def split_tokens(counts: Counter, min_count: int) -> tuple[list[str], list[str]]:
+    """(kept tokens, tokens merged into 'other'), each sorted."""
+    kept = sorted(token for token, n in counts.items() if n >= min_count)
+    return kept, sorted(token for token, n in counts.items() if n < min_count)
