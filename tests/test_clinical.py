@@ -110,7 +110,8 @@ def test_baseline_missing_values_are_counted_and_left_out_of_tests():
     blanks = {"age": [*train[:7], *test[:3]], "diameter": list(test[:4]),
               "sex": [*train[10:15], *test[5:7]]}
     table = baseline_table(_with_blanks(cases, blanks), "split", ["age", "diameter", "sex"],
-                           categorical=["sex"], group_order=["train", "test"])
+                           categorical=["sex"], group_order=["train", "test"],
+                           missing_rows=True)
     first = table[table["test"].notna()].set_index("variable")
     assert first.loc["age", ["train missing", "test missing"]].tolist() == [7, 3]
     assert first.loc["diameter", ["train missing", "test missing"]].tolist() == [0, 4]
@@ -126,6 +127,7 @@ def test_baseline_missing_values_are_counted_and_left_out_of_tests():
     assert missing_rows.loc["age", ["train (n=280)", "test (n=120)"]].tolist() == [
         "7 (2.5%)", "3 (2.5%)"]
     assert missing_rows.loc["diameter", "train (n=280)"] == "0 (0.0%)"
+    assert "missing, n (%)" not in baseline_table(cases, "split", ["age"])["level"].tolist()
     levels = table[(table["variable"] == "sex") & (table["level"] == "1")].iloc[0]
     n_train_male = int((cases.drop(index=blanks["sex"]).loc[train.difference(blanks["sex"]),
                                                           "sex"] == 1).sum())

@@ -182,14 +182,15 @@ def _missing_row(name: str, values: pd.Series, groups: pd.Series,
 def baseline_table(cases: pd.DataFrame, group: str, variables: Sequence[str], *,
                    categorical: Sequence[str] = (), columns: Mapping[str, object] | None = None,
                    group_order: Sequence[str] | None = None, normality_alpha: float = 0.05,
-                   digits: int = 2) -> pd.DataFrame:
+                   digits: int = 2, missing_rows: bool = False) -> pd.DataFrame:
     """Baseline characteristics of two groups (e.g. train vs test), one block per variable.
 
     Types come from ``categorical`` or from ``columns`` (the clinical encoder's
     column specs: categorical, ordinal, multilabel, continuous). Missing values
     are allowed: each variable's first row gives the number missing in each
-    group (columns "<group> missing") and a "missing, n (%)" row follows the
-    variable's rows; summaries, percentages and tests use the available values
+    group (columns "<group> missing"), and with ``missing_rows`` a
+    "missing, n (%)" row follows the rows of each variable with a missing
+    value; summaries, percentages and tests use the available values
     only. A variable missing for a whole group is an error naming it. Columns
     ``group_1``/``group_2`` are renamed to "<group> (n=...)" (all cases of the
     group). Continuous rows carry the Shapiro-Wilk p of each group; categorical
@@ -219,7 +220,9 @@ def baseline_table(cases: pd.DataFrame, group: str, variables: Sequence[str], *,
             first, second = (values.to_numpy(float) for values in available)
             block = [_continuous_row(name, first, second, normality_alpha, digits)]
         block[0].update(missing)
-        rows += block + _missing_row(name, cases[name], cases[group], levels)
+        rows += block
+        if missing_rows:
+            rows += _missing_row(name, cases[name], cases[group], levels)
     table = pd.DataFrame(rows, columns=list(BASELINE_COLUMNS))
     table[["missing_1", "missing_2"]] = table[["missing_1", "missing_2"]].astype("Int64")
     table["note"] = table["note"].fillna("")
