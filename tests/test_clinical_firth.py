@@ -12,7 +12,7 @@ import pytest
 from scipy import optimize, stats
 from scipy.special import expit
 
-from dlrn.clinical import fit_firth, logistic_analysis
+from dlrn.clinical import fit_firth, logistic_analysis, regression_methods_text
 from dlrn.clinical.firth import firth_interval, firth_lrt_p
 
 FIRTH = Path(__file__).parent / "data" / "firth"
@@ -77,6 +77,8 @@ def test_firth_analysis_tables_show_logistf_values():
     np.testing.assert_allclose(table["ci_low"], np.exp(reference["ci_lower"]), rtol=LOGISTF)
     np.testing.assert_allclose(table["ci_high"], np.exp(reference["ci_upper"]), rtol=LOGISTF)
     assert result.regression == "firth" and result.selected == predictors
+    assert regression_methods_text(result).startswith(
+        "Logistic regression used Firth's penalised likelihood (as R's logistf)")
 
 
 def _separated() -> pd.DataFrame:

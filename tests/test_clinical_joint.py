@@ -123,3 +123,13 @@ def test_baseline_shows_tokens_missing_rows_and_ordinal_order():
     age_missing = table[(table["variable"] == "age") & (table["level"] == "missing, n (%)")]
     n_missing = int(train["age"].isna().sum())
     assert age_missing.iloc[0]["train (n=160)"] == f"{n_missing} ({100 * n_missing / 160:.1f}%)"
+
+
+def test_methods_text_of_the_analysis(analysis):
+    from dlrn.clinical import regression_methods_text
+
+    _, _, result = analysis
+    text = regression_methods_text(result)
+    assert text.startswith("Logistic regression used maximum likelihood (as R's glm)")
+    assert "(age, tissue, margin) was tested by a likelihood-ratio test" in text
+    assert "univariate p < 0.2 entered the multivariate model" in text

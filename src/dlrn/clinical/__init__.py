@@ -9,7 +9,7 @@
 """
 
 from dlrn.clinical.baseline import baseline_table
-from dlrn.clinical.describe import methods_text
+from dlrn.clinical.describe import methods_text, regression_methods_text
 from dlrn.clinical.encoding import ClinicalEncoder
 from dlrn.clinical.firth import FirthFit, fit_firth
 from dlrn.clinical.glm import fit_logistic, fit_logistic_diagnosed, separation_notes
@@ -30,5 +30,6 @@ __all__ = [
     "fit_logistic_diagnosed",
     "logistic_analysis",
     "methods_text",
+    "regression_methods_text",
     "separation_notes",
 ]

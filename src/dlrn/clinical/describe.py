@@ -22,8 +22,10 @@ from dlrn.errors import shown_items
 
 if TYPE_CHECKING:
     from dlrn.clinical.encoding import ClinicalEncoder
+    from dlrn.clinical.regression import LogisticAnalysis
 
-__all__ = ["fit_notes", "methods_text", "statistics_table", "transform_notes"]
+__all__ = ["fit_notes", "methods_text", "regression_methods_text", "statistics_table",
+           "transform_notes"]
 
 
 def fill_text(spec: ColumnSpec, state: Mapping[str, Any]) -> str:
@@ -130,6 +132,26 @@ def methods_text(encoder: ClinicalEncoder) -> str:
     sentences.append(f"A value met only outside the training set was mapped to '{OTHER}' "
                      "where the variable has one, and otherwise handled as a missing value.")
     return " ".join(sentences)
+
+
+def regression_methods_text(analysis: LogisticAnalysis) -> str:
+    """A methods paragraph on the univariate and multivariate logistic regression."""
+    threshold = analysis.p_threshold
+    if analysis.regression == "firth":
+        fitting = ("Logistic regression used Firth's penalised likelihood (as R's logistf), "
+                   "which gives finite estimates under separation; confidence intervals are "
+                   "profile penalised-likelihood intervals and p-values penalised "
+                   "likelihood-ratio tests.")
+    else:
+        fitting = ("Logistic regression used maximum likelihood (as R's glm), with Wald "
+                   "confidence intervals and p-values.")
+    several = analysis.variables.loc[analysis.variables["terms"] > 1, "variable"].tolist()
+    joint = (f" A variable with several terms ({', '.join(several)}) was tested by a "
+             "likelihood-ratio test of all its terms together, in the univariate and in the "
+             "multivariate model." if several else "")
+    return (f"{fitting}{joint} Variables with a univariate p < {threshold:g} entered the "
+            f"multivariate model; those with a multivariate p < {threshold:g} were taken as "
+            "independent predictors.")
 
 
 def statistics_table(encoder: ClinicalEncoder) -> dict[str, Reading]:

@@ -57,6 +57,7 @@ class LogisticAnalysis:
     regression: str = "standard"
     encoder: ClinicalEncoder | None = None
     excluded: pd.DataFrame = field(default_factory=pd.DataFrame)
+    p_threshold: float = 0.05
 
 
 @dataclass
@@ -241,7 +242,7 @@ def logistic_analysis(cases: pd.DataFrame, label: str, predictors: Sequence[str]
     return LogisticAnalysis(
         pd.concat(univariate, ignore_index=True), multivariate, selected, dict(references),
         model, variables.loc[variables["independent"], "variable"].tolist(), variables,
-        regression, encoder, excluded)
+        regression, encoder, excluded, p_threshold)
 
 
 def _multivariate(y: pd.Series, design: pd.DataFrame, terms: Mapping[str, list[str]],
