@@ -53,6 +53,9 @@ def test_terms_and_training_rules(encoder):
         "birads": ["birads"]}
     assert list(encoder.get_feature_names_out()) == [
         t for terms in encoder.terms_.values() for t in terms]
+    assert encoder.terms_of(["birads", "age"]) == ["birads", "age", "age[missing]"]
+    with pytest.raises(DlrnError, match=r"no column\(s\) \['size'\]"):
+        encoder.terms_of(["size"])
     training = _training()
     encoded = encoder.transform(training)
     median = training["age"].median()

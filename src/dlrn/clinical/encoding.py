@@ -250,6 +250,15 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
                                columns=self._raw_names_, dtype=float)
         return encoded[self.feature_names_out_]
 
+    def terms_of(self, columns: list[str]) -> list[str]:
+        """The output terms of some columns (e.g. the selected clinical variables), in order."""
+        check_is_fitted(self, "state_")
+        unknown = [c for c in columns if c not in self.terms_]
+        if unknown:
+            raise DlrnError(f"the clinical encoder has no column(s) {unknown}; it encodes "
+                            f"{list(self.terms_)}")
+        return [t for column in columns for t in self.terms_[column]]
+
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         check_is_fitted(self, "state_")
         return np.asarray(self.feature_names_out_, dtype=object)

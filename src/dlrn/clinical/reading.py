@@ -96,25 +96,17 @@ def read_multilabel(spec: ColumnSpec, values: pd.Series, tokens: list[str],
                     merged: list[str]) -> Reading:
     """0/1 per kept token (+ 'other' for merged ones); missing rows are NaN in every column."""
     text = as_text(values)
-    columns = [term(spec.name, token) for token in tokens]
-    if merged:
-        columns.append(term(spec.name, OTHER))
-    prepared = pd.DataFrame(0.0, index=values.index, columns=columns)
-    unseen = {}
+    found = text.map(lambda value: [] if pd.isna(value) else tokens_of(value, spec.separator))
     known, merged_set = set(tokens), set(merged)
-    for case, value in text.dropna().items():
-        found = tokens_of(value, spec.separator)
-        new = [token for token in found if token not in known and token not in merged_set]
-        if new:
-            unseen[case] = spec.separator.join(new)
-            if not merged:
-                prepared.loc[case] = np.nan
-                continue
-        for token in found:
-            prepared.loc[case, term(spec.name, token if token in known else OTHER)] = 1.0
-    prepared.loc[text.isna()] = np.nan
-    return Reading(prepared, text.index[text.isna()], pd.Series(unseen, dtype=object),
-                   bool(merged))
+    new = found.map(lambda seen: [t for t in seen if t not in known and t not in merged_set])
+    rows = {term(spec.name, token): found.map(lambda seen, token=token: token in seen)
+            for token in tokens}
+    if merged:
+        rows[term(spec.name, OTHER)] = found.map(lambda seen: any(t not in known for t in seen))
+    prepared = pd.DataFrame(rows, index=values.index).astype(float)
+    unseen = new[new.map(bool)].map(spec.separator.join)
+    prepared[text.isna() | (new.map(bool) & (not merged))] = np.nan
+    return Reading(prepared, text.index[text.isna()], unseen.astype(object), bool(merged))
 
 
 def split_tokens(counts: Counter, min_count: int) -> tuple[list[str], list[str]]:

@@ -155,13 +155,10 @@ def _variable_p(table: pd.DataFrame, joint: float) -> float:
 def _encoded(cases: pd.DataFrame, predictors: Sequence[str], encoder: ClinicalEncoder
              ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Design matrix (constant first) of the predictors' terms, and the excluded cases."""
-    unknown = [p for p in predictors if p not in encoder.terms_]
-    if unknown:
-        raise DlrnError(f"the clinical encoder has no column(s) {unknown}")
+    terms = encoder.terms_of(list(predictors))
     excluded = encoder.exclusions(cases)
     kept = cases.drop(index=excluded["case"].unique())
     encoded = encoder.transform(kept)
-    terms = [t for name in predictors for t in encoder.terms_[name]]
     design = pd.concat([pd.Series(1.0, index=kept.index, name=INTERCEPT), encoded[terms]],
                        axis=1)
     for name in predictors:
