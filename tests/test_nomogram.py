@@ -90,13 +90,9 @@ def test_categorical_labels_and_json_round_trip(tmp_path):
                  numeric.points(cases[PREDICTORS])["probability"], rel=1e-9)
     restored = Nomogram.from_dict(json.loads(json.dumps(nomogram.to_dict())))
     pd.testing.assert_frame_equal(restored.points(features), nomogram.points(features))
-    # a level the training set never had follows the missing-value rule (most frequent level)
-    new_level = features.iloc[:3].assign(shape="lobulated")
-    most_frequent = features["shape"].value_counts().idxmax()
-    pd.testing.assert_frame_equal(nomogram.points(new_level),
-                                  nomogram.points(new_level.assign(shape=most_frequent)))
-    assert nomogram.notes(new_level)[0].startswith(
-        "shape: a value the training set never had for 3 case(s)")
+    with pytest.raises(DlrnError, match="'shape' is 'lobulated', a value the training set "
+                                        "never had"):
+        nomogram.points(features.assign(shape="lobulated"))
     paths = nomogram.plot(tmp_path / "nomogram", labels={"dlr_score": "DLR score"})
     assert [p.suffix for p in paths] == [".png", ".svg"]
     svg = paths[1].read_text()

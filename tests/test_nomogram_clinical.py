@@ -16,6 +16,7 @@ from dlrn.nomogram import Nomogram
 ORDER = ["2", "3", "4a", "4b", "4c", "5"]
 COLUMNS = {"score": "continuous", "age": "continuous",
            "margin": {"type": "multilabel"}, "birads": {"type": "ordinal", "order": ORDER}}
+RULES = {"missing": "impute", "min_level_count": 5}  # the study's defaults
 
 
 def _cohort(n: int = 160, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
@@ -38,7 +39,7 @@ def _cohort(n: int = 160, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
 @pytest.fixture(scope="module")
 def fitted() -> tuple[Nomogram, pd.DataFrame, pd.Series]:
     X, y = _cohort()
-    return Nomogram(columns=COLUMNS).fit(X, y), X, y
+    return Nomogram(columns=COLUMNS, **RULES).fit(X, y), X, y
 
 
 def test_axes_follow_the_encoder_terms(fitted):
@@ -99,15 +100,27 @@ def test_json_round_trip_and_old_format(fitted):
 
 def test_is_a_scikit_learn_classifier(fitted):
     _, X, y = fitted
-    oof = cross_val_predict(clone(Nomogram(columns=COLUMNS)), X, y, cv=4,
+    oof = cross_val_predict(clone(Nomogram(columns=COLUMNS, **RULES)), X, y, cv=4,
                             method="predict_proba")
     assert oof.shape == (len(X), 2) and np.isfinite(oof).all()
-    assert Nomogram(columns=COLUMNS).get_params()["missing"] == "impute"
+    assert Nomogram(columns=COLUMNS, **RULES).get_params()["missing"] == "impute"
+
+
+def test_default_rules_keep_every_level_and_refuse_blanks():
+    from dlrn.errors import DlrnError
+
+    X, y = _cohort()
+    with pytest.raises(DlrnError, match=r"'age' is missing for \d+ training case"):
+        Nomogram(columns=COLUMNS).fit(X, y)
+    nomogram = Nomogram(columns={"score": "continuous", "margin": {"type": "multilabel"}}
+                        ).fit(X, y)
+    assert [s.name for s in nomogram.scales_][1:] == [
+        "margin[angular]", "margin[circumscribed]", "margin[indistinct]"]
 
 
 def test_firth_nomogram_uses_penalised_coefficients():
     X, y = _cohort()
-    nomogram = Nomogram(columns=COLUMNS, regression="firth").fit(X, y)
+    nomogram = Nomogram(columns=COLUMNS, regression="firth", **RULES).fit(X, y)
     design = ClinicalEncoder(COLUMNS).fit(X).transform(X)
     design.insert(0, "(Intercept)", 1.0)
     pd.testing.assert_series_equal(nomogram.model_.params, fit_firth(y, design).params)

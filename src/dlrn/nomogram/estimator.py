@@ -40,15 +40,17 @@ class Nomogram(ClassifierMixin, BaseEstimator):
     ``missing``, ``order``, ``separator``); without it, non-numeric columns of X
     and those in ``categorical`` are categorical, the others continuous, with the
     first level in sorted order as reference unless ``reference`` says otherwise.
-    ``missing`` and ``min_level_count`` are the encoder's rules;
+    ``missing`` and ``min_level_count`` are the encoder's rules (the defaults,
+    ``stop`` and 1, keep every level and refuse a blank or unseen value; a study
+    passes its ``cohort.missing`` and ``cohort.min_level_count``);
     ``regression`` is "standard" (R glm) or "firth" (R logistf).
     """
 
     def __init__(self, maxscale: float = 100, nint: int = 10, max_discrete: int = 10,
                  fun_at: Sequence[float] | None = None, categorical: Sequence[str] = (),
                  reference: Mapping[str, str] | None = None,
-                 columns: Mapping[str, Any] | None = None, missing: str = "impute",
-                 min_level_count: int = 5, regression: str = "standard") -> None:
+                 columns: Mapping[str, Any] | None = None, missing: str = "stop",
+                 min_level_count: int = 1, regression: str = "standard") -> None:
         self.maxscale = maxscale
         self.nint = nint
         self.max_discrete = max_discrete
