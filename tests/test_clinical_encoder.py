@@ -20,10 +20,12 @@ SPEC = {"age": "continuous", "tissue": "categorical",
 
 
 def _training() -> pd.DataFrame:
-    """40 cases: 4 without age, tissue 'mixed' held by 2 (rare), margin token 'spiculated' by 3."""
-    tissue = ["dense"] * 20 + ["fatty"] * 18 + ["mixed"] * 2
-    margin = (["angular&indistinct"] * 12 + ["circumscribed"] * 15 + ["angular"] * 5
-              + ["indistinct&spiculated"] * 3 + ["indistinct"] * 5)
+    """40 cases: 4 without age; rare: tissue 'mixed' (2), 'granular' (3), tokens 'spiculated'
+    (3), 'microlobulated' (2), together 5 each: merged into 'other'."""
+    tissue = ["dense"] * 20 + ["fatty"] * 15 + ["mixed"] * 2 + ["granular"] * 3
+    margin = (["angular&indistinct"] * 12 + ["circumscribed"] * 13 + ["angular"] * 5
+              + ["indistinct&spiculated"] * 3 + ["indistinct&microlobulated"] * 2
+              + ["indistinct"] * 5)
     birads = (ORDER[1:] * 8)[:40]
     age = np.arange(40, 80, dtype=float)
     age[[0, 5, 9, 30]] = np.nan
@@ -66,8 +68,8 @@ def test_terms_and_training_rules(encoder):
                        ].tolist() == [1.0, 1.0, 0.0]
     assert encoded.loc["tr32", ["margin[indistinct]", "margin[other]"]].tolist() == [1.0, 1.0]
     assert encoded.loc["tr0", "birads"] == ORDER.index(training.loc["tr0", "birads"]) + 1
-    assert any("tissue: levels held by fewer than 5 training cases merged into 'other': "
-               "mixed (2)" in note for note in encoder.notes_)
+    assert ("tissue: levels held by fewer than 5 training cases merged into 'other': "
+            "granular (3), mixed (2)") in encoder.notes_
     assert any(note.startswith("age: no value for 4 of 40 training cases (tr0, tr5, tr9, tr30)")
                for note in encoder.notes_)
 
@@ -160,8 +162,41 @@ def test_min_level_count_and_separator_are_settable():
     encoder = ClinicalEncoder({"margin": {"type": "multilabel", "separator": "|"},
                                "tissue": "categorical"}, min_level_count=2).fit(training)
     assert encoder.terms_["margin"] == ["margin[angular]", "margin[circumscribed]",
-                                        "margin[indistinct]", "margin[spiculated]"]
-    assert encoder.terms_["tissue"] == ["tissue[fatty]", "tissue[mixed]"]
+                                        "margin[indistinct]", "margin[microlobulated]",
+                                        "margin[spiculated]"]
+    assert encoder.terms_["tissue"] == ["tissue[fatty]", "tissue[granular]", "tissue[mixed]"]
+
+
+def test_rare_levels_too_few_for_other_count_as_the_most_frequent_or_are_ignored():
+    training = _training().assign(
+        tissue=["dense"] * 20 + ["fatty"] * 18 + ["mixed"] * 2,
+        margin=lambda t: t["margin"].replace("indistinct&microlobulated", "indistinct"))
+    encoder = ClinicalEncoder(SPEC).fit(training)
+    assert encoder.terms_["tissue"] == ["tissue[fatty]"]
+    assert encoder.terms_["margin"] == ["margin[angular]", "margin[circumscribed]",
+                                        "margin[indistinct]"]
+    encoded = encoder.transform(training)
+    assert encoded.loc["tr38", "tissue[fatty]"] == 0.0  # 'mixed' counts as 'dense'
+    assert encoded.loc["tr30", "margin[indistinct]"] == 1.0  # 'spiculated' ignored
+    assert ("tissue: levels held by fewer than 5 training cases, too few even together for "
+            "an 'other' term, count as the most frequent level (dense): mixed (2)"
+            ) in encoder.notes_
+    assert ("margin: tokens held by fewer than 5 training cases, too few even together for an "
+            "'other' term, are ignored: spiculated (3)") in encoder.notes_
+    new = pd.DataFrame({"age": [50.0, 50.0], "tissue": ["dense", "dense"],
+                        "margin": ["angular&lobulated", "lobulated"], "birads": ["3", "3"]},
+                       index=["n1", "n2"])
+    encoded = encoder.transform(new)
+    assert encoded.loc["n1", ["margin[angular]", "margin[indistinct]"]].tolist() == [1.0, 0.0]
+    notes = encoder.transform_notes(new)
+    assert ("margin: a value the training set never had for 1 case(s): n2 (lobulated); treated "
+            "as missing (margin has no 'other') and imputed with the most frequent training "
+            "value of each token") in notes[0]
+    assert notes[1] == ("margin: a value the training set never had for 1 case(s): n1 "
+                        "(lobulated); those tokens are ignored (margin has no 'other'); the "
+                        "case's other tokens count")
+    assert ("were not given one (tissue: mixed, counted as dense; margin: spiculated, "
+            "ignored)") in methods_text(encoder)
 
 
 def test_json_round_trip_gives_identical_transforms(encoder):
@@ -178,7 +213,7 @@ def test_json_round_trip_gives_identical_transforms(encoder):
 def test_is_a_scikit_learn_transformer(encoder):
     training = _training()
     y = np.r_[np.zeros(20, int), np.ones(20, int)]
-    model = make_pipeline(clone(encoder), LogisticRegression()).fit(training, y)
+    model = make_pipeline(clone(encoder), LogisticRegression(max_iter=5000)).fit(training, y)
     assert model.predict_proba(_test_rows()).shape == (3, 2)
 
 
@@ -197,7 +232,9 @@ def test_is_a_scikit_learn_transformer(encoder):
      r"missing is 'drop'"),
     ({"age": "continuous"}, pd.DataFrame({"age": ["51", "old"]}, index=["a", "b"]),
      r"'age' holds non-numeric value\(s\) \['old'\] for case\(s\) b"),
-    ({"sex": "categorical"}, pd.DataFrame({"sex": ["m"] * 3}), r"'sex' takes one value"),
+    ({"sex": "categorical"}, pd.DataFrame({"sex": ["m"] * 6}), r"'sex' takes one value"),
+    ({"sex": "categorical"}, pd.DataFrame({"sex": ["m", "f", "f"]}),
+     r"categorical column 'sex': no level or token is held by 5 training cases"),
     ({"shape": "categorical"}, pd.DataFrame({"age": [1.0]}), r"\['shape'\] not found"),
 ])
 def test_bad_input_is_a_clear_error(columns, table, message):
@@ -209,7 +246,8 @@ def test_methods_text_says_what_was_done(encoder):
     text = methods_text(encoder)
     median = _training()["age"].median()
     assert f"age (4 of 40; the training median ({median:g}))" in text
-    assert "merged into 'other' (tissue: mixed; margin: spiculated)" in text
+    assert ("merged into 'other' (tissue: granular, mixed; margin: microlobulated, "
+            "spiculated)") in text
     assert "margin, split at '&': angular, circumscribed, indistinct" in text
     assert "birads: 2 < 3 < 4a < 4b < 4c < 5" in text
     assert "tissue: dense" in text

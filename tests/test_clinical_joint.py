@@ -18,7 +18,9 @@ def _cohort(n: int = 240, seed: int = 4) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     y = rng.permutation(np.r_[np.ones(n // 2, int), np.zeros(n - n // 2, int)])
     tissue = rng.choice(["dense", "fatty", "mixed", "scattered"], n)
-    tissue[np.r_[np.flatnonzero(y)[:2], np.flatnonzero(y == 0)[:2]]] = "rare"  # 4 cases: 'other'
+    positive, negative = np.flatnonzero(y)[:3], np.flatnonzero(y == 0)[:2]
+    tissue[[positive[0], positive[1], negative[0]]] = "rare"  # 3 + 2 cases: 'other'
+    tissue[[positive[2], negative[1]]] = "odd"
     angular = rng.random(n) < 0.25 + 0.3 * y
     indistinct = rng.random(n) < 0.4
     margin = np.where(angular & indistinct, "angular&indistinct",

@@ -42,6 +42,12 @@ def fill_text(spec: ColumnSpec, state: Mapping[str, Any]) -> str:
             f"({'present: ' + ', '.join(present) if present else 'no token present'})")
 
 
+def _folded_to(spec: ColumnSpec, state: Mapping[str, Any]) -> str:
+    if spec.type == "multilabel":
+        return "are ignored"
+    return f"count as the most frequent level ({state['folded_into']})"
+
+
 def _counted(counts: Mapping[str, int], names: list[str]) -> str:
     return ", ".join(f"{name} ({counts[name]})" for name in names)
 
@@ -63,11 +69,16 @@ def fit_notes(encoder: ClinicalEncoder, missing: Mapping[str, pd.Index]) -> list
             notes.append(f"{spec.name}: no value for {len(cases)} of {state['n_training']} "
                          f"training cases ({shown_items(cases)}); imputed with "
                          f"{fill_text(spec, state)}{indicator}")
+        what = "tokens" if spec.type == "multilabel" else "levels"
         if state.get("merged"):
-            what = "tokens" if spec.type == "multilabel" else "levels"
             notes.append(f"{spec.name}: {what} held by fewer than {encoder.min_level_count} "
                          f"training cases merged into {OTHER!r}: "
                          f"{_counted(state['counts'], state['merged'])}")
+        if state.get("folded"):
+            notes.append(f"{spec.name}: {what} held by fewer than {encoder.min_level_count} "
+                         f"training cases, too few even together for an {OTHER!r} term, "
+                         f"{_folded_to(spec, state)}: "
+                         f"{_counted(state['counts'], state['folded'])}")
     return notes
 
 
@@ -82,14 +93,27 @@ def transform_notes(encoder: ClinicalEncoder, X: pd.DataFrame, *, where: str = "
         if len(read.missing) and spec.missing == "impute":
             notes.append(f"{prefix}{spec.name}: no value for {len(read.missing)} case(s) "
                          f"({shown_items(read.missing)}); {imputed}")
-        if read.unseen.empty or (spec.missing != "impute" and not read.unseen_to_other):
-            continue
-        cases = shown_items(f"{case} ({value})" for case, value in read.unseen.items())
-        handled = (f"mapped to {OTHER!r}" if read.unseen_to_other
-                   else f"treated as missing ({spec.name} has no {OTHER!r}) and {imputed}")
-        notes.append(f"{prefix}{spec.name}: a value the training set never had for "
-                     f"{len(read.unseen)} case(s): {cases}; {handled}")
+        for cases, handled in _unseen_groups(spec, read, imputed):
+            shown = shown_items(f"{case} ({read.unseen[case]})" for case in cases)
+            notes.append(f"{prefix}{spec.name}: a value the training set never had for "
+                         f"{len(cases)} case(s): {shown}; {handled}")
     return notes
+
+
+def _unseen_groups(spec: ColumnSpec, read: Reading, imputed: str) -> list[tuple[list, str]]:
+    """Unseen values by what became of them: to 'other', missing (if imputed), ignored."""
+    if read.unseen_to_other:
+        return [(list(read.unseen.index), f"mapped to {OTHER!r}")]
+    groups = []
+    made_missing = [case for case in read.unseen.index if case in read.unseen_missing]
+    if made_missing and spec.missing == "impute":
+        groups.append((made_missing, f"treated as missing ({spec.name} has no {OTHER!r}) "
+                                     f"and {imputed}"))
+    ignored = [case for case in read.unseen.index if case not in read.unseen_missing]
+    if ignored:
+        groups.append((ignored, f"those tokens are ignored ({spec.name} has no {OTHER!r}); "
+                                "the case's other tokens count"))
+    return groups
 
 
 def methods_text(encoder: ClinicalEncoder) -> str:
@@ -116,6 +140,13 @@ def methods_text(encoder: ClinicalEncoder) -> str:
     if merged:
         sentences.append(f"Levels and tokens held by fewer than {encoder.min_level_count} "
                          f"training cases were merged into '{OTHER}' ({'; '.join(merged)}).")
+    folded = [f"{s.name}: {', '.join(state[s.name]['folded'])}, "
+              + ("ignored" if s.type == "multilabel"
+                 else f"counted as {state[s.name]['folded_into']}")
+              for s in specs if state[s.name].get("folded")]
+    if folded:
+        sentences.append(f"Rare levels and tokens too few even together for an '{OTHER}' term "
+                         f"were not given one ({'; '.join(folded)}).")
     tokens = [f"{s.name}, split at {s.separator!r}: {', '.join(state[s.name]['tokens'])}"
               for s in specs if s.type == "multilabel"]
     if tokens:

@@ -124,14 +124,23 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
                                  "n_missing": int(as_text(values).isna().sum())}
         if spec.type == "multilabel":
             counts = reading.token_counts(spec, values)
-            tokens, merged = reading.split_tokens(counts, self.min_level_count)
-            if not tokens:
-                raise DlrnError(f"multilabel column {spec.name!r}: no token is held by "
-                                f"{self.min_level_count} training cases; lower "
-                                f"{MIN_LEVEL_SETTING} or drop the column")
-            state.update(tokens=tokens, merged=merged, counts=dict(sorted(counts.items())))
-        if spec.type == "categorical":
-            state["counts"] = as_text(values).value_counts().sort_index().to_dict()
+            rare = {token for token, n in counts.items() if n < self.min_level_count}
+            holders = int(as_text(values).dropna().map(
+                lambda v: bool(rare & set(reading.tokens_of(v, spec.separator)))).sum())
+            kept, merged, folded = reading.split_rare(counts, self.min_level_count, holders)
+            state.update(tokens=kept, merged=merged, folded=folded,
+                         counts=dict(sorted(counts.items())))
+        elif spec.type == "categorical":
+            counts = as_text(values).value_counts().sort_index()
+            kept, _, folded = reading.split_rare(counts.to_dict(), self.min_level_count)
+            state.update(counts=counts.to_dict(), folded=folded,
+                         folded_into=str(counts.idxmax()) if folded else None)
+        else:
+            return state
+        if not kept:
+            raise DlrnError(f"{spec.type} column {spec.name!r}: no level or token is held by "
+                            f"{self.min_level_count} training cases ({state['counts']}); "
+                            f"lower {MIN_LEVEL_SETTING} or drop the column")
         return state
 
     def _read(self, spec: ColumnSpec, values: pd.Series, *, fitting: bool = False) -> Reading:
@@ -141,8 +150,8 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
         if spec.type == "ordinal":
             return reading.read_ordinal(spec, values, fitting=fitting)
         if spec.type == "categorical":
-            return reading.read_categorical(spec, values, state.get("levels"), state.get("merged"))
-        return reading.read_multilabel(spec, values, state["tokens"], state["merged"])
+            return reading.read_categorical(spec, values, state)
+        return reading.read_multilabel(spec, values, state)
 
     def _column_transformer(self, readings: Mapping[str, Reading]) -> ColumnTransformer:
         """Imputers and one-hot encoders, one block per column (and its missing indicator)."""
@@ -267,9 +276,8 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
         """case -> reason, for cases that fall to the missing-value rule in this column."""
         read = self._read(spec, values)
         reasons = {case: f"no value for {spec.name!r}" for case in read.missing}
-        if not read.unseen_to_other:
-            reasons.update({case: f"{spec.name!r} is {value!r}, a value the training set "
-                                  "never had" for case, value in read.unseen.items()})
+        reasons.update({case: f"{spec.name!r} is {read.unseen[case]!r}, a value the training "
+                              "set never had" for case in read.unseen_missing})
         return pd.Series(reasons, dtype=object)
 
     def _exclusions(self, X: pd.DataFrame, *, fitting: bool) -> pd.DataFrame:

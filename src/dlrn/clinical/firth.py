@@ -35,7 +35,8 @@ __all__ = ["FirthFit", "firth_interval", "firth_lrt_p", "fit_firth"]
 MAX_STEP = 5.0
 MAX_HALVINGS = 25
 TOLERANCE = 1e-10
-MAX_ITERATIONS = 200
+GRADIENT_TOLERANCE = 1e-9
+NEWTON_ITERATIONS = 50
 
 
 @dataclass
@@ -67,9 +68,14 @@ def _penalised(y: np.ndarray, X: np.ndarray, beta: np.ndarray
 
 def _fit(y: np.ndarray, X: np.ndarray, free: np.ndarray, beta: np.ndarray
          ) -> tuple[np.ndarray, float, int]:
-    """Newton-Raphson on the free coefficients (the others held), with step-halving."""
+    """Maximise l* over the free coefficients (the others held).
+
+    logistf's Newton steps (Fisher information, steps of at most 5, step-halving)
+    first; where they stall (a term held by one or two cases can make them
+    oscillate), quasi-Newton steps on l* and its gradient U* finish the job.
+    """
     loglik, score, fisher, _ = _penalised(y, X, beta)
-    for iteration in range(1, MAX_ITERATIONS + 1):
+    for iteration in range(1, NEWTON_ITERATIONS + 1):
         delta = np.zeros_like(beta)
         delta[free] = np.linalg.solve(fisher[np.ix_(free, free)], score[free])
         largest = np.max(np.abs(delta), initial=0.0)
@@ -83,7 +89,27 @@ def _fit(y: np.ndarray, X: np.ndarray, free: np.ndarray, beta: np.ndarray
         beta, loglik, score, fisher = trial, new_loglik, new_score, new_fisher
         if largest < TOLERANCE or np.max(np.abs(score[free]), initial=0.0) < TOLERANCE:
             return beta, loglik, iteration
-    raise DlrnError(f"Firth regression did not converge in {MAX_ITERATIONS} iterations")
+    return _quasi_newton(y, X, free, beta)
+
+
+def _quasi_newton(y: np.ndarray, X: np.ndarray, free: np.ndarray, beta: np.ndarray
+                  ) -> tuple[np.ndarray, float, int]:
+    """BFGS on -l* with gradient -U* from ``beta``, then the Newton iterations' tolerance."""
+    def negative(values: np.ndarray) -> tuple[float, np.ndarray]:
+        trial = beta.copy()
+        trial[free] = values
+        loglik, score, _, _ = _penalised(y, X, trial)
+        return -loglik, -score[free]
+
+    result = optimize.minimize(negative, beta[free], jac=True, method="BFGS",
+                               options={"gtol": GRADIENT_TOLERANCE, "maxiter": 2000})
+    beta = beta.copy()
+    beta[free] = result.x
+    loglik, score, _, _ = _penalised(y, X, beta)
+    if np.max(np.abs(score[free]), initial=0.0) > 1e3 * GRADIENT_TOLERANCE:
+        raise DlrnError("Firth regression did not converge (the penalised likelihood has no "
+                        "maximum the iterations could reach; check for collinear predictors)")
+    return beta, loglik, NEWTON_ITERATIONS + int(result.nit)
 
 
 def fit_firth(y: Sequence[float], design: pd.DataFrame, *,
