@@ -197,6 +197,9 @@ def test_rare_levels_too_few_for_other_count_as_the_most_frequent_or_are_ignored
                         "case's other tokens count")
     assert ("were not given one (tissue: mixed, counted as dense; margin: spiculated, "
             "ignored)") in methods_text(encoder)
+    restored = ClinicalEncoder.from_dict(json.loads(json.dumps(encoder.to_dict())))
+    for table in (training, new):
+        pd.testing.assert_frame_equal(restored.transform(table), encoder.transform(table))
 
 
 def test_json_round_trip_gives_identical_transforms(encoder):
