@@ -159,15 +159,15 @@ def draw(nomogram: Nomogram, labels: Mapping[str, str]) -> Figure:
     Crowded labels never overlap: numeric scales label every k-th tick (the
     others stay as short ticks); categories and discrete values keep every label,
     staggered above and below the line, rows moving apart to make room. The
-    figure has its own Agg canvas: no pyplot state and no backend switch.
+    figure has its own Agg canvas: no pyplot, no backend switch.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     from dlrn.evaluation.figures import STYLE
 
     maxscale = nomogram.maxscale
-    with plt.rc_context(STYLE):
+    with rc_context(STYLE):
         figure = Figure(figsize=(7.0, 4.0))
         FigureCanvasAgg(figure)
         axes = figure.subplots()
