@@ -110,7 +110,8 @@ def test_baseline_missing_values_are_counted_and_left_out_of_tests():
     blanks = {"age": [*train[:7], *test[:3]], "diameter": list(test[:4]),
               "sex": [*train[10:15], *test[5:7]]}
     table = baseline_table(_with_blanks(cases, blanks), "split", ["age", "diameter", "sex"],
-                           categorical=["sex"], group_order=["train", "test"])
+                           categorical=["sex"], group_order=["train", "test"],
+                           missing_rows=True)
     first = table[table["test"].notna()].set_index("variable")
     assert first.loc["age", ["train missing", "test missing"]].tolist() == [7, 3]
     assert first.loc["diameter", ["train missing", "test missing"]].tolist() == [0, 4]
@@ -118,10 +119,15 @@ def test_baseline_missing_values_are_counted_and_left_out_of_tests():
     for name, rows in blanks.items():  # = the table of the cases that have the value
         alone = baseline_table(cases.drop(index=rows), "split", [name],
                                categorical=["sex"], group_order=["train", "test"])
-        mine = table[table["variable"] == name]
+        mine = table[(table["variable"] == name) & (table["level"] != "missing, n (%)")]
         assert mine["level"].tolist() == alone["level"].tolist()
         assert_close(mine["p_value"].dropna(), alone["p_value"].dropna())
         assert mine.iloc[:, 2:4].to_numpy().tolist() == alone.iloc[:, 2:4].to_numpy().tolist()
+    missing_rows = table[table["level"] == "missing, n (%)"].set_index("variable")
+    assert missing_rows.loc["age", ["train (n=280)", "test (n=120)"]].tolist() == [
+        "7 (2.5%)", "3 (2.5%)"]
+    assert missing_rows.loc["diameter", "train (n=280)"] == "0 (0.0%)"
+    assert "missing, n (%)" not in baseline_table(cases, "split", ["age"])["level"].tolist()
     levels = table[(table["variable"] == "sex") & (table["level"] == "1")].iloc[0]
     n_train_male = int((cases.drop(index=blanks["sex"]).loc[train.difference(blanks["sex"]),
                                                           "sex"] == 1).sum())
@@ -202,7 +208,8 @@ def test_constant_predictor_is_an_error_and_complete_separation_a_noted_row():
     assert row["note"].startswith("leak: complete separation (every case is classified "
                                   "perfectly; all 10 cases with leak = 0 are negative (0); "
                                   "all 10 cases with leak = 1 are positive (1); beta = ")
-    assert "Firth" in row["note"] and row["p_value"] > 0.9  # R's glm: p near 1 too
+    assert "evaluation.clinical_regression: firth" in row["note"]
+    assert row["p_value"] > 0.9  # R's glm: p near 1 too
 
 
 def _calcified(reference_level_one_class: bool = False) -> pd.DataFrame:
@@ -237,8 +244,8 @@ def test_quasi_complete_separation_is_noted_in_univariate_and_multivariate_rows(
             "calcification: quasi-complete separation (all 10 cases with calcification = "
             "present are positive (1); beta = ")
         assert "diverges); the odds ratio is not finite" in flagged["note"]
-        assert "merge sparse levels or use Firth's penalised logistic regression" in (
-            flagged["note"])
+        assert ("merge sparse levels (cohort.min_level_count) or set "
+                "evaluation.clinical_regression: firth") in flagged["note"]
         assert flagged["note"].endswith("; profile CI not computed")
         assert np.isnan(flagged["profile_ci_low"]) and rows.loc["age", "note"] == ""
         assert np.isfinite(rows.loc["age", ["profile_ci_low", "profile_ci_high"]]).all()

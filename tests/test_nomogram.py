@@ -90,11 +90,14 @@ def test_categorical_labels_and_json_round_trip(tmp_path):
                  numeric.points(cases[PREDICTORS])["probability"], rel=1e-9)
     restored = Nomogram.from_dict(json.loads(json.dumps(nomogram.to_dict())))
     pd.testing.assert_frame_equal(restored.points(features), nomogram.points(features))
-    with pytest.raises(DlrnError, match="unknown level"):
+    with pytest.raises(DlrnError, match="'shape' is 'lobulated', a value the training set "
+                                        "never had"):
         nomogram.points(features.assign(shape="lobulated"))
     paths = nomogram.plot(tmp_path / "nomogram", labels={"dlr_score": "DLR score"})
     assert [p.suffix for p in paths] == [".png", ".svg"]
-    assert paths[0].stat().st_size > 20_000
+    svg = paths[1].read_text()
+    for text in ("DLR score", "Total Points", "Linear Predictor", "regular", "irregular"):
+        assert text in svg
 
 
 def test_bad_inputs_are_clear_errors():

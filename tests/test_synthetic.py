@@ -126,3 +126,57 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
 def test_bad_settings_are_named(tmp_path: Path, setting: dict, message: str) -> None:
     with pytest.raises(DlrnError, match=message):
         make_synthetic_cohort(tmp_path, **setting)
+
+
+MESSY_SPEC = {"age": "continuous", "shape": "categorical",
+              "margin_lexicon": {"type": "multilabel"}, "tissue_composition": "categorical"}
+
+
+@pytest.fixture(scope="module")
+def messy_cohorts(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
+    folder = tmp_path_factory.mktemp("messy")
+    internal = make_synthetic_cohort(folder / "internal", n_cases=160, seed=2,
+                                     image_size=(48, 48), messy=True)
+    external = make_synthetic_cohort(folder / "external", n_cases=60, seed=9,
+                                     image_size=(48, 48), messy=True, external=True)
+    return pd.read_csv(internal), pd.read_csv(external)
+
+
+def test_messy_cohort_has_the_traits_of_a_hospital_export(messy_cohorts) -> None:
+    from dlrn.synthetic import EXTERNAL_ONLY_LEVEL, RARE_LEVEL
+
+    internal, external = messy_cohorts
+    assert list(internal.columns) == [*EXPECTED_COLUMNS, "margin_lexicon", "tissue_composition"]
+    assert internal["age"].isna().sum() == 16 and external["age"].isna().sum() == 6
+    assert internal["margin_lexicon"].str.contains("&").sum() >= 10
+    assert 1 <= (internal["tissue_composition"] == RARE_LEVEL).sum() <= 3
+    assert EXTERNAL_ONLY_LEVEL not in set(internal["tissue_composition"])
+    assert (external["tissue_composition"] == EXTERNAL_ONLY_LEVEL).sum() == 3
+    angular = internal["margin_lexicon"].str.contains("angular")
+    assert internal.loc[angular, "label"].mean() > 2 * internal.loc[~angular, "label"].mean()
+
+
+def test_messy_cohort_goes_through_the_clinical_encoder(messy_cohorts) -> None:
+    from dlrn.clinical import ClinicalEncoder, logistic_analysis
+    from dlrn.synthetic import EXTERNAL_ONLY_LEVEL
+
+    internal, external = messy_cohorts
+    internal, external = internal.set_index("case_id"), external.set_index("case_id")
+    encoder = ClinicalEncoder(MESSY_SPEC).fit(internal)
+    assert "age[missing]" in encoder.terms_["age"]
+    # the rare level (1 to 3 cases) is too rare even for an 'other' term
+    assert "tissue_composition[other]" not in encoder.terms_["tissue_composition"]
+    assert any(note.startswith("tissue_composition: levels held by fewer than 5 training "
+                               "cases, too few even together") for note in encoder.notes_)
+    assert encoder.transform(external).notna().all().all()
+    only_external = external.index[external["tissue_composition"] == EXTERNAL_ONLY_LEVEL]
+    notes = encoder.transform_notes(external, where="external")
+    assert any(all(case in note for case in only_external) and "treated as missing" in note
+               for note in notes)
+    result = logistic_analysis(internal, "label", list(MESSY_SPEC), encoder=encoder)
+    assert "margin_lexicon" in result.selected
+
+
+def test_external_needs_messy(tmp_path: Path) -> None:
+    with pytest.raises(DlrnError, match="messy=True"):
+        make_synthetic_cohort(tmp_path, n_cases=4, image_size=(48, 48), external=True)

@@ -20,8 +20,17 @@ The clinical table mimics the parotid study's: age, sex, smoking, drinking,
 max_diameter_mm, shape, margin, echogenicity, cystic, calcification and
 posterior_enhancement; shape, margin and posterior enhancement carry most of
 the signal, the others little or none. The same seed gives byte-identical
-files. Pixel spacing is ``field_of_view_mm / width`` (not stored in PNGs; the
-diameter column uses it).
+files.
+
+``messy=True`` makes the table look like a hospital export (the default output
+is unchanged): about 10% of ages are blank, ``margin_lexicon`` holds BI-RADS
+margin descriptors joined by ``&`` (``angular&indistinct``), and
+``tissue_composition`` has a rare level ("extremely dense", 1 to 3 cases); with
+``external=True`` as well (an external centre's cohort, best with another seed)
+some cases have a level met nowhere else ("fibroglandular").
+
+Pixel spacing is ``field_of_view_mm / width`` (not stored in PNGs; the diameter
+column uses it).
 """
 
 from __future__ import annotations
@@ -40,6 +49,10 @@ CLINICAL_COLUMNS = (
     "age", "sex", "smoking", "drinking", "max_diameter_mm", "shape", "margin",
     "echogenicity", "cystic", "calcification", "posterior_enhancement",
 )
+MESSY_COLUMNS = ("margin_lexicon", "tissue_composition")
+MESSY_MISSING_FRACTION = 0.1
+RARE_LEVEL = "extremely dense"
+EXTERNAL_ONLY_LEVEL = "fibroglandular"
 COHORT_FILE = "cohort.csv"
 _DYNAMIC_RANGE_DB = 50.0
 _REFERENCE_ENVELOPE = 8.0
@@ -78,11 +91,14 @@ def make_synthetic_cohort(
     second_view_fraction: float = 0.08,
     field_of_view_mm: float = 50.0,
     overwrite: bool = False,
+    messy: bool = False,
+    external: bool = False,
 ) -> Path:
     """Write images, masks, second-reader masks and ``cohort.csv``; return the CSV's path.
 
     ``image_size`` is (height, width). ``second_view_fraction`` of the cases are a
-    second image of an earlier patient's lesion.
+    second image of an earlier patient's lesion. ``messy`` and ``external``: see
+    the module's description (``external`` needs ``messy``).
     """
     _check_settings(n_cases, image_size, prevalence, reader2_fraction, second_view_fraction)
     out = Path(out_dir)
@@ -122,7 +138,13 @@ def make_synthetic_cohort(
             "label": lesion.label,
             **_clinical_record(np.random.default_rng([seed, case_index, 1]), lesion),
         })
-    pd.DataFrame(rows).to_csv(table_path, index=False, float_format="%.1f")
+    table = pd.DataFrame(rows)
+    if messy:
+        table = _messy(table, [lesions[p] for p in patient_of_case],
+                       np.random.default_rng([seed, 2]), external)
+    elif external:
+        raise DlrnError("external=True adds a level to the messy columns: use messy=True too")
+    table.to_csv(table_path, index=False, float_format="%.1f")
     return table_path
 
 
@@ -194,6 +216,40 @@ def _clinical_record(rng: np.random.Generator, lesion: _Lesion) -> dict[str, obj
         "calcification": _present(lesion.calcified),
         "posterior_enhancement": _present(lesion.posterior_log_gain + rng.normal(0, 0.1) > 0.1),
     }
+
+
+def _messy(table: pd.DataFrame, lesions: list[_Lesion], rng: np.random.Generator,
+           external: bool) -> pd.DataFrame:
+    """Blank ages, multi-valued margin descriptors, a rare and an external-only level."""
+    n = len(table)
+    table["margin_lexicon"] = [_margin_lexicon(rng, lesion) for lesion in lesions]
+    composition = rng.choice(["fatty", "scattered", "heterogeneous"], n,
+                             p=[0.35, 0.4, 0.25]).astype(object)
+    special = rng.permutation(n)
+    n_rare = int(np.clip(round(0.02 * n), 1, 3))
+    composition[special[:n_rare]] = RARE_LEVEL
+    if external:
+        composition[special[n_rare:n_rare + max(1, round(0.05 * n))]] = EXTERNAL_ONLY_LEVEL
+    table["tissue_composition"] = composition
+    blank = rng.choice(n, round(MESSY_MISSING_FRACTION * n), replace=False)
+    table["age"] = table["age"].astype(float)
+    table.loc[blank, "age"] = np.nan
+    return table
+
+
+def _margin_lexicon(rng: np.random.Generator, lesion: _Lesion) -> str:
+    """BI-RADS margin descriptors as a radiologist writes them, joined by '&'."""
+    looks = lesion.suspicion - 0.8 + rng.normal(0, 0.7)
+    tokens = []
+    if lesion.spicules and rng.random() < 0.8:
+        tokens.append("spiculated")
+    if looks > 0.2:
+        tokens.append("angular")
+    if lesion.edge_width + rng.normal(0, 0.02) > 0.08:
+        tokens.append("indistinct")
+    if rng.random() < 0.12:
+        tokens.append("microlobulated")
+    return "&".join(tokens) if tokens else "circumscribed"
 
 
 def _yes_no(flag: bool) -> str:
