@@ -179,7 +179,7 @@ def deep_stage(args: argparse.Namespace, cases: pd.DataFrame, folder: Path) -> d
         backbones=tuple(args.stage_backbones.split(",")), weights=None,
         crop=CropSettings(image_size=args.size),
         train=TrainSettings(epochs=args.stage_epochs, batch_size=args.batch_size,
-                            patience=None, progress=False),
+                            patience=None, progress=args.progress),
         pca_components=min(512, int((split == "train").sum()) - 1))
     _synchronize(_device())
     started = time.perf_counter()
@@ -217,6 +217,7 @@ def main() -> None:
     parser.add_argument("--stage-cases", type=int, default=1875, help="0: skip (c)")
     parser.add_argument("--stage-epochs", type=int, default=30)
     parser.add_argument("--stage-backbones", default="densenet121,resnet50,vgg19")
+    parser.add_argument("--progress", action="store_true", help="(c): show epoch bars")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()
 
@@ -239,12 +240,13 @@ def main() -> None:
         if args.out is not None:
             args.out.write_text(json.dumps(results, indent=1, default=str))
 
-    for name in args.backbones.split(","):
+    for name in filter(None, args.backbones.split(",")):
         row = compare_loops(name, args, device, dtype)
         results["loops"].append(row)
         print(pd.DataFrame([row]).round(2).to_string(index=False), flush=True)
         save()
-    print(pd.DataFrame(results["loops"]).round(2).to_string(index=False), flush=True)
+    if results["loops"]:
+        print(pd.DataFrame(results["loops"]).round(2).to_string(index=False), flush=True)
     if cases is not None:
         results["stage"] = {**deep_stage(args, cases, folder), "cohort_written_s": written_s}
         print(json.dumps(results["stage"], indent=1), flush=True)

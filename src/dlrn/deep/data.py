@@ -402,7 +402,7 @@ class DeviceCrops:
             rows = order[step * self.batch_size : (step + 1) * self.batch_size]
             rows_here = rows.to(self.crops.device, non_blocking=True)
             batch = self.crops[rows_here]
-            if batch.device != self.device:
+            if batch.device.type != self.device.type:  # pinned host crops
                 batch = batch.pin_memory().to(self.device, non_blocking=True)
             yield batch, rows.to(self.device, non_blocking=True)
 
