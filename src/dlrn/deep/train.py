@@ -156,6 +156,7 @@ def autocast_dtype(settings: TrainSettings, device: torch.device) -> torch.dtype
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
+    """How the model card and benchmarks name an autocast type."""
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
