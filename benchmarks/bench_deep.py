@@ -9,8 +9,7 @@ of a shared machine hits both alike; the ratio is what matters.
     nice -n 10 .venv/bin/python benchmarks/bench_deep.py [--backbones densenet121,resnet50,vgg19]
         [--images 48] [--rounds 2] [--threads 2] [--size 224] [--batch-size 16]
 
-GPU (not measured here: no GPU in this session): with CUDA, dlrn trains with AMP
-and channels_last; ``--device cuda`` measures both loops with AMP on, ``--no-amp`` off.
+GPU: ``benchmarks/bench_gpu.py`` (bf16, channels-last, device-held crops), not this script.
 """
 
 from __future__ import annotations

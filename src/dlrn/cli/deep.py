@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="default: imagenet with pretrained weights, zscore without")
     train.add_argument("--no-augment", action="store_true", help="no random crop or flips")
     train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    train.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                       help="CUDA autocast: auto = bf16 where the GPU has it, else fp16 "
+                            "(CPU always trains in fp32)")
     train.add_argument("--threads", type=int, default=None, help="CPU threads (all allowed)")
     train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     train.add_argument("--feature-mode", choices=["pooled", "map"], default="pooled",
@@ -117,8 +120,9 @@ def _settings(args: argparse.Namespace):
         learning_rate=args.lr, warmup_epochs=args.warmup_epochs,
         class_weighted=args.class_weighted, patience=args.patience,
         val_fraction=args.val_fraction, seed=args.seed, device=args.device,
-        amp=not args.no_amp, threads=args.threads, num_workers=args.workers,
-        normalization=args.normalization, progress=not args.no_progress,
+        amp=not args.no_amp, precision=args.precision, threads=args.threads,
+        num_workers=args.workers, normalization=args.normalization,
+        progress=not args.no_progress,
         augmentation=Augmentation.none() if args.no_augment else Augmentation())
     cases = None if args.gradcam_cases is None else tuple(args.gradcam_cases.split(","))
     return DeepStageSettings(

@@ -292,6 +292,121 @@ def augment(batch: torch.Tensor, augmentation: Augmentation,
     return out
 
 
+def _draw_boxes(n: int, size: int, augmentation: Augmentation,
+                generator: torch.Generator) -> torch.Tensor:
+    """``n`` random sub-boxes (top, left, height, width) by :func:`_random_box`'s rule, at once.
+
+    Ten candidate (scale, ratio) draws per image; the first that fits is used, else the
+    whole image, as torchvision's RandomResizedCrop (without its centre-crop fallback).
+    """
+    low, high = augmentation.crop_scale
+    log_low, log_high = math.log(augmentation.crop_ratio[0]), math.log(augmentation.crop_ratio[1])
+    draws = torch.rand(n, 10, 2, generator=generator, dtype=torch.float64)
+    target = size * size * (low + (high - low) * draws[..., 0])
+    ratio = torch.exp(log_low + (log_high - log_low) * draws[..., 1])
+    width, height = (target * ratio).sqrt().round(), (target / ratio).sqrt().round()
+    fits = (width > 0) & (width <= size) & (height > 0) & (height <= size)
+    first = fits.to(torch.int8).argmax(dim=1)
+    chosen = torch.arange(n)
+    width = torch.where(fits.any(dim=1), width[chosen, first], float(size))
+    height = torch.where(fits.any(dim=1), height[chosen, first], float(size))
+    corner = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    top = (corner[:, 0] * (size - height + 1)).floor()
+    left = (corner[:, 1] * (size - width + 1)).floor()
+    return torch.stack([top, left, height, width], dim=1)
+
+
+def _source_coordinates(start: torch.Tensor, extent: torch.Tensor, size: int,
+                        flip: torch.Tensor) -> torch.Tensor:
+    """Where each output pixel samples the image: ``F.interpolate``'s rule inside the box.
+
+    Bilinear, ``align_corners=False``: output pixel j of a box of ``extent`` pixels reads
+    box position (j + 0.5) * extent / size - 0.5, clamped to the box (so no pixel outside
+    the box leaks in); a flip reverses the output order. Returns n x size absolute positions.
+    """
+    j = torch.arange(size, device=start.device, dtype=torch.float32)
+    j = torch.where(flip[:, None], size - 1 - j, j)
+    scale = (extent / size).float()[:, None]
+    inside = ((j + 0.5) * scale - 0.5).clamp(min=0)
+    inside = torch.minimum(inside, (extent.float() - 1)[:, None])
+    return start.float()[:, None] + inside
+
+
+def resample_boxes(batch: torch.Tensor, boxes: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """Each image's box (top, left, height, width) resized to the full size, then flipped.
+
+    One ``grid_sample`` for the whole batch, equal to ``F.interpolate`` (bilinear,
+    ``align_corners=False``) of each box alone; ``flips`` is N x 2 (horizontal, vertical).
+    Returns float N x 1 x S x S rounded to whole grey levels 0..255.
+    """
+    n, size = batch.shape[0], batch.shape[-1]
+    rows = _source_coordinates(boxes[:, 0], boxes[:, 2], size, flips[:, 1])
+    cols = _source_coordinates(boxes[:, 1], boxes[:, 3], size, flips[:, 0])
+    grid = torch.stack([(2 * cols[:, None, :].expand(n, size, size) + 1) / size - 1,
+                        (2 * rows[:, :, None].expand(n, size, size) + 1) / size - 1], dim=-1)
+    resampled = F.grid_sample(batch.float(), grid, mode="bilinear", padding_mode="border",
+                              align_corners=False)
+    return resampled.round_().clamp_(0, 255)
+
+
+def augment_batch(batch: torch.Tensor, augmentation: Augmentation,
+                  generator: torch.Generator) -> torch.Tensor:
+    """:func:`augment` for a whole batch at once on its own device (GPU training).
+
+    The same random resized crop and flips, drawn from the CPU ``generator`` (a few
+    numbers per image, sent to the device without blocking); the resampling is one
+    :func:`resample_boxes` on the device instead of a Python loop over images.
+    Returns float N x 1 x S x S of whole grey levels, like :func:`augment`'s uint8.
+    """
+    if not (augmentation.random_crop or augmentation.horizontal_flip
+            or augmentation.vertical_flip):
+        return batch.float()
+    n, size = batch.shape[0], batch.shape[-1]
+    boxes = (_draw_boxes(n, size, augmentation, generator) if augmentation.random_crop
+             else torch.tensor([0.0, 0.0, size, size], dtype=torch.float64).expand(n, 4))
+    flips = torch.rand(n, 2, generator=generator) < 0.5
+    flips &= torch.tensor([augmentation.horizontal_flip, augmentation.vertical_flip])
+    return resample_boxes(batch, boxes.to(batch.device, non_blocking=True),
+                          flips.to(batch.device, non_blocking=True))
+
+
+class DeviceCrops:
+    """All crops as one uint8 tensor where training runs, so a batch is an index, not a copy.
+
+    On the device when they take at most ``max_fraction`` of its free memory (1875
+    crops at 224 px: 94 MB), else in pinned host memory, copied per batch without
+    blocking. Batches come in a seeded random order drawn from the CPU generator.
+    """
+
+    def __init__(self, crops: np.ndarray, positions: Sequence[int], batch_size: int, *,
+                 device: torch.device, generator: torch.Generator, drop_last: bool = False,
+                 max_fraction: float = 0.25) -> None:
+        host = torch.from_numpy(np.ascontiguousarray(crops))
+        free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else 0
+        if host.numel() <= max_fraction * free:
+            self.crops = host.to(device)
+        else:
+            self.crops = host.pin_memory() if device.type == "cuda" else host
+        self.positions = torch.as_tensor(np.asarray(positions, dtype=np.int64))
+        self.batch_size, self.device = batch_size, device
+        self.generator, self.drop_last = generator, drop_last
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.positions), self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def __iter__(self):
+        """(uint8 crops on the device, their row numbers on the device) per batch."""
+        order = self.positions[torch.randperm(len(self.positions), generator=self.generator)]
+        for step in range(len(self)):
+            rows = order[step * self.batch_size : (step + 1) * self.batch_size]
+            rows_here = rows.to(self.crops.device, non_blocking=True)
+            batch = self.crops[rows_here]
+            if batch.device.type != self.device.type:  # pinned host crops
+                batch = batch.pin_memory().to(self.device, non_blocking=True)
+            yield batch, rows.to(self.device, non_blocking=True)
+
+
 class CropDataset(torch.utils.data.Dataset):
     """Cached crops as a torch dataset of (uint8 1 x S x S crop, row number)."""
 

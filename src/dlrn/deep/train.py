@@ -23,8 +23,10 @@ from torch import nn
 from dlrn.deep.data import (
     Augmentation,
     CropCache,
+    DeviceCrops,
     Normalization,
     augment,
+    augment_batch,
     crop_loader,
     default_normalization,
     normalize,
@@ -38,10 +40,20 @@ BEST_CHECKPOINT = "best.safetensors"
 RESUME_STATE = "resume.pt"
 MODEL_CARD = "model.json"
 
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Fine-tuning settings; ``learning_rate=None`` means 1e-4 pretrained, 1e-3 random init."""
+    """Fine-tuning settings; ``learning_rate=None`` means 1e-4 pretrained, 1e-3 random init.
+
+    GPU (CUDA) only, CPU and MPS train in fp32 as before: ``precision`` ``auto`` is bf16
+    autocast where the GPU supports it, else fp16 with a gradient scaler; ``amp=False``
+    is ``fp32``. ``deterministic=None``: bit-repeatable on CPU; on CUDA off, so cuDNN
+    may pick its fastest kernels (``cudnn.benchmark``); ``True`` there trades speed for
+    repeatable runs.
+    """
 
     epochs: int = 30
     batch_size: int = 16
@@ -56,8 +68,9 @@ class TrainSettings:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    precision: Precision = "auto"
     channels_last: bool = True
-    deterministic: bool = True
+    deterministic: bool | None = None
     threads: int | None = None
     num_workers: int = 0
     normalization: Normalization | None = None
@@ -71,6 +84,8 @@ class TrainSettings:
             raise DlrnError(f"optimizer {self.optimizer!r} is not 'adamw' or 'sgd'")
         if not 0 < self.val_fraction < 1:
             raise DlrnError(f"val_fraction {self.val_fraction} must be between 0 and 1")
+        if self.precision not in PRECISIONS:
+            raise DlrnError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
 
 
 @dataclass
@@ -87,6 +102,7 @@ class TrainResult:
     normalization: Normalization
     device: torch.device
     out_dir: Path | None
+    precision: str = "fp32"
 
     @property
     def train_time_s(self) -> float:
@@ -126,17 +142,47 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
+def autocast_dtype(settings: TrainSettings, device: torch.device) -> torch.dtype | None:
+    """The autocast type of a run: None (fp32) off CUDA, with ``amp=False`` or ``fp32``."""
+    if device.type != "cuda" or not settings.amp or settings.precision == "fp32":
+        return None
+    bf16 = torch.cuda.get_device_capability(device)[0] >= 8  # Ampere and later, natively
+    if settings.precision == "bf16" and not bf16:
+        raise DlrnError(f"{torch.cuda.get_device_name(device)} has no bfloat16; "
+                        f"use precision fp16 or auto")
+    if settings.precision == "fp16" or not bf16:
+        return torch.float16
+    return torch.bfloat16
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """How the model card and benchmarks name an autocast type."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def is_deterministic(settings: TrainSettings, device: torch.device) -> bool:
+    """``deterministic=None`` resolved: True except on CUDA (see :class:`TrainSettings`)."""
+    return device.type != "cuda" if settings.deterministic is None else settings.deterministic
+
+
 @contextlib.contextmanager
-def torch_runtime(settings: TrainSettings) -> Iterator[None]:
-    """Threads and determinism for one training run, restored afterwards."""
+def torch_runtime(settings: TrainSettings, device: torch.device) -> Iterator[None]:
+    """Threads, determinism and cuDNN autotuning for one training run, restored afterwards."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    repeatable = is_deterministic(settings, device)
     torch.set_num_threads(settings.threads or default_threads())
-    torch.use_deterministic_algorithms(settings.deterministic, warn_only=True)
+    if repeatable and device.type == "cuda":  # cuBLAS is repeatable only with this workspace
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(repeatable, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not repeatable
     try:
         yield
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.benchmark = benchmark
 
 
 def validation_split(cases: pd.DataFrame, train_ids: Sequence[str], fraction: float,
@@ -168,12 +214,15 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
     return factor
 
 
-def _optimizer(model: nn.Module, settings: TrainSettings, learning_rate: float):
+def _optimizer(model: nn.Module, settings: TrainSettings, learning_rate: float,
+               device: torch.device):
+    """SGD or AdamW; on CUDA the fused kernels (one launch per step, not one per tensor)."""
+    fused = {"fused": True} if device.type == "cuda" else {}
     if settings.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=settings.momentum,
-                               weight_decay=settings.weight_decay, nesterov=True)
+                               weight_decay=settings.weight_decay, nesterov=True, **fused)
     return torch.optim.AdamW(model.parameters(), lr=learning_rate,
-                             weight_decay=settings.weight_decay)
+                             weight_decay=settings.weight_decay, **fused)
 
 
 def _comparable(settings: TrainSettings) -> dict:
@@ -231,18 +280,42 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(labels, scores))
 
 
+def _training_images(batch: torch.Tensor, settings: TrainSettings,
+                     normalization: Normalization, generator: torch.Generator,
+                     device: torch.device) -> torch.Tensor:
+    """Augmented, normalised float images on ``device``.
+
+    A batch already on a GPU is augmented there in one go; a CPU batch image by image.
+    """
+    if batch.device.type == "cuda":
+        images = normalize(augment_batch(batch, settings.augmentation, generator),
+                           normalization)
+    else:
+        images = normalize(augment(batch, settings.augmentation, generator).to(device),
+                           normalization)
+    if settings.channels_last and device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
 def _train_epoch(run: _Run, loader, labels: torch.Tensor, loss_function: nn.Module,
                  settings: TrainSettings, normalization: Normalization, device: torch.device,
-                 scaler: torch.amp.GradScaler, bar) -> tuple[float, int]:
-    """One pass over the fit cases: (mean loss, images seen)."""
+                 scaler: torch.amp.GradScaler) -> tuple[float, int]:
+    """One pass over the fit cases: (mean loss, images seen).
+
+    Losses stay on the device until the epoch ends: reading one per step would make
+    the CPU wait for the GPU at every step.
+    """
     run.model.train()
-    amp, total, seen = settings.amp and device.type == "cuda", 0.0, 0
+    dtype = autocast_dtype(settings, device)
+    losses, sizes = [], []
     for batch, positions in loader:
-        images = normalize(augment(batch, settings.augmentation, run.generator).to(device),
-                           normalization)
-        if settings.channels_last and device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, enabled=amp):
+        images = _training_images(batch, settings, normalization, run.generator, device)
+        with _autocast(device, dtype):
             logits = run.model(images).squeeze(1)
         loss = loss_function(logits.float(), labels[positions].to(device))
         run.optimizer.zero_grad(set_to_none=True)
@@ -250,9 +323,12 @@ def _train_epoch(run: _Run, loader, labels: torch.Tensor, loss_function: nn.Modu
         scaler.step(run.optimizer)
         scaler.update()
         run.scheduler.step()
-        total, seen = total + loss.item() * len(positions), seen + len(positions)
-        bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
-    return total / max(seen, 1), seen
+        losses.append(loss.detach())
+        sizes.append(len(positions))
+    total = 0.0
+    for value, size in zip(torch.stack(losses).tolist() if losses else [], sizes, strict=True):
+        total += value * size
+    return total / max(sum(sizes), 1), sum(sizes)
 
 
 def train_backbone(
@@ -287,19 +363,16 @@ def train_backbone(
     label_by_position[all_positions] = torch.tensor(cases["label"].to_numpy(), dtype=torch.float32)
     val_labels = cases.loc[val_ids, "label"].to_numpy()
 
-    with torch_runtime(settings):
+    with torch_runtime(settings, device):
         torch.manual_seed(settings.seed)
         memory = PeakMemory.start(device)  # before the model: weights and optimizer count
         model = build_model(backbone, weights=weights).to(device)
         if settings.channels_last and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         generator = torch.Generator().manual_seed(settings.seed)
-        fit_positions = cache.positions(fit_ids)
-        loader = crop_loader(cache.crops, fit_positions, settings.batch_size, shuffle=True,
-                             generator=generator, num_workers=settings.num_workers,
-                             drop_last=len(fit_positions) % settings.batch_size == 1)
+        loader = _fit_batches(cache, cache.positions(fit_ids), settings, generator, device)
         steps_per_epoch = len(loader)
-        optimizer = _optimizer(model, settings, learning_rate)
+        optimizer = _optimizer(model, settings, learning_rate, device)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(
             settings.epochs * steps_per_epoch, round(settings.warmup_epochs * steps_per_epoch)))
         run = _Run(model, optimizer, scheduler, generator, memory)
@@ -309,17 +382,35 @@ def train_backbone(
         pos_weight = (torch.tensor((fit_labels == 0).sum() / max((fit_labels == 1).sum(), 1))
                       if settings.class_weighted else None)
         loss_function = nn.BCEWithLogitsLoss(pos_weight=pos_weight).to(device)
-        scaler = torch.amp.GradScaler(device.type,
-                                      enabled=settings.amp and device.type == "cuda")
+        dtype = autocast_dtype(settings, device)
+        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+        if device.type == "cuda":
+            label_by_position = label_by_position.to(device)
         _run_epochs(run, backbone, loader, label_by_position, loss_function, settings,
                     normalization, device, scaler, cache, val_ids, val_labels, out_dir)
         model.load_state_dict(run.best_state)
         model.eval()
     result = TrainResult(backbone, model, pd.DataFrame(run.history), run.best_epoch,
-                         run.best_auc, fit_ids, val_ids, normalization, device, out_dir)
+                         run.best_auc, fit_ids, val_ids, normalization, device, out_dir,
+                         precision_name(dtype))
     if out_dir is not None:
         write_model_card(result, cache, settings, weights)
     return result
+
+
+def _fit_batches(cache: CropCache, positions: np.ndarray, settings: TrainSettings,
+                 generator: torch.Generator, device: torch.device):
+    """Shuffled training batches: all crops held on the GPU under CUDA, a DataLoader else.
+
+    A lone last image is dropped (batch norm cannot train on one image).
+    """
+    drop_last = len(positions) % settings.batch_size == 1
+    if device.type == "cuda":
+        return DeviceCrops(cache.crops, positions, settings.batch_size, device=device,
+                           generator=generator, drop_last=drop_last)
+    return crop_loader(cache.crops, positions, settings.batch_size, shuffle=True,
+                       generator=generator, num_workers=settings.num_workers,
+                       drop_last=drop_last)
 
 
 def write_model_card(result: TrainResult, cache: CropCache, settings: TrainSettings,
@@ -331,7 +422,8 @@ def write_model_card(result: TrainResult, cache: CropCache, settings: TrainSetti
             "initial_weights": str(weights), "best_epoch": result.best_epoch,
             "best_val_auc": result.best_val_auc, "n_fit": len(result.fit_ids),
             "n_val": len(result.val_ids), "val_ids": result.val_ids,
-            "device": str(result.device), "train_time_s": result.train_time_s,
+            "device": str(result.device), "precision": result.precision,
+            "train_time_s": result.train_time_s,
             "images_per_s": result.images_per_s, "peak_memory_mib": result.peak_memory_mib,
             "settings": asdict(settings)}
     path = result.out_dir / MODEL_CARD
@@ -362,18 +454,20 @@ def _run_epochs(run: _Run, backbone: str, loader, labels: torch.Tensor,
     bar = tqdm(range(run.epoch, settings.epochs), desc=backbone, disable=not settings.progress,
                initial=run.epoch, total=settings.epochs)
     val_positions = cache.positions(val_ids)
+    dtype = autocast_dtype(settings, device)
     for epoch in bar:
         if settings.patience is not None and run.stale >= settings.patience:
             break
         started = time.perf_counter()
         try:
-            train_loss, train_images = _train_epoch(run, loader, labels, loss_function, settings,
-                                      normalization, device, scaler, bar)
+            train_loss, train_images = _train_epoch(run, loader, labels, loss_function,
+                                                    settings, normalization, device, scaler)
             train_seconds = time.perf_counter() - started
-            logits = batched_outputs(
-                run.model, lambda images: run.model(images).squeeze(1), cache, val_positions,
-                backbone=backbone, normalization=normalization, device=device,
-                batch_size=settings.batch_size, amp=settings.amp and device.type == "cuda")
+            with _autocast(device, dtype):  # batched_outputs' autocast takes this type
+                logits = batched_outputs(
+                    run.model, lambda images: run.model(images).squeeze(1), cache,
+                    val_positions, backbone=backbone, normalization=normalization,
+                    device=device, batch_size=settings.batch_size, amp=dtype is not None)
         except torch.cuda.OutOfMemoryError as error:
             raise cuda_oom_error(backbone, settings.batch_size, device) from error
         val_loss = float(nn.functional.binary_cross_entropy_with_logits(
