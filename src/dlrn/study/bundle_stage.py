@@ -5,16 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from dlrn.stacking import DLR_SCORE
 from dlrn.study.bundle import BundleWriter, load_trusted_estimator
-from dlrn.study.pipeline import StudyContext
-from dlrn.study.stages import (
-    DLR_SCORE,
-    MODEL_STAGES,
-    best_model,
-    clinical_record,
-    cohort_columns,
-    image_options,
-)
+from dlrn.study.runner import StudyContext
+from dlrn.study.stages.comparison import MODEL_STAGES
+from dlrn.study.stages.files import best_model, clinical_record, cohort_columns, image_options
 
 FEATURE_STAGES = ("clinical_models", "hcr_models", "dlr_models")
 

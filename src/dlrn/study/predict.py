@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dlrn.clinical_predictors import encode_clinical
 from dlrn.errors import DlrnError
+from dlrn.stacking import nomogram_inputs
 from dlrn.study.bundle import Bundle
-from dlrn.study.stages import encode_clinical, nomogram_inputs
 
 
 def read_new_cases(table: str | Path, settings: dict[str, Any], *,
