@@ -6,6 +6,7 @@ and ``dlrn train-dl`` both call it.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,21 +57,36 @@ def inputs(config: StudyConfig) -> list[Path]:
     return [] if value in (None, "none", "imagenet") else [Path(value)]
 
 
-def deep_settings(config: StudyConfig, progress: bool) -> Any:
-    """The study file's dl section as dlrn.deep.workflow.DeepStageSettings."""
-    from dlrn.deep.data import CropSettings
+def deep_stage_settings(dl: DeepSettings, *, seed: int, weights: str | None,
+                        mask_label: int | None = None, frame: int = 0,
+                        progress: bool = True) -> Any:
+    """The study file's dl section as dlrn.deep.workflow.DeepStageSettings.
+
+    ``dlrn run`` and ``dlrn train-dl`` both build their deep-learning settings here.
+    """
+    from dlrn.deep.data import Augmentation, CropSettings
     from dlrn.deep.train import TrainSettings
     from dlrn.deep.workflow import DeepStageSettings
 
-    dl = config.dl
+    train = TrainSettings(
+        epochs=dl.epochs, batch_size=dl.batch_size, optimizer=dl.optimizer,
+        learning_rate=dl.learning_rate, warmup_epochs=dl.warmup_epochs,
+        class_weighted=dl.class_weighted, patience=dl.patience, val_fraction=dl.val_fraction,
+        seed=seed, device=dl.device, amp=dl.amp, threads=dl.threads, num_workers=dl.workers,
+        normalization=dl.normalization, progress=progress,
+        augmentation=Augmentation() if dl.augment else Augmentation.none())
+    crop = CropSettings(image_size=dl.image_size, margin=dl.crop_margin,
+                        keep_aspect=dl.keep_aspect, mask_label=mask_label, frame=frame)
     return DeepStageSettings(
-        backbones=tuple(dl.backbones), weights=weights(config),
-        crop=CropSettings(image_size=dl.image_size, margin=dl.crop_margin,
-                          **image_options(config)),
-        train=TrainSettings(epochs=dl.epochs, batch_size=dl.batch_size,
-                            learning_rate=dl.learning_rate, seed=config.seed,
-                            device=dl.device, progress=progress),
-        pca_components=dl.pca_components)
+        backbones=tuple(dl.backbones), weights=weights, crop=crop, train=train,
+        feature_mode=dl.feature_mode, pca_components=dl.pca_components or None,
+        gradcam_cases=None if dl.gradcam_cases is None else tuple(dl.gradcam_cases))
+
+
+def deep_settings(config: StudyConfig, progress: bool) -> Any:
+    """The study's deep-learning settings (image options from the cohort section)."""
+    return deep_stage_settings(config.dl, seed=config.seed, weights=weights(config),
+                               progress=progress, **image_options(config))
 
 
 def _gradcam_figures(result: Any, folder: Path) -> dict[str, str]:
@@ -78,7 +94,7 @@ def _gradcam_figures(result: Any, folder: Path) -> dict[str, str]:
     figures = {}
     for row in result.gradcam.dropna(subset=["path"]).itertuples():
         target = figure_dir(folder) / f"gradcam_{row.category}.png"
-        Path(row.path).replace(target)
+        shutil.copy2(row.path, target)
         figures[f"figures/gradcam_{row.category}"] = (
             f"Grad-CAM of {result.chosen}, {row.category} test case {row.case_id} "
             f"(label {row.label}, p = {row.probability:.2f})")
@@ -86,20 +102,21 @@ def _gradcam_figures(result: Any, folder: Path) -> dict[str, str]:
 
 
 def train_and_save(folder: Path, cases: pd.DataFrame, settings: Any, *,
-                   source: Path | None = None, resume: bool = False,
+                   source: Path | None = None, run_dir: str = "run", resume: bool = False,
                    overwrite: bool = False) -> DeepSummary:
-    """Run :func:`dlrn.deep.workflow.run_deep_stage` into ``folder/run``; save what later
-    stages read (predictions, PCA features, the chosen backbone) and the report tables."""
+    """Run :func:`dlrn.deep.workflow.run_deep_stage` into ``folder/run_dir``; save what
+    later stages read (predictions, deep features, the chosen backbone) and the report
+    tables. ``cases`` needs a ``set`` column (train, test, external names)."""
     from dlrn.deep.workflow import SELECTION_RULE, run_deep_stage
 
-    result = run_deep_stage(cases, cases["set"], folder / "run", settings, resume=resume,
+    result = run_deep_stage(cases, cases["set"], folder / run_dir, settings, resume=resume,
                             overwrite=overwrite, source=source)
     # as float64, the CSV keeps each float32 probability exactly: a cut-off chosen on it
     # later (Table 7) is dlrn.deep's to the last digit
     scores = [column for column in result.predictions if column.startswith("DL-")]
     result.predictions.astype(dict.fromkeys(scores, "float64")).to_csv(folder / PREDICTIONS_FILE)
-    if result.features_pca is not None:
-        result.features_pca.to_csv(folder / "features.csv")
+    fused = result.features if result.features_pca is None else result.features_pca
+    fused.to_csv(folder / "features.csv")  # what the DLR models fuse with the HCR features
     write_best(folder, f"DL-{result.chosen}", SELECTION_RULE)
     save_tables(folder, {"deep_metrics": result.metrics, "deep_backbones": result.comparison})
     return DeepSummary(
