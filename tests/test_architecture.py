@@ -84,3 +84,23 @@ def test_no_module_is_longer_than_the_limit():
     long = {name for name, path in _modules().items()
             if len(path.read_text().splitlines()) > MAX_LINES}
     assert long <= LONG_ELSEWHERE, f"modules above {MAX_LINES} lines: {sorted(long)}"
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph[todo.pop()] - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_bundle_and_predict_import_no_orchestrator_code():
+    graph = import_graph()
+    for module in ("dlrn.study.predict", "dlrn.study.bundle"):
+        reached = _reachable(graph, module)
+        assert "dlrn.deep.features" in reached or module.endswith("bundle")
+        orchestration = {m for m in reached if m.startswith(("dlrn.study.stages",
+                                                             "dlrn.study.pipeline",
+                                                             "dlrn.study.runner"))}
+        assert not orchestration, f"{module} imports {sorted(orchestration)}"

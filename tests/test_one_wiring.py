@@ -35,6 +35,19 @@ def test_every_classifier_and_selection_setting_is_a_model_option():
     assert options | {"models"} == _names(ClassifierSettings) | _names(SelectionSettings)
 
 
+def test_every_radiomics_setting_is_an_extract_option():
+    from dlrn.cli import extract as extract_cli
+    from dlrn.study.config import RadiomicsSettings
+
+    args = build_parser().parse_args(["extract", "t.csv", "--out", "f.csv", "--jobs", "2",
+                                      "--preset", "fast", "--cache", "c",
+                                      "--scheduler", "tcp://h:1"])
+    section = extract_cli.radiomics_section(args)
+    assert set(dataclasses.asdict(section)) == _names(RadiomicsSettings)
+    assert dataclasses.asdict(section) == {"preset": "fast", "jobs": 2, "cache_dir": "c",
+                                           "scheduler": "tcp://h:1"}
+
+
 def test_a_model_option_is_validated_like_the_study_file(tmp_path, capsys):
     code = main(["model", "f.csv", "--cohort", "c.csv", "--out", str(tmp_path / "o"),
                  "--p-threshold", "1.5"])

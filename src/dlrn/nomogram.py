@@ -455,9 +455,6 @@ def _draw(nomogram: Nomogram, labels: Mapping[str, str]):
     others stay as short ticks); categories and discrete values keep every label,
     staggered above and below the line, rows moving apart to make room.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from dlrn.evaluation.figures import STYLE

@@ -141,6 +141,16 @@ class DeepFeaturePCA(TransformerMixin, BaseEstimator):
         return directory
 
     @classmethod
+    def from_arrays(cls, mean: np.ndarray, components: np.ndarray,
+                    feature_names: Sequence[str], prefix: str = "DL_PC") -> DeepFeaturePCA:
+        """A fitted PCA from its mean and components (as a model bundle stores them)."""
+        pca = cls(components.shape[0], prefix)
+        pca.mean_, pca.components_ = mean, components
+        pca.n_components_, pca.n_features_in_ = components.shape
+        pca.feature_names_in_ = np.asarray(list(feature_names), dtype=object)
+        return pca
+
+    @classmethod
     def load(cls, directory: str | Path) -> DeepFeaturePCA:
         """The fitted PCA written by :meth:`save`."""
         directory = Path(directory)

@@ -10,10 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # figures are files; never need a display
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

@@ -98,6 +98,9 @@ class RadiomicsSettings:
         "feature cache folder (shared with `dlrn extract --cache`: same content-hash keys, "
         "so features extracted there are reused); null = cache/radiomics in the output "
         "folder"))
+    scheduler: str | None = field(default=None, metadata=_doc(
+        "address of an existing Dask scheduler (tcp://host:8786) to extract on; null = "
+        "local processes"))
 
 
 @dataclass

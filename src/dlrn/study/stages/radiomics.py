@@ -11,7 +11,7 @@ import pandas as pd
 
 from dlrn.errors import DlrnError
 from dlrn.report.summary import StageSummary
-from dlrn.study.config import StudyConfig
+from dlrn.study.config import RadiomicsSettings, StudyConfig
 from dlrn.study.runner import Stage, StudyContext
 from dlrn.study.stages.files import image_options, read_cases, train_ids
 
@@ -57,15 +57,27 @@ def inputs(config: StudyConfig) -> list[Path]:
     return [preset] if isinstance(preset, Path) else []
 
 
+def extract(cases: pd.DataFrame, radiomics: RadiomicsSettings, *,
+            preset: str | Path | dict[str, Any],
+            cache_dir: Path | None, mask_column: str = "mask", mask_label: int | None = None,
+            frame: int = 0, progress: bool = True) -> Any:
+    """PyRadiomics features of every case with ``mask_column`` under the study's
+    ``radiomics`` settings (``preset`` resolved against the study file or the cwd);
+    ``dlrn extract`` and the radiomics stage both call this."""
+    from dlrn.radiomics import extract_features
+
+    return extract_features(cases, preset, mask_column=mask_column, mask_label=mask_label,
+                            frame=frame, jobs=radiomics.jobs, cache_dir=cache_dir,
+                            scheduler=radiomics.scheduler, progress=progress)
+
+
 def _extract(context: StudyContext, cases: pd.DataFrame, mask_column: str,
              summary: RadiomicsSummary) -> pd.DataFrame:
     """Features of every case with ``mask_column``; records how many came from the cache."""
-    from dlrn.radiomics import extract_features
-
     config = context.config
-    result = extract_features(cases, config.resolve_preset(), mask_column=mask_column,
-                              **image_options(config), jobs=config.radiomics.jobs,
-                              cache_dir=config.radiomics_cache_dir, progress=context.progress)
+    result = extract(cases, config.radiomics, preset=config.resolve_preset(),
+                     cache_dir=config.radiomics_cache_dir, mask_column=mask_column,
+                     **image_options(config), progress=context.progress)
     summary.from_cache[mask_column] = len(result.from_cache)
     if len(result.failures):
         listing = "\n  ".join(f"{row.case_id}: {row.error}" for row in
