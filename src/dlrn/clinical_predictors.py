@@ -8,9 +8,37 @@ training (the first level is the reference, as in the logistic analysis).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pandas as pd
 
 from dlrn.errors import DlrnError
+
+
+@dataclass
+class ClinicalChoice:
+    """The clinical features the models and the nomogram use, why, and their levels.
+
+    ``levels``: the training levels of each categorical feature (the first is the
+    reference); ``note`` says why a fallback was taken or no feature is used.
+    """
+
+    selected: list[str] = field(default_factory=list)
+    basis: str = "none"  # multivariate, univariate or none
+    note: str | None = None
+    levels: dict[str, list[str]] = field(default_factory=dict)
+    univariate: list[str] = field(default_factory=list)
+    independent: list[str] = field(default_factory=list)
+
+    @property
+    def categorical(self) -> list[str]:
+        return list(self.levels)
+
+    def use(self) -> str:
+        """The features in words, for the report."""
+        if not self.selected:
+            return "none (no clinical model; nomogram of the DLR score alone)"
+        return f"{', '.join(self.selected)} ({self.basis}ly significant)"
 
 
 def independent_predictors(multivariate: pd.DataFrame, variables: list[str],

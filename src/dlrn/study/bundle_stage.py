@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -50,7 +51,8 @@ def write_study_bundle(context: StudyContext) -> None:
     settings: dict[str, Any] = {
         "columns": {k: v for k, v in cohort_columns(config).__dict__.items()
                     if k not in ("split",)},
-        "clinical": clinical_record(context) if context.done("clinical") else None,
+        "clinical": (dataclasses.asdict(clinical_record(context))
+                     if context.done("clinical") else None),
         "min_roi_pixels": config.cohort.min_roi_pixels,
         "min_roi_mm": config.cohort.min_roi_mm,
         **image_options(config),

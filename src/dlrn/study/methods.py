@@ -133,7 +133,7 @@ def _clinical_text(context: StudyContext) -> str:
     p = config.evaluation.clinical_p_threshold
     text = (f"clinical predictors by univariate then multivariate logistic regression (p < {p}, "
             "training set)")
-    note = clinical_record(context).get("note") if context.done("clinical") else None
+    note = clinical_record(context).note
     if note:
         return f"{text}. {note}"
     if config.evaluation.clinical_fallback == "univariate":

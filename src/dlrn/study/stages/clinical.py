@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from dlrn.clinical_predictors import ClinicalChoice
 from dlrn.errors import DlrnError
 from dlrn.report.summary import StageSummary
 from dlrn.study.config import ColumnType, StudyConfig
 from dlrn.study.runner import Stage, StudyContext
-from dlrn.study.stages.files import (
-    CLINICAL_FILE,
-    clinical_use,
-    read_cases,
-    save_tables,
-    train_ids,
-)
+from dlrn.study.stages.files import CLINICAL_FILE, read_cases, save_tables, train_ids
 
 VERSION = 1
 
@@ -46,8 +42,8 @@ class ClinicalSummary(StageSummary):
                     ", ".join(self.univariate) or "none",
                 f"independent predictors (multivariate p < {p})":
                     ", ".join(self.independent) or "none",
-                "used by the clinical models and the nomogram": clinical_use(self.selected,
-                                                                             self.basis)}
+                "used by the clinical models and the nomogram":
+                    ClinicalChoice(self.selected, self.basis).use()}
 
 
 def settings(config: StudyConfig) -> ClinicalStageSettings:
@@ -118,10 +114,9 @@ def run(context: StudyContext) -> ClinicalSummary:
                                             p_threshold=p_threshold)
     # Levels seen in training; a level met only later is an error naming the case.
     folder = context.stage_dir("clinical")
-    (folder / CLINICAL_FILE).write_text(json.dumps(
-        {"univariate": list(analysis.selected), "independent": independent,
-         "selected": selected, "basis": basis, "note": note,
-         "levels": training_levels(training, categorical)}))
+    choice = ClinicalChoice(selected, basis, note, training_levels(training, categorical),
+                            list(analysis.selected), independent)
+    (folder / CLINICAL_FILE).write_text(json.dumps(dataclasses.asdict(choice)))
     save_tables(folder, {**tables, "univariate": analysis.univariate,
                          "multivariate": analysis.multivariate})
     return ClinicalSummary(tables=_captions(tables), notes=notes + ([note] if note else []),

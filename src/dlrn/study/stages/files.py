@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from dlrn.clinical_predictors import ClinicalChoice
 from dlrn.study.config import StudyConfig
 from dlrn.study.runner import StudyContext
 from dlrn.tables import write_tables
@@ -22,7 +23,6 @@ PREDICTIONS_FILE = "predictions.csv"
 OOF_FILE = "oof.csv"
 BEST_FILE = "best.json"
 CLINICAL_FILE = "selected.json"
-NO_CLINICAL = {"selected": [], "basis": "none", "note": None, "levels": {}}
 
 
 def cohort_columns(config: StudyConfig, *, with_label: bool = True,
@@ -95,14 +95,9 @@ def best_model(context: StudyContext, stage: str) -> str:
     return json.loads((context.stage_dir(stage) / BEST_FILE).read_text())["best"]
 
 
-def clinical_record(context: StudyContext) -> dict[str, Any]:
-    """The clinical stage's choice: ``selected``, ``basis``, ``note``, ``levels``..."""
+def clinical_record(context: StudyContext) -> ClinicalChoice:
+    """The clinical stage's choice (no feature when the stage did not run)."""
     if not context.done("clinical"):
-        return NO_CLINICAL
-    return json.loads((context.stage_dir("clinical") / CLINICAL_FILE).read_text())
-
-
-def clinical_use(selected: list[str], basis: str) -> str:
-    if not selected:
-        return "none (no clinical model; nomogram of the DLR score alone)"
-    return f"{', '.join(selected)} ({basis}ly significant)"
+        return ClinicalChoice()
+    return ClinicalChoice(**json.loads((context.stage_dir("clinical") / CLINICAL_FILE)
+                                       .read_text()))

@@ -19,7 +19,6 @@ from dlrn.study.stages.files import (
     OOF_FILE,
     PREDICTIONS_FILE,
     clinical_record,
-    clinical_use,
     read_cases,
     read_features,
     write_best,
@@ -147,18 +146,18 @@ def read_icc(context: StudyContext) -> pd.DataFrame | None:
 def run_clinical_models(context: StudyContext) -> ModelsSummary:
     from dlrn.clinical_predictors import encode_clinical
 
-    record = clinical_record(context)
-    features = encode_clinical(read_cases(context), record["selected"], record["levels"])
+    choice = clinical_record(context)
+    features = encode_clinical(read_cases(context), choice.selected, choice.levels)
     summary = fit_models(context, "clinical_models", "Clinical", features, selection=False)
-    summary.clinical_use = clinical_use(record["selected"], record["basis"])
-    summary.notes = [record["note"]] if record.get("note") else []
+    summary.clinical_use = choice.use()
+    summary.notes = [choice.note] if choice.note else []
     return summary
 
 
 def skip_clinical_models(context: StudyContext) -> str | None:
     """Why no clinical model is built (the clinical stage's note), or None."""
-    record = clinical_record(context)
-    return None if record["selected"] else record["note"]
+    choice = clinical_record(context)
+    return None if choice.selected else choice.note
 
 
 def run_hcr_models(context: StudyContext) -> ModelsSummary:

@@ -16,7 +16,6 @@ from dlrn.study.stages.files import (
     PREDICTIONS_FILE,
     best_model,
     clinical_record,
-    clinical_use,
     figure_dir,
     read_cases,
     read_out_of_fold,
@@ -65,24 +64,23 @@ def run(context: StudyContext) -> NomogramSummary:
     from dlrn.stacking import NomogramClassifier, nomogram_inputs, out_of_fold_probability
 
     cases = read_cases(context)
-    record = clinical_record(context)
-    clinical, categorical = record["selected"], list(record["levels"])
+    choice = clinical_record(context)
     # Out-of-fold scores on training cases, so the nomogram does not learn the DLR
     # model's in-sample optimism; test and external cases get the frozen model's scores.
     X = nomogram_inputs(cases, best_scores(context, "dlr_models", out_of_fold=True),
-                        clinical, record["levels"])
+                        choice.selected, choice.levels)
     training = train_ids(cases)
     y = cases.loc[training, "label"].astype(int)
-    nomogram = NomogramClassifier(categorical).fit(X.loc[training], y).nomogram_
+    nomogram = NomogramClassifier(choice.categorical).fit(X.loc[training], y).nomogram_
     folder = context.stage_dir("dlrn")
     (folder / "nomogram.json").write_text(json.dumps(nomogram.to_dict(), indent=1))
     points = nomogram.points(X)
     predictions = cases[["label", "set"]].assign(DLRN=points["probability"])
     predictions.to_csv(folder / PREDICTIONS_FILE)
-    notes = [record["note"]] if record.get("note") else []
+    notes = [choice.note] if choice.note else []
     try:
         oof = out_of_fold_probability(X.loc[training], y, read_folds(context, "dlr_models"),
-                                      categorical)
+                                      choice.categorical)
     except DlrnError as error:  # e.g. a rare clinical level seen in one fold only
         notes.append(f"The DLRN's cut-off is chosen on its in-sample training predictions: "
                      f"{DLRN_OOF_RULE} failed ({error}).")
@@ -95,8 +93,7 @@ def run(context: StudyContext) -> NomogramSummary:
                                      "total points and predicted probability"},
         tables={"tables/dlrn_points": "Nomogram points of every case"},
         notes=notes, dlr_model=best_model(context, "dlr_models"),
-        clinical_predictors=(clinical_use(clinical, record["basis"]) if clinical
-                             else "none (DLR score only)"),
+        clinical_predictors=choice.use() if choice.selected else "none (DLR score only)",
         out_of_fold=(folder / OOF_FILE).exists())
 
 
