@@ -198,7 +198,7 @@ def deep_stage(args: argparse.Namespace, cases: pd.DataFrame, folder: Path) -> d
 
 
 def environment(device: torch.device, dtype: torch.dtype | None) -> dict:
-    from dlrn.deep.train import precision_name
+    from dlrn.deep.runtime import precision_name
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     return {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda,
@@ -228,7 +228,8 @@ def main() -> None:
     cases = (synthetic_cohort(folder / "cohort", args.stage_cases, os.cpu_count() or 1)
              if args.stage_cases else None)
     written_s = time.perf_counter() - started
-    from dlrn.deep.train import TrainSettings, autocast_dtype
+    from dlrn.deep.runtime import autocast_dtype
+    from dlrn.deep.train import TrainSettings
 
     device = _device()
     dtype = autocast_dtype(TrainSettings(), device)

@@ -1,4 +1,7 @@
-"""Load the R reference values of ../shared/stats-refs (see its README for conventions)."""
+"""Load the R reference values vendored in tests/data/stats-refs (origin ../shared/stats-refs).
+
+A missing file fails the test: the R parity is the point of these tests.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-STATS_REFS = Path(__file__).resolve().parents[1].parent / "shared" / "stats-refs"
+STATS_REFS = Path(__file__).resolve().parent / "data" / "stats-refs"
 
 CLOSED_FORM = 1e-12  # README: AUC, DeLong, counts, NB, chi-square, MWU
 ITERATIVE = 1e-6  # README: anything from an iterative logistic fit; Shapiro-Wilk p
@@ -33,14 +36,14 @@ def _decode(value: object) -> object:
 def expected(name: str) -> dict:
     path = STATS_REFS / "expected" / f"{name}.json"
     if not path.is_file():
-        pytest.skip(f"R reference values not found at {path}")
+        pytest.fail(f"R reference values not found at {path} (see tests/data/README.md)")
     return _decode(json.loads(path.read_text()))
 
 
 def data(name: str) -> pd.DataFrame:
     path = STATS_REFS / "data" / f"{name}.csv"
     if not path.is_file():
-        pytest.skip(f"R reference data not found at {path}")
+        pytest.fail(f"R reference data not found at {path} (see tests/data/README.md)")
     return pd.read_csv(path)
 
 

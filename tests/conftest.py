@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Tests draw figures to files, as the CLI does (the library never picks a backend).
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 SHARED_DIR = Path(__file__).resolve().parents[1].parent / "shared"
 BUSBRA_DIR = SHARED_DIR / "data" / "busbra"

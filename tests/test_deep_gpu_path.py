@@ -22,13 +22,8 @@ from dlrn.deep.data import (
     augment_batch,
     resample_boxes,
 )
-from dlrn.deep.train import (
-    TrainSettings,
-    autocast_dtype,
-    is_deterministic,
-    precision_name,
-    train_backbone,
-)
+from dlrn.deep.runtime import autocast_dtype, is_deterministic, precision_name
+from dlrn.deep.train import TrainSettings, train_backbone
 from dlrn.errors import DlrnError
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

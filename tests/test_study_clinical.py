@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dlrn.clinical_predictors import clinical_choice
 from dlrn.report.html import build_report
 from dlrn.study.config import study_from_dict
 from dlrn.study.methods import methods_summary, weights_text
-from dlrn.study.pipeline import StudyContext, run_stages
-from dlrn.study.stages import STAGES, clinical_choice
+from dlrn.study.pipeline import StudyContext, report_sections, run_stages
+from dlrn.study.stages import STAGES
 
 CLINICAL_STAGES = [s for s in STAGES if s.name in ("cohort", "clinical", "clinical_models")]
 
@@ -76,8 +77,8 @@ def test_no_independent_predictor_falls_back_to_univariate_or_skips_as_set(colli
     assert models.status == "done"
     assert list(pd.read_csv(folder / "clinical_models" / "feature_names.csv").columns) == [
         "case_id", "size_a", "size_b"]
-    assert models.summary["notes"] == [record["note"]]
-    html = build_report(config.output_dir, {s.name: s.title for s in CLINICAL_STAGES},
+    assert models.summary.notes == [record["note"]]
+    html = build_report(config.output_dir, report_sections(CLINICAL_STAGES, result.records),
                         methods_summary(StudyContext(config, False, result.records)))
     assert html.read_text().count("univariate analysis instead (size_a, size_b)") >= 3
 

@@ -17,15 +17,11 @@ from dlrn.evaluation.summary import metrics_table, write_evaluation
 from dlrn.evaluation.threshold import youden_threshold
 from dlrn.modeling import CV_SET
 from dlrn.study.config import study_from_dict
-from dlrn.study.pipeline import StageRecord, StudyContext
-from dlrn.study.stages import (
-    CASES_FILE,
-    OOF_FILE,
-    PREDICTIONS_FILE,
-    fit_models,
-    run_comparison,
-    run_dlrn,
-)
+from dlrn.study.runner import StageRecord, StudyContext
+from dlrn.study.stages.comparison import run as run_comparison
+from dlrn.study.stages.files import CASES_FILE, OOF_FILE, PREDICTIONS_FILE
+from dlrn.study.stages.models import fit_models
+from dlrn.study.stages.nomogram import run as run_dlrn
 
 EXTERNAL = "centre_b"
 CUTOFF_COLUMNS = ["threshold", "sensitivity", "specificity", "tp", "fn"]
@@ -71,7 +67,7 @@ def _done(context: StudyContext, stage: str) -> None:
 def _feature_set_stages(context: StudyContext, cases: pd.DataFrame) -> None:
     for stage, name, seed in (("hcr_models", "HCR", 1), ("dlr_models", "DLR", 2)):
         _done(context, stage)
-        fit_models(context, stage, name, _features(cases, seed), selection=None)
+        fit_models(context, stage, name, _features(cases, seed), selection=False)
 
 
 def _clinical_stage(context: StudyContext, levels: dict[str, list[str]]) -> None:
@@ -147,7 +143,7 @@ def test_dlrn_cutoff_comes_from_its_cross_validated_training_probabilities(study
     table7 = _rows(_table7(context), "DLRN")
     assert set(table7["threshold_set"]) == {CV_SET}
     assert table7.loc["train", "threshold"] == youden_threshold(oof["label"], oof["DLRN"])
-    caption = summary["tables"]["evaluation/metrics"]
+    caption = summary.tables["evaluation/metrics"]
     assert caption.startswith("Performance of the best model of each kind (Table 7). ")
     assert "out-of-fold training predictions for HCR-" in caption
     assert "training-set predictions for DL-resnet18" in caption
@@ -169,7 +165,7 @@ def test_a_clinical_level_missing_from_a_fold_falls_back_to_an_in_sample_cutoff(
     summary = run_dlrn(context)
     assert not (context.stage_dir("dlrn") / OOF_FILE).exists()
     assert any("in-sample training predictions" in note and "'rare'" in note
-               for note in summary["notes"])
+               for note in summary.notes)
     _done(context, "comparison")
     run_comparison(context)
     assert set(_rows(_table7(context), "DLRN")["threshold_set"]) == {"train"}

@@ -10,6 +10,7 @@ import pytest
 
 from dlrn.clinical import baseline_table
 from dlrn.report.html import (
+    ReportSection,
     _html_table,
     _paper_view,
     baseline_view,
@@ -18,6 +19,7 @@ from dlrn.report.html import (
     format_p,
     metrics_view,
 )
+from dlrn.report.summary import StageSummary
 
 
 def _metrics(note: str = "") -> pd.DataFrame:
@@ -137,12 +139,11 @@ def test_report_shows_the_paper_views_and_keeps_every_column_in_the_workbook(coh
                    group_order=["train", "test"]).to_csv(stage / "tables" / "baseline.csv",
                                                           index=False)
     _metrics("npv undefined").to_csv(stage / "tables" / "metrics.csv", index=False)
-    (stage / "stage.json").write_text(json.dumps({
-        "name": "clinical", "status": "done", "summary": {"tables": {
-            "tables/baseline": "Baseline characteristics (Table 2)",
-            "tables/metrics": "Performance"}}}))
+    summary = StageSummary(tables={"tables/baseline": "Baseline characteristics (Table 2)",
+                                   "tables/metrics": "Performance"})
     (tmp_path / "study.json").write_text(json.dumps({"identity": {}, "versions": {}}))
-    html = build_report(tmp_path, {"clinical": "Clinical"}, []).read_text()
+    section = ReportSection("clinical", "Clinical", "done", summary)
+    html = build_report(tmp_path, [section], []).read_text()
     assert "<th>Test used</th>" in html and "<th>AUC (95% CI)</th>" in html
     assert "shapiro_p_1" not in html and "auc_ci_low" not in html
     workbook = pd.read_excel(tmp_path / "report" / "tables.xlsx", sheet_name=None)

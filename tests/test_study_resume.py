@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dlrn.errors import ConfigError, DlrnError
+from dlrn.report.summary import StageSummary
 from dlrn.study.config import CohortSettings, StudyConfig
 from dlrn.study.pipeline import Stage, run_stages
 
@@ -14,7 +15,7 @@ def _toy_stages(calls: list[str]) -> list[Stage]:
         def run(context):
             calls.append(name)
             (context.stage_dir(name) / "out.txt").write_text(name)
-            return {"ran": name}
+            return StageSummary(notes=[f"ran {name}"])
         return run
 
     return [
@@ -45,7 +46,7 @@ def test_second_run_recomputes_nothing(config):
     second = run_stages(_toy_stages(calls), config, progress=False)
     assert calls == []
     assert all(r.reused for r in second.records.values())
-    assert second.records["fusion"].summary == {"ran": "fusion"}
+    assert second.records["fusion"].summary == StageSummary(notes=["ran fusion"])
 
 
 def test_changed_setting_recomputes_that_stage_and_its_dependants(config):

@@ -10,8 +10,10 @@ import pytest
 from dlrn.errors import DlrnError
 from dlrn.report.html import build_report
 from dlrn.study.config import study_from_dict
-from dlrn.study.pipeline import run_stages
-from dlrn.study.stages import IGNORED_REPEATS, STAGES, deep_settings
+from dlrn.study.pipeline import report_sections, run_stages
+from dlrn.study.stages import STAGES
+from dlrn.study.stages.cohort import IGNORED_REPEATS
+from dlrn.study.stages.deep import deep_settings
 
 COHORT_STAGE = [stage for stage in STAGES if stage.name == "cohort"]
 
@@ -42,7 +44,7 @@ def test_excluded_cases_are_counted_once_and_ignored_repeat_masks_apart(damaged_
                                                                           tmp_path):
     config = _study(damaged_table, tmp_path, on_error="exclude", min_roi_mm=5.0)
     record = run_stages(COHORT_STAGE, config, progress=False).records["cohort"]
-    facts = record.summary["facts"]
+    facts = record.summary.facts()
     assert facts["cases analysed"] == 59
     assert facts["cases excluded"] == 1
     assert facts[IGNORED_REPEATS] == 1
@@ -52,11 +54,12 @@ def test_excluded_cases_are_counted_once_and_ignored_repeat_masks_apart(damaged_
     ignored = pd.read_csv(tables / "ignored_repeat_masks.csv", dtype={"case_id": str})
     assert list(ignored["case_id"]) == ["syn0005"]
     # PNG images carry no spacing: the size criterion cannot apply, and the report says so
-    assert any("min_roi_mm=5" in note for note in record.summary["notes"])
+    assert any("min_roi_mm=5" in note for note in record.summary.notes)
     cases = pd.read_csv(config.output_dir / "stages" / "cohort" / "cases.csv",
                         dtype={"case_id": str}).set_index("case_id")
     assert pd.isna(cases.loc["syn0005", "mask_reader2"])
-    html = build_report(config.output_dir, {"cohort": "Patients and split"}, []).read_text()
+    html = build_report(config.output_dir, report_sections(COHORT_STAGE, {"cohort": record}),
+                        []).read_text()
     assert "Note: min_roi_mm=5" in html
     assert "Repeat masks left out of the ICC analysis" in html
 

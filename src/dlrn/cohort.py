@@ -34,7 +34,7 @@ Rules worth knowing:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Literal
@@ -42,19 +42,23 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from dlrn.case_files import Problem, file_problems, max_diameter_mm
 from dlrn.errors import DlrnError
-from dlrn.imaging import ImageReadError, read_image, read_mask, spacing_is_known, spacings_agree
+from dlrn.io import read_table
+from dlrn.splitting import patients_on_both_sides, split_cohort
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_MIN_ROI_PIXELS", "Cohort", "CohortColumns", "CohortValidationError",
+           "absolute_path", "max_diameter_mm", "patients_on_both_sides", "read_cohort",
+           "split_cohort"]
 
 DEFAULT_MIN_ROI_PIXELS = 16
 """Below this ROIs are too small for texture features to mean anything."""
 
 SPLIT_VALUES = ("train", "test")
-_SPLIT_CANDIDATES = 50
 _TRUE_LABELS = {"1", "1.0", "true"}
 _FALSE_LABELS = {"0", "0.0", "false"}
-_EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
 _FIRST_DATA_ROW = 2  # spreadsheet row of the first case (row 1 is the header)
 
 
@@ -94,15 +98,6 @@ class Cohort:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Problem:
-    row: int
-    case_id: str
-    column: str
-    file: str
-    problem: str
-
-
 _PROBLEM_COLUMNS = ["row", "case_id", "column", "file", "problem"]
 
 
@@ -128,11 +123,12 @@ def read_cohort(
     cases = _canonical_cases(table, columns, clinical, source.parent)
 
     problems = _table_problems(cases, columns)
-    file_problems, unknown_spacing = _file_problems(
-        cases, columns, min_roi_mm=min_roi_mm, min_roi_pixels=min_roi_pixels,
+    mask_columns = [("mask", columns.mask)] + [(name, name) for name in columns.repeat_masks]
+    file_problems_, unknown_spacing = file_problems(
+        cases, columns.image, mask_columns, min_roi_mm=min_roi_mm, min_roi_pixels=min_roi_pixels,
         mask_label=mask_label, frame=frame, progress=progress,
     )
-    problem_table = _problem_table(problems + file_problems)
+    problem_table = _problem_table(problems + file_problems_)
     if len(problem_table) and on_error == "stop":
         raise CohortValidationError(_problem_message(source, problem_table), problem_table)
 
@@ -159,61 +155,6 @@ def read_cohort(
     )
 
 
-def split_cohort(cases: pd.DataFrame, *, test_size: float = 0.3, seed: int = 0) -> pd.Series:
-    """Random train/test split by patient, stratified by label, deterministic from ``seed``.
-
-    Patients are stratified by whether they have a positive case, a negative case or
-    both, so all images of a patient land on the same side. Patients have different
-    numbers of images, so of ``_SPLIT_CANDIDATES`` such random splits the one closest
-    to ``test_size`` of the *cases* with the most similar positive rates is kept.
-    """
-    if not 0.0 < test_size < 1.0:
-        raise DlrnError(f"test_size must be between 0 and 1, got {test_size}")
-    missing = [name for name in ("label", "patient_id") if name not in cases.columns]
-    if missing:
-        raise DlrnError(f"split_cohort needs the columns {missing} in the cases table")
-    strata = _patient_strata(cases)
-    best = min(_candidate_test_sets(cases, strata, test_size, seed),
-               key=lambda is_test: _split_imbalance(cases, is_test, test_size))
-    return pd.Series(np.where(best, "test", "train"), index=cases.index, name="split")
-
-
-def _candidate_test_sets(
-    cases: pd.DataFrame, strata: pd.Series, test_size: float, seed: int
-) -> Iterator[np.ndarray]:
-    """Case-level test flags of stratified random patient splits (deterministic from seed)."""
-    from sklearn.model_selection import StratifiedShuffleSplit
-
-    splitter = StratifiedShuffleSplit(
-        n_splits=_SPLIT_CANDIDATES, test_size=test_size, random_state=seed
-    )
-    try:
-        for _, test_index in splitter.split(strata.index, strata):
-            yield cases["patient_id"].isin(strata.index[test_index]).to_numpy()
-    except ValueError as error:
-        raise DlrnError(
-            f"cannot split {len(strata)} patients ({strata.value_counts().to_dict()} by class) "
-            f"with test_size={test_size}: {error}"
-        ) from error
-
-
-def _split_imbalance(cases: pd.DataFrame, is_test: np.ndarray, test_size: float) -> float:
-    """Distance from ``test_size`` of the cases plus the gap between the sets' positive rates."""
-    labels = cases["label"].to_numpy()
-    rate_gap = abs(labels[is_test].mean() - labels[~is_test].mean())
-    return abs(is_test.mean() - test_size) + rate_gap
-
-
-def _patient_strata(cases: pd.DataFrame) -> pd.Series:
-    """Per patient: 'positive', 'negative' or 'mixed' (merged into positive if rare)."""
-    by_patient = cases.groupby("patient_id", sort=True)["label"].agg(["min", "max"])
-    strata = pd.Series("negative", index=by_patient.index)
-    strata[by_patient["min"] == 1] = "positive"
-    mixed = (by_patient["min"] == 0) & (by_patient["max"] == 1)
-    strata[mixed] = "mixed" if mixed.sum() >= 2 else "positive"
-    return strata
-
-
 # --- reading the table ----------------------------------------------------------------------
 
 
@@ -224,15 +165,8 @@ def _read_table(source: Path, columns: CohortColumns) -> pd.DataFrame:
     text_columns = [columns.case_id, columns.image, columns.mask, columns.patient or "patient_id",
                     *columns.repeat_masks]
     text_columns += [name for name in (columns.label, columns.split) if name]
-    as_text = dict.fromkeys(text_columns, str)
-    try:
-        if source.suffix.lower() in _EXCEL_SUFFIXES:
-            table = pd.read_excel(source, dtype=as_text)
-        else:
-            separator = "\t" if source.suffix.lower() in (".tsv", ".tab") else ","
-            table = pd.read_csv(source, sep=separator, dtype=as_text, skip_blank_lines=False)
-    except Exception as error:  # pandas raises many types for malformed tables
-        raise DlrnError(f"cannot read cohort table {source}: {error}") from error
+    table = read_table(source, what="cohort table", text_columns=text_columns,
+                       skip_blank_lines=False)
     table.columns = [str(name).strip() for name in table.columns]
     table.insert(0, "_row", np.arange(len(table)) + _FIRST_DATA_ROW)
     return table.loc[table.drop(columns="_row").notna().any(axis=1)].reset_index(drop=True)
@@ -256,7 +190,7 @@ def _check_columns(table: pd.DataFrame, columns: CohortColumns, source: Path) ->
         raise CohortValidationError(
             f"cohort table {source}: missing column(s) {', '.join(map(repr, missing))}; "
             f"columns found: {', '.join(map(repr, found))}",
-            _problem_table([_Problem(1, "", name, "", "missing column") for name in missing]),
+            _problem_table([Problem(1, "", name, "", "missing column") for name in missing]),
         )
 
 
@@ -292,7 +226,7 @@ def _canonical_cases(
     for name, column in [("image", columns.image), ("mask", columns.mask)] + [
         (repeat, repeat) for repeat in columns.repeat_masks
     ]:
-        cases[name] = [_absolute(value, folder) for value in _text(table[column])]
+        cases[name] = [absolute_path(value, folder) for value in _text(table[column])]
     if columns.label:
         cases["label"] = _text(table[columns.label])
     patients = _text(table[columns.patient]) if columns.patient else cases["case_id"]
@@ -315,7 +249,8 @@ def _clean_text(value: object) -> str | None:
     return str(value).strip() or None
 
 
-def _absolute(value: str | None, folder: Path) -> str | None:
+def absolute_path(value: str | None, folder: Path) -> str | None:
+    """A path from a cohort table made absolute against the table's folder (None stays None)."""
     if value is None:
         return None
     path = Path(value)
@@ -327,7 +262,7 @@ def _absolute(value: str | None, folder: Path) -> str | None:
 # --- checks on the table --------------------------------------------------------------------
 
 
-def _table_problems(cases: pd.DataFrame, columns: CohortColumns) -> list[_Problem]:
+def _table_problems(cases: pd.DataFrame, columns: CohortColumns) -> list[Problem]:
     problems = _id_problems(cases, columns)
     if columns.label:
         problems += _label_problems(cases, columns)
@@ -337,26 +272,26 @@ def _table_problems(cases: pd.DataFrame, columns: CohortColumns) -> list[_Proble
     return problems
 
 
-def _id_problems(cases: pd.DataFrame, columns: CohortColumns) -> list[_Problem]:
+def _id_problems(cases: pd.DataFrame, columns: CohortColumns) -> list[Problem]:
     problems = []
     for row, case_id, patient in cases[["_row", "case_id", "patient_id"]].itertuples(index=False):
         if case_id is None:
-            problems.append(_Problem(row, "", columns.case_id, "", "case id is missing"))
+            problems.append(Problem(row, "", columns.case_id, "", "case id is missing"))
         elif columns.patient and patient is None:
-            problems.append(_Problem(row, case_id, columns.patient, "", "patient id is missing"))
+            problems.append(Problem(row, case_id, columns.patient, "", "patient id is missing"))
     named = cases[cases["case_id"].notna()]
     for case_id, rows in named.groupby("case_id")["_row"]:
         if len(rows) > 1:
             listed = ", ".join(map(str, rows))
             problems += [
-                _Problem(row, str(case_id), columns.case_id, "",
+                Problem(row, str(case_id), columns.case_id, "",
                          f"duplicate case id (rows {listed})")
                 for row in rows
             ]
     return problems
 
 
-def _label_problems(cases: pd.DataFrame, columns: CohortColumns) -> list[_Problem]:
+def _label_problems(cases: pd.DataFrame, columns: CohortColumns) -> list[Problem]:
     """Convert ``cases['label']`` to 0/1 in place and report values that cannot be."""
     mapping = _label_mapping(cases["label"], columns.positive_label)
     seen = sorted({value.lower() for value in cases["label"].dropna()})
@@ -365,7 +300,7 @@ def _label_problems(cases: pd.DataFrame, columns: CohortColumns) -> list[_Proble
         label = None if value is None else mapping.get(value.lower())
         labels.append(label)
         if label is None:
-            problems.append(_Problem(row, case_id or "", str(columns.label), "",
+            problems.append(Problem(row, case_id or "", str(columns.label), "",
                                      _label_message(value, mapping, seen)))
     cases["label"] = pd.array(labels, dtype="Int64")
     return problems
@@ -394,26 +329,25 @@ def _label_message(value: str | None, mapping: dict, seen: list[str]) -> str:
     return f"label {value!r} is not binary (expected one of: {expected}; or set positive_label)"
 
 
-def _split_problems(cases: pd.DataFrame, columns: CohortColumns) -> list[_Problem]:
+def _split_problems(cases: pd.DataFrame, columns: CohortColumns) -> list[Problem]:
     problems = [
-        _Problem(row, case_id or "", str(columns.split), "",
+        Problem(row, case_id or "", str(columns.split), "",
                  f"split value {value!r} is not one of {', '.join(SPLIT_VALUES)}")
         for row, case_id, value in cases[["_row", "case_id", "split"]].itertuples(index=False)
         if value not in SPLIT_VALUES
     ]
     valid = cases[cases["split"].isin(SPLIT_VALUES)]
-    sides = valid.groupby("patient_id")["split"].nunique()
-    for patient in sides.index[sides > 1]:
+    for patient in patients_on_both_sides(valid["split"], valid["patient_id"]):
         rows = valid[valid["patient_id"] == patient]
         problems += [
-            _Problem(row, case_id or "", str(columns.split), "",
+            Problem(row, case_id or "", str(columns.split), "",
                      f"patient {patient!r} has cases in both train and test (leakage)")
             for row, case_id in rows[["_row", "case_id"]].itertuples(index=False)
         ]
     return problems
 
 
-def _shared_image_problems(cases: pd.DataFrame, columns: CohortColumns) -> list[_Problem]:
+def _shared_image_problems(cases: pd.DataFrame, columns: CohortColumns) -> list[Problem]:
     images = cases[cases["image"].notna()]
     resolved = images["image"].map(lambda path: str(Path(path).resolve()))
     problems = []
@@ -421,153 +355,11 @@ def _shared_image_problems(cases: pd.DataFrame, columns: CohortColumns) -> list[
         if len(group) > 1:
             ids = ", ".join(str(case_id) for case_id in group["case_id"])
             problems += [
-                _Problem(row, case_id or "", columns.image, path,
+                Problem(row, case_id or "", columns.image, path,
                          f"the same image file is used by cases {ids}")
                 for row, case_id in group[["_row", "case_id"]].itertuples(index=False)
             ]
     return problems
-
-
-# --- checks on the files --------------------------------------------------------------------
-
-
-def _file_problems(
-    cases: pd.DataFrame,
-    columns: CohortColumns,
-    *,
-    min_roi_mm: float | None,
-    min_roi_pixels: int,
-    mask_label: int | None,
-    frame: int,
-    progress: bool,
-) -> tuple[list[_Problem], int]:
-    """Problems of each case's files, and how many images lack a known spacing.
-
-    Each case's files are read once and released: one case in memory at a time.
-    """
-    from tqdm.auto import tqdm
-
-    mask_columns = [("mask", columns.mask)] + [(name, name) for name in columns.repeat_masks]
-    problems: list[_Problem] = []
-    unknown_spacing = 0
-    rows = cases[["_row", "case_id", "image", *(name for name, _ in mask_columns)]]
-    for record in tqdm(rows.to_dict("records"), desc="checking cases", disable=not progress,
-                       unit="case"):
-        case = _CaseCheck(record["_row"], record["case_id"] or "", min_roi_mm, min_roi_pixels)
-        image = case.read(record["image"], columns.image, lambda p: read_image(p, frame=frame))
-        for name, column in mask_columns:
-            if pd.isna(record[name]) and name != "mask":
-                continue  # repeat segmentations exist for a subset of cases only
-            mask = case.read(record[name], column,
-                             lambda p: read_mask(p, label=mask_label, frame=frame))
-            if image is not None and mask is not None:
-                case.check_mask(image, mask, record[name], column)
-        if image is not None and not spacing_is_known(image):
-            unknown_spacing += 1
-        problems += case.problems
-    return problems, unknown_spacing
-
-
-@dataclass
-class _CaseCheck:
-    """The problems of one case, collected while its files are read."""
-
-    row: int
-    case_id: str
-    min_roi_mm: float | None
-    min_roi_pixels: int
-    problems: list[_Problem] = field(default_factory=list)
-
-    def report(self, column: str, file: str, problem: str) -> None:
-        self.problems.append(_Problem(self.row, self.case_id, column, file, problem))
-
-    def read(self, path: str | None, column: str, reader):
-        if pd.isna(path):
-            self.report(column, "", f"{column} path is missing")
-            return None
-        if not Path(path).is_file():
-            self.report(column, path, "file not found")
-            return None
-        try:
-            return reader(path)
-        except ImageReadError as error:
-            self.report(column, path, f"unreadable: {_without_path(str(error), path)}")
-            return None
-
-    def check_mask(self, image, mask, path: str, column: str) -> None:
-        if mask.GetSize() != image.GetSize():
-            self.report(column, path, f"mask size {_size(mask)} differs from image size "
-                                      f"{_size(image)}")
-            return
-        if not spacings_agree(image, mask):
-            self.report(column, path, f"mask spacing {_spacing(mask)} mm differs from image "
-                                      f"spacing {_spacing(image)} mm")
-            return
-        for problem in _roi_problems(mask, image, self.min_roi_mm, self.min_roi_pixels):
-            self.report(column, path, problem)
-
-
-def _roi_problems(mask, image, min_roi_mm: float | None, min_roi_pixels: int) -> Iterator[str]:
-    import SimpleITK as sitk
-
-    roi = sitk.GetArrayViewFromImage(mask) != 0
-    n_pixels = int(roi.sum())
-    if n_pixels == 0:
-        yield "empty mask (no ROI pixels)"
-        return
-    if n_pixels < min_roi_pixels:
-        yield f"ROI has {n_pixels} pixels, fewer than min_roi_pixels={min_roi_pixels}"
-    if min_roi_mm is not None and spacing_is_known(image):
-        diameter = max_diameter_mm(roi, image.GetSpacing())
-        if diameter < min_roi_mm:
-            yield f"ROI maximum diameter {diameter:.2f} mm is below min_roi_mm={min_roi_mm:g}"
-
-
-def max_diameter_mm(roi: np.ndarray, spacing: tuple[float, float]) -> float:
-    """Largest distance between two points of the ROI (pixel corners), in mm (Feret diameter).
-
-    ``roi`` is a (rows, cols) boolean array; ``spacing`` is (x, y) as SimpleITK gives it.
-    """
-    rows, cols = np.nonzero(roi)
-    # Hull vertices are extreme in their row, so the left- and rightmost pixel per row suffice.
-    order = np.lexsort((cols, rows))
-    rows, cols = rows[order], cols[order]
-    first = np.r_[True, rows[1:] != rows[:-1]]
-    last = np.r_[rows[1:] != rows[:-1], True]
-    ends = first | last
-    corners = np.array([(0, 0), (0, 1), (1, 0), (1, 1)], dtype=float) - 0.5
-    points = (np.c_[cols[ends], rows[ends]][:, None, :] + corners).reshape(-1, 2)
-    points = points * np.asarray(spacing, dtype=float)
-    points = _hull_points(points)
-    differences = points[:, None, :] - points[None, :, :]
-    return float(np.sqrt((differences**2).sum(axis=2)).max())
-
-
-def _hull_points(points: np.ndarray) -> np.ndarray:
-    from scipy.spatial import ConvexHull, QhullError
-
-    try:
-        return points[ConvexHull(points).vertices]
-    except QhullError:  # all points on one line
-        return points
-
-
-def _without_path(message: str, path: str) -> str:
-    """The reader's message without the file name, shown in its own column of the list."""
-    for mention in (f" '{path}'", f' "{path}"', f" {path}"):
-        message = message.replace(mention, "")
-    message = message.replace(path, "the file")
-    for redundant in ("the file: ", "cannot read image file: "):
-        message = message.removeprefix(redundant)
-    return message.strip(" :")
-
-
-def _size(image) -> str:
-    return "x".join(map(str, image.GetSize()))
-
-
-def _spacing(image) -> str:
-    return " x ".join(f"{value:g}" for value in image.GetSpacing())
 
 
 def _spacing_notes(min_roi_mm: float | None, unknown_spacing: int) -> list[str]:
@@ -582,7 +374,7 @@ def _spacing_notes(min_roi_mm: float | None, unknown_spacing: int) -> list[str]:
 # --- reporting and exclusion ----------------------------------------------------------------
 
 
-def _problem_table(problems: list[_Problem]) -> pd.DataFrame:
+def _problem_table(problems: list[Problem]) -> pd.DataFrame:
     table = pd.DataFrame([vars(problem) for problem in problems], columns=_PROBLEM_COLUMNS)
     return table.sort_values(["row", "column"], kind="stable").reset_index(drop=True)
 

@@ -30,6 +30,8 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -156,14 +158,12 @@ def extractor_for(params: dict[str, Any], source: str = "the parameters"):
 def _extractor(params_json: str, source: str):
     from radiomics import featureextractor
 
-    # Skipped filters are detected and reported per case instead of as log lines.
-    logging.getLogger("radiomics").setLevel(logging.ERROR)
-    logging.getLogger("pykwalify").setLevel(logging.WARNING)
     params = json.loads(params_json)
     settings = dict(params.get("setting") or {})
     settings["label"] = 1  # dlrn's masks are 0/1; the file's label chose the ROI when reading
     try:
-        return featureextractor.RadiomicsFeatureExtractor({**params, "setting": settings})
+        with _quiet_pyradiomics():
+            return featureextractor.RadiomicsFeatureExtractor({**params, "setting": settings})
     except Exception as error:  # pykwalify schema errors and PyRadiomics' ValueErrors
         raise ConfigError(f"{source} is not a valid PyRadiomics parameter set: {error}") from error
 
@@ -205,6 +205,21 @@ def expected_families(params: dict[str, Any]) -> set[str]:
 # ---------------------------------------------------------------- one case
 
 
+@contextmanager
+def _quiet_pyradiomics() -> Iterator[None]:
+    """PyRadiomics' log lines off while it extracts (skipped filters are detected and
+    reported per case instead); the user's logging settings are restored afterwards."""
+    loggers = [logging.getLogger("radiomics"), logging.getLogger("pykwalify")]
+    levels = [logger.level for logger in loggers]
+    loggers[0].setLevel(logging.ERROR)
+    loggers[1].setLevel(max(levels[1], logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def extract_case(task: CaseTask) -> dict[str, float]:
     """Features of one case, read from its files; raises if PyRadiomics fails or skips anything.
 
@@ -217,7 +232,7 @@ def extract_case(task: CaseTask) -> dict[str, float]:
     )
     image = as_float64(image)
     extractor = extractor_for(task.params)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_pyradiomics():
         # LBP2D on float32 images: skimage's advice does not apply (same values as PyRadiomics').
         warnings.filterwarnings("ignore", message="Applying `local_binary_pattern`")
         result = extractor.execute(image, mask)

@@ -32,6 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _figures_to_files() -> None:
+    """The command writes figures to files: matplotlib's Agg backend, chosen once here.
+
+    The library never chooses a backend, so a notebook keeps its own.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -39,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    _figures_to_files()
     try:
         return int(args.func(args) or 0)
     except DlrnError as error:

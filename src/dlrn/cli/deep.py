@@ -1,4 +1,4 @@
-"""``dlrn train-dl`` and ``dlrn deep-features``: the study's deep-learning stage.
+"""``dlrn train-dl`` and ``dlrn deep-features``: the study's deep-learning stage, alone.
 
 ``train-dl`` fine-tunes each backbone on the training cases, compares them,
 chooses one on validation AUC (a patient-grouped split of the training set),
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 from dlrn.cli._cohort_args import (
     add_cohort_arguments,
@@ -19,22 +20,50 @@ from dlrn.cli._cohort_args import (
     label_column,
     read_cohort_from_args,
 )
+from dlrn.cli._settings import parse_value
 from dlrn.errors import ConfigError
+from dlrn.study.config import DeepSettings, setting_help
 
 log = logging.getLogger(__name__)
 
 _FEATURES_CROPS = ("Crops are made as when the model was trained (size, margin, mask label, "
                    "frame); --mask-label and --frame, when given, name this cohort's own.")
 
+#: option -> study-file setting (dl.<name>): the same knobs as ``dlrn run``'s deep stage.
+SETTING_OPTIONS = {
+    "--backbones": "backbones", "--weights": "weights", "--epochs": "epochs",
+    "--batch-size": "batch_size", "--lr": "learning_rate", "--optimizer": "optimizer",
+    "--warmup-epochs": "warmup_epochs", "--patience": "patience",
+    "--val-fraction": "val_fraction", "--class-weighted": "class_weighted",
+    "--no-augment": "augment", "--normalization": "normalization",
+    "--image-size": "image_size", "--margin": "crop_margin", "--keep-aspect": "keep_aspect",
+    "--feature-mode": "feature_mode", "--pca-components": "pca_components",
+    "--gradcam-cases": "gradcam_cases", "--device": "device", "--no-amp": "amp",
+    "--precision": "precision",
+    "--threads": "threads", "--workers": "workers",
+}
+_SWITCHES = {"--class-weighted", "--keep-aspect"}  # on when given
+_NEGATIONS = {"--no-augment", "--no-amp"}  # off when given
+_LISTS = {"--backbones", "--gradcam-cases"}  # comma-separated
+
 
 def _add_common_arguments(parser: argparse.ArgumentParser, *, split: bool = False) -> None:
     parser.add_argument("table", type=Path, help="cohort table (CSV, TSV or Excel)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     add_cohort_arguments(parser, split=split)
-    parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per batch (16)")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier outputs")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_setting_options(parser: argparse.ArgumentParser) -> None:
+    """One option per setting of the study file's ``dl`` section, with its help."""
+    for option, name in SETTING_OPTIONS.items():
+        help_text = f"{setting_help(DeepSettings, name)} (study file: dl.{name})"
+        if option in _SWITCHES or option in _NEGATIONS:
+            parser.add_argument(option, dest=name, action="store_const",
+                                const=option in _SWITCHES, default=None, help=help_text)
+        else:
+            parser.add_argument(option, dest=name, default=None, help=help_text)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,44 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n")[1].replace("\n", " "))
     _add_common_arguments(train, split=True)
     add_hidden_aliases(train, {"--split": "split_column"})  # its former name
-    train.add_argument("--backbones", default="densenet121,vgg19,resnet50",
-                       help="comma-separated torchvision names (densenet121,vgg19,resnet50)")
-    train.add_argument("--weights", default="imagenet",
-                       help="imagenet (downloaded once to the torch cache), a local "
-                            ".pth/.pt/.safetensors file (one backbone only), or none")
+    _add_setting_options(train)
     train.add_argument("--test-size", type=float, default=0.3, help="test fraction (0.3)")
     train.add_argument("--seed", type=int, default=0, help="seed of split, init, shuffling")
-    train.add_argument("--epochs", type=int, default=30, help="maximum epochs (30)")
-    train.add_argument("--patience", type=int, default=10,
-                       help="stop after this many epochs without a better validation AUC")
-    train.add_argument("--lr", type=float, default=None,
-                       help="peak learning rate (1e-4 pretrained, 1e-3 random init)")
-    train.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
-    train.add_argument("--warmup-epochs", type=float, default=1.0)
-    train.add_argument("--class-weighted", action="store_true",
-                       help="weight the loss by the class ratio (pos_weight)")
-    train.add_argument("--val-fraction", type=float, default=0.2,
-                       help="part of the training patients used for best-epoch selection")
-    train.add_argument("--image-size", type=int, default=224, help="crop side in pixels")
-    train.add_argument("--margin", default="0", help="crop margin: pixels (10) or percent (10%%)")
-    train.add_argument("--keep-aspect", action="store_true",
-                       help="letterbox crops instead of stretching them to a square")
-    train.add_argument("--normalization", choices=["zscore", "imagenet"], default=None,
-                       help="default: imagenet with pretrained weights, zscore without")
-    train.add_argument("--no-augment", action="store_true", help="no random crop or flips")
-    train.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
-    train.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                       help="CUDA autocast: auto = bf16 where the GPU has it, else fp16 "
-                            "(CPU always trains in fp32)")
-    train.add_argument("--threads", type=int, default=None, help="CPU threads (all allowed)")
-    train.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    train.add_argument("--feature-mode", choices=["pooled", "map"], default="pooled",
-                       help="deep features: pooled last feature map or the flattened map")
-    train.add_argument("--pca-components", type=int, default=512,
-                       help="PCA components (capped by the training cases); 0: no PCA")
-    train.add_argument("--gradcam-cases", default=None,
-                       help="comma-separated case ids (default: most confident test "
-                            "TP, TN, FP, FN)")
     train.add_argument("--resume", action="store_true", help="continue a run in --out")
     train.set_defaults(func=run_train)
 
@@ -89,6 +83,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n")[1].replace("\n", " ") + " " + _FEATURES_CROPS)
     _add_common_arguments(features)
     features.set_defaults(frame=None)  # None: the model's frame (see _FEATURES_CROPS)
+    features.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
+    features.add_argument("--batch-size", type=int, default=16, help="images per batch (16)")
     features.add_argument("--model", required=True, type=Path,
                           help="a model folder of train-dl (OUT/models/<backbone>)")
     features.add_argument("--pca", type=Path, default=None,
@@ -97,58 +93,60 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     features.set_defaults(func=run_features)
 
 
-def _split(cohort, args: argparse.Namespace):
+def _option_value(option: str, text: Any) -> Any:
+    if option in _SWITCHES or option in _NEGATIONS:
+        return text
+    if option in _LISTS:
+        return [name.strip() for name in text.split(",") if name.strip()]
+    if option == "--weights":
+        return None if text.lower() == "none" else text
+    if option == "--margin":
+        return text if text.strip().endswith("%") else parse_value(text)
+    return parse_value(text)
+
+
+def deep_section(args: argparse.Namespace) -> DeepSettings:
+    """The options as the study file's ``dl`` section (validated the same way)."""
+    from dlrn.study.config import section_from_dict
+
+    given = {name: _option_value(option, getattr(args, name))
+             for option, name in SETTING_OPTIONS.items() if getattr(args, name) is not None}
+    dl = section_from_dict(DeepSettings, given, path="dl", source="the train-dl options")
+    if dl.weights not in (None, "imagenet") and len(dl.backbones) > 1:
+        raise ConfigError("--weights FILE holds one backbone's weights; give one --backbones")
+    return dl
+
+
+def _cases_with_set(cohort: Any, args: argparse.Namespace) -> Any:
     from dlrn.cohort import split_cohort
 
     if args.split_column:
-        return cohort.given_split
-    return split_cohort(cohort.cases, test_size=args.test_size, seed=args.seed)
-
-
-def _settings(args: argparse.Namespace):
-    from dlrn.deep.data import Augmentation, CropSettings
-    from dlrn.deep.train import TrainSettings
-    from dlrn.deep.workflow import DeepStageSettings
-
-    backbones = tuple(name.strip() for name in args.backbones.split(",") if name.strip())
-    weights = None if args.weights.lower() == "none" else args.weights
-    if weights not in (None, "imagenet") and len(backbones) > 1:
-        raise ConfigError("--weights FILE holds one backbone's weights; give one --backbones")
-    margin = args.margin if args.margin.endswith("%") else int(args.margin)
-    train = TrainSettings(
-        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-        learning_rate=args.lr, warmup_epochs=args.warmup_epochs,
-        class_weighted=args.class_weighted, patience=args.patience,
-        val_fraction=args.val_fraction, seed=args.seed, device=args.device,
-        amp=not args.no_amp, precision=args.precision, threads=args.threads,
-        num_workers=args.workers, normalization=args.normalization,
-        progress=not args.no_progress,
-        augmentation=Augmentation.none() if args.no_augment else Augmentation())
-    cases = None if args.gradcam_cases is None else tuple(args.gradcam_cases.split(","))
-    return DeepStageSettings(
-        backbones=backbones, weights=weights,
-        crop=CropSettings(image_size=args.image_size, margin=margin,
-                          keep_aspect=args.keep_aspect, mask_label=args.mask_label,
-                          frame=args.frame),
-        train=train, feature_mode=args.feature_mode,
-        pca_components=args.pca_components or None, gradcam_cases=cases)
+        split = cohort.given_split
+    else:
+        split = split_cohort(cohort.cases, test_size=args.test_size, seed=args.seed)
+    return cohort.cases.assign(set=split)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from dlrn.deep.workflow import run_deep_stage
+    import pandas as pd
+
+    from dlrn.study.stages.deep import deep_stage_settings, train_and_save
 
     if label_column(args) is None:
         raise ConfigError("train-dl needs an outcome column: --label none is not allowed here")
-    settings = _settings(args)
-    cohort = read_cohort_from_args(args)
-    result = run_deep_stage(cohort.cases, _split(cohort, args), args.out, settings,
-                            resume=args.resume, overwrite=args.overwrite, source=args.table)
-    print(result.comparison.round(3).to_string(index=False))
-    print(f"chosen backbone: {result.chosen} (highest validation AUC); results in {args.out}")
+    dl = deep_section(args)
+    settings = deep_stage_settings(dl, seed=args.seed, weights=dl.weights,
+                                   mask_label=args.mask_label, frame=args.frame,
+                                   progress=not args.no_progress)
+    cases = _cases_with_set(read_cohort_from_args(args), args)
+    summary = train_and_save(args.out, cases, settings, source=args.table, run_dir=".",
+                             resume=args.resume, overwrite=args.overwrite)
+    print(pd.read_csv(args.out / "comparison.csv").round(3).to_string(index=False))
+    print(f"chosen backbone: {summary.chosen} (highest validation AUC); results in {args.out}")
     return 0
 
 
-def _features_crop(trained, args: argparse.Namespace):
+def _features_crop(trained: Any, args: argparse.Namespace) -> Any:
     """The model's crop settings, with the mask label and frame of this cohort where given."""
     from dataclasses import replace
 
@@ -164,20 +162,19 @@ def run_features(args: argparse.Namespace) -> int:
 
     from dlrn.deep.data import CropSettings, build_crop_cache
     from dlrn.deep.features import DeepFeaturePCA, extract_deep_features
-    from dlrn.deep.train import load_trained_model, select_device
+    from dlrn.deep.runtime import select_device
+    from dlrn.deep.train import load_trained_model
+    from dlrn.io import check_output_folder
     from dlrn.provenance import write_provenance
 
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise ConfigError(f"output folder {out} is not empty; pass --overwrite to replace it")
+    out = check_output_folder(args.out, overwrite=args.overwrite)
     model, card = load_trained_model(args.model)
     crop = _features_crop(CropSettings(**card["crop"]), args)
     cases = read_cohort_from_args(args, mask_label=crop.mask_label, frame=crop.frame).cases
     cache = build_crop_cache(cases, crop, progress=not args.no_progress)
-    device = select_device(args.device)
     features = extract_deep_features(model, card["backbone"], cache,
                                      normalization=card["normalization"],
-                                     mode=args.feature_mode, device=device,
+                                     mode=args.feature_mode, device=select_device(args.device),
                                      batch_size=args.batch_size)
     out.mkdir(parents=True, exist_ok=True)
     features.to_csv(out / "deep_features.csv")

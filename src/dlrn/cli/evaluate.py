@@ -82,9 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _read_predictions(path: Path, id_column: str | None) -> pd.DataFrame:
     import pandas as pd
 
-    if not path.is_file():
-        raise ConfigError(f"predictions file {path} not found")
-    table = pd.read_csv(path)
+    from dlrn.io import read_table
+
+    table = read_table(path, what="predictions file")
     id_column = id_column or ("case_id" if "case_id" in table.columns else None)
     if id_column is None:
         table.index = pd.Index([f"row {i + 2}" for i in range(len(table))], name="case_id")

@@ -20,6 +20,7 @@ import yaml
 
 from dlrn.cli._cohort_args import add_cohort_arguments, cohort_columns, read_cohort_from_args
 from dlrn.errors import ConfigError
+from dlrn.study.config import RadiomicsSettings
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,19 @@ def output_paths(out: Path) -> dict[str, Path]:
     }
 
 
+def radiomics_section(args: argparse.Namespace) -> RadiomicsSettings:
+    """The options as the study file's ``radiomics`` section (validated the same way)."""
+    from dlrn.study.config import section_from_dict
+
+    return section_from_dict(RadiomicsSettings, {
+        "preset": args.preset, "jobs": args.jobs, "scheduler": args.scheduler,
+        "cache_dir": None if args.cache is None else str(args.cache)},
+        path="radiomics", source="the extract options")
+
+
 def run(args: argparse.Namespace) -> int:
-    from dlrn.radiomics import extract_features, load_params
+    from dlrn.radiomics import load_params
+    from dlrn.study.stages.radiomics import extract
 
     paths = _prepare_outputs(args.out, args.overwrite)
     params = load_params(args.preset)  # a bad parameter file fails before validation
@@ -85,11 +97,9 @@ def run(args: argparse.Namespace) -> int:
     cohort = read_cohort_from_args(args, columns)
     default_cache = args.out.parent / "dlrn-cache" / "radiomics"
     cache_dir = None if args.no_cache else (args.cache or default_cache)
-    result = extract_features(
-        cohort.cases, params, mask_column=mask_column, mask_label=args.mask_label,
-        frame=args.frame, jobs=args.jobs, cache_dir=cache_dir, scheduler=args.scheduler,
-        progress=not args.no_progress,
-    )
+    result = extract(cohort.cases, radiomics_section(args), preset=params,
+                     cache_dir=cache_dir, mask_column=mask_column, mask_label=args.mask_label,
+                     frame=args.frame, progress=not args.no_progress)
     _write_outputs(paths, result, cohort, args, cache_dir)
     return _report(paths, result, cohort)
 

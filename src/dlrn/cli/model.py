@@ -4,7 +4,9 @@ For users whose features come from elsewhere: a features CSV (one row per case,
 a case id column and numeric feature columns) and a cohort table with case id,
 0/1 label, optionally a patient column and a split column. Without a split
 column the split is made here (stratified by label, grouped by patient, seeded)
-and written to ``split.csv`` so it can be reused.
+and written to ``split.csv`` so it can be reused. The models are fitted by the
+same function as the study's model stages (``dlrn.study.stages.models``), with
+the study file's ``classifiers`` and ``selection`` settings as options.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from dlrn.cli._cohort_args import add_cohort_arguments, add_hidden_aliases, cohort_columns
+from dlrn.cli._settings import parse_value
 from dlrn.errors import ConfigError, DlrnError, shown_items
+from dlrn.study.config import ClassifierSettings, SelectionSettings, setting_help
 
 logger = logging.getLogger(__name__)
-
-EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
 
 _FORMER_OPTION_NAMES = {
     "--case-id-column": "id_column",
@@ -27,6 +29,18 @@ _FORMER_OPTION_NAMES = {
     "--patient-column": "patient_column",
 }
 """Option names before the cohort options were shared; still accepted, not shown."""
+
+#: option -> (settings section, field); the same knobs as the study file's sections.
+SETTING_OPTIONS = {
+    "--cv-folds": (ClassifierSettings, "cv_folds"),
+    "--class-weight": (ClassifierSettings, "class_weight"),
+    "--grids": (ClassifierSettings, "grids"),
+    "--icc-threshold": (SelectionSettings, "icc_threshold"),
+    "--p-threshold": (SelectionSettings, "p_threshold"),
+    "--correlation-threshold": (SelectionSettings, "correlation_threshold"),
+    "--lasso-folds": (SelectionSettings, "lasso_folds"),
+    "--max-features": (SelectionSettings, "max_features"),
+}
 
 
 def register(subparsers: Any) -> None:
@@ -76,42 +90,41 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--icc-form", default="ICC(2,1)", choices=("ICC(1,1)", "ICC(2,1)", "ICC(3,1)")
     )
-    parser.add_argument("--icc-threshold", type=float, default=0.85)
-    parser.add_argument(
-        "--class-weight",
-        choices=("balanced",),
-        default=None,
-        help="weight classes inversely to their frequency (no oversampling)",
-    )
+    for option, (section, name) in SETTING_OPTIONS.items():
+        where = "classifiers" if section is ClassifierSettings else "selection"
+        parser.add_argument(option, dest=name, default=None,
+                            help=f"{setting_help(section, name)} (study file: {where}.{name})")
     parser.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all)")
     parser.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
     parser.set_defaults(func=run)
 
 
-def read_table(path: Path, id_column: str, *, what: str) -> Any:
-    """A CSV/TSV/Excel table indexed by its case id column (as text)."""
-    import pandas as pd
+def _option_values(args: argparse.Namespace, section: type) -> dict[str, Any]:
+    """The options given for one settings section, read as the study file reads them."""
+    values = {}
+    for cls, name in SETTING_OPTIONS.values():
+        text = getattr(args, name)
+        if cls is section and text is not None:
+            values[name] = parse_value(text)
+    return values
 
-    if not path.is_file():
-        raise DlrnError(f"{what} not found: {path}")
-    try:
-        if path.suffix.lower() in EXCEL_SUFFIXES:
-            table = pd.read_excel(path, dtype={id_column: str})
-        else:
-            separator = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-            table = pd.read_csv(path, sep=separator, dtype={id_column: str})
-    except Exception as error:  # pandas raises many types for malformed files
-        raise DlrnError(f"cannot read {what} {path}: {error}") from error
-    if id_column not in table.columns:
-        raise DlrnError(
-            f"{what} {path} has no case id column {id_column!r} "
-            f"(columns: {list(table.columns[:10])})"
-        )
-    table[id_column] = table[id_column].astype(str).str.strip()
-    duplicated = table[id_column][table[id_column].duplicated()].unique()
-    if len(duplicated):
-        raise DlrnError(f"{what} {path}: duplicate case id(s) {list(duplicated[:10])}")
-    return table.set_index(id_column).rename_axis("case_id")
+
+def model_settings(args: argparse.Namespace) -> Any:
+    """The options as the models stage's settings (validated like the study file)."""
+    from dlrn.classifiers import CLASSIFIERS, check_classifier_names
+    from dlrn.study.config import section_from_dict
+    from dlrn.study.stages.models import ModelsStageSettings
+
+    models = ([c.strip() for c in args.classifiers.split(",")] if args.classifiers
+              else list(CLASSIFIERS))
+    classifiers = section_from_dict(ClassifierSettings, {
+        "models": models, **_option_values(args, ClassifierSettings)}, path="classifiers")
+    check_classifier_names(classifiers.models)
+    selection = section_from_dict(SelectionSettings, _option_values(args, SelectionSettings),
+                                  path="selection")
+    if args.no_selection and args.repeat_features:
+        raise ConfigError("--repeat-features needs selection; drop --no-selection")
+    return ModelsStageSettings(classifiers, None if args.no_selection else selection, args.seed)
 
 
 def _numeric_features(table: Any, path: Path) -> Any:
@@ -125,34 +138,31 @@ def _numeric_features(table: Any, path: Path) -> Any:
 
 
 def _cohort_frame(args: argparse.Namespace) -> Any:
-    """case_id-indexed label, patient_id and split (read or made here)."""
+    """case_id-indexed label, patient_id and set (read or made here), checked for leakage."""
     import pandas as pd
 
-    from dlrn.cohort import split_cohort
+    from dlrn.cohort import patients_on_both_sides, split_cohort
+    from dlrn.io import binary_labels, read_indexed_table
 
     columns = cohort_columns(args)
     if columns.label is None:
         raise ConfigError("dlrn model needs an outcome column: --label none is not allowed here")
-    table = read_table(args.cohort, columns.case_id, what="cohort table")
+    table = read_indexed_table(args.cohort, columns.case_id, what="cohort table")
     patient = columns.patient or ("patient_id" if "patient_id" in table.columns else None)
     for column in filter(None, (columns.label, patient, columns.split)):
         if column not in table.columns:
             raise DlrnError(f"cohort table {args.cohort} has no column {column!r}")
-    label = pd.to_numeric(table[columns.label], errors="coerce")
-    bad = table.index[~label.isin([0, 1])]
-    if len(bad):
-        raise DlrnError(
-            f"cohort table {args.cohort}: column {columns.label!r} is not 0/1 for "
-            f"case(s) {list(bad[:10])}"
-        )
-    cases = pd.DataFrame(
-        {
-            "label": label.astype(int),
-            "patient_id": table[patient].astype(str) if patient else table.index,
-        }
-    )
+    label = binary_labels(table[columns.label],
+                          what=f"cohort table {args.cohort}: column {columns.label!r}")
+    cases = pd.DataFrame({"label": label,
+                          "patient_id": table[patient].astype(str) if patient else table.index})
     if columns.split:
         cases["set"] = table[columns.split].astype(str).str.strip().str.lower()
+        leaking = patients_on_both_sides(cases["set"], cases["patient_id"])
+        if leaking:
+            raise DlrnError(f"cohort table {args.cohort}: patient(s) {shown_items(leaking)} "
+                            f"have cases in the training set and in another set of column "
+                            f"{columns.split!r} (leakage); keep each patient on one side")
     else:
         cases["set"] = split_cohort(cases, test_size=args.test_size, seed=args.seed)
     return cases
@@ -169,87 +179,56 @@ def _check_same_cases(features: Any, cases: Any, args: argparse.Namespace) -> No
         )
 
 
-def _selection(args: argparse.Namespace, features: Any, train_ids: Any) -> tuple[Any, Any]:
-    """The selection pipeline and (with repeat features) the ICC table used by it."""
-    from dlrn.selection import make_selection_pipeline, repeat_icc
+def _icc(args: argparse.Namespace, features: Any, train_ids: Any) -> Any:
+    """The ICC of each feature between the main and the repeat features (training cases)."""
+    from dlrn.io import read_indexed_table
+    from dlrn.selection import repeat_icc
 
-    if args.no_selection:
-        if args.repeat_features:
-            raise ConfigError("--repeat-features needs selection; drop --no-selection")
-        return None, None
     if not args.repeat_features:
-        return make_selection_pipeline(seed=args.seed), None
+        return None
     repeats = {}
     for path in args.repeat_features:
         reading = _numeric_features(
-            read_table(path, args.id_column, what="repeat features"), path
-        )
+            read_indexed_table(path, args.id_column, what="repeat features"), path)
         unknown = reading.index.difference(features.index)
         if len(unknown):
             raise DlrnError(
                 f"repeat features {path}: case(s) not in {args.features}: {list(unknown[:10])}"
             )
         in_training = reading.loc[reading.index.isin(train_ids)]
-        logger.info(
-            "%s: ICC on %d training case(s) (%d test case(s) not used)",
-            path.name,
-            len(in_training),
-            len(reading) - len(in_training),
-        )
+        logger.info("%s: ICC on %d training case(s) (%d test case(s) not used)", path.name,
+                    len(in_training), len(reading) - len(in_training))
         repeats[path.stem] = in_training
-    icc = repeat_icc(features, repeats, form=args.icc_form)
-    pipeline = make_selection_pipeline(icc=icc, icc_threshold=args.icc_threshold, seed=args.seed)
-    return pipeline, icc
+    return repeat_icc(features, repeats, form=args.icc_form)
 
 
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from dlrn.classifiers import CLASSIFIERS, check_classifier_names
-    from dlrn.modeling import fit_feature_set, write_feature_set_result
+    from dlrn.io import check_output_folder, read_indexed_table
+    from dlrn.study.stages.models import fit_and_save
     from dlrn.tables import write_tables
 
-    if args.out.exists() and any(args.out.iterdir()) and not args.overwrite:
-        raise DlrnError(f"output folder {args.out} is not empty; choose another or add --overwrite")
-    classifiers = (
-        check_classifier_names([c.strip() for c in args.classifiers.split(",")])
-        if args.classifiers
-        else CLASSIFIERS
-    )
+    check_output_folder(args.out, overwrite=args.overwrite)
+    settings = model_settings(args)
     features = _numeric_features(
-        read_table(args.features, args.id_column, what="features"), args.features
-    )
+        read_indexed_table(args.features, args.id_column, what="features"), args.features)
     cases = _cohort_frame(args)
     _check_same_cases(features, cases, args)
     cases = cases.loc[features.index]
-    selection, icc = _selection(args, features, cases.index[cases["set"] == "train"])
-    result = fit_feature_set(
-        args.name,
-        features,
-        cases["label"],
-        cases["set"],
-        groups=cases["patient_id"],
-        selection=selection,
-        classifiers=classifiers,
-        class_weight=args.class_weight,
-        seed=args.seed,
-        n_jobs=args.jobs,
-    )
-    write_feature_set_result(result, args.out, overwrite=args.overwrite)
+    icc = _icc(args, features, cases.index[cases["set"] == "train"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = fit_and_save(args.out, args.name, features, cases, settings, icc=icc,
+                           result_dir=".", n_jobs=args.jobs)
     extra = {"split": cases.reset_index()}
     if icc is not None:
         extra["icc"] = icc.reset_index()
     write_tables(extra, args.out, workbook=None)
-    cv = result.cv_metrics.assign(set="train, out-of-fold")
-    rows = pd.concat([cv, result.metrics[result.metrics["set"] != "train"]])
-    for _, row in rows[rows["model"] == f"{args.name}-{result.best_model}"].iterrows():
-        logger.info(
-            "best by median CV AUC: %s, %s AUC %.3f (%.3f-%.3f)",
-            row["model"],
-            row["set"],
-            row["auc"],
-            row["auc_ci_low"],
-            row["auc_ci_high"],
-        )
+    metrics = pd.concat([pd.read_csv(args.out / "metrics_cv.csv").assign(
+        set="train, out-of-fold"), pd.read_csv(args.out / "metrics.csv")])
+    rows = metrics[(metrics["model"] == summary.best) & (metrics["set"] != "train")]
+    for _, row in rows.iterrows():
+        logger.info("best by median CV AUC: %s, %s AUC %.3f (%.3f-%.3f)", row["model"],
+                    row["set"], row["auc"], row["auc_ci_low"], row["auc_ci_high"])
     logger.info("results written to %s", args.out)
     return 0

@@ -71,16 +71,14 @@ def _print_outcome(result) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from dlrn.io import check_output_folder
     from dlrn.study.predict import predict_table
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise DlrnError(f"{out} exists; pass --overwrite to replace it")
-    gradcam = None if args.gradcam is None else Path(args.gradcam)
-    if gradcam is not None and gradcam.is_dir() and any(gradcam.iterdir()) \
-            and not args.overwrite:
-        raise DlrnError(f"Grad-CAM folder {gradcam} is not empty; choose another or pass "
-                        "--overwrite")
+    gradcam = None if args.gradcam is None else check_output_folder(
+        args.gradcam, overwrite=args.overwrite, what="Grad-CAM folder")
     predictions = predict_table(args.bundle, args.table, gradcam_dir=gradcam,
                                 progress=not args.quiet)
     predictions.to_csv(out)
@@ -107,9 +105,9 @@ def _demo_cohorts(out: Path, cases: int, external_cases: int) -> str:
         # Another centre: its own patients and a slightly different field of view.
         make_synthetic_cohort(table.parent, n_cases=external_cases, seed=1, image_size=size,
                               field_of_view_mm=45.0)
-        import pandas as pd
+        from dlrn.io import read_table
 
-        cohort = pd.read_csv(table, dtype={"case_id": str, "patient_id": str})
+        cohort = read_table(table, text_columns=("case_id", "patient_id"))
         for column in ("case_id", "patient_id"):  # case ids must differ between centres
             cohort[column] = "b" + cohort[column]
         cohort.to_csv(table, index=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -15,47 +15,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_is_fitted
 
-from dlrn.deep.data import CropCache, Normalization, crop_loader, normalize
+from dlrn.deep.data import CropCache, Normalization
+from dlrn.deep.inference import batched_outputs, cuda_oom_error
 from dlrn.deep.nets import feature_map
 from dlrn.errors import DlrnError
 
 FeatureMode = Literal["pooled", "map"]
-
-
-def cuda_oom_error(backbone: str, batch_size: int, device: torch.device) -> DlrnError:
-    """The message for a GPU that ran out of memory: what to change."""
-    return DlrnError(
-        f"{device} ran out of memory with backbone {backbone} at batch size {batch_size}; "
-        f"try --batch-size {max(1, batch_size // 2)} (or a smaller --image-size)"
-    )
-
-
-def batched_outputs(
-    model: torch.nn.Module,
-    function: Callable[[torch.Tensor], torch.Tensor],
-    cache: CropCache,
-    positions: Sequence[int],
-    *,
-    backbone: str,
-    normalization: Normalization,
-    device: torch.device,
-    batch_size: int = 32,
-    amp: bool = False,
-) -> np.ndarray:
-    """``function(normalised batch)`` for the given cache rows, in order, as float32 numpy."""
-    model.eval()
-    outputs = []
-    channels_last = device.type == "cuda"
-    try:
-        with torch.inference_mode(), torch.autocast(device.type, enabled=amp):
-            for batch, _ in crop_loader(cache.crops, positions, batch_size):
-                images = normalize(batch.to(device), normalization)
-                if channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                outputs.append(function(images).float().cpu().numpy())
-    except torch.cuda.OutOfMemoryError as error:
-        raise cuda_oom_error(backbone, batch_size, device) from error
-    return np.concatenate(outputs) if outputs else np.empty((0,))
+__all__ = ["DeepFeaturePCA", "FeatureMode", "batched_outputs", "cuda_oom_error",
+           "extract_deep_features"]
 
 
 def extract_deep_features(
@@ -172,6 +139,16 @@ class DeepFeaturePCA(TransformerMixin, BaseEstimator):
             "feature_names_in_": None if names is None else [str(n) for n in names],
         }, indent=1))
         return directory
+
+    @classmethod
+    def from_arrays(cls, mean: np.ndarray, components: np.ndarray,
+                    feature_names: Sequence[str], prefix: str = "DL_PC") -> DeepFeaturePCA:
+        """A fitted PCA from its mean and components (as a model bundle stores them)."""
+        pca = cls(components.shape[0], prefix)
+        pca.mean_, pca.components_ = mean, components
+        pca.n_components_, pca.n_features_in_ = components.shape
+        pca.feature_names_in_ = np.asarray(list(feature_names), dtype=object)
+        return pca
 
     @classmethod
     def load(cls, directory: str | Path) -> DeepFeaturePCA:

@@ -73,9 +73,6 @@ def overlay_image(crop: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
 
 def save_overlay(crop: np.ndarray, heatmap: np.ndarray, path: Path, title: str) -> Path:
     """The crop and its Grad-CAM overlay side by side, as a 300 dpi PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(6, 3.3))

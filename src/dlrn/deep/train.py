@@ -6,11 +6,9 @@ Best-epoch selection uses a validation split drawn from the TRAINING cases only
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -34,6 +32,13 @@ from dlrn.deep.data import (
 from dlrn.deep.features import batched_outputs, cuda_oom_error
 from dlrn.deep.memory import PeakMemory
 from dlrn.deep.nets import build_model
+from dlrn.deep.runtime import (
+    autocast,
+    autocast_dtype,
+    precision_name,
+    select_device,
+    torch_runtime,
+)
 from dlrn.errors import DlrnError
 
 BEST_CHECKPOINT = "best.safetensors"
@@ -123,66 +128,6 @@ class TrainResult:
 def initial_learning_rate(learning_rate: float | None, weights: object) -> float:
     """The given rate, else 1e-4 to fine-tune pretrained weights and 1e-3 from random init."""
     return learning_rate or (1e-3 if weights in (None, "none") else 1e-4)
-
-
-def select_device(spec: str = "auto") -> torch.device:
-    """``auto``: CUDA, then Apple MPS, then CPU; an explicit device must exist."""
-    has_mps = torch.backends.mps.is_available()
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": has_mps}
-    if not available.get(spec.split(":")[0], False):
-        usable = ", ".join(name for name, ok in available.items() if ok)
-        raise DlrnError(f"device {spec!r} is not available here; usable: auto, {usable}")
-    return torch.device(spec)
-
-
-def default_threads() -> int:
-    """CPU threads this process may use (respects taskset / container CPU limits)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-def autocast_dtype(settings: TrainSettings, device: torch.device) -> torch.dtype | None:
-    """The autocast type of a run: None (fp32) off CUDA, with ``amp=False`` or ``fp32``."""
-    if device.type != "cuda" or not settings.amp or settings.precision == "fp32":
-        return None
-    bf16 = torch.cuda.get_device_capability(device)[0] >= 8  # Ampere and later, natively
-    if settings.precision == "bf16" and not bf16:
-        raise DlrnError(f"{torch.cuda.get_device_name(device)} has no bfloat16; "
-                        f"use precision fp16 or auto")
-    if settings.precision == "fp16" or not bf16:
-        return torch.float16
-    return torch.bfloat16
-
-
-def precision_name(dtype: torch.dtype | None) -> str:
-    """How the model card and benchmarks name an autocast type."""
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-
-
-def is_deterministic(settings: TrainSettings, device: torch.device) -> bool:
-    """``deterministic=None`` resolved: True except on CUDA (see :class:`TrainSettings`)."""
-    return device.type != "cuda" if settings.deterministic is None else settings.deterministic
-
-
-@contextlib.contextmanager
-def torch_runtime(settings: TrainSettings, device: torch.device) -> Iterator[None]:
-    """Threads, determinism and cuDNN autotuning for one training run, restored afterwards."""
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    benchmark = torch.backends.cudnn.benchmark
-    repeatable = is_deterministic(settings, device)
-    torch.set_num_threads(settings.threads or default_threads())
-    if repeatable and device.type == "cuda":  # cuBLAS is repeatable only with this workspace
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(repeatable, warn_only=True)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not repeatable
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
-        torch.backends.cudnn.benchmark = benchmark
 
 
 def validation_split(cases: pd.DataFrame, train_ids: Sequence[str], fraction: float,
@@ -298,10 +243,6 @@ def _training_images(batch: torch.Tensor, settings: TrainSettings,
     return images
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
 def _train_epoch(run: _Run, loader, labels: torch.Tensor, loss_function: nn.Module,
                  settings: TrainSettings, normalization: Normalization, device: torch.device,
                  scaler: torch.amp.GradScaler) -> tuple[float, int]:
@@ -315,7 +256,7 @@ def _train_epoch(run: _Run, loader, labels: torch.Tensor, loss_function: nn.Modu
     losses, sizes = [], []
     for batch, positions in loader:
         images = _training_images(batch, settings, normalization, run.generator, device)
-        with _autocast(device, dtype):
+        with autocast(device, dtype):
             logits = run.model(images).squeeze(1)
         loss = loss_function(logits.float(), labels[positions].to(device))
         run.optimizer.zero_grad(set_to_none=True)
@@ -463,7 +404,7 @@ def _run_epochs(run: _Run, backbone: str, loader, labels: torch.Tensor,
             train_loss, train_images = _train_epoch(run, loader, labels, loss_function,
                                                     settings, normalization, device, scaler)
             train_seconds = time.perf_counter() - started
-            with _autocast(device, dtype):  # batched_outputs' autocast takes this type
+            with autocast(device, dtype):  # batched_outputs' autocast takes this type
                 logits = batched_outputs(
                     run.model, lambda images: run.model(images).squeeze(1), cache,
                     val_positions, backbone=backbone, normalization=normalization,

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from dlrn.deep.data import CropCache, CropSettings, build_crop_cache
-from dlrn.deep.features import DeepFeaturePCA, FeatureMode, batched_outputs, extract_deep_features
+from dlrn.deep.features import DeepFeaturePCA, FeatureMode, extract_deep_features
 from dlrn.deep.gradcam import gradcam_overlays
+from dlrn.deep.inference import cnn_probabilities
 from dlrn.deep.nets import STUDY_BACKBONES
 from dlrn.deep.train import TrainResult, TrainSettings, train_backbone
 from dlrn.errors import DlrnError
+from dlrn.io import check_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,9 @@ class DeepStageResult:
 
 
 def _check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()) and not (resume or overwrite):
-        raise DlrnError(f"output folder {out_dir} is not empty; pass --resume to continue "
-                        f"the run there or --overwrite to replace it")
+    check_output_folder(out_dir, overwrite=resume or overwrite,
+                        remedy="pass --resume to continue the run there or --overwrite to "
+                               "replace it")
 
 
 def _check_inputs(cases: pd.DataFrame, split: pd.Series, backbones: tuple[str, ...]) -> None:
@@ -78,12 +79,9 @@ def _check_inputs(cases: pd.DataFrame, split: pd.Series, backbones: tuple[str, .
 def predict_probabilities(result: TrainResult, cache: CropCache, case_ids: list[str],
                           batch_size: int) -> np.ndarray:
     """P(positive) for the given cases from a trained backbone."""
-    logits = batched_outputs(
-        result.model, lambda images: result.model(images).squeeze(1), cache,
-        cache.positions(case_ids), backbone=result.backbone,
-        normalization=result.normalization, device=result.device, batch_size=batch_size,
-        amp=result.device.type == "cuda")
-    return torch.sigmoid(torch.from_numpy(logits)).numpy()
+    return cnn_probabilities(result.model, result.backbone, cache, case_ids,
+                             normalization=result.normalization, device=result.device,
+                             batch_size=batch_size, amp=result.device.type == "cuda")
 
 
 def compare_backbones(models: dict[str, TrainResult], metrics: pd.DataFrame) -> pd.DataFrame:

@@ -1,11 +1,11 @@
 """Assemble the study report from a study's output folder.
 
-Stages describe what they contribute in their ``stage.json`` summary:
-``tables`` ({name: caption}, CSVs in ``<stage>/tables/``; a table caption's first sentence
-is its heading, the rest is printed below it), ``figures``
-({stem: caption}, PNG + SVG in ``<stage>/figures/``), ``facts`` ({label: value})
-and ``notes`` (caveats shown beside the facts). The report is therefore
-rebuilt from files alone: ``dlrn report`` after the run gives the same result.
+Stages describe what they contribute in their typed summary
+(:class:`dlrn.report.summary.StageSummary`, stored in ``stage.json``): ``tables``
+({path: caption}, CSVs under the stage folder; a table caption's first sentence is its
+heading, the rest is printed below it), ``figures`` ({stem: caption}, PNG + SVG),
+``facts()`` ({label: value}) and ``notes`` (caveats shown beside the facts). Tables and
+figures are read from the stage folders, so the report can be rebuilt from files.
 """
 
 from __future__ import annotations
@@ -22,10 +22,22 @@ from typing import Any
 
 import pandas as pd
 
+from dlrn.report.summary import StageSummary
 from dlrn.tables import write_tables
 
 STUDY_RECORD = "study.json"
-STAGE_RECORD = "stage.json"
+
+
+@dataclass
+class ReportSection:
+    """What the report needs of one stage: its name, title, outcome and typed summary."""
+
+    name: str
+    title: str
+    status: str
+    summary: StageSummary
+    reason: str | None = None
+    seconds: float = 0.0
 
 
 @dataclass
@@ -249,14 +261,12 @@ def _png_data(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def _section(folder: Path, title: str, all_tables: dict[str, pd.DataFrame],
+def _section(folder: Path, stage: ReportSection, all_tables: dict[str, pd.DataFrame],
              figure_out: Path) -> Section:
-    record = json.loads((folder / STAGE_RECORD).read_text())
-    summary = record.get("summary") or {}
-    section = Section(record["name"], title, record["status"], record.get("reason"),
-                      summary.get("facts", {}), summary.get("notes", []),
-                      seconds=record.get("seconds", 0.0))
-    for key, caption in summary.get("tables", {}).items():
+    summary = stage.summary
+    section = Section(stage.name, stage.title, stage.status, stage.reason, summary.facts(),
+                      list(summary.notes), seconds=stage.seconds)
+    for key, caption in summary.tables.items():
         # nullable dtypes keep integer columns with blanks (missing counts) integers
         table = pd.read_csv(folder / f"{key}.csv", dtype_backend="numpy_nullable")
         name = Path(key).name
@@ -264,7 +274,7 @@ def _section(folder: Path, title: str, all_tables: dict[str, pd.DataFrame],
             name = f"{section.name}_{name}"
         all_tables[name] = table
         section.tables.append((name, caption, _table_html(table)))
-    for key, caption in summary.get("figures", {}).items():
+    for key, caption in summary.figures.items():
         stem = folder / key
         for source in sorted(stem.parent.glob(f"{stem.name}.*")):
             shutil.copy2(source, figure_out / f"{section.name}_{source.name}")
@@ -280,7 +290,7 @@ def _settings_text(settings: dict[str, Any]) -> str:
                           allow_unicode=True)
 
 
-def build_report(output_dir: str | Path, stage_titles: dict[str, str],
+def build_report(output_dir: str | Path, stages: list[ReportSection],
                  methods: list[tuple[str, str]]) -> Path:
     """Write ``report/report.html``, ``report/tables.xlsx`` and ``report/figures/``."""
     from jinja2 import Environment, PackageLoader, select_autoescape
@@ -292,9 +302,8 @@ def build_report(output_dir: str | Path, stage_titles: dict[str, str],
     figure_out.mkdir(parents=True)
     study = json.loads((out / STUDY_RECORD).read_text())
     all_tables: dict[str, pd.DataFrame] = {}
-    sections = [_section(out / "stages" / name, title, all_tables, figure_out)
-                for name, title in stage_titles.items()
-                if (out / "stages" / name / STAGE_RECORD).exists()]
+    sections = [_section(out / "stages" / stage.name, stage, all_tables, figure_out)
+                for stage in stages]
     written = write_tables(all_tables, report_dir / "tables", workbook="tables.xlsx")
     if "workbook" in written:
         written["workbook"].replace(report_dir / "tables.xlsx")

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
+from dlrn.stacking import DLR_SCORE
 from dlrn.study.bundle import BundleWriter, load_trusted_estimator
-from dlrn.study.pipeline import StudyContext
-from dlrn.study.stages import (
-    DLR_SCORE,
-    MODEL_STAGES,
-    best_model,
-    clinical_record,
-    cohort_columns,
-    image_options,
-)
+from dlrn.study.runner import StudyContext
+from dlrn.study.stages.comparison import MODEL_STAGES
+from dlrn.study.stages.files import best_model, clinical_record, cohort_columns, image_options
 
 FEATURE_STAGES = ("clinical_models", "hcr_models", "dlr_models")
 
@@ -55,7 +51,8 @@ def write_study_bundle(context: StudyContext) -> None:
     settings: dict[str, Any] = {
         "columns": {k: v for k, v in cohort_columns(config).__dict__.items()
                     if k not in ("split",)},
-        "clinical": clinical_record(context) if context.done("clinical") else None,
+        "clinical": (dataclasses.asdict(clinical_record(context))
+                     if context.done("clinical") else None),
         "min_roi_pixels": config.cohort.min_roi_pixels,
         "min_roi_mm": config.cohort.min_roi_mm,
         **image_options(config),

@@ -10,8 +10,6 @@ suggestion for misspelt keys) and the commented template written by
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from dlrn.errors import ConfigError
+from dlrn.study.validation import Validator, public_fields, suggest
 
 CLASSIFIER_NAMES = ("LR", "SVM", "RandomForest", "ExtraTrees", "XGBoost", "LightGBM", "MLP")
 ColumnType = Literal["continuous", "categorical"]
@@ -99,6 +98,9 @@ class RadiomicsSettings:
         "feature cache folder (shared with `dlrn extract --cache`: same content-hash keys, "
         "so features extracted there are reused); null = cache/radiomics in the output "
         "folder"))
+    scheduler: str | None = field(default=None, metadata=_doc(
+        "address of an existing Dask scheduler (tcp://host:8786) to extract on; null = "
+        "local processes"))
 
 
 @dataclass
@@ -147,14 +149,43 @@ class DeepSettings:
     learning_rate: float | None = field(default=None, metadata=_doc(
         "initial learning rate; null = chosen by the initial weights (1e-4 to fine-tune "
         "pretrained weights, 1e-3 from random initialisation)", minimum=0.0))
+    optimizer: Literal["adamw", "sgd"] = field(default="adamw", metadata=_doc(
+        "optimiser of the fine-tuning"))
+    warmup_epochs: float = field(default=1.0, metadata=_doc(
+        "epochs of linear learning-rate warm-up before the cosine decay", minimum=0.0))
+    patience: int | None = field(default=10, metadata=_doc(
+        "stop after this many epochs without a better validation AUC; null = never",
+        minimum=1))
+    val_fraction: float = field(default=0.2, metadata=_doc(
+        "part of the training patients held out to choose the best epoch and backbone",
+        minimum=0.01, maximum=0.99))
+    class_weighted: bool = field(default=False, metadata=_doc(
+        "weight the loss by the class ratio (pos_weight)"))
+    augment: bool = field(default=True, metadata=_doc(
+        "random crop and flips of the training images"))
+    normalization: Literal["zscore", "imagenet"] | None = field(default=None, metadata=_doc(
+        "image normalisation; null = imagenet with pretrained weights, zscore without"))
     image_size: int = field(default=224, metadata=_doc(
         "side (pixels) of the square ROI crop fed to the CNN", minimum=16))
-    crop_margin: int = field(default=0, metadata=_doc(
-        "pixels added around the ROI bounding box", minimum=0))
+    crop_margin: int | str = field(default=0, metadata=_doc(
+        "added around the ROI bounding box: pixels (10) or percent of each side ('10%')"))
+    keep_aspect: bool = field(default=False, metadata=_doc(
+        "letterbox crops instead of stretching them to a square"))
+    feature_mode: Literal["pooled", "map"] = field(default="pooled", metadata=_doc(
+        "deep features: the pooled last feature map or the flattened map"))
     pca_components: int = field(default=512, metadata=_doc(
-        "principal components kept of the deep features (fitted on training cases only)",
-        minimum=1))
+        "principal components kept of the deep features (fitted on training cases only; "
+        "capped by their number); 0 = no PCA", minimum=0))
+    gradcam_cases: list[str] | None = field(default=None, metadata=_doc(
+        "case ids for Grad-CAM overlays; null = the most confident test TP, TN, FP, FN"))
     device: str = field(default="auto", metadata=_doc("auto, cpu, cuda or mps"))
+    amp: bool = field(default=True, metadata=_doc("mixed precision on CUDA"))
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata=_doc(
+        "CUDA autocast precision: auto = bf16 where the GPU has it, else fp16 (CPU always "
+        "trains in fp32)"))
+    threads: int | None = field(default=None, metadata=_doc(
+        "CPU threads of torch; null = all allowed", minimum=1))
+    workers: int = field(default=0, metadata=_doc("DataLoader worker processes", minimum=0))
 
 
 @dataclass
@@ -226,134 +257,6 @@ class StudyConfig:
         return data
 
 
-# ---------------------------------------------------------------- validation
-
-def _public_fields(cls: type) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
-
-
-def _describe(tp: Any) -> str:
-    """Human wording of an allowed type, for error messages."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join("null" if a is type(None) else _describe(a) for a in args)
-    if origin is list:
-        return f"a list of {_describe(args[0])}"
-    if origin is dict:
-        return f"a mapping of {_describe(args[0])} to {_describe(args[1])}"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping with keys " + ", ".join(f.name for f in _public_fields(tp))
-    return {str: "text", int: "an integer", float: "a number", bool: "true or false",
-            Any: "any value"}.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-class _Validator:
-    """Converts parsed YAML into the dataclasses, collecting every problem with its path."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def fail(self, path: str, message: str) -> None:
-        self.problems.append(f"{path or '<top level>'}: {message}")
-
-    def convert(self, tp: Any, value: Any, path: str) -> Any:
-        origin, args = typing.get_origin(tp), typing.get_args(tp)
-        if dataclasses.is_dataclass(tp):
-            return self.dataclass(tp, value, path)
-        if origin in (typing.Union, types.UnionType):
-            return self.union(tp, args, value, path)
-        if origin is Literal:
-            if value not in args:
-                hint = _suggest(value, [str(a) for a in args])
-                self.fail(path, f"{value!r} is not allowed; use {_describe(tp)}"
-                                f"{f' ({hint.strip()})' if hint else ''}")
-            return value
-        if origin is list:
-            if not isinstance(value, list):
-                self.fail(path, f"expected {_describe(tp)}, got {value!r}")
-                return []
-            return [self.convert(args[0], item, f"{path}[{i}]") for i, item in enumerate(value)]
-        if origin is dict:
-            if not isinstance(value, dict):
-                self.fail(path, f"expected {_describe(tp)}, got {value!r}")
-                return {}
-            return {self.convert(args[0], k, f"{path}"): self.convert(args[1], v, f"{path}.{k}")
-                    for k, v in value.items()}
-        return self.scalar(tp, value, path)
-
-    def union(self, tp: Any, args: tuple, value: Any, path: str) -> Any:
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            trial = _Validator()
-            converted = trial.convert(arg, value, path)
-            if not trial.problems:
-                return converted
-        self.fail(path, f"expected {_describe(tp)}, got {value!r}")
-        return None
-
-    def scalar(self, tp: Any, value: Any, path: str) -> Any:
-        if tp is Any:
-            return value
-        if tp is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if tp is Path and isinstance(value, str):
-            return Path(value)
-        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-            self.fail(path, f"expected {_describe(tp)}, got {value!r}")
-        return value
-
-    def dataclass(self, cls: type, value: Any, path: str) -> Any:
-        if not isinstance(value, dict):
-            self.fail(path, f"expected {_describe(cls)}, got {value!r}")
-            value = {}
-        fields = {f.name: f for f in _public_fields(cls)}
-        hints = typing.get_type_hints(cls)
-        for key in value:
-            if key not in fields:
-                hint = _suggest(key, list(fields))
-                self.fail(_join(path, key), f"unknown setting; {hint}allowed: {', '.join(fields)}")
-        kwargs = {}
-        for name, spec in fields.items():
-            key_path = _join(path, name)
-            if name in value:
-                kwargs[name] = self.convert(hints[name], value[name], key_path)
-                self.bounds(spec, kwargs[name], key_path)
-            elif _is_required(spec):
-                self.fail(key_path, f"required setting is missing ({spec.metadata['help']})")
-                kwargs[name] = None
-        return cls(**kwargs)
-
-    def bounds(self, spec: dataclasses.Field, value: Any, path: str) -> None:
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            return
-        low, high = spec.metadata.get("minimum"), spec.metadata.get("maximum")
-        if low is not None and value < low:
-            self.fail(path, f"{value} is below the minimum {low}")
-        if high is not None and value > high:
-            self.fail(path, f"{value} is above the maximum {high}")
-
-
-def _is_required(spec: dataclasses.Field) -> bool:
-    return spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
-
-
-def _suggest(value: Any, allowed: list[str]) -> str:
-    """'did you mean ...? ' for the closest allowed names (two when they are equally close)."""
-    close = difflib.get_close_matches(str(value), allowed, n=2, cutoff=0.6)
-    if not close:
-        return ""
-    return "did you mean " + " or ".join(repr(c) for c in close) + "? "
-
-
-def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
 def _check_semantics(config: StudyConfig, fail: typing.Callable[[str, str], None]) -> None:
     """Cross-field rules that types alone cannot express."""
     cohort = config.cohort
@@ -382,13 +285,13 @@ def _check_semantics(config: StudyConfig, fail: typing.Callable[[str, str], None
 
 def _unknown_choice(fail: typing.Callable[[str, str], None], path: str, value: str,
                     allowed: tuple[str, ...]) -> None:
-    hint = _suggest(value, list(allowed))
+    hint = suggest(value, list(allowed))
     fail(path, f"unknown value {value!r}; {hint}allowed: {', '.join(allowed)}")
 
 
 def study_from_dict(data: Any, *, base_dir: str | Path = ".", source: str = "study") -> StudyConfig:
     """Validate parsed YAML; raise one ConfigError listing every problem."""
-    validator = _Validator()
+    validator = Validator()
     if data is None:
         data = {}
     config = validator.dataclass(StudyConfig, data, "")
@@ -399,6 +302,26 @@ def study_from_dict(data: Any, *, base_dir: str | Path = ".", source: str = "stu
         raise ConfigError(f"{source} has {len(validator.problems)} problem(s):\n  {listing}")
     config.base_dir = Path(base_dir).resolve()
     return config
+
+
+def section_from_dict(cls: type, data: dict[str, Any], *, path: str,
+                      source: str = "the command line") -> Any:
+    """One section of the study file (e.g. ``SelectionSettings``) validated from plain data.
+
+    The stand-alone commands build their settings through this, so a command-line value
+    is checked exactly as the same setting in a study file.
+    """
+    validator = Validator()
+    section = validator.dataclass(cls, data, path)
+    if validator.problems:
+        listing = "\n  ".join(validator.problems)
+        raise ConfigError(f"{source} has {len(validator.problems)} problem(s):\n  {listing}")
+    return section
+
+
+def setting_help(cls: type, name: str) -> str:
+    """The help line of one setting (shared by the study template and command options)."""
+    return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
 
 
 def load_study(path: str | Path) -> StudyConfig:
@@ -424,7 +347,7 @@ def _yaml_value(value: Any) -> str:
 
 def _template_lines(obj: Any, indent: str) -> list[str]:
     lines = []
-    for spec in _public_fields(type(obj)):
+    for spec in public_fields(type(obj)):
         value = getattr(obj, spec.name)
         help_text, example = spec.metadata["help"], spec.metadata.get("example")
         if dataclasses.is_dataclass(value):

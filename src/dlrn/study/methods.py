@@ -7,13 +7,16 @@ from pathlib import Path
 from typing import Any
 
 from dlrn.study.config import StudyConfig
-from dlrn.study.pipeline import StudyContext
-from dlrn.study.stages import IGNORED_REPEATS, clinical_record
+from dlrn.study.runner import StudyContext
+from dlrn.study.stages.cohort import CohortSummary
+from dlrn.study.stages.files import clinical_record
+from dlrn.study.stages.radiomics import RadiomicsSummary
 
 
-def _facts(context: StudyContext, stage: str) -> dict[str, Any]:
-    record = context.records.get(stage)
-    return (record.summary or {}).get("facts", {}) if record and record.status == "done" else {}
+def _cohort(context: StudyContext) -> CohortSummary:
+    """The cohort stage's summary (empty when it did not run)."""
+    summary = context.summary("cohort")
+    return summary if isinstance(summary, CohortSummary) else CohortSummary()
 
 
 def _funnel_text(context: StudyContext, stage: str, kind: str) -> str:
@@ -112,7 +115,7 @@ def _segmentation_text(context: StudyContext) -> str:
             f"{_listing(config.cohort.repeat_masks)}; ICC(2,1) (two-way random, absolute "
             "agreement) computed on training cases only, features kept at ICC ≥ "
             f"{config.selection.icc_threshold}; "
-            f"{_facts(context, 'cohort').get(IGNORED_REPEATS, 0)} unusable repeat masks left "
+            f"{_cohort(context).ignored_repeat_masks} unusable repeat masks left "
             "out of that subset.")
 
 
@@ -130,7 +133,7 @@ def _clinical_text(context: StudyContext) -> str:
     p = config.evaluation.clinical_p_threshold
     text = (f"clinical predictors by univariate then multivariate logistic regression (p < {p}, "
             "training set)")
-    note = clinical_record(context).get("note") if context.done("clinical") else None
+    note = clinical_record(context).note
     if note:
         return f"{text}. {note}"
     if config.evaluation.clinical_fallback == "univariate":
@@ -142,21 +145,22 @@ def _clinical_text(context: StudyContext) -> str:
 def methods_summary(context: StudyContext) -> list[tuple[str, str]]:
     """(checklist item, sentence) pairs, built from the settings and the stages' records."""
     config = context.config
-    cohort = _facts(context, "cohort")
-    radiomics = _facts(context, "radiomics")
+    cohort = _cohort(context)
+    radiomics = context.summary("radiomics")
+    features = radiomics.features_extracted if isinstance(radiomics, RadiomicsSummary) else "?"
     params_path = context.stage_dir("radiomics") / "params.json"
     setting = (json.loads(params_path.read_text()).get("setting", {})
                if params_path.exists() else None)
     external = [e.name for e in config.cohort.external]
     items = [
         ("Study design and data", f"Retrospective cohort from {config.cohort.table}; "
-         f"{cohort.get('cases analysed', '?')} cases analysed, "
-         f"{cohort.get('cases excluded', 0)} excluded (listed with reasons below); outcome "
+         f"{cohort.cases_analysed or '?'} cases analysed, "
+         f"{cohort.cases_excluded} excluded (listed with reasons below); outcome "
          f"column '{config.cohort.label}'. External validation sets: {_listing(external)}. "
          + _inclusion_text(config)),
         ("Segmentation", _segmentation_text(context)),
         ("Preprocessing and extraction", _extraction_text(
-            config, setting, radiomics.get("features extracted", "?"))),
+            config, setting, features)),
         ("Feature selection", "Fitted on training cases only, inside the cross-validated "
          "pipeline: ICC filter, z-score, univariate test p < "
          f"{config.selection.p_threshold}, Pearson |r| > "
@@ -166,7 +170,7 @@ def methods_summary(context: StudyContext) -> list[tuple[str, str]]:
          + _funnel_text(context, "dlr_models", "DLR")),
         ("Deep learning", _deep_text(config)),
         ("Models and tuning", _models_text(config)),
-        ("Validation", f"Internal hold-out test set ({cohort.get('split', '')})"
+        ("Validation", f"Internal hold-out test set ({cohort.split})"
          + (f"; external sets {_listing(external)} evaluated with the frozen models"
             if external else "") + "."),
         ("Statistics", "AUC with DeLong 95% CI (pROC conventions); cut-off by Youden index on "

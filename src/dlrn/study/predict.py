@@ -1,9 +1,10 @@
 """Predict new cases with a study's bundle: every model's probability, the DLRN and its points.
 
-The new cases go through the same steps as in the study: validation like the
-cohort reader (the label column is optional), PyRadiomics with the study's
-parameters, the CNN crop and weights, the training-fitted PCA, the frozen
-selectors and classifiers, and the nomogram.
+Load the bundle (checksums verified), validate the new cases like the cohort reader
+(the label column is optional), compute the inputs each model was fitted on
+(clinical encoding, PyRadiomics with the study's parameters, the CNN and its PCA) and
+call each frozen model's ``predict_proba``; the nomogram adds its points. Nothing
+here is fitted, and nothing imports the study's orchestrator.
 """
 
 from __future__ import annotations
@@ -14,19 +15,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dlrn.clinical_predictors import encode_clinical
 from dlrn.errors import DlrnError
+from dlrn.stacking import nomogram_inputs
 from dlrn.study.bundle import Bundle
-from dlrn.study.stages import encode_clinical, nomogram_inputs
+
+__all__ = ["Bundle", "predict_cases", "predict_table", "read_new_cases"]
 
 
 def read_new_cases(table: str | Path, settings: dict[str, Any], *,
                    progress: bool = True) -> pd.DataFrame:
     """Validate the new cases like ``dlrn.cohort.read_cohort``; the label is optional."""
     from dlrn.cohort import CohortColumns, read_cohort
+    from dlrn.io import table_columns
 
     columns = dict(settings["columns"])
-    header = pd.read_csv(table, nrows=0).columns if str(table).endswith((".csv", ".tsv")) \
-        else pd.read_excel(table, nrows=0).columns
+    header = table_columns(table, what="table of new cases")
     clinical = (settings.get("clinical") or {}).get("selected", [])
     absent = [c for c in clinical if c not in header]
     if absent:
@@ -64,13 +68,23 @@ def _radiomics(bundle: Bundle, cases: pd.DataFrame, progress: bool) -> pd.DataFr
     return result.features.loc[cases.index]
 
 
+def bundle_pca(bundle: Bundle) -> Any:
+    """The deep-feature PCA fitted in the study, as dlrn.deep.features.DeepFeaturePCA."""
+    from dlrn.deep.features import DeepFeaturePCA
+
+    meta, arrays = bundle.json("deep/pca"), bundle.arrays("deep/pca")
+    return DeepFeaturePCA.from_arrays(arrays["mean"], arrays["components"],
+                                      meta["feature_names_in"], prefix=meta["prefix"])
+
+
 def _deep(bundle: Bundle, settings: dict[str, Any], cases: pd.DataFrame,
           gradcam_dir: str | Path | None, progress: bool) -> tuple[pd.Series, pd.DataFrame]:
     """The CNN's probability and the PCA of its deep features for each case."""
     import torch
 
     from dlrn.deep.data import CropSettings, build_crop_cache
-    from dlrn.deep.features import batched_outputs, extract_deep_features
+    from dlrn.deep.features import extract_deep_features
+    from dlrn.deep.inference import cnn_probabilities
     from dlrn.deep.nets import build_model
 
     deep = settings["deep"]
@@ -78,27 +92,21 @@ def _deep(bundle: Bundle, settings: dict[str, Any], cases: pd.DataFrame,
     model = build_model(backbone, weights=bundle.folder / "deep" / "cnn.safetensors").eval()
     cache = build_crop_cache(cases, CropSettings(**deep["crop"]), progress=progress)
     ids = list(cases.index)
-    logits = batched_outputs(model, lambda images: model(images).squeeze(1), cache,
-                             cache.positions(ids), backbone=backbone,
-                             normalization=normalization, device=torch.device("cpu"),
-                             batch_size=16)
-    probability = pd.Series(torch.sigmoid(torch.from_numpy(logits)).numpy(), index=cases.index)
+    probability = pd.Series(cnn_probabilities(model, backbone, cache, ids,
+                                              normalization=normalization,
+                                              device=torch.device("cpu"), batch_size=16),
+                            index=cases.index, name=f"DL-{backbone}")
     features = extract_deep_features(model, backbone, cache, ids, normalization=normalization)
-    pca, arrays = bundle.json("deep/pca"), bundle.arrays("deep/pca")
-    scores = (features[pca["feature_names_in"]].to_numpy(np.float64) - arrays["mean"]) \
-        @ arrays["components"].T
-    columns = [f"{pca['prefix']}{i + 1}" for i in range(pca["n_components"])]
     if gradcam_dir is not None:
         from dlrn.deep.gradcam import gradcam_overlays
 
         unknown = pd.Series(np.nan, index=cases.index)  # shown as "label unknown"
         frame = pd.DataFrame({"label": cases.get("label", unknown),
-                              f"DL-{backbone}": probability}, index=cases.index)
+                              probability.name: probability}, index=cases.index)
         gradcam_overlays(model, backbone, cache, frame, gradcam_dir,
                          normalization=normalization, threshold=deep.get("threshold", 0.5),
                          cases=ids)
-    return probability.rename(f"DL-{backbone}"), pd.DataFrame(scores, index=cases.index,
-                                                              columns=columns)
+    return probability, bundle_pca(bundle).transform(features)
 
 
 def predict_cases(bundle: Bundle, cases: pd.DataFrame, *, gradcam_dir: str | Path | None = None,

@@ -1,0 +1,183 @@
+"""Stages ``clinical_models``, ``hcr_models``, ``dlr_models``: selection + tuned classifiers.
+
+One function, :func:`fit_and_save`, fits a feature set's models and writes them; the
+study's three model stages and ``dlrn model`` all call it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dlrn.report.summary import StageSummary
+from dlrn.study.config import ClassifierSettings, SelectionSettings, StudyConfig
+from dlrn.study.runner import Stage, StudyContext
+from dlrn.study.stages.files import (
+    OOF_FILE,
+    PREDICTIONS_FILE,
+    clinical_record,
+    read_cases,
+    read_features,
+    write_best,
+)
+
+VERSION = 1
+BEST_RULE = ("highest median cross-validated AUC on the training set; the test set plays "
+             "no part in the choice")
+BEST_FACT = "best model (highest median CV AUC on the training set)"
+
+
+@dataclass(frozen=True)
+class ModelsStageSettings:
+    """The classifiers, and the selection recipe (None: z-scoring only, as for clinical)."""
+
+    classifiers: ClassifierSettings
+    selection: SelectionSettings | None
+    seed: int
+
+
+@dataclass
+class ModelsSummary(StageSummary):
+    name: str = ""
+    features_in: int = 0
+    features_selected: int = 0
+    best: str = ""
+    clinical_use: str | None = None
+
+    def facts(self) -> dict[str, Any]:
+        facts = {} if self.clinical_use is None else {"clinical features used":
+                                                      self.clinical_use}
+        return {**facts, "features in": self.features_in,
+                "features selected": self.features_selected, BEST_FACT: self.best}
+
+
+def selection_pipeline(selection: SelectionSettings | None, icc: pd.DataFrame | None,
+                       seed: int) -> Any:
+    """The study's selection recipe with these settings (None: z-scoring only)."""
+    from dlrn.selection import make_selection_pipeline
+
+    if selection is None:
+        return None
+    return make_selection_pipeline(
+        icc=icc, icc_threshold=selection.icc_threshold, p_threshold=selection.p_threshold,
+        correlation_threshold=selection.correlation_threshold,
+        greedy_threshold=selection.correlation_threshold, lasso_folds=selection.lasso_folds,
+        seed=seed)
+
+
+def fit_and_save(folder: Path, name: str, features: pd.DataFrame, cases: pd.DataFrame,
+                 settings: ModelsStageSettings, *, icc: pd.DataFrame | None = None,
+                 result_dir: str = "result", progress: bool = True,
+                 n_jobs: int | None = None) -> ModelsSummary:
+    """Fit selection + classifiers on ``features`` (cases: label, set, patient_id); save all.
+
+    Writes ``models/<name>-<clf>.skops``, predictions, out-of-fold predictions, the best
+    model's name and :func:`dlrn.modeling.write_feature_set_result`'s tables and figures
+    (into ``result_dir`` under ``folder``).
+    """
+    from dlrn.modeling import fit_feature_set, write_feature_set_result
+    from dlrn.study.bundle import dump_estimator
+
+    classifiers = settings.classifiers
+    cases = cases.loc[features.index]
+    result = fit_feature_set(
+        name, features, cases["label"].astype(int), cases["set"],
+        groups=cases["patient_id"],
+        selection=selection_pipeline(settings.selection, icc, settings.seed),
+        classifiers=classifiers.models, grids=classifiers.grids or None,
+        cv_folds=classifiers.cv_folds, class_weight=classifiers.class_weight,
+        seed=settings.seed, n_jobs=n_jobs, progress=progress)
+    results = folder / result_dir
+    write_feature_set_result(result, results, overwrite=True)
+    (folder / "models").mkdir(exist_ok=True)
+    for classifier, model in result.models.items():
+        dump_estimator(model, folder / "models" / f"{name}-{classifier}.skops")
+    result.predictions.to_csv(folder / PREDICTIONS_FILE)
+    result.oof_predictions.to_csv(folder / OOF_FILE)
+    features.iloc[:0].to_csv(folder / "feature_names.csv")
+    best = f"{name}-{result.best_model}"
+    write_best(folder, best, BEST_RULE)
+    return ModelsSummary(tables=_table_captions(name, result_dir),
+                         figures=_figure_captions(name, folder, result_dir),
+                         name=name, features_in=features.shape[1],
+                         features_selected=len(result.selected_features), best=best)
+
+
+def _table_captions(name: str, result_dir: str) -> dict[str, str]:
+    return {f"{result_dir}/metrics": f"Performance of the {name} models (train, test and "
+                                     "external sets)",
+            f"{result_dir}/metrics_cv": f"{name} models: cross-validated (out-of-fold) "
+                                        "performance on the training set",
+            f"{result_dir}/best_params": f"{name} models: tuned hyper-parameters and CV AUC",
+            f"{result_dir}/selection_funnel": f"{name} feature-selection funnel",
+            f"{result_dir}/selected_features": f"{name}: selected features"}
+
+
+def _figure_captions(name: str, folder: Path, result_dir: str) -> dict[str, str]:
+    return {f"{result_dir}/figures/{stem}": caption for stem, caption in (
+        ("lasso_path", f"{name}: LASSO coefficient paths"),
+        ("lasso_cv_error", f"{name}: LASSO cross-validation error; the chosen λ is marked"),
+        ("lasso_coefficients", f"{name}: coefficients of the selected features"),
+        ("importance", f"{name}: permutation importance of the best model's features"),
+    ) if (folder / result_dir / "figures" / f"{stem}.png").exists()}
+
+
+def settings(config: StudyConfig, *, selection: bool = True) -> ModelsStageSettings:
+    return ModelsStageSettings(config.classifiers, config.selection if selection else None,
+                               config.seed)
+
+
+def fit_models(context: StudyContext, stage: str, name: str, features: pd.DataFrame, *,
+               icc: pd.DataFrame | None = None, selection: bool = True) -> ModelsSummary:
+    """A model stage of the study: :func:`fit_and_save` into the stage's folder."""
+    return fit_and_save(context.stage_dir(stage), name, features, read_cases(context),
+                        settings(context.config, selection=selection), icc=icc,
+                        progress=context.progress)
+
+
+def read_icc(context: StudyContext) -> pd.DataFrame | None:
+    path = context.stage_dir("radiomics") / "icc.csv"
+    return pd.read_csv(path, index_col="feature") if path.exists() else None
+
+
+def run_clinical_models(context: StudyContext) -> ModelsSummary:
+    from dlrn.clinical_predictors import encode_clinical
+
+    choice = clinical_record(context)
+    features = encode_clinical(read_cases(context), choice.selected, choice.levels)
+    summary = fit_models(context, "clinical_models", "Clinical", features, selection=False)
+    summary.clinical_use = choice.use()
+    summary.notes = [choice.note] if choice.note else []
+    return summary
+
+
+def skip_clinical_models(context: StudyContext) -> str | None:
+    """Why no clinical model is built (the clinical stage's note), or None."""
+    choice = clinical_record(context)
+    return None if choice.selected else choice.note
+
+
+def run_hcr_models(context: StudyContext) -> ModelsSummary:
+    return fit_models(context, "hcr_models", "HCR", read_features(context, "radiomics"),
+                      icc=read_icc(context))
+
+
+def run_dlr_models(context: StudyContext) -> ModelsSummary:
+    hcr = read_features(context, "radiomics")
+    deep = read_features(context, "deep")
+    icc = read_icc(context)
+    if icc is not None:  # deep features have no repeat reading: they pass the ICC step
+        icc = pd.concat([icc, pd.DataFrame(1.0, index=deep.columns, columns=icc.columns)])
+    return fit_models(context, "dlr_models", "DLR", hcr.join(deep, how="inner"), icc=icc)
+
+
+CLINICAL_MODELS = Stage("clinical_models", "Clinical models", ("clinical",),
+                        lambda c: settings(c, selection=False), run_clinical_models,
+                        skip=skip_clinical_models, version=VERSION, summary_type=ModelsSummary)
+HCR_MODELS = Stage("hcr_models", "Radiomics models", ("radiomics",), settings, run_hcr_models,
+                   version=VERSION, summary_type=ModelsSummary)
+DLR_MODELS = Stage("dlr_models", "Deep learning radiomics (DLR) models", ("radiomics", "deep"),
+                   settings, run_dlr_models, version=VERSION, summary_type=ModelsSummary)
