@@ -1,0 +1,318 @@
+"""Cross-fitted deep features: each training case's CNN score and features come from a
+CNN that did not train on it.
+
+Why: a CNN fine-tuned on the training cases memorises their labels, and its pooled
+features of those cases are exactly the input of its fitted head. A DLR model
+selected, cross-validated and fitted on them sees the labels twice: its CV AUC, the
+choice among classifiers, the DLRN's weights and every cut-off chosen on those
+scores are optimistic (the test AUC stays unbiased). Cross-fitting removes that.
+
+Design (simple, and honest where it matters):
+
+- Folds are the DLR classifiers' CV folds (:func:`crossfit_folds` makes them as
+  :func:`dlrn.classifiers.make_cv` does: stratified, grouped by patient, same seed),
+  so in DLR CV fold k the held-out rows' features come from the CNN of fold k, which
+  trained on exactly the other folds' cases.
+- Each fold's CNN is trained by :func:`dlrn.deep.train.train_backbone` with the final
+  CNN's settings: same seed (hence the same initial weights, so the i-th feature
+  means nearly the same thing in every fold's CNN; :func:`feature_agreement`
+  measures it) and the same inner validation split rule for its best epoch. Its
+  held-out scores therefore estimate the whole procedure, epoch choice included.
+- Raw features, no per-fold PCA: principal axes fitted fold by fold differ in sign,
+  order and rotation, so "PC3" would mean something else in every fold and the
+  stacked rows would not form one feature space. The caller fits ONE PCA
+  (label-free) on the cross-fitted training rows and applies it to the test cases'
+  features from the final CNN (:func:`fusion_features` makes those rows).
+- Test, external and ``predict`` cases keep the CNN trained on all training cases.
+
+Known second-order effect: a DLR CV fold's *training* rows come from CNNs that did
+train on that fold's held-out cases (as in any stacking with shared folds); no
+held-out row's own features saw its label.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+
+from dlrn.errors import ConfigError, DlrnError
+
+if TYPE_CHECKING:
+    from dlrn.deep.data import CropCache
+    from dlrn.deep.train import TrainResult
+    from dlrn.deep.workflow import DeepStageSettings
+
+FusionFeatures = Literal["crossfit", "in_sample"]
+SelectOn = Literal["validation", "crossfit"]
+FUSION_FEATURES = ("crossfit", "in_sample")
+SELECT_ON = ("validation", "crossfit")
+IN_SAMPLE_NOTE = ("deep features of the training cases come from the CNN fine-tuned on "
+                  "them (dl.fusion_features: in_sample): the DLR models' cross-validated "
+                  "results, their choice and the DLRN built on them are optimistic")
+
+
+@dataclass(frozen=True)
+class CrossfitSettings:
+    """How the deep stage makes the training cases' deep features and CNN scores.
+
+    ``fusion_features``: ``crossfit`` (default) gives every training case the features
+    and score of a CNN that did not train on it (K fold CNNs + the final one: K+1
+    trainings of the chosen backbone); ``in_sample`` uses the final CNN's features of
+    its own training cases, which carry their labels: reported as optimistic.
+
+    ``select_on``: what chooses the backbone. ``validation`` (default): the validation
+    AUC of each backbone's final CNN (a split of the training patients), then
+    cross-fitting of the chosen one only: B + K trainings for B backbones and K folds
+    (3 backbones, 5 folds: 8). ``crossfit``: cross-fit every backbone and choose on the
+    pooled out-of-fold AUC over all training cases, a steadier yardstick than a
+    validation split of a few dozen cases, at B x (K+1) trainings (3 backbones, 5
+    folds: 18, 2.25x the default; measured cost in benchmarks/README.md, "Fusion
+    optimism"). The default spends the training budget where honesty needs it (the
+    chosen CNN's features and scores); the larger budget buys a better choice, not an
+    honest number. Either way each training keeps its own epoch by its inner
+    validation split.
+    """
+
+    fusion_features: FusionFeatures = "crossfit"
+    select_on: SelectOn = "validation"
+
+    def __post_init__(self) -> None:
+        if self.fusion_features not in FUSION_FEATURES:
+            raise ConfigError(f"dl.fusion_features {self.fusion_features!r}: use one of "
+                              f"{', '.join(FUSION_FEATURES)}")
+        if self.select_on not in SELECT_ON:
+            raise ConfigError(f"dl.select_on {self.select_on!r}: use one of "
+                              f"{', '.join(SELECT_ON)}")
+        if self.select_on == "crossfit" and self.fusion_features == "in_sample":
+            raise ConfigError("dl.select_on: crossfit cross-fits every backbone, so use "
+                              "dl.fusion_features: crossfit with it (in_sample would discard "
+                              "the honest features it paid for)")
+
+
+def trainings_needed(n_backbones: int, n_folds: int, settings: CrossfitSettings) -> int:
+    """CNN trainings of a deep stage: the cost each setting buys (see CrossfitSettings)."""
+    if settings.select_on == "crossfit":
+        return n_backbones * (n_folds + 1)
+    return n_backbones + (n_folds if settings.fusion_features == "crossfit" else 0)
+
+
+def crossfit_folds(cases: pd.DataFrame, train_ids: Sequence[str], *, n_splits: int = 5,
+                   seed: int = 0) -> pd.Series:
+    """Fold (0..K-1) of every training case: the DLR classifiers' CV folds.
+
+    Made as :func:`dlrn.modeling.fit_feature_set` makes them (``make_cv`` on the
+    labels, grouped by ``patient_id`` when a patient has several cases, seeded).
+    The folds depend on the row order: pass ``train_ids`` in the order the DLR model
+    sees its training rows (the cohort table's), and check the alignment against
+    ``FeatureSetResult.cv_folds``.
+    """
+    from dlrn.classifiers import make_cv
+
+    training = cases.loc[list(train_ids)]
+    splits = make_cv(training["label"].astype(int).to_numpy(),
+                     training["patient_id"].astype(str).to_numpy(), n_splits=n_splits,
+                     seed=seed)
+    fold = np.empty(len(training), dtype=int)
+    for number, (_, held_out) in enumerate(splits):
+        fold[held_out] = number
+    return pd.Series(fold, index=pd.Index(training.index.astype(str), name="case_id"),
+                     name="fold")
+
+
+def check_folds(folds: pd.Series, cases: pd.DataFrame) -> pd.Series:
+    """The folds with string case ids; errors for unknown cases, one fold, split patients."""
+    folds = folds.set_axis(folds.index.astype(str))
+    unknown = folds.index.difference(cases.index.astype(str))
+    if len(unknown):
+        raise DlrnError(f"cross-fitting folds name cases not in the cohort: "
+                        f"{', '.join(unknown[:5])}")
+    if folds.nunique() < 2:
+        raise DlrnError("cross-fitting needs at least 2 folds (classifiers.cv_folds)")
+    patients = cases.set_axis(cases.index.astype(str)).loc[folds.index, "patient_id"]
+    spread = patients.groupby(folds.to_numpy()).unique().explode()
+    split_patients = spread[spread.duplicated()].astype(str).unique()
+    if len(split_patients):
+        raise DlrnError(f"cross-fitting folds split patient(s) {', '.join(split_patients[:5])} "
+                        f"across folds; every image of a patient must be in one fold")
+    return folds
+
+
+@dataclass
+class CrossfitResult:
+    """Cross-fitted deep features and scores of the training cases, and the fold CNNs' log.
+
+    ``trained_on[k]``: every case fold k's CNN saw in training (its fit and inner
+    validation cases); ``labels``: the training cases' labels; ``fold_table``: one
+    row per fold CNN (cases, best epoch, inner validation AUC, held-out AUC, training
+    time, throughput); ``seconds``: wall time of all K trainings and their inference.
+    """
+
+    backbone: str
+    folds: pd.Series
+    features: pd.DataFrame
+    scores: pd.Series
+    labels: pd.Series
+    fold_table: pd.DataFrame
+    trained_on: dict[int, list[str]]
+    seconds: float
+
+    @property
+    def auc(self) -> float:
+        """Pooled out-of-fold AUC over all training cases."""
+        return _auc(self.folds.index, self.scores, self.labels)
+
+
+def _auc(ids: Sequence[str], scores: pd.Series, labels: pd.Series) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    labels = labels.loc[list(ids)]
+    return float(roc_auc_score(labels, scores.loc[labels.index])) if labels.nunique() == 2 \
+        else float("nan")
+
+
+def _fold_row(fold: int, result: TrainResult, held_out: list[str], scores: np.ndarray,
+              labels: pd.Series) -> dict:
+    return {"fold": fold, "n_fit": len(result.fit_ids), "n_val": len(result.val_ids),
+            "n_held_out": len(held_out), "best_epoch": result.best_epoch,
+            "val_auc": result.best_val_auc,
+            "held_out_auc": _auc(held_out, pd.Series(scores, index=held_out), labels),
+            "train_time_s": result.train_time_s, "images_per_s": result.images_per_s,
+            "device": str(result.device)}
+
+
+def crossfit_deep(
+    cases: pd.DataFrame,
+    folds: pd.Series,
+    settings: DeepStageSettings,
+    *,
+    backbone: str,
+    cache: CropCache | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> CrossfitResult:
+    """Train one CNN per fold on the other folds' cases; features and scores of its fold.
+
+    ``cases``: cohort table (``label``, ``patient_id``) indexed by case id; ``folds``:
+    fold per training case (:func:`crossfit_folds`); ``settings``: the deep stage's
+    (weights, training, feature mode: the final CNN's, so the fold CNNs copy it).
+    ``cache``: the stage's crops (built from ``settings.crop`` when None). With
+    ``out_dir`` each fold CNN is saved in ``fold<k>/`` (resumable like any training).
+    """
+    from dlrn.deep.data import build_crop_cache
+    from dlrn.deep.features import extract_deep_features
+    from dlrn.deep.inference import cnn_probabilities
+    from dlrn.deep.train import train_backbone
+
+    cases = cases.set_axis(cases.index.astype(str))
+    folds = check_folds(folds, cases)
+    training = cases.loc[folds.index]
+    if cache is None:
+        cache = build_crop_cache(training, settings.crop, progress=settings.train.progress)
+    labels = training["label"].astype(int)
+    started = time.perf_counter()
+    features, scores, rows, trained_on = [], [], [], {}
+    for fold in sorted(folds.unique()):
+        held_out = list(folds.index[folds == fold])
+        fit_ids = list(folds.index[folds != fold])
+        result = train_backbone(
+            backbone, cache, training, fit_ids, weights=settings.weights,
+            settings=settings.train, resume=resume, overwrite=overwrite,
+            out_dir=None if out_dir is None else Path(out_dir) / f"fold{fold}")
+        trained_on[int(fold)] = result.fit_ids + result.val_ids
+        options = {"normalization": result.normalization, "device": result.device,
+                   "batch_size": settings.train.batch_size,
+                   "amp": result.device.type == "cuda"}
+        features.append(extract_deep_features(result.model, backbone, cache, held_out,
+                                              mode=settings.feature_mode, **options))
+        fold_scores = cnn_probabilities(result.model, backbone, cache, held_out, **options)
+        scores.append(pd.Series(fold_scores, index=held_out))
+        rows.append(_fold_row(int(fold), result, held_out, fold_scores, labels))
+    order = folds.index
+    return CrossfitResult(
+        backbone=backbone, folds=folds, features=pd.concat(features).loc[order],
+        scores=pd.concat(scores).loc[order].rename(f"DL-{backbone}").rename_axis("case_id"),
+        labels=labels, fold_table=pd.DataFrame(rows).assign(backbone=backbone),
+        trained_on=trained_on, seconds=time.perf_counter() - started)
+
+
+def fusion_features(final_features: pd.DataFrame, crossfit: CrossfitResult | None,
+                    settings: CrossfitSettings) -> pd.DataFrame:
+    """The deep features the DLR fuses: the final CNN's, with the training cases' rows
+    replaced by their cross-fitted rows (``crossfit``) or kept (``in_sample``).
+
+    Fit the PCA (if any) on the returned frame's training rows only.
+    """
+    if settings.fusion_features == "in_sample":
+        return final_features
+    if crossfit is None:
+        raise DlrnError("dl.fusion_features is crossfit but no cross-fitted features were made")
+    if list(crossfit.features.columns) != list(final_features.columns):
+        raise DlrnError(f"cross-fitted features of {crossfit.backbone} have other columns "
+                        f"than the final CNN's features")
+    missing = crossfit.features.index.difference(final_features.index.astype(str))
+    if len(missing):
+        raise DlrnError(f"cross-fitted cases missing from the deep features: "
+                        f"{', '.join(missing[:5])}")
+    fused = final_features.set_axis(final_features.index.astype(str)).copy()
+    fused.loc[crossfit.features.index] = crossfit.features.to_numpy()
+    return fused
+
+
+def out_of_fold_scores(results: Mapping[str, CrossfitResult]) -> pd.DataFrame:
+    """Cross-fitted P(positive) per training case, one ``DL-<backbone>`` column per backbone.
+
+    The CNN's training-set rows: pass as ``oof=`` to the evaluation (metrics, Table 7,
+    DeLong, calibration) and write as the deep stage's ``oof.csv``.
+    """
+    return pd.concat([result.scores for result in results.values()], axis=1)
+
+
+def crossfit_cutoff(crossfit: CrossfitResult) -> float:
+    """The CNN's Youden cut-off, chosen on its cross-fitted training scores.
+
+    Use it for the CNN's cut-off metrics and for Grad-CAM's TP/FP/TN/FN categories
+    (``gradcam_overlays(..., threshold=crossfit_cutoff(...))``).
+    """
+    from dlrn.evaluation.threshold import youden_threshold
+
+    return youden_threshold(crossfit.labels.loc[crossfit.scores.index], crossfit.scores)
+
+
+def choose_backbone(results: Mapping[str, CrossfitResult]) -> tuple[str, pd.DataFrame]:
+    """``select_on: crossfit``: the backbone with the highest pooled out-of-fold AUC.
+
+    Ties (to 10 decimals) go to the backbone listed first. Returns it and the table.
+    """
+    table = pd.DataFrame({"backbone": list(results),
+                          "crossfit_auc": [result.auc for result in results.values()],
+                          "crossfit_seconds": [result.seconds for result in results.values()]})
+    best = table["crossfit_auc"].round(10).idxmax()  # first of the tied maxima
+    table["chosen"] = table.index == best
+    return str(table.loc[best, "backbone"]), table
+
+
+def feature_agreement(crossfit: CrossfitResult, final_features: pd.DataFrame) -> pd.DataFrame:
+    """Per fold: median correlation, feature by feature, of fold CNN and final CNN.
+
+    Computed on each fold's held-out cases. Near 1: the fold CNNs' features mean what
+    the final CNN's do, so a DLR model fitted on cross-fitted rows applies to the test
+    cases' features; low values warn that it may not (e.g. long training from random
+    initialisation). A diagnostic only: nothing is fitted on it.
+    """
+    final = final_features.set_axis(final_features.index.astype(str))
+    rows = []
+    for fold in sorted(crossfit.folds.unique()):
+        ids = crossfit.folds.index[crossfit.folds == fold]
+        left, right = crossfit.features.loc[ids], final.loc[ids, crossfit.features.columns]
+        varying = (left.std() > 0) & (right.std() > 0)
+        correlation = left.loc[:, varying].corrwith(right.loc[:, varying])
+        rows.append({"fold": int(fold), "features_compared": int(varying.sum()),
+                     "median_correlation": float(correlation.median())})
+    return pd.DataFrame(rows)
