@@ -104,13 +104,13 @@ def trainings_needed(n_backbones: int, n_folds: int, settings: CrossfitSettings)
 
 def crossfit_folds(cases: pd.DataFrame, train_ids: Sequence[str], *, n_splits: int = 5,
                    seed: int = 0) -> pd.Series:
-    """Fold (0..K-1) of every training case: the DLR classifiers' CV folds.
+    """Fold (1..K) of every training case: the DLR classifiers' CV folds.
 
     Made as :func:`dlrn.modeling.fit_feature_set` makes them (``make_cv`` on the
     labels, grouped by ``patient_id`` when a patient has several cases, seeded).
     The folds depend on the row order: pass ``train_ids`` in the order the DLR model
-    sees its training rows (the cohort table's), and check the alignment against
-    ``FeatureSetResult.cv_folds``.
+    sees its training rows (the cohort table's); ``FeatureSetResult.cv_folds`` must
+    then equal the result (same numbers, 1..K).
     """
     from dlrn.classifiers import make_cv
 
@@ -119,7 +119,7 @@ def crossfit_folds(cases: pd.DataFrame, train_ids: Sequence[str], *, n_splits: i
                      training["patient_id"].astype(str).to_numpy(), n_splits=n_splits,
                      seed=seed)
     fold = np.empty(len(training), dtype=int)
-    for number, (_, held_out) in enumerate(splits):
+    for number, (_, held_out) in enumerate(splits, start=1):
         fold[held_out] = number
     return pd.Series(fold, index=pd.Index(training.index.astype(str), name="case_id"),
                      name="fold")
