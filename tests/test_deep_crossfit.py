@@ -18,6 +18,9 @@ from dlrn.deep.crossfit import (
     crossfit_cutoff,
     crossfit_deep,
     crossfit_folds,
+    crossfit_stage,
+    describe,
+    fold_mean_features,
     fusion_features,
     out_of_fold_scores,
     trainings_needed,
@@ -42,27 +45,32 @@ def planted():
 
 
 @pytest.fixture(scope="module")
-def folds(planted):
-    _, cases = planted
-    return crossfit_folds(cases, list(cases.index), n_splits=3, seed=0)
+def train_ids(planted):
+    return list(planted[1].index[:30])  # 15 patients; the last 3 patients are test cases
 
 
 @pytest.fixture(scope="module")
-def crossfitted(planted, folds):
-    cache, cases = planted
-    return crossfit_deep(cases, folds, TINY, backbone="resnet18", cache=cache)
-
-
-def test_folds_are_the_classifiers_cv_folds_grouped_by_patient(planted, folds):
+def folds(planted, train_ids):
     _, cases = planted
-    expected = make_cv(cases["label"].to_numpy(), cases["patient_id"].to_numpy(), n_splits=3,
-                       seed=0)
+    return crossfit_folds(cases, train_ids, n_splits=3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def crossfitted(planted, folds, tmp_path_factory):
+    cache, cases = planted
+    return crossfit_deep(cases, folds, TINY, backbone="resnet18", cache=cache,
+                         out_dir=tmp_path_factory.mktemp("crossfit"))
+
+
+def test_folds_are_the_classifiers_cv_folds_grouped_by_patient(planted, train_ids, folds):
+    training = planted[1].loc[train_ids]
+    expected = make_cv(training["label"].to_numpy(), training["patient_id"].to_numpy(),
+                       n_splits=3, seed=0)
     for number, (_, held_out) in enumerate(expected, start=1):
-        assert list(folds.index[folds == number]) == list(cases.index[held_out])
-    assert cases.groupby("patient_id").apply(lambda g: folds[g.index].nunique()).eq(1).all()
-    other_seed = crossfit_folds(cases, list(cases.index), n_splits=3, seed=1)
-    assert not other_seed.equals(folds)
-    assert crossfit_folds(cases, list(cases.index), n_splits=3, seed=0).equals(folds)
+        assert list(folds.index[folds == number]) == list(training.index[held_out])
+    assert training.groupby("patient_id").apply(lambda g: folds[g.index].nunique()).eq(1).all()
+    assert not crossfit_folds(training, train_ids, n_splits=3, seed=1).equals(folds)
+    assert crossfit_folds(training, train_ids, n_splits=3, seed=0).equals(folds)
 
 
 def test_folds_that_split_a_patient_are_refused(planted, folds):
@@ -99,19 +107,26 @@ def test_a_held_out_row_does_not_depend_on_its_own_label(planted, folds, crossfi
     assert not np.allclose(again.features.loc[others], crossfitted.features.loc[others])
 
 
-def test_fusion_rows_replace_training_cases_only(crossfitted, folds):
-    final = pd.DataFrame(np.full((len(folds) + 2, crossfitted.features.shape[1]), -1.0,
-                                 dtype=np.float32),
-                         index=[*folds.index, "test1", "test2"],
-                         columns=crossfitted.features.columns)
+def test_fusion_rows_cross_fitted_for_training_fold_mean_for_test(planted, crossfitted,
+                                                                  folds):
+    cache, cases = planted
+    final = pd.DataFrame(-1.0, index=cases.index, columns=crossfitted.features.columns)
     fused = fusion_features(final, crossfitted, CrossfitSettings())
-    pd.testing.assert_frame_equal(fused.loc[folds.index], crossfitted.features,
-                                  check_names=False)
-    assert (fused.loc[["test1", "test2"]] == -1.0).all().all()
-    in_sample = fusion_features(final, crossfitted, CrossfitSettings("in_sample"))
-    assert in_sample is final
+    assert list(fused.index) == list(cases.index)
+    pd.testing.assert_frame_equal(fused.loc[folds.index], crossfitted.features)
+    test_ids = list(cases.index[30:])
+    pd.testing.assert_frame_equal(fused.loc[test_ids], crossfitted.other_features)
+    assert fusion_features(final, crossfitted, CrossfitSettings("in_sample")) is final
+    # the test rows are the mean of the saved fold CNNs' features (what predict reads)
+    dirs = crossfitted.model_dirs
+    assert [path.name for path in dirs] == ["fold1", "fold2", "fold3"]
+    mean = fold_mean_features(dirs, cache, test_ids)
+    pd.testing.assert_frame_equal(mean, crossfitted.other_features, rtol=1e-4)
+    single = fold_mean_features(dirs[:1], cache, test_ids)
+    assert not np.allclose(single, mean)
 
 
+@pytest.mark.filterwarnings("ignore:.*thresholds tie")
 def test_cutoff_and_training_rows_use_out_of_fold_scores(crossfitted, planted):
     _, cases = planted
     scores = out_of_fold_scores({"resnet18": crossfitted})
@@ -129,6 +144,28 @@ def test_backbone_choice_on_pooled_out_of_fold_auc_ties_to_the_first(crossfitted
     assert table.loc[1, "crossfit_auc"] == pytest.approx(1 - table.loc[0, "crossfit_auc"])
 
 
+@pytest.mark.parametrize("select_on", ["validation", "crossfit"])
+def test_stage_crossfits_what_select_on_asks_deterministically(planted, folds, crossfitted,
+                                                              select_on):
+    cache, cases = planted
+    backbones = ("resnet18", "vgg11") if select_on == "validation" else ("resnet18",)
+    stage = crossfit_stage(cases, folds, replace(TINY, backbones=backbones),
+                           CrossfitSettings(select_on=select_on),
+                           chosen_on_validation="resnet18", cache=cache)
+    assert list(stage.results) == ["resnet18"] and stage.chosen == "resnet18"
+    assert (stage.choice is None) == (select_on == "validation")
+    again = stage.results["resnet18"]  # same seed and folds: the very same numbers
+    pd.testing.assert_frame_equal(again.features, crossfitted.features)
+    pd.testing.assert_series_equal(again.scores, crossfitted.scores)
+
+
+def test_in_sample_fusion_trains_no_fold_cnn(planted, folds):
+    _, cases = planted
+    stage = crossfit_stage(cases, folds, TINY, CrossfitSettings("in_sample"),
+                           chosen_on_validation="resnet18")
+    assert stage.results == {} and stage.chosen == "resnet18"
+
+
 def test_settings_and_their_cost():
     with pytest.raises(ConfigError, match=r"dl\.fusion_features"):
         CrossfitSettings("apparent")
@@ -139,3 +176,10 @@ def test_settings_and_their_cost():
     assert trainings_needed(3, 5, CrossfitSettings()) == 8
     assert trainings_needed(3, 5, CrossfitSettings(select_on="crossfit")) == 18
     assert trainings_needed(3, 5, CrossfitSettings("in_sample")) == 3
+
+
+def test_methods_text_names_what_was_done():
+    assert "optimistic" in describe(CrossfitSettings("in_sample"), 5)
+    crossfitted = describe(CrossfitSettings(), 5)
+    assert "5 cross-validation folds" in crossfitted and "backbone was chosen" not in crossfitted
+    assert "pooled out-of-fold AUC" in describe(CrossfitSettings(select_on="crossfit"), 5)

@@ -21,9 +21,20 @@ Design (simple, and honest where it matters):
 - Raw features, no per-fold PCA: principal axes fitted fold by fold differ in sign,
   order and rotation, so "PC3" would mean something else in every fold and the
   stacked rows would not form one feature space. The caller fits ONE PCA
-  (label-free) on the cross-fitted training rows and applies it to the test cases'
-  features from the final CNN (:func:`fusion_features` makes those rows).
-- Test, external and ``predict`` cases keep the CNN trained on all training cases.
+  (label-free) on the cross-fitted training rows and applies it to every row
+  (:func:`fusion_features` makes them).
+- The DLR's test, external and ``predict`` rows are the MEAN of the K fold CNNs'
+  features, not the final CNN's. A DLR model fitted on fold-CNN features must be
+  applied to fold-CNN features: fine-tuning moves each network's features its own
+  way (median feature-by-feature correlation of fold and final CNN 0.02-0.17 on the
+  benchmark), and on ``bench_fusion_optimism.py --normalization imagenet`` the DLR
+  (LR) fitted on cross-fitted rows scored test AUC 0.44 on the final CNN's test
+  features, 0.72-0.76 on each fold CNN's, 0.75 on their mean, CV AUC 0.75. For a
+  linear DLR the mean of the features gives the mean of the K models' logits.
+  ``predict`` therefore needs the K fold CNNs (:func:`fold_mean_features`).
+- The CNN as a model of its own (its test score, Table 5, Grad-CAM) stays the CNN
+  trained on all training cases; its training rows and cut-off use the cross-fitted
+  scores.
 
 Known second-order effect: a DLR CV fold's *training* rows come from CNNs that did
 train on that fold's held-out cases (as in any stacking with shared folds); no
@@ -45,6 +56,7 @@ from dlrn.errors import ConfigError, DlrnError
 
 if TYPE_CHECKING:
     from dlrn.deep.data import CropCache
+    from dlrn.deep.features import FeatureMode
     from dlrn.deep.train import TrainResult
     from dlrn.deep.workflow import DeepStageSettings
 
@@ -93,6 +105,22 @@ class CrossfitSettings:
             raise ConfigError("dl.select_on: crossfit cross-fits every backbone, so use "
                               "dl.fusion_features: crossfit with it (in_sample would discard "
                               "the honest features it paid for)")
+
+
+def describe(settings: CrossfitSettings, n_folds: int) -> str:
+    """Methods text for what the settings did (the in_sample one says it is optimistic)."""
+    if settings.fusion_features == "in_sample":
+        return f"The {IN_SAMPLE_NOTE}."
+    text = (f"The deep features and CNN scores of the training cases were cross-fitted: for "
+            f"each of the {n_folds} cross-validation folds of the DLR models (grouped by "
+            f"patient), a CNN with the same backbone and settings was trained on the other "
+            f"folds' cases and gave the features and score of its fold; test cases used the "
+            f"CNN trained on all training cases. The CNN's cut-off and its training-set "
+            f"results come from the cross-fitted scores.")
+    if settings.select_on == "crossfit":
+        text += (" The backbone was chosen by the pooled out-of-fold AUC of its cross-fitted "
+                 "scores over all training cases.")
+    return text
 
 
 def trainings_needed(n_backbones: int, n_folds: int, settings: CrossfitSettings) -> int:
@@ -150,7 +178,10 @@ class CrossfitResult:
     ``trained_on[k]``: every case fold k's CNN saw in training (its fit and inner
     validation cases); ``labels``: the training cases' labels; ``fold_table``: one
     row per fold CNN (cases, best epoch, inner validation AUC, held-out AUC, training
-    time, throughput); ``seconds``: wall time of all K trainings and their inference.
+    time, throughput); ``other_features``: the mean over the K fold CNNs of the
+    features of every non-training case (the DLR's test rows); ``model_dirs``: the
+    saved fold CNNs (empty without ``out_dir``); ``seconds``: wall time of all K
+    trainings and their inference.
     """
 
     backbone: str
@@ -158,8 +189,10 @@ class CrossfitResult:
     features: pd.DataFrame
     scores: pd.Series
     labels: pd.Series
+    other_features: pd.DataFrame
     fold_table: pd.DataFrame
     trained_on: dict[int, list[str]]
+    model_dirs: list[Path]
     seconds: float
 
     @property
@@ -202,8 +235,10 @@ def crossfit_deep(
     ``cases``: cohort table (``label``, ``patient_id``) indexed by case id; ``folds``:
     fold per training case (:func:`crossfit_folds`); ``settings``: the deep stage's
     (weights, training, feature mode: the final CNN's, so the fold CNNs copy it).
-    ``cache``: the stage's crops (built from ``settings.crop`` when None). With
-    ``out_dir`` each fold CNN is saved in ``fold<k>/`` (resumable like any training).
+    Every case of ``cases`` outside ``folds`` (test, external) gets the mean of the
+    fold CNNs' features. ``cache``: the stage's crops (built from ``settings.crop``
+    when None). With ``out_dir`` each fold CNN is saved in ``fold<k>/`` (resumable
+    like any training; :func:`fold_mean_features` reads them back for ``predict``).
     """
     from dlrn.deep.data import build_crop_cache
     from dlrn.deep.features import extract_deep_features
@@ -213,11 +248,12 @@ def crossfit_deep(
     cases = cases.set_axis(cases.index.astype(str))
     folds = check_folds(folds, cases)
     training = cases.loc[folds.index]
+    other_ids = list(cases.index.difference(folds.index, sort=False))
     if cache is None:
-        cache = build_crop_cache(training, settings.crop, progress=settings.train.progress)
+        cache = build_crop_cache(cases, settings.crop, progress=settings.train.progress)
     labels = training["label"].astype(int)
     started = time.perf_counter()
-    features, scores, rows, trained_on = [], [], [], {}
+    features, scores, rows, trained_on, others, model_dirs = [], [], [], {}, [], []
     for fold in sorted(folds.unique()):
         held_out = list(folds.index[folds == fold])
         fit_ids = list(folds.index[folds != fold])
@@ -225,12 +261,16 @@ def crossfit_deep(
             backbone, cache, training, fit_ids, weights=settings.weights,
             settings=settings.train, resume=resume, overwrite=overwrite,
             out_dir=None if out_dir is None else Path(out_dir) / f"fold{fold}")
+        model_dirs += [] if result.out_dir is None else [result.out_dir]
         trained_on[int(fold)] = result.fit_ids + result.val_ids
         options = {"normalization": result.normalization, "device": result.device,
                    "batch_size": settings.train.batch_size,
                    "amp": result.device.type == "cuda"}
-        features.append(extract_deep_features(result.model, backbone, cache, held_out,
-                                              mode=settings.feature_mode, **options))
+        fold_features = extract_deep_features(result.model, backbone, cache,
+                                              held_out + other_ids,
+                                              mode=settings.feature_mode, **options)
+        features.append(fold_features.loc[held_out])
+        others.append(fold_features.loc[other_ids])
         fold_scores = cnn_probabilities(result.model, backbone, cache, held_out, **options)
         scores.append(pd.Series(fold_scores, index=held_out))
         rows.append(_fold_row(int(fold), result, held_out, fold_scores, labels))
@@ -238,16 +278,89 @@ def crossfit_deep(
     return CrossfitResult(
         backbone=backbone, folds=folds, features=pd.concat(features).loc[order],
         scores=pd.concat(scores).loc[order].rename(f"DL-{backbone}").rename_axis("case_id"),
-        labels=labels, fold_table=pd.DataFrame(rows).assign(backbone=backbone),
-        trained_on=trained_on, seconds=time.perf_counter() - started)
+        labels=labels, other_features=_mean_frame(others),
+        fold_table=pd.DataFrame(rows).assign(backbone=backbone), trained_on=trained_on,
+        model_dirs=model_dirs, seconds=time.perf_counter() - started)
+
+
+def _mean_frame(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Element-wise mean of same-shaped frames, in float32 like the features."""
+    return (sum(frame.astype(np.float64) for frame in frames) / len(frames)).astype(np.float32)
+
+
+def fold_mean_features(model_dirs: Sequence[str | Path], cache: CropCache,
+                       case_ids: Sequence[str], *, mode: FeatureMode = "pooled",
+                       batch_size: int = 32, device: str = "cpu") -> pd.DataFrame:
+    """DLR features of new cases (``predict``): the mean over the saved fold CNNs.
+
+    ``model_dirs``: the ``fold<k>`` folders :func:`crossfit_deep` wrote.
+    """
+    from dlrn.deep.features import extract_deep_features
+    from dlrn.deep.train import load_trained_model
+
+    frames = []
+    for model_dir in model_dirs:
+        model, card = load_trained_model(model_dir)
+        frames.append(extract_deep_features(model, card["backbone"], cache, case_ids,
+                                            normalization=card["normalization"], mode=mode,
+                                            device=device, batch_size=batch_size))
+    return _mean_frame(frames)
+
+
+@dataclass
+class StageCrossfit:
+    """What the deep stage cross-fitted: the folds, one result per cross-fitted backbone,
+    the chosen backbone and (``select_on: crossfit``) the choice table."""
+
+    folds: pd.Series
+    results: dict[str, CrossfitResult]
+    chosen: str
+    choice: pd.DataFrame | None
+
+
+def crossfit_stage(
+    cases: pd.DataFrame,
+    folds: pd.Series,
+    settings: DeepStageSettings,
+    crossfit: CrossfitSettings,
+    *,
+    chosen_on_validation: str,
+    cache: CropCache | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> StageCrossfit:
+    """The deep stage's cross-fitting as ``crossfit`` asks, after the final CNNs are trained.
+
+    ``select_on: crossfit``: every backbone of ``settings.backbones`` is cross-fitted and
+    the highest pooled out-of-fold AUC wins; ``validation``: ``chosen_on_validation``
+    (the stage's validation-AUC choice) is kept and cross-fitted alone;
+    ``fusion_features: in_sample``: nothing is trained. Fold CNNs go to
+    ``out_dir/<backbone>/fold<k>`` when ``out_dir`` is given.
+    """
+    if crossfit.select_on == "crossfit":
+        backbones = list(settings.backbones)
+    elif crossfit.fusion_features == "crossfit":
+        backbones = [chosen_on_validation]
+    else:
+        backbones = []
+    results = {backbone: crossfit_deep(
+        cases, folds, settings, backbone=backbone, cache=cache, resume=resume,
+        overwrite=overwrite, out_dir=None if out_dir is None else Path(out_dir) / backbone)
+        for backbone in backbones}
+    if crossfit.select_on == "crossfit":
+        chosen, choice = choose_backbone(results)
+        return StageCrossfit(check_folds(folds, cases), results, chosen, choice)
+    return StageCrossfit(check_folds(folds, cases), results, chosen_on_validation, None)
 
 
 def fusion_features(final_features: pd.DataFrame, crossfit: CrossfitResult | None,
                     settings: CrossfitSettings) -> pd.DataFrame:
-    """The deep features the DLR fuses: the final CNN's, with the training cases' rows
-    replaced by their cross-fitted rows (``crossfit``) or kept (``in_sample``).
+    """The deep features the DLR fuses, in ``final_features``' rows and columns.
 
-    Fit the PCA (if any) on the returned frame's training rows only.
+    ``in_sample``: the final CNN's features (``final_features``) of every case.
+    ``crossfit``: cross-fitted rows for the training cases, the fold CNNs' mean for
+    the others (see the module's notes). Fit the PCA (if any) on the training rows.
     """
     if settings.fusion_features == "in_sample":
         return final_features
@@ -256,13 +369,12 @@ def fusion_features(final_features: pd.DataFrame, crossfit: CrossfitResult | Non
     if list(crossfit.features.columns) != list(final_features.columns):
         raise DlrnError(f"cross-fitted features of {crossfit.backbone} have other columns "
                         f"than the final CNN's features")
-    missing = crossfit.features.index.difference(final_features.index.astype(str))
+    rows = pd.concat([crossfit.features, crossfit.other_features])
+    wanted = final_features.index.astype(str)
+    missing = wanted.difference(rows.index)
     if len(missing):
-        raise DlrnError(f"cross-fitted cases missing from the deep features: "
-                        f"{', '.join(missing[:5])}")
-    fused = final_features.set_axis(final_features.index.astype(str)).copy()
-    fused.loc[crossfit.features.index] = crossfit.features.to_numpy()
-    return fused
+        raise DlrnError(f"cases without cross-fitted features: {', '.join(missing[:5])}")
+    return rows.loc[wanted].set_axis(final_features.index)
 
 
 def out_of_fold_scores(results: Mapping[str, CrossfitResult]) -> pd.DataFrame:
