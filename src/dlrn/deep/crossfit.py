@@ -47,7 +47,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import pandas as pd
@@ -55,10 +55,9 @@ import pandas as pd
 from dlrn.errors import ConfigError, DlrnError
 
 if TYPE_CHECKING:
-    from dlrn.deep.data import CropCache
+    from dlrn.deep.data import CropCache, CropSettings
     from dlrn.deep.features import FeatureMode
-    from dlrn.deep.train import TrainResult
-    from dlrn.deep.workflow import DeepStageSettings
+    from dlrn.deep.train import TrainResult, TrainSettings
 
 FusionFeatures = Literal["crossfit", "in_sample"]
 SelectOn = Literal["validation", "crossfit"]
@@ -67,6 +66,17 @@ SELECT_ON = ("validation", "crossfit")
 IN_SAMPLE_NOTE = ("deep features of the training cases come from the CNN fine-tuned on "
                   "them (dl.fusion_features: in_sample): the DLR models' cross-validated "
                   "results, their choice and the DLRN built on them are optimistic")
+
+
+class DeepSettingsLike(Protocol):
+    """What the fold CNNs copy from the deep stage (``workflow.DeepStageSettings``; a
+    protocol, so that the workflow can import this module without a circle)."""
+
+    backbones: tuple[str, ...]
+    weights: str | None
+    crop: CropSettings
+    train: TrainSettings
+    feature_mode: FeatureMode
 
 
 @dataclass(frozen=True)
@@ -227,7 +237,7 @@ def _fold_row(fold: int, result: TrainResult, held_out: list[str], scores: np.nd
 def crossfit_deep(
     cases: pd.DataFrame,
     folds: pd.Series,
-    settings: DeepStageSettings,
+    settings: DeepSettingsLike,
     *,
     backbone: str,
     cache: CropCache | None = None,
@@ -326,7 +336,7 @@ class StageCrossfit:
 def crossfit_stage(
     cases: pd.DataFrame,
     folds: pd.Series,
-    settings: DeepStageSettings,
+    settings: DeepSettingsLike,
     crossfit: CrossfitSettings,
     *,
     chosen_on_validation: str,
