@@ -34,6 +34,7 @@ from dlrn.evaluation.threshold import youden_threshold
 TINY = DeepStageSettings(
     backbones=("resnet18",), weights=None, pca_components=None,
     train=TrainSettings(epochs=2, batch_size=8, val_fraction=0.25, threads=1, progress=False,
+                        device="cpu",
                         patience=None, augmentation=Augmentation.none()))
 
 

@@ -217,11 +217,13 @@ class CrossfitResult:
 
 
 def _auc(ids: Sequence[str], scores: pd.Series, labels: pd.Series) -> float:
+    """AUC of the scores of ``ids``; NaN where they hold one class."""
     from sklearn.metrics import roc_auc_score
 
     labels = labels.loc[list(ids)]
-    return float(roc_auc_score(labels, scores.loc[labels.index])) if labels.nunique() == 2 \
-        else float("nan")
+    if labels.nunique() < 2:
+        return float("nan")
+    return float(roc_auc_score(labels, scores.loc[labels.index]))
 
 
 def _fold_row(fold: int, result: TrainResult, held_out: list[str], scores: np.ndarray,
