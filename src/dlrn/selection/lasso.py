@@ -181,6 +181,7 @@ class LassoSelector(_RecordingSelector):
     ``"1se"`` (largest lambda within one SE of it). ``max_features``: the path stops
     before the first lambda with more than that many non-zero coefficients (glmnet's
     ``dfmax``), so the rule picks among lambdas keeping at most ``max_features``.
+    ``max_iter`` bounds SAGA's iterations (``method="logistic"``); LARS needs none.
 
     ``fold_features`` (given by :class:`~dlrn.selection.pipeline.SelectionPipeline`
     when ``nested``): per fold (train index, validation index, train features,
