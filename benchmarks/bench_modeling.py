@@ -83,14 +83,24 @@ def time_real(cohort: str, features: Path | None, jobs: int) -> None:
     wall, cpu = time.perf_counter(), time.process_time()
     result = fit_feature_set("HCR", X, y, split, groups=patients, n_jobs=jobs, progress=False)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    workers = _worker_cpu()
     print(result.best_params.to_string(index=False))
     test = result.metrics[result.metrics["set"] == "test"].set_index("model")["auc"]
     print(test.round(3).to_string())
     print(f"selected {len(result.selected_features)} features; best model {result.best_model}")
     print(
-        f"fit_feature_set, seven classifiers: wall {wall:.1f} s, main-process CPU {cpu:.1f} s, "
-        f"load average after {os.getloadavg()[0]:.1f}"
+        f"fit_feature_set, seven classifiers: wall {wall:.1f} s, CPU {cpu:.1f} s main process "
+        f"+ {workers:.1f} s workers, load average after {os.getloadavg()[0]:.1f}"
     )
+
+
+def _worker_cpu() -> float:
+    """CPU seconds of the joblib workers, counted once they exit (this process's children)."""
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def time_planted_cli(jobs: int) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from planted import INFORMATIVE, INFORMATIVE_NAMES, planted_cohort
-from real_cohort import busbra_subset
+from real_cohort import busbra_all, busbra_subset
 from sklearn.metrics import roc_auc_score
 
 from dlrn.modeling import fit_feature_set
@@ -146,8 +146,17 @@ def main() -> None:
     )
     parser.add_argument("--before", default="6f5fb2a", help="commit of the old selection")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--all-images",
+        action="store_true",
+        help="only compare on all BUS-BRA images (1310 training, grouped LASSO folds)",
+    )
     args = parser.parse_args()
     before = selection_before(args.before)
+    if args.all_images:
+        X, y, split, _ = busbra_all()
+        train = (split == "train").to_numpy()
+        return compare("BUS-BRA all images", X[train], y[train], before)
     X, y, split, _ = busbra_subset(args.features)
     train = (split == "train").to_numpy()
     compare("BUS-BRA 253 patients", X[train], y[train], before)
