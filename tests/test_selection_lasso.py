@@ -77,6 +77,7 @@ def test_glmnet_stop_rules() -> None:
     assert glmnet_stop(flat, np.arange(6), 100, None)[0] == 5  # not before the 5th lambda
     assert glmnet_stop(rising, np.arange(7), 3, None)[0] == 4  # as many non-zero as cases
     assert glmnet_stop(rising, np.arange(7), 100, 2)[0] == 3  # dfmax: 3 non-zero not kept
+    assert glmnet_stop(rising, np.arange(7) + 5, 100, 2)[0] == 1  # a fold keeps its first
 
 
 def test_max_features_caps_the_path_like_glmnet_dfmax() -> None:

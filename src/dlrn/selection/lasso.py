@@ -64,11 +64,12 @@ def glmnet_stop(
 
     Stops after the first lambda with deviance ratio > 0.999, or (from the 5th lambda)
     a ratio that grew by less than 1e-5 of itself, or n non-zero coefficients; a lambda
-    with more than ``max_features`` non-zero coefficients is not kept (glmnet's dfmax).
+    with more than ``max_features`` non-zero coefficients is not kept (glmnet's dfmax),
+    except the first (a CV fold whose path starts above the cap still gets an error).
     """
     for m in range(len(deviance_ratio)):
         if max_features is not None and nonzero[m] > max_features:
-            return m, f"more than max_features = {max_features} non-zero coefficients"
+            return max(m, 1), f"more than max_features = {max_features} non-zero coefficients"
         if deviance_ratio[m] > DEVIANCE_RATIO_MAX:
             return m + 1, f"deviance ratio {deviance_ratio[m]:.4f} > {DEVIANCE_RATIO_MAX}"
         if nonzero[m] >= n_samples:
