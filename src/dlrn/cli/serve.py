@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cutoff", type=float,
                         help="the study's DLRN cut-off (Table 7), for bundles that do not carry "
                              "it")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="CPU threads of the CNN (default 1: one image per request gains "
+                             "little from more, and a busy machine loses much)")
     parser.set_defaults(func=run)
 
 
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     check_access(args.host, args.token)
     if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
         raise DlrnError("--max-upload-mb and --max-megapixels must be positive")
+    import torch
     import uvicorn
 
     from dlrn.serve.app import create_app
@@ -79,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     limits = UploadLimits(max_bytes=int(args.max_upload_mb * 1024 * 1024),
                           max_pixels=int(args.max_megapixels * 1_000_000))
+    torch.set_num_threads(max(1, args.torch_threads))
     predictor = Predictor(args.bundle, cutoff=args.cutoff, limits=limits)
     app = create_app(predictor, token=args.token)
     address = f"http://{args.host}:{args.port}/"

@@ -25,6 +25,7 @@ from pathlib import Path
 from dlrn.errors import DlrnError
 
 DEFAULT_MAX_UPLOAD_MB = 50
+_MB = 1024 * 1024
 DEFAULT_MAX_MEGAPIXELS = 40
 _HEADER_BYTES = 64 * 1024  # text headers (NRRD, MetaImage) must end within this
 
@@ -39,7 +40,7 @@ class UploadError(DlrnError):
 
 @dataclass(frozen=True)
 class UploadLimits:
-    max_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+    max_bytes: int = DEFAULT_MAX_UPLOAD_MB * _MB
     max_pixels: int = DEFAULT_MAX_MEGAPIXELS * 1_000_000
 
 
@@ -88,8 +89,8 @@ def save_upload(data: bytes, folder: Path, stem: str, limits: UploadLimits) -> P
     if not data:
         raise UploadError(f"the {what} file is empty")
     if len(data) > limits.max_bytes:
-        raise UploadError(f"the {what} file is {len(data) / 1e6:.1f} MB, more than this server "
-                          f"accepts ({limits.max_bytes / 1e6:.0f} MB)", status=413)
+        raise UploadError(f"the {what} file is {len(data) / _MB:.1f} MB, more than this server "
+                          f"accepts ({limits.max_bytes / _MB:.1f} MB)", status=413)
     suffix = detect_suffix(data[:_HEADER_BYTES])
     if suffix is None:
         raise UploadError(f"the {what} file is not an image format dlrn reads (PNG, JPEG, BMP, "
