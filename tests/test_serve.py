@@ -190,6 +190,25 @@ def test_bad_files_get_a_reason_and_no_server_path_leaks(client, predictor, coho
     assert client.post("/api/predict", data=form, files=_files(case)).status_code == 200
 
 
+def test_an_unexpected_failure_is_answered_and_the_server_goes_on(predictor, cohort,
+                                                                   monkeypatch):
+    client = TestClient(create_app(predictor), raise_server_exceptions=False)
+    case = cohort.loc["syn0004"]
+    good = client.post("/api/predict", data=_form(predictor, case), files=_files(case)).json()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(predictor, "predict", broken)
+    failed = client.post("/api/predict", data=_form(predictor, case), files=_files(case))
+    assert failed.status_code == 500 and "RuntimeError" in failed.json()["detail"]
+    page = client.post("/", data=_form(predictor, case), files=_files(case))
+    assert page.status_code == 500 and 'id="error"' in page.text
+    monkeypatch.undo()
+    again = client.post("/api/predict", data=_form(predictor, case), files=_files(case))
+    assert again.status_code == 200 and again.json() == good
+
+
 def test_upload_size_limit_is_enforced(bundle_dir, cohort, predictor):
     case = cohort.loc["syn0004"]
     small = Predictor(bundle_dir, limits=UploadLimits(max_bytes=1000, max_pixels=10**6))
