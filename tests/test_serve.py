@@ -166,6 +166,10 @@ def test_bad_values_get_a_reason_from_the_api_and_the_page(client, predictor, co
     page = client.post("/", data=form, files=_files(case))
     assert page.status_code == status
     assert 'id="error"' in page.text and reason.replace("'", "&#39;") in page.text
+    numeric = {f.name for f in predictor.fields if not f.is_choice}
+    for name, value in change.items():  # the form keeps what was typed
+        if name in numeric and value:
+            assert f'value="{value}"' in page.text
 
 
 def test_bad_files_get_a_reason_and_no_server_path_leaks(client, predictor, cohort, tmp_path):

@@ -101,12 +101,22 @@ def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
 async def _read_form(request: Request, predictor: Predictor) -> tuple[dict[str, str], bytes,
                                                                        bytes]:
     """Clinical values and the two files; anything unexpected is refused by name."""
-    from starlette.datastructures import UploadFile
-
     try:
         form = await request.form(max_files=len(_FILE_FIELDS), max_fields=64)
     except Exception as error:  # malformed multipart bodies raise several types
         raise UploadError(f"could not read the form: {error}", 400) from error
+    try:
+        return await _form_contents(request, form, predictor)
+    finally:
+        await form.close()  # removes the spooled upload files at once
+
+
+async def _form_contents(request: Request, form: Any, predictor: Predictor) -> tuple[
+        dict[str, str], bytes, bytes]:
+    from starlette.datastructures import UploadFile
+
+    values = {key: value for key, value in form.items() if isinstance(value, str)}
+    request.state.values = values  # the page keeps them when it shows an error
     known = {f.name for f in predictor.fields} | set(_FILE_FIELDS) | set(_OPTION_FIELDS)
     unknown = sorted(set(form.keys()) - known)
     if unknown:
@@ -118,7 +128,6 @@ async def _read_form(request: Request, predictor: Predictor) -> tuple[dict[str, 
         if not isinstance(upload, UploadFile):
             raise UploadError(f"missing the {name} file (multipart field {name!r})")
         files[name] = await upload.read(predictor.limits.max_bytes + 1)
-    values = {key: value for key, value in form.items() if isinstance(value, str)}
     return values, files["image"], files["mask"]
 
 
@@ -127,7 +136,9 @@ def _problem(request: Request, pages: _Pages, predictor: Predictor, message: str
     """JSON for the API, the form with the message for the page."""
     if request.url.path.startswith("/api/") or request.method != "POST":
         return JSONResponse({"detail": message}, status_code=status)
-    return HTMLResponse(pages.render(predictor, error=message), status_code=status)
+    values = getattr(request.state, "values", {})
+    return HTMLResponse(pages.render(predictor, error=message, values=values),
+                        status_code=status)
 
 
 def _bundle_facts(predictor: Predictor) -> dict[str, Any]:
@@ -142,10 +153,12 @@ class _Pages:
         self.nomogram_html: str | None = None
 
     def render(self, predictor: Predictor, *, answer: Answer | None = None,
-               error: str | None = None) -> str:
+               error: str | None = None, values: dict[str, Any] | None = None) -> str:
         if self.nomogram_html is None:
             self.nomogram_html = _nomogram_fragment(predictor)
+        values = {k: str(v) for k, v in (answer.inputs if answer else values or {}).items()}
         return self.template.render(predictor=predictor, answer=answer, error=error,
+                                    values=values,
                                     bundle=_bundle_facts(predictor), version=__version__,
                                     nomogram_html=self.nomogram_html, repr=repr)
 
