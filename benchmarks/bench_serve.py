@@ -38,10 +38,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(bundle: Path, port: int) -> subprocess.Popen:
+def _start(bundle: Path, port: int, torch_threads: int | None) -> subprocess.Popen:
     code = "import sys; from dlrn.cli import main; sys.exit(main(sys.argv[1:]))"
+    threads = [] if torch_threads is None else ["--torch-threads", str(torch_threads)]
     return subprocess.Popen([sys.executable, "-c", code, "serve", str(bundle), "--host", HOST,
-                             "--port", str(port)], stdout=subprocess.DEVNULL,
+                             "--port", str(port), *threads], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
 
@@ -122,12 +123,13 @@ def main() -> None:
     parser.add_argument("--gradcam", action="store_true", help="also a run with Grad-CAM")
     parser.add_argument("--rss-every", type=int, default=100)
     parser.add_argument("--cases", type=int, default=20, help="distinct cases to cycle")
+    parser.add_argument("--torch-threads", type=int, help="passed to dlrn serve")
     args = parser.parse_args()
     results = []
     for spec in args.bundle:
         name, folder = spec.split("=", 1)
         port = _free_port()
-        server = _start(Path(folder), port)
+        server = _start(Path(folder), port, args.torch_threads)
         try:
             url = f"http://{HOST}:{port}"
             fields = _wait_ready(url, server, 300).json()["fields"]
