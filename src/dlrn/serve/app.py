@@ -103,6 +103,8 @@ async def _read_form(request: Request, predictor: Predictor) -> tuple[dict[str, 
     """Clinical values and the two files; anything unexpected is refused by name."""
     try:
         form = await request.form(max_files=len(_FILE_FIELDS), max_fields=64)
+    except _TooLarge:
+        raise
     except Exception as error:  # malformed multipart bodies raise several types
         raise UploadError(f"could not read the form: {error}", 400) from error
     try:
