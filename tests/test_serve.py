@@ -222,6 +222,13 @@ def test_upload_size_limit_is_enforced(bundle_dir, cohort, predictor):
     huge = client.post("/api/predict", content=b"x" * (3 * 1024 * 1024),
                        headers={"content-type": "multipart/form-data; boundary=x"})
     assert huge.status_code == 413
+
+    def streamed():  # no Content-Length: counted as it arrives
+        for _ in range(3):
+            yield b"--x\r\n" + b"y" * 1024 * 1024
+
+    assert client.post("/api/predict", content=streamed(), headers={
+        "content-type": "multipart/form-data; boundary=x"}).status_code == 413
     tiny_pixels = Predictor(bundle_dir, limits=UploadLimits(max_pixels=100))
     response = TestClient(create_app(tiny_pixels)).post(
         "/api/predict", data=_form(predictor, case), files=_files(case))
