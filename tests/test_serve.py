@@ -258,6 +258,17 @@ def test_tampered_bundle_is_refused(bundle_dir, tmp_path, capsys):
     assert "checksum" in capsys.readouterr().err
 
 
+def test_cnn_weights_changed_after_start_are_refused(bundle_dir, tmp_path, predictor, cohort):
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    client = TestClient(create_app(Predictor(copy)))
+    case = cohort.loc["syn0004"]
+    weights = copy / "deep" / "cnn.safetensors"
+    weights.write_bytes(weights.read_bytes())  # same bytes, but written again
+    response = client.post("/api/predict", data=_form(predictor, case), files=_files(case))
+    assert response.status_code == 503 and "restart dlrn serve" in response.json()["detail"]
+
+
 def test_network_host_needs_a_token_and_warns(capsys):
     check_access("127.0.0.1", None)
     check_access("localhost", None)

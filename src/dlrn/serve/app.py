@@ -23,6 +23,7 @@ from dlrn.errors import DlrnError
 from dlrn.serve.models import Prediction, Problem, prediction_of, request_schema
 from dlrn.serve.predictor import Answer, Predictor
 from dlrn.serve.uploads import UploadError
+from dlrn.study.bundle import BundleError
 
 LOG = logging.getLogger(__name__)
 TOKEN_COOKIE = "dlrn_token"
@@ -45,6 +46,10 @@ def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
     @app.exception_handler(UploadError)
     async def _refused(request: Request, error: UploadError) -> Response:
         return _problem(request, pages, predictor, str(error), error.status)
+
+    @app.exception_handler(BundleError)
+    async def _bundle_changed(request: Request, error: BundleError) -> Response:
+        return _problem(request, pages, predictor, str(error), 503)
 
     @app.exception_handler(DlrnError)
     async def _invalid(request: Request, error: DlrnError) -> Response:

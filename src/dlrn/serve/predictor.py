@@ -25,7 +25,7 @@ import pandas as pd
 
 from dlrn.errors import DlrnError
 from dlrn.serve.uploads import UploadError, UploadLimits, save_upload
-from dlrn.study.bundle import Bundle
+from dlrn.study.bundle import Bundle, BundleError
 from dlrn.study.predict import predict_cases, read_new_cases
 
 _CASE_ID = "patient"
@@ -120,19 +120,28 @@ class _LoadedBundle(Bundle):
         return super().arrays(name)
 
 
-# The CNNs loaded once per server, by resolved weights path. ``predict_cases`` builds the
-# CNN from the bundle's weights file on every call (two thirds of a second, a third of a
-# prediction); the adapter hands it the model it loaded and verified at start instead.
-_LOADED_CNNS: dict[tuple[str, Path], Any] = {}
+# The CNNs loaded once per server, by backbone and resolved weights path, with the file's
+# size and modification time at loading. ``predict_cases`` builds the CNN from the bundle's
+# weights file on every call (two thirds of a second, a third of a prediction); the
+# adapter hands it the model it loaded at start instead, as long as the file is unchanged.
+_LOADED_CNNS: dict[tuple[str, Path], tuple[Any, tuple[int, int]]] = {}
+# One prediction at a time in the process: a loaded CNN is shared (Grad-CAM hooks it).
+_PREDICTION_LOCK = threading.Lock()
+
+
+def _file_signature(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns
 
 
 def _build_model_once(original: Any) -> Any:
     @functools.wraps(original)
     def build_model(name: str, *, weights: Any = "imagenet") -> Any:
-        if isinstance(weights, (str, Path)) and weights not in (None, "none", "imagenet"):
-            loaded = _LOADED_CNNS.get((name, Path(weights).resolve()))
-            if loaded is not None:
-                return loaded
+        if isinstance(weights, (str, Path)) and str(weights) not in ("none", "imagenet"):
+            path = Path(weights).resolve()
+            model, signature = _LOADED_CNNS.get((name, path), (None, None))
+            if model is not None and path.is_file() and _file_signature(path) == signature:
+                return model
         return original(name, weights=weights)
 
     build_model.loads_once = True
@@ -144,7 +153,8 @@ def _load_cnn_once(bundle: Bundle, backbone: str) -> None:
     from dlrn.deep import nets
 
     path = (bundle.folder / "deep" / "cnn.safetensors").resolve()
-    _LOADED_CNNS[(backbone, path)] = nets.build_model(backbone, weights=path).eval()
+    signature = _file_signature(path)
+    _LOADED_CNNS[(backbone, path)] = (nets.build_model(backbone, weights=path).eval(), signature)
     if not getattr(nets.build_model, "loads_once", False):
         nets.build_model = _build_model_once(nets.build_model)
 
@@ -163,7 +173,6 @@ class Predictor:
         self.limits = limits or UploadLimits()
         self.fields = form_fields(self.settings, self.nomogram)
         self.has_cnn = bool(self.settings.get("deep"))
-        self._lock = threading.Lock()
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -178,6 +187,19 @@ class Predictor:
             self.bundle.arrays("deep/pca")
         if self.has_cnn:
             _load_cnn_once(self.bundle, self.settings["deep"]["backbone"])
+            self._cnn_signature = _file_signature(self._cnn_path)
+
+    @property
+    def _cnn_path(self) -> Path:
+        return (self.bundle.folder / "deep" / "cnn.safetensors").resolve()
+
+    def _check_unchanged(self) -> None:
+        """The CNN file is the one verified at start (the other files are held in memory)."""
+        if self.has_cnn and (not self._cnn_path.is_file()
+                             or _file_signature(self._cnn_path) != self._cnn_signature):
+            raise BundleError(f"the bundle's CNN weights ({self._cnn_path.name}) changed since "
+                              "the server verified them; restart dlrn serve to verify the "
+                              "bundle again")
 
     def parse_values(self, form: Mapping[str, Any]) -> dict[str, str | float]:
         """Every predictor's value from the form, checked (missing, unknown level, range)."""
@@ -193,7 +215,8 @@ class Predictor:
             mask_path = save_upload(mask, root, "mask", self.limits)
             table = self._case_table(root, image_path, mask_path, values)
             gradcam_dir = root / "gradcam" if gradcam and self.has_cnn else None
-            with self._lock, _plain_messages(root, image_path, mask_path):
+            with _PREDICTION_LOCK, _plain_messages(root, image_path, mask_path):
+                self._check_unchanged()
                 cases = read_new_cases(table, self.settings, progress=False)
                 row = predict_cases(self.bundle, cases, gradcam_dir=gradcam_dir,
                                     progress=False).iloc[0]
@@ -263,7 +286,7 @@ def _plain_messages(root: Path, image: Path, mask: Path) -> Iterator[None]:
     """Error messages name 'the uploaded image/mask', never the server's temporary paths."""
     try:
         yield
-    except UploadError:
+    except (UploadError, BundleError):
         raise
     except DlrnError as error:
         message = str(error)
