@@ -7,7 +7,9 @@ predictors) serves every test here.
 
 from __future__ import annotations
 
+import base64
 import io
+import re
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -144,7 +146,7 @@ def test_page_shows_probability_points_models_and_gradcam(client, predictor, coh
     assert f'id="dlrn-probability" data-value="{api["dlrn_probability"]!r}"' in page
     assert f'data-value="{api["total_points"]!r}"' in page
     assert 'id="gradcam"' in page and api["gradcam_png_base64"] in page
-    assert Image.open(io.BytesIO(__import__("base64").b64decode(
+    assert Image.open(io.BytesIO(base64.b64decode(
         api["gradcam_png_base64"]))).format == "PNG"
     assert "@media print" in page and "classified" in page
 
@@ -353,6 +355,8 @@ def test_browser_fills_the_form_and_reads_the_probability(live_server, predictor
             lambda d: d.find_elements(By.ID, "dlrn-probability"))[0]
         page_probability = float(shown.get_attribute("data-value"))
         assert driver.find_elements(By.ID, "gradcam")
+        printed = base64.b64decode(driver.print_page())  # the one-page summary
+        assert len(re.findall(rb"/Type\s*/Page[^s]", printed)) == 1
     table = tmp_path / "one.csv"
     cohort.loc[["syn0023"]].to_csv(table, index=False)
     bundle = Bundle.open(bundle_dir)
