@@ -149,6 +149,8 @@ def test_page_shows_probability_points_models_and_gradcam(client, predictor, coh
     assert Image.open(io.BytesIO(base64.b64decode(
         api["gradcam_png_base64"]))).format == "PNG"
     assert "@media print" in page and "classified" in page
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-frame-options"] == "DENY"
 
 
 @pytest.mark.parametrize(("change", "status", "reason"), [

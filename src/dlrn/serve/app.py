@@ -29,6 +29,8 @@ LOG = logging.getLogger(__name__)
 TOKEN_COOKIE = "dlrn_token"
 _FILE_FIELDS = ("image", "mask")
 _OPTION_FIELDS = ("gradcam", "token")
+_PRIVATE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+                    "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 
@@ -96,6 +98,12 @@ def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
                            for f in predictor.fields],
                 "cutoff": predictor.cutoff, "cnn": predictor.has_cnn,
                 "bundle": _bundle_facts(predictor)}
+
+    @app.middleware("http")
+    async def _private(request: Request, call_next: Callable) -> Response:
+        response = await call_next(request)
+        response.headers.update(_PRIVATE_HEADERS)  # patient data: never cached or framed
+        return response
 
     app.add_middleware(_BodyLimit, limit=limit)
     if token:
