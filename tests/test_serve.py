@@ -231,8 +231,10 @@ def test_upload_size_limit_is_enforced(bundle_dir, cohort, predictor):
         for _ in range(3):
             yield b"--x\r\n" + b"y" * 1024 * 1024
 
-    assert client.post("/api/predict", content=streamed(), headers={
-        "content-type": "multipart/form-data; boundary=x"}).status_code == 413
+    streamed_answer = client.post("/api/predict", content=streamed(), headers={
+        "content-type": "multipart/form-data; boundary=x"})
+    assert streamed_answer.status_code == 413
+    assert streamed_answer.headers["cache-control"] == "no-store"  # refusals too
     tiny_pixels = Predictor(bundle_dir, limits=UploadLimits(max_pixels=100))
     response = TestClient(create_app(tiny_pixels)).post(
         "/api/predict", data=_form(predictor, case), files=_files(case))

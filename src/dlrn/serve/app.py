@@ -29,8 +29,8 @@ LOG = logging.getLogger(__name__)
 TOKEN_COOKIE = "dlrn_token"
 _FILE_FIELDS = ("image", "mask")
 _OPTION_FIELDS = ("gradcam", "token")
-_PRIVATE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-                    "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+_PRIVATE_HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 
@@ -99,15 +99,10 @@ def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
                 "cutoff": predictor.cutoff, "cnn": predictor.has_cnn,
                 "bundle": _bundle_facts(predictor)}
 
-    @app.middleware("http")
-    async def _private(request: Request, call_next: Callable) -> Response:
-        response = await call_next(request)
-        response.headers.update(_PRIVATE_HEADERS)  # patient data: never cached or framed
-        return response
-
     app.add_middleware(_BodyLimit, limit=limit)
     if token:
         app.add_middleware(_TokenCheck, token=token)
+    app.add_middleware(_PrivateHeaders)
     return app
 
 
@@ -227,6 +222,21 @@ class _BodyLimit:
             if not started:
                 await _send_json(send, 413, f"request larger than this server accepts "
                                  f"({self.limit:,} bytes)")
+
+
+class _PrivateHeaders:
+    """Patient data: answers are never cached, sniffed, framed or sent as a referrer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        async def private_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_PRIVATE_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, private_send if scope["type"] == "http" else send)
 
 
 class _TooLarge(Exception):
