@@ -32,7 +32,7 @@ class NomogramKind:
 
 DLRN = NomogramKind("DLRN", "DLR nomogram (DLRN)", DLR_SCORE, "dlr_models", "DLR model")
 RADIOMICS_NOMOGRAM = NomogramKind("RadN", "radiomics nomogram (RadN)", RAD_SCORE, "hcr_models",
-                                  "HCR (radiomics) model")
+                                  "HCR model")
 NOMOGRAMS = {kind.name: kind for kind in (DLRN, RADIOMICS_NOMOGRAM)}
 
 

@@ -119,8 +119,9 @@ def run(context: StudyContext) -> NomogramSummary:
                                       X.loc[training], y, read_folds(context, kind.score_stage),
                                       kind.name)
     except DlrnError as error:  # e.g. a rare clinical level seen in one fold only
+        rule = DLRN_OOF_RULE.replace("DLR models", f"{kind.score_model}s")
         notes.append(f"The {kind.name}'s cut-off is chosen on its in-sample training "
-                     f"predictions: {DLRN_OOF_RULE} failed ({error}).")
+                     f"predictions: {rule} failed ({error}).")
     else:
         predictions.loc[training, ["label", "set"]].assign(**{kind.name: oof}).to_csv(
             folder / OOF_FILE)
