@@ -120,8 +120,10 @@ def run(context: StudyContext) -> NomogramSummary:
                                       kind.name)
     except DlrnError as error:  # e.g. a rare clinical level seen in one fold only
         rule = DLRN_OOF_RULE.replace("DLR models", f"{kind.score_model}s")
+        firth = (" Firth's regression (evaluation.clinical_regression: firth) keeps the "
+                 "estimates finite under separation." if "separation" in str(error) else "")
         notes.append(f"The {kind.name}'s cut-off is chosen on its in-sample training "
-                     f"predictions: {rule} failed ({error}).")
+                     f"predictions: {rule} failed ({error}).{firth}")
     else:
         predictions.loc[training, ["label", "set"]].assign(**{kind.name: oof}).to_csv(
             folder / OOF_FILE)
