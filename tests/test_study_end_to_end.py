@@ -1,9 +1,10 @@
 """The whole study on a small synthetic cohort: demo, report, bundle, resume and predict.
 
 One study run (the module fixture) serves every test here: an internal train/test
-split of 60 cases plus a second synthetic centre of 30 cases as external set. Both
-tables are "messy" (blank ages, '&'-joined margin descriptors, a rare tissue level,
-and a level only the external centre has).
+split of 80 cases (fewer leave a yes/no column with under cohort.min_level_count
+cases of one value, which stops the clinical stage) plus a second synthetic centre of
+30 cases as external set. Both tables are "messy" (blank ages, '&'-joined margin
+descriptors, a rare tissue level, and a level only the external centre has).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ EXTERNAL = "centre_b"
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--out", str(out), "--cases", "60", "--external-cases", "30",
+    assert main(["demo", "--out", str(out), "--cases", "80", "--external-cases", "30",
                  "--quiet"]) == 0
     return out
 
@@ -57,7 +58,7 @@ def test_demo_runs_every_stage_and_writes_report_and_bundle(demo):
     assert "with None weights" not in html
     workbook = pd.read_excel(study / "report" / "tables.xlsx", sheet_name=None)
     assert {"cohort_counts", "baseline", "metrics"} <= set(workbook)
-    assert workbook["cohort_counts"]["cases"].sum() == 90
+    assert workbook["cohort_counts"]["cases"].sum() == 110
     assert list((study / "report" / "figures").glob("*.svg"))
     comparison = pd.read_csv(study / "stages" / "comparison" / "evaluation" / "metrics.csv")
     assert set(comparison["set"]) == {"train", "test", EXTERNAL}
@@ -203,7 +204,7 @@ def test_dlrn_extract_and_the_study_share_one_feature_cache(demo, tmp_path):
                  "--cache", str(study / "cache" / "radiomics"), "--out", str(out),
                  "--no-progress"]) == 0
     provenance = json.loads((tmp_path / "features.provenance.json").read_text())
-    assert provenance["n_from_cache"] == provenance["n_cases"] == 60
+    assert provenance["n_from_cache"] == provenance["n_cases"] == 80
     extracted = pd.read_csv(out, index_col="case_id", dtype={"case_id": str})
     in_study = pd.read_csv(study / "stages" / "radiomics" / "features.csv",
                            index_col="case_id", dtype={"case_id": str})
