@@ -25,10 +25,8 @@ from dlrn.study.stages.files import (
     write_best,
 )
 
-VERSION = 1
-BEST_RULE = ("highest median cross-validated AUC on the training set; the test set plays "
-             "no part in the choice")
-BEST_FACT = "best model (highest median CV AUC on the training set)"
+VERSION = 2  # 2: nested LASSO, pooled out-of-fold choice of the best classifier
+BEST_FACT = "best model (highest pooled out-of-fold AUC on the training set)"
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,8 @@ def selection_pipeline(selection: SelectionSettings | None, icc: pd.DataFrame | 
         icc=icc, icc_threshold=selection.icc_threshold, p_threshold=selection.p_threshold,
         correlation_threshold=selection.correlation_threshold,
         greedy_threshold=selection.correlation_threshold, lasso_folds=selection.lasso_folds,
-        seed=seed)
+        max_features=selection.max_features, univariate_test=selection.univariate_test,
+        lasso_lambda=selection.lasso_lambda, nested=selection.nested, seed=seed)
 
 
 def fit_and_save(folder: Path, name: str, features: pd.DataFrame, cases: pd.DataFrame,
@@ -79,6 +78,7 @@ def fit_and_save(folder: Path, name: str, features: pd.DataFrame, cases: pd.Data
     model's name and :func:`dlrn.modeling.write_feature_set_result`'s tables and figures
     (into ``result_dir`` under ``folder``).
     """
+    from dlrn.classifiers import BEST_MODEL_RULE
     from dlrn.modeling import fit_feature_set, write_feature_set_result
     from dlrn.study.bundle import dump_estimator
 
@@ -100,7 +100,7 @@ def fit_and_save(folder: Path, name: str, features: pd.DataFrame, cases: pd.Data
     result.oof_predictions.to_csv(folder / OOF_FILE)
     features.iloc[:0].to_csv(folder / "feature_names.csv")
     best = f"{name}-{result.best_model}"
-    write_best(folder, best, BEST_RULE)
+    write_best(folder, best, BEST_MODEL_RULE)
     return ModelsSummary(tables=_table_captions(name, result_dir),
                          figures=_figure_captions(name, folder, result_dir),
                          name=name, features_in=features.shape[1],
