@@ -147,3 +147,33 @@ def test_the_nomogram_encodes_clinical_columns_as_the_study_encoder(radiomics_on
     assert chosen["selected"]
     for column in chosen["selected"]:
         assert nomogram["encoder"]["state"][column] == study["state"][column]
+
+
+class _Bundle:
+    """The two bundle calls predict's clinical notes make."""
+
+    def __init__(self, encoder: dict) -> None:
+        self.encoder = encoder
+
+    def has(self, name: str, suffix: str) -> bool:
+        return name == "clinical/encoder"
+
+    def json(self, name: str) -> dict:
+        return self.encoder
+
+
+def test_predict_notes_each_case_and_leaves_out_only_those_a_rule_refuses():
+    from dlrn.clinical import ClinicalEncoder
+    from dlrn.study.predict import _clinical_notes
+
+    cases = _cases()
+    training = cases[cases["set"] == "train"].dropna(subset=["age"])
+    encoder = ClinicalEncoder({"age": {"type": "continuous", "missing": "stop"},
+                               "site": "categorical"}).fit(training)
+    new = pd.DataFrame({"age": [np.nan, 60.0, 55.0], "site": ["a", "z", "b"]},
+                       index=["blank", "unseen", "plain"])
+    left_out, notes = _clinical_notes(_Bundle(encoder.to_dict()), ["age", "site"], new)
+    assert list(left_out) == ["blank"]
+    assert notes["blank"].startswith("no clinical prediction:") and "'age'" in notes["blank"]
+    assert "a value the training set never had" in notes["unseen"] and "(z)" in notes["unseen"]
+    assert notes["plain"] == ""

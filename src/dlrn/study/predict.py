@@ -113,18 +113,27 @@ def _deep(bundle: Bundle, settings: dict[str, Any], cases: pd.DataFrame,
 
 def _clinical_notes(bundle: Bundle, selected: list[str], cases: pd.DataFrame
                     ) -> tuple[pd.Index, pd.Series]:
-    """Cases the study's rules leave out (``exclude``), and each case's encoding note."""
+    """Cases the study's rules cannot encode, and each case's encoding note.
+
+    A case an ``exclude`` rule leaves out, or that a ``stop`` rule refuses, gets no
+    clinical prediction; its note says why (the other cases go on).
+    """
     notes = pd.Series("", index=cases.index, dtype=object)
     if not selected or not bundle.has("clinical/encoder", ".json"):
         return pd.Index([]), notes
     encoder = encoder_for(bundle.json("clinical/encoder"), selected)
-    left_out = encoder.exclusions(cases)
-    for case, reason in left_out.groupby("case", sort=False)["reason"]:
-        notes[case] = f"no clinical prediction: {'; '.join(reason)}"
-    kept = cases.drop(index=left_out["case"].unique())
-    for case in kept.index:
-        notes[case] = "; ".join(encoder.transform_notes(kept.loc[[case]]))
-    return pd.Index(left_out["case"].unique()), notes
+    excluded = encoder.exclusions(cases).groupby("case", sort=False)["reason"]
+    left_out = {case: "; ".join(reasons) for case, reasons in excluded}
+    for case in cases.index.difference(list(left_out), sort=False):
+        try:
+            encoder.transform(cases.loc[[case]])
+        except DlrnError as error:
+            left_out[case] = str(error)
+        else:
+            notes[case] = "; ".join(encoder.transform_notes(cases.loc[[case]]))
+    for case, why in left_out.items():
+        notes[case] = f"no clinical prediction: {why}"
+    return pd.Index(list(left_out)), notes
 
 
 def _nomogram(bundle: Bundle, settings: dict[str, Any], out: pd.DataFrame,
