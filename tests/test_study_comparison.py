@@ -18,8 +18,9 @@ from dlrn.evaluation.threshold import youden_threshold
 from dlrn.modeling import CV_SET
 from dlrn.study.config import study_from_dict
 from dlrn.study.runner import StageRecord, StudyContext
+from dlrn.study.stages.clinical import study_encoder
 from dlrn.study.stages.comparison import run as run_comparison
-from dlrn.study.stages.files import CASES_FILE, OOF_FILE, PREDICTIONS_FILE
+from dlrn.study.stages.files import CASES_FILE, ENCODER_FILE, OOF_FILE, PREDICTIONS_FILE
 from dlrn.study.stages.models import fit_models
 from dlrn.study.stages.nomogram import run as run_dlrn
 
@@ -70,11 +71,13 @@ def _feature_set_stages(context: StudyContext, cases: pd.DataFrame) -> None:
         fit_models(context, stage, name, _features(cases, seed), selection=False)
 
 
-def _clinical_stage(context: StudyContext, levels: dict[str, list[str]]) -> None:
+def _clinical_stage(context: StudyContext, cases: pd.DataFrame) -> None:
+    """The clinical stage's files: age and site chosen, the encoder fitted on training cases."""
     _done(context, "clinical")
+    encoder = study_encoder(context.config).fit(cases[cases["set"] == "train"])
+    (context.stage_dir("clinical") / ENCODER_FILE).write_text(json.dumps(encoder.to_dict()))
     (context.stage_dir("clinical") / "selected.json").write_text(json.dumps(
-        {"selected": ["age", "site"], "basis": "multivariate", "note": None,
-         "levels": levels}))
+        {"selected": ["age", "site"], "basis": "multivariate", "note": None}))
 
 
 def _deep_stage(context: StudyContext, cases: pd.DataFrame) -> pd.DataFrame:
@@ -103,7 +106,7 @@ def study(tmp_path_factory):
     cases = _cases()
     context = _context(tmp_path, cases)
     _feature_set_stages(context, cases)
-    _clinical_stage(context, {"site": ["a", "b"]})
+    _clinical_stage(context, cases)
     _done(context, "dlrn")
     dlrn_summary = run_dlrn(context)
     deep_metrics = _deep_stage(context, cases)
@@ -150,9 +153,12 @@ def test_dlrn_cutoff_comes_from_its_cross_validated_training_probabilities(study
     assert "cross-validated on the training set with the DLR models' folds" in caption
 
 
-def test_a_clinical_level_missing_from_a_fold_falls_back_to_an_in_sample_cutoff(tmp_path):
+def _rare_level_in_fold_1(tmp_path, site: str | dict) -> tuple[StudyContext, object]:
+    """The DLRN stage where a site level is held by two cases, both in CV fold 1."""
     cases = _cases()
     context = _context(tmp_path, cases)
+    context.config.cohort.clinical["site"] = site
+    context.config.cohort.min_level_count = 1
     _feature_set_stages(context, cases)
     folds = pd.read_csv(context.stage_dir("dlr_models") / "result" / "cv_folds.csv",
                         index_col="case_id")
@@ -160,9 +166,21 @@ def test_a_clinical_level_missing_from_a_fold_falls_back_to_an_in_sample_cutoff(
     rare = [in_fold_1.index[in_fold_1["label"] == label][0] for label in (0, 1)]
     cases.loc[rare, "site"] = "rare"  # one case of each class, both in fold 1
     cases.to_csv(context.stage_dir("cohort") / CASES_FILE)
-    _clinical_stage(context, {"site": ["a", "b", "rare"]})
+    _clinical_stage(context, cases)
     _done(context, "dlrn")
-    summary = run_dlrn(context)
+    return context, run_dlrn(context)
+
+
+def test_a_level_seen_in_one_fold_only_is_imputed_in_the_out_of_fold_nomogram(tmp_path):
+    context, summary = _rare_level_in_fold_1(tmp_path, "categorical")
+    oof = pd.read_csv(context.stage_dir("dlrn") / OOF_FILE, index_col="case_id")
+    assert oof["DLRN"].notna().all()
+    assert not any("in-sample training predictions" in note for note in summary.notes)
+
+
+def test_a_level_a_fold_cannot_encode_falls_back_to_an_in_sample_cutoff(tmp_path):
+    context, summary = _rare_level_in_fold_1(tmp_path, {"type": "categorical",
+                                                        "missing": "stop"})
     assert not (context.stage_dir("dlrn") / OOF_FILE).exists()
     assert any("in-sample training predictions" in note and "'rare'" in note
                for note in summary.notes)

@@ -1,7 +1,10 @@
 """The whole study on a small synthetic cohort: demo, report, bundle, resume and predict.
 
 One study run (the module fixture) serves every test here: an internal train/test
-split of 60 cases plus a second synthetic centre of 30 cases as external set.
+split of 80 cases (fewer leave a yes/no column with under cohort.min_level_count
+cases of one value, which stops the clinical stage) plus a second synthetic centre of
+30 cases as external set. Both tables are "messy" (blank ages, '&'-joined margin
+descriptors, a rare tissue level, and a level only the external centre has).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import pytest
 from PIL import Image
 
 from dlrn.cli import main
-from dlrn.errors import DlrnError
 from dlrn.study.config import load_study
 from dlrn.study.pipeline import run_study
 
@@ -25,7 +27,7 @@ EXTERNAL = "centre_b"
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--out", str(out), "--cases", "60", "--external-cases", "30",
+    assert main(["demo", "--out", str(out), "--cases", "80", "--external-cases", "30",
                  "--quiet"]) == 0
     return out
 
@@ -56,12 +58,23 @@ def test_demo_runs_every_stage_and_writes_report_and_bundle(demo):
     assert "with None weights" not in html
     workbook = pd.read_excel(study / "report" / "tables.xlsx", sheet_name=None)
     assert {"cohort_counts", "baseline", "metrics"} <= set(workbook)
-    assert workbook["cohort_counts"]["cases"].sum() == 90
+    assert workbook["cohort_counts"]["cases"].sum() == 110
     assert list((study / "report" / "figures").glob("*.svg"))
     comparison = pd.read_csv(study / "stages" / "comparison" / "evaluation" / "metrics.csv")
     assert set(comparison["set"]) == {"train", "test", EXTERNAL}
     assert "DLRN" in set(comparison["model"])
     assert not list(study.rglob("*.pkl")) and not list(study.rglob("*.pickle"))
+    assert (study / "bundle" / "clinical" / "encoder.json").exists()
+
+
+@pytest.mark.slow
+def test_the_report_shows_how_the_messy_clinical_table_was_handled(demo):
+    html = (demo / "study" / "report" / "report.html").read_text()
+    assert "age: no value for" in html and "age[missing]" in html  # imputed, indicator
+    assert "margin_lexicon[" in html  # one term per token
+    assert "tissue_composition" in html and "extremely dense" in html  # the rare level
+    assert "fibroglandular" in html and "a value the training set never had" in html
+    assert "missing, n (%)" in html
 
 
 @pytest.mark.slow
@@ -160,18 +173,26 @@ def test_predictions_from_the_bundle_equal_those_of_the_run(demo, tmp_path):
 
 
 @pytest.mark.slow
-def test_missing_clinical_value_is_an_error_naming_case_and_column(demo, tmp_path):
+def test_predict_reads_tsv_and_notes_a_blank_value_and_an_unseen_level(demo, tmp_path):
     study = demo / "study"
     cases = pd.read_csv(study / "stages" / "cohort" / "cases.csv", dtype={"case_id": str})
-    missing = _new_cases(demo, "cohort", set(cases.loc[cases["set"] == "test", "case_id"]))
-    clinical = json.loads((study / "bundle" / "settings.json").read_text())["clinical"]
-    column = clinical["selected"][0]
-    missing.loc[missing.index[0], column] = None
-    missing.to_csv(tmp_path / "missing.csv", index=False)
-    from dlrn.study.predict import predict_table
-
-    with pytest.raises(DlrnError, match=rf"{column}.*{missing['case_id'].iloc[0]}"):
-        predict_table(study / "bundle", tmp_path / "missing.csv", progress=False)
+    new = _new_cases(demo, "cohort", set(cases.loc[cases["set"] == "test", "case_id"]))
+    selected = json.loads((study / "bundle" / "settings.json").read_text())["clinical"]["selected"]
+    encoder = json.loads((study / "bundle" / "clinical" / "encoder.json").read_text())
+    types = {c["name"]: c["type"] for c in encoder["columns"]}
+    blank, odd = new["case_id"].iloc[0], new["case_id"].iloc[1]
+    new.loc[new.index[0], selected] = None
+    unseen = [c for c in selected if types[c] in ("categorical", "multilabel")]
+    new.loc[new.index[1], unseen] = "never-seen"
+    new.to_csv(tmp_path / "new.tsv", index=False, sep="\t")
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(study / "bundle"), str(tmp_path / "new.tsv"), "--out", str(out),
+                 "--quiet"]) == 0
+    predicted = pd.read_csv(out, index_col="case_id", dtype={"case_id": str})
+    assert predicted.loc[[blank, odd], "DLRN"].between(0, 1).all()
+    assert all(f"{c}: no value for 1 case(s)" in predicted.loc[blank, "note"] for c in selected)
+    if unseen:
+        assert "a value the training set never had" in predicted.loc[odd, "note"]
 
 
 @pytest.mark.slow
@@ -183,7 +204,7 @@ def test_dlrn_extract_and_the_study_share_one_feature_cache(demo, tmp_path):
                  "--cache", str(study / "cache" / "radiomics"), "--out", str(out),
                  "--no-progress"]) == 0
     provenance = json.loads((tmp_path / "features.provenance.json").read_text())
-    assert provenance["n_from_cache"] == provenance["n_cases"] == 60
+    assert provenance["n_from_cache"] == provenance["n_cases"] == 80
     extracted = pd.read_csv(out, index_col="case_id", dtype={"case_id": str})
     in_study = pd.read_csv(study / "stages" / "radiomics" / "features.csv",
                            index_col="case_id", dtype={"case_id": str})

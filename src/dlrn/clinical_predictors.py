@@ -1,38 +1,38 @@
-"""Which clinical features the clinical models and the nomogram use, and how they become numbers.
+"""Which clinical features the clinical models and the nomogram use, and the study's encoder.
 
 The reference study uses the independent predictors of the multivariate logistic
-regression (:mod:`dlrn.clinical`); these helpers turn that analysis into the list of
-features the models see, and encode categorical features with the levels seen in
-training (the first level is the reference, as in the logistic analysis).
+regression (:mod:`dlrn.clinical`, joint likelihood-ratio tests of each variable's
+terms); these helpers turn that analysis into the list of features the models
+see. Every model encodes them with the one :class:`~dlrn.clinical.ClinicalEncoder`
+the clinical stage fitted on the training cases and saved as JSON
+(:func:`encoder_for` restricts it to the selected columns, :func:`nomogram_columns`
+gives the nomogram the same column rules).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
+from dlrn.clinical import ClinicalEncoder
 from dlrn.errors import DlrnError
 
 
 @dataclass
 class ClinicalChoice:
-    """The clinical features the models and the nomogram use, why, and their levels.
+    """The clinical features the models and the nomogram use, and why.
 
-    ``levels``: the training levels of each categorical feature (the first is the
-    reference); ``note`` says why a fallback was taken or no feature is used.
+    ``note`` says why a fallback was taken or no feature is used.
     """
 
     selected: list[str] = field(default_factory=list)
     basis: str = "none"  # multivariate, univariate or none
     note: str | None = None
-    levels: dict[str, list[str]] = field(default_factory=dict)
     univariate: list[str] = field(default_factory=list)
     independent: list[str] = field(default_factory=list)
-
-    @property
-    def categorical(self) -> list[str]:
-        return list(self.levels)
 
     def use(self) -> str:
         """The features in words, for the report."""
@@ -43,12 +43,12 @@ class ClinicalChoice:
 
 def independent_predictors(multivariate: pd.DataFrame, variables: list[str],
                            p_threshold: float) -> list[str]:
-    """Variables with a multivariate term (``name`` or ``name[level]``) below the threshold."""
+    """Variables whose multivariate p (``p_variable``: the joint likelihood-ratio p of a
+    several-term variable, else its Wald p) is below the threshold."""
     if multivariate.empty:
         return []
-    significant = multivariate.loc[multivariate["p_value"] < p_threshold, "term"]
-    return [v for v in variables
-            if any(t == v or t.startswith(f"{v}[") for t in significant)]
+    significant = set(multivariate.loc[multivariate["p_variable"] < p_threshold, "variable"])
+    return [v for v in variables if v in significant]
 
 
 def clinical_choice(univariate: list[str], independent: list[str], *, fallback: str,
@@ -75,36 +75,40 @@ def clinical_choice(univariate: list[str], independent: list[str], *, fallback: 
                         "no clinical model is built and the nomogram uses the DLR score alone.")
 
 
-def training_levels(training: pd.DataFrame, categorical: list[str]) -> dict[str, list[str]]:
-    """Levels of each categorical column seen in training (sorted as text)."""
-    return {name: sorted(map(str, pd.unique(training[name].astype(str))))
-            for name in categorical}
+def encoder_for(saved: Mapping[str, Any], columns: list[str]) -> ClinicalEncoder:
+    """The study's fitted encoder (``to_dict`` form) restricted to ``columns``.
 
-
-def encode_clinical(cases: pd.DataFrame, columns: list[str],
-                    levels: dict[str, list[str]]) -> pd.DataFrame:
-    """Clinical features as numbers.
-
-    A categorical column becomes one 0/1 column ``<column>_<level>`` per level after the
-    first (the reference, as in the logistic analysis). Unknown levels and missing values
-    are errors naming the case and column.
+    The restricted encoder applies exactly the rules learned for those columns on
+    the training cases (imputation, levels, merges, tokens), and a value missing in
+    a column the models do not use cannot stop a case.
     """
-    encoded = {}
-    for column in columns:
-        values = cases[column]
-        missing = cases.index[values.isna()]
-        if len(missing):
-            raise DlrnError(f"clinical column {column!r} is missing for case(s) "
-                            f"{', '.join(map(str, missing[:10]))}")
-        if column not in levels:
-            encoded[column] = pd.to_numeric(values, errors="raise").astype(float)
-            continue
-        text = values.astype(str)
-        unknown = cases.index[~text.isin(levels[column])]
-        if len(unknown):
-            raise DlrnError(f"clinical column {column!r} has a value the study never saw for "
-                            f"case(s) {', '.join(map(str, unknown[:10]))} (known: "
-                            f"{', '.join(levels[column])})")
-        for level in levels[column][1:]:
-            encoded[f"{column}_{level}"] = (text == level).astype(float)
-    return pd.DataFrame(encoded, index=cases.index)
+    unknown = [c for c in columns if c not in saved["state"]]
+    if unknown:
+        raise DlrnError(f"the study's clinical encoder has no column(s) {unknown}")
+    kept = {**saved, "columns": [c for c in saved["columns"] if c["name"] in columns],
+            "state": {name: saved["state"][name] for name in columns},
+            "notes": [n for n in saved.get("notes", []) if n.split(":")[0] in columns],
+            "excluded": []}
+    return ClinicalEncoder.from_dict(kept)
+
+
+def clinical_features(saved: Mapping[str, Any], columns: list[str],
+                      cases: pd.DataFrame) -> pd.DataFrame:
+    """The terms of ``columns`` for ``cases``, encoded with the study's training rules.
+
+    Terms are named ``shape_irregular`` rather than ``shape[irregular]``: XGBoost and
+    LightGBM refuse brackets in feature names.
+    """
+    if not columns:
+        return pd.DataFrame(index=cases.index)
+    terms = encoder_for(saved, columns).transform(cases)
+    return terms.rename(columns=lambda name: name.replace("[", "_").replace("]", ""))
+
+
+def nomogram_columns(saved: Mapping[str, Any], columns: list[str],
+                     score: str) -> dict[str, Any]:
+    """The nomogram's column declarations: the image score, then the clinical columns as the
+    study's encoder declared them (type, missing rule, order, separator, reference)."""
+    declared = {c["name"]: {k: v for k, v in c.items() if k != "name" and v not in (None, [])}
+                for c in saved["columns"] if c["name"] in columns}
+    return {score: "continuous", **{name: declared[name] for name in columns}}

@@ -1,72 +1,59 @@
-"""The DLRN: a nomogram stacked on the best DLR model's score and the clinical predictors.
+"""The nomogram stacked on an image score: the DLRN, or the radiomics nomogram without DL.
 
-:func:`nomogram_inputs` lays the predictors out (the DLR score first);
-:class:`NomogramClassifier` is the nomogram as a scikit-learn classifier, so the
-training cases' out-of-fold DLRN probabilities come from
-``sklearn.model_selection.cross_val_predict`` with the DLR models' own folds
-(:func:`out_of_fold_probability`).
+:func:`nomogram_inputs` lays the predictors out (the image score first, then the
+clinical columns as they are in the table: the nomogram encodes them with the
+study's clinical rules). :func:`out_of_fold_probability` gives the training cases'
+out-of-fold nomogram probabilities with ``sklearn.model_selection.cross_val_predict``
+over the image models' own folds, :class:`dlrn.nomogram.Nomogram` being a
+scikit-learn classifier.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
-from dlrn.clinical_predictors import encode_clinical
-
 DLR_SCORE = "DLR_score"
+RAD_SCORE = "Rad_score"
+
+
+@dataclass(frozen=True)
+class NomogramKind:
+    """Which nomogram a study builds: its name, its score, the stage the score comes from."""
+
+    name: str
+    title: str
+    score: str
+    score_stage: str
+    score_model: str  # what the score is, in words
+
+
+DLRN = NomogramKind("DLRN", "DLR nomogram (DLRN)", DLR_SCORE, "dlr_models", "DLR model")
+RADIOMICS_NOMOGRAM = NomogramKind("RadN", "radiomics nomogram (RadN)", RAD_SCORE, "hcr_models",
+                                  "HCR model")
+NOMOGRAMS = {kind.name: kind for kind in (DLRN, RADIOMICS_NOMOGRAM)}
 
 
 def nomogram_inputs(cases: pd.DataFrame, score: pd.Series, clinical: list[str],
-                    levels: dict[str, list[str]]) -> pd.DataFrame:
-    """The DLRN predictors: the DLR score beside the significant clinical features."""
-    encode_clinical(cases, clinical, levels)  # names the case and column of bad values
+                    score_name: str = DLR_SCORE) -> pd.DataFrame:
+    """The nomogram's predictors: the image score beside the clinical columns (raw values)."""
     X = cases[clinical].copy()
-    for column in clinical:
-        if column in levels:
-            X[column] = X[column].astype(str)
-    X.insert(0, DLR_SCORE, score.loc[cases.index].astype(float))
+    X.insert(0, score_name, score.loc[cases.index].astype(float))
     return X
 
 
-class NomogramClassifier(ClassifierMixin, BaseEstimator):
-    """:class:`dlrn.nomogram.Nomogram` behind ``fit`` / ``predict_proba``.
+def out_of_fold_probability(nomogram: object, X: pd.DataFrame, y: pd.Series,
+                            folds: pd.Series, name: str = "DLRN") -> pd.Series:
+    """Each training case's nomogram probability from the nomogram fitted without its fold.
 
-    ``nomogram_`` is the fitted nomogram (points, drawing, ``to_dict``).
-    """
-
-    def __init__(self, categorical: Sequence[str] = ()) -> None:
-        self.categorical = categorical
-
-    def fit(self, X: pd.DataFrame, y: pd.Series) -> NomogramClassifier:
-        from dlrn.nomogram import Nomogram
-
-        self.nomogram_ = Nomogram(categorical=list(self.categorical)).fit(X, y)
-        self.classes_ = np.array([0, 1])
-        return self
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        probability = self.nomogram_.points(X)["probability"].to_numpy(float)
-        return np.column_stack([1 - probability, probability])
-
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """1 where the probability is at least 0.5."""
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
-
-
-def out_of_fold_probability(X: pd.DataFrame, y: pd.Series, folds: pd.Series,
-                            categorical: Sequence[str]) -> pd.Series:
-    """Each training case's DLRN probability from the nomogram fitted without its fold.
-
-    With the DLR models' folds, a case's DLR score and DLRN probability both come from
-    models that never saw it. (The fitting cases' DLR scores come from fold models that
-    did see the held-out fold, as in any stacking of out-of-fold predictions.)
+    ``nomogram``: an unfitted :class:`dlrn.nomogram.Nomogram` (cloned per fold, so its
+    clinical rules are learned on each fold's training part). With the image models'
+    folds, a case's score and nomogram probability both come from models that never
+    saw it. (The fitting cases' scores come from fold models that did see the held-out
+    fold, as in any stacking of out-of-fold predictions.)
     """
     split = PredefinedSplit(folds.loc[X.index].to_numpy())
-    probability = cross_val_predict(NomogramClassifier(categorical), X, y, cv=split,
-                                    method="predict_proba")[:, 1]
-    return pd.Series(probability, index=X.index, name="DLRN")
+    probability = cross_val_predict(nomogram, X, y, cv=split, method="predict_proba")[:, 1]
+    return pd.Series(probability, index=X.index, name=name)

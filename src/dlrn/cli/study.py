@@ -9,14 +9,22 @@ from dlrn.errors import DlrnError
 
 DEMO_STUDY = """\
 # The demo study: the synthetic cohort with small settings (a few minutes on 2 cores).
+# Its clinical table looks like a hospital export: about 10% of ages blank (imputed with
+# the training median plus an age[missing] term), BI-RADS margin descriptors joined by
+# '&' (one yes/no term per token), a tissue-composition level held by 1-3 cases (merged
+# into 'other') and, in the external centre, a level met nowhere else (read as 'other').
 cohort:
   table: cohort/cohort.csv
   patient: patient_id
   repeat_masks: [mask_reader2]
+  missing: impute
+  min_level_count: 5
   clinical: {{age: continuous, sex: categorical, smoking: categorical,
              max_diameter_mm: continuous, shape: categorical, margin: categorical,
              echogenicity: categorical, calcification: categorical,
-             posterior_enhancement: categorical}}
+             posterior_enhancement: categorical,
+             margin_lexicon: {{type: multilabel, separator: "&"}},
+             tissue_composition: categorical}}
   external: {external}
 radiomics:
   preset: fast
@@ -97,14 +105,15 @@ def _demo_cohorts(out: Path, cases: int, external_cases: int) -> str:
 
     size = (160, 160)
     if not (out / "cohort" / "cohort.csv").exists():
-        make_synthetic_cohort(out / "cohort", n_cases=cases, seed=0, image_size=size)
+        make_synthetic_cohort(out / "cohort", n_cases=cases, seed=0, image_size=size,
+                              messy=True)
     if not external_cases:
         return "[]"
     table = out / DEMO_EXTERNAL / "cohort.csv"
     if not table.exists():
         # Another centre: its own patients and a slightly different field of view.
         make_synthetic_cohort(table.parent, n_cases=external_cases, seed=1, image_size=size,
-                              field_of_view_mm=45.0)
+                              field_of_view_mm=45.0, messy=True, external=True)
         from dlrn.io import read_table
 
         cohort = read_table(table, text_columns=("case_id", "patient_id"))

@@ -10,7 +10,13 @@ from dlrn.stacking import DLR_SCORE
 from dlrn.study.bundle import BundleWriter, load_trusted_estimator
 from dlrn.study.runner import StudyContext
 from dlrn.study.stages.comparison import MODEL_STAGES
-from dlrn.study.stages.files import best_model, clinical_record, cohort_columns, image_options
+from dlrn.study.stages.files import (
+    best_model,
+    clinical_encoder,
+    clinical_record,
+    cohort_columns,
+    image_options,
+)
 
 FEATURE_STAGES = ("clinical_models", "hcr_models", "dlr_models")
 
@@ -69,9 +75,12 @@ def write_study_bundle(context: StudyContext) -> None:
             settings["best"][stage] = best_model(context, stage)
     if context.done("deep"):
         settings["deep"] = _add_deep(writer, context)
+    if context.done("clinical"):  # the one clinical encoder, as JSON (no pickle)
+        writer.add_json("clinical/encoder", clinical_encoder(context))
     if context.done("dlrn"):
         writer.add_json("dlrn/nomogram", json.loads(
             (context.stage_dir("dlrn") / "nomogram.json").read_text()))
+        settings["nomogram"] = best_model(context, "dlrn")  # DLRN or RadN
     writer.add_json("settings", settings)
     writer.add_json("study", config.to_dict())
     writer.finish(stages=[name for name in context.records if context.done(name)])

@@ -21,7 +21,9 @@ from dlrn.errors import ConfigError
 from dlrn.study.validation import Validator, public_fields, suggest
 
 CLASSIFIER_NAMES = ("LR", "SVM", "RandomForest", "ExtraTrees", "XGBoost", "LightGBM", "MLP")
-ColumnType = Literal["continuous", "categorical"]
+ColumnType = Literal["continuous", "categorical", "ordinal", "multilabel"]
+#: A clinical column: its type, or {type, missing, order, separator, reference}.
+ClinicalColumn = str | dict[str, Any]
 
 
 def _doc(help: str, *, example: str | None = None, minimum: float | None = None,
@@ -54,10 +56,18 @@ class CohortSettings:
     repeat_masks: list[str] = field(default_factory=list, metadata=_doc(
         "columns with repeat segmentations (second reader or session) for the ICC "
         "reproducibility filter; [] = no ICC step", example="[mask_reader2]"))
-    clinical: dict[str, ColumnType] = field(default_factory=dict, metadata=_doc(
-        "clinical and imaging-report columns with their type (continuous or categorical); "
-        "{} = no clinical model and no nomogram covariates",
-        example="{age: continuous, shape: categorical}"))
+    clinical: dict[str, ClinicalColumn] = field(default_factory=dict, metadata=_doc(
+        "clinical and imaging-report columns with their type (continuous, categorical, "
+        "ordinal, multilabel) or {type, missing, order, separator, reference} "
+        "(docs/clinical-data.md); {} = no clinical model and no nomogram covariates",
+        example="{age: continuous, shape: categorical, birads: {type: ordinal, order: "
+                "[2, 3, 4a, 4b, 4c, 5]}, margin: {type: multilabel, separator: '&'}}"))
+    missing: Literal["impute", "exclude", "stop"] = field(default="impute", metadata=_doc(
+        "blank clinical values: impute = training median / most frequent level plus a "
+        "missing-indicator term; exclude = complete cases only (listed with reasons); stop = "
+        "an error"))
+    min_level_count: int = field(default=5, metadata=_doc(
+        "levels and tokens held by fewer training cases merge into 'other'", minimum=1))
     on_error: Literal["stop", "exclude"] = field(default="stop", metadata=_doc(
         "invalid cases: stop with a list of all problems, or exclude them (the report lists "
         "them with reasons)"))
@@ -208,6 +218,9 @@ class EvaluationSettings:
         "if no clinical feature is multivariately significant: univariate = use the "
         "univariately significant ones (the report says so); none = no clinical model, "
         "a nomogram of the DLR score alone"))
+    clinical_regression: Literal["standard", "firth"] = field(default="standard", metadata=_doc(
+        "logistic regression of the clinical analysis and the nomogram: standard (R glm) or "
+        "firth (R logistf: finite odds ratios when a level separates the classes)"))
     calibration_bins: int = field(default=10, metadata=_doc(
         "groups of the calibration curve and the Hosmer-Lemeshow test", minimum=3))
 
@@ -278,6 +291,7 @@ def _check_semantics(config: StudyConfig, fail: typing.Callable[[str, str], None
     named = [c for c in columns if c]
     for duplicate in sorted({c for c in named if named.count(c) > 1}):
         fail("cohort", f"column {duplicate!r} is used for two roles")
+    _check_clinical_columns(cohort, fail)
     for name in config.classifiers.models:
         if name not in CLASSIFIER_NAMES:
             _unknown_choice(fail, "classifiers.models", name, CLASSIFIER_NAMES)
@@ -292,6 +306,20 @@ def _check_semantics(config: StudyConfig, fail: typing.Callable[[str, str], None
     for i, name in enumerate(names):
         if name in ("train", "test") or names.count(name) > 1:
             fail(f"cohort.external[{i}].name", f"{name!r} must be unique and not train/test")
+
+
+def _check_clinical_columns(cohort: CohortSettings,
+                            fail: typing.Callable[[str, str], None]) -> None:
+    """Each clinical column's declaration (type, missing, order, ...), as the encoder reads it."""
+    from dlrn.clinical.spec import column_specs
+    from dlrn.errors import DlrnError
+
+    for name, declared in cohort.clinical.items():
+        try:
+            column_specs({name: declared}, missing=cohort.missing, separator="&")
+        except DlrnError as error:
+            fail(f"cohort.clinical.{name}", str(error).removeprefix(
+                f"cohort.clinical.{name}: "))
 
 
 def _unknown_choice(fail: typing.Callable[[str, str], None], path: str, value: str,

@@ -134,12 +134,15 @@ def _clinical_text(context: StudyContext) -> str:
     text = (f"clinical predictors by univariate then multivariate logistic regression (p < {p}, "
             "training set)")
     note = clinical_record(context).note
+    summary = context.summary("clinical")
+    encoding = " ".join(filter(None, (getattr(summary, "encoding", ""),
+                                      getattr(summary, "regression", ""))))
     if note:
-        return f"{text}. {note}"
+        return f"{text}. {note} {encoding}".strip()
     if config.evaluation.clinical_fallback == "univariate":
         text += ("; if none had been significant in the multivariate analysis, the "
                  "univariately significant ones would have been used")
-    return text + "."
+    return f"{text}. {encoding}".strip()
 
 
 def methods_summary(context: StudyContext) -> list[tuple[str, str]]:

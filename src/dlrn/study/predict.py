@@ -1,10 +1,12 @@
-"""Predict new cases with a study's bundle: every model's probability, the DLRN and its points.
+"""Predict new cases with a study's bundle: every model's probability, the nomogram's points.
 
 Load the bundle (checksums verified), validate the new cases like the cohort reader
 (the label column is optional), compute the inputs each model was fitted on
-(clinical encoding, PyRadiomics with the study's parameters, the CNN and its PCA) and
-call each frozen model's ``predict_proba``; the nomogram adds its points. Nothing
-here is fitted, and nothing imports the study's orchestrator.
+(the study's clinical encoder, PyRadiomics with the study's parameters, the CNN and
+its PCA) and call each frozen model's ``predict_proba``; the nomogram (DLRN, or the
+radiomics nomogram RadN) adds its points. A blank clinical value or a level the
+study never saw is handled by the study's rules and explained in the ``note``
+column. Nothing here is fitted, and nothing imports the study's orchestrator.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dlrn.clinical_predictors import encode_clinical
+from dlrn.clinical_predictors import clinical_features, encoder_for
 from dlrn.errors import DlrnError
-from dlrn.stacking import nomogram_inputs
+from dlrn.stacking import DLRN, NOMOGRAMS, nomogram_inputs
 from dlrn.study.bundle import Bundle
 
 __all__ = ["Bundle", "predict_cases", "predict_table", "read_new_cases"]
@@ -109,17 +111,62 @@ def _deep(bundle: Bundle, settings: dict[str, Any], cases: pd.DataFrame,
     return probability, bundle_pca(bundle).transform(features)
 
 
+def _clinical_notes(bundle: Bundle, selected: list[str], cases: pd.DataFrame
+                    ) -> tuple[pd.Index, pd.Series]:
+    """Cases the study's rules cannot encode, and each case's encoding note.
+
+    A case an ``exclude`` rule leaves out, or that a ``stop`` rule refuses, gets no
+    clinical prediction; its note says why (the other cases go on).
+    """
+    notes = pd.Series("", index=cases.index, dtype=object)
+    if not selected or not bundle.has("clinical/encoder", ".json"):
+        return pd.Index([]), notes
+    encoder = encoder_for(bundle.json("clinical/encoder"), selected)
+    excluded = encoder.exclusions(cases).groupby("case", sort=False)["reason"]
+    left_out = {case: "; ".join(reasons) for case, reasons in excluded}
+    for case in cases.index.difference(list(left_out), sort=False):
+        try:
+            encoder.transform(cases.loc[[case]])
+        except DlrnError as error:
+            left_out[case] = str(error)
+        else:
+            notes[case] = "; ".join(encoder.transform_notes(cases.loc[[case]]))
+    for case, why in left_out.items():
+        notes[case] = f"no clinical prediction: {why}"
+    return pd.Index(list(left_out)), notes
+
+
+def _nomogram(bundle: Bundle, settings: dict[str, Any], out: pd.DataFrame,
+              cases: pd.DataFrame, selected: list[str]) -> pd.DataFrame:
+    """The nomogram's probability (named DLRN or RadN) and points of each case."""
+    from dlrn.nomogram import Nomogram
+
+    kind = NOMOGRAMS[settings.get("nomogram", DLRN.name)]
+    nomogram = Nomogram.from_dict(bundle.json("dlrn/nomogram"))
+    X = nomogram_inputs(cases, out.loc[cases.index, settings["best"][kind.score_stage]],
+                        selected, kind.score)
+    points = nomogram.points(X)
+    return points.drop(columns=["probability"]).assign(**{kind.name: points["probability"]})
+
+
 def predict_cases(bundle: Bundle, cases: pd.DataFrame, *, gradcam_dir: str | Path | None = None,
                   progress: bool = True) -> pd.DataFrame:
-    """One row per case: each model's probability, the DLRN probability and its points."""
+    """One row per case: each model's probability, the nomogram's probability and points.
+
+    ``note`` says how the study's clinical rules read each case (an imputed value, a
+    level the study never saw); a case an ``exclude`` rule leaves out gets no clinical
+    model or nomogram probability, and the note says why.
+    """
     settings = bundle.json("settings")
     models = settings["models"]
-    clinical = settings.get("clinical") or {"selected": [], "levels": {}}
+    selected = (settings.get("clinical") or {}).get("selected", [])
     out = pd.DataFrame(index=cases.index)
     if "label" in cases.columns:
         out["label"] = cases["label"].astype(int)
+    left_out, notes = _clinical_notes(bundle, selected, cases)
+    usable = cases.drop(index=left_out)
     if models.get("clinical_models"):
-        X = encode_clinical(cases, clinical["selected"], clinical["levels"])
+        X = clinical_features(bundle.json("clinical/encoder"), selected, usable)
         out = out.join(_model_probabilities(bundle, "clinical_models",
                                             models["clinical_models"], X))
     hcr = _radiomics(bundle, cases, progress) if models.get("hcr_models") else None
@@ -133,14 +180,8 @@ def predict_cases(bundle: Bundle, cases: pd.DataFrame, *, gradcam_dir: str | Pat
             out = out.join(_model_probabilities(bundle, "dlr_models", models["dlr_models"],
                                                 fused))
     if bundle.has("dlrn/nomogram", ".json"):
-        from dlrn.nomogram import Nomogram
-
-        nomogram = Nomogram.from_dict(bundle.json("dlrn/nomogram"))
-        X = nomogram_inputs(cases, out[settings["best"]["dlr_models"]], clinical["selected"],
-                            clinical["levels"])
-        points = nomogram.points(X)
-        out["DLRN"] = points["probability"]
-        out = out.join(points.drop(columns=["probability"]))
+        out = out.join(_nomogram(bundle, settings, out, usable, selected))
+    out["note"] = notes
     out.index.name = "case_id"
     return out
 

@@ -12,7 +12,7 @@ logic among them now lives in the library (``dlrn.clinical_predictors``,
 
 from __future__ import annotations
 
-from dlrn.clinical_predictors import clinical_choice, encode_clinical, independent_predictors
+from dlrn.clinical_predictors import clinical_choice, independent_predictors
 from dlrn.model_comparison import comparison_metrics
 from dlrn.stacking import DLR_SCORE, nomogram_inputs
 from dlrn.study.runner import Stage
@@ -36,4 +36,4 @@ STAGES: list[Stage] = [
 
 __all__ = ["CASES_FILE", "DLR_SCORE", "IGNORED_REPEATS", "OOF_FILE", "PREDICTIONS_FILE",
            "STAGES", "clinical_choice", "comparison_metrics", "deep_settings",
-           "encode_clinical", "fit_models", "independent_predictors", "nomogram_inputs"]
+           "fit_models", "independent_predictors", "nomogram_inputs"]

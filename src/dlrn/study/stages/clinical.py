@@ -1,4 +1,9 @@
-"""Stage ``clinical``: baseline tables and the logistic analyses choosing clinical predictors."""
+"""Stage ``clinical``: the clinical encoder, baseline tables and the logistic analyses.
+
+One :class:`dlrn.clinical.ClinicalEncoder` is fitted on the training cases
+(imputation values, levels and merges, tokens) and saved as JSON; the logistic
+analyses, the clinical models, the nomogram and ``dlrn predict`` all encode with it.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +17,27 @@ import pandas as pd
 from dlrn.clinical_predictors import ClinicalChoice
 from dlrn.errors import DlrnError
 from dlrn.report.summary import StageSummary
-from dlrn.study.config import ColumnType, StudyConfig
+from dlrn.study.config import ClinicalColumn, StudyConfig
 from dlrn.study.runner import Stage, StudyContext
-from dlrn.study.stages.files import CLINICAL_FILE, read_cases, save_tables, train_ids
+from dlrn.study.stages.files import (
+    CLINICAL_FILE,
+    ENCODER_FILE,
+    read_cases,
+    save_tables,
+    train_ids,
+)
 
-VERSION = 1
+VERSION = 2  # 2: the clinical encoder (missing values, rare levels, tokens), joint tests
 
 
 @dataclass(frozen=True)
 class ClinicalStageSettings:
-    clinical: dict[str, ColumnType]
+    clinical: dict[str, ClinicalColumn]
     p_threshold: float
     fallback: str
+    missing: str = "impute"
+    min_level_count: int = 5
+    regression: str = "standard"
 
 
 @dataclass
@@ -34,6 +48,8 @@ class ClinicalSummary(StageSummary):
     selected: list[str] = field(default_factory=list)
     basis: str = "none"
     p_threshold: float = 0.05
+    encoding: str = ""  # the methods text of the encoder and of the regressions
+    regression: str = ""
 
     def facts(self) -> dict[str, Any]:
         p = self.p_threshold
@@ -48,27 +64,34 @@ class ClinicalSummary(StageSummary):
 
 def settings(config: StudyConfig) -> ClinicalStageSettings:
     e = config.evaluation
-    return ClinicalStageSettings(config.cohort.clinical, e.clinical_p_threshold,
-                                 e.clinical_fallback)
+    c = config.cohort
+    return ClinicalStageSettings(c.clinical, e.clinical_p_threshold, e.clinical_fallback,
+                                 c.missing, c.min_level_count, e.clinical_regression)
 
 
-def categorical_columns(config: StudyConfig) -> list[str]:
-    return [name for name, kind in config.cohort.clinical.items() if kind == "categorical"]
+def study_encoder(config: StudyConfig) -> Any:
+    """The study's clinical encoder, unfitted (its rules from the cohort section)."""
+    from dlrn.clinical import ClinicalEncoder
+
+    c = config.cohort
+    return ClinicalEncoder(c.clinical, missing=c.missing, min_level_count=c.min_level_count)
 
 
-def baseline_tables(cases: pd.DataFrame, variables: list[str], categorical: list[str],
+def baseline_tables(cases: pd.DataFrame, variables: list[str], columns: dict[str, Any],
                     external: list[str]) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Training vs test (Table 2), then training vs each external set, with notes.
 
-    The training set comes first in every table. An external set whose variables
-    cannot be compared (e.g. one missing for all its cases) gets a note instead of
+    The training set comes first in every table; each variable with a blank value has
+    a "missing, n (%)" row, a multilabel column one row per token. An external set
+    whose variables cannot be compared (e.g. one missing for all its cases) gets a note instead of
     a table: the external evaluation does not depend on it.
     """
     from dlrn.clinical import baseline_table
 
     def compare(other: str) -> pd.DataFrame:
         table = baseline_table(cases[cases["set"].isin(["train", other])], "set", variables,
-                               categorical=categorical, group_order=["train", other])
+                               columns=columns, group_order=["train", other],
+                               missing_rows=True)
         return table.rename(columns={"shapiro_p_1": "train Shapiro-Wilk p",
                                      "shapiro_p_2": f"{other} Shapiro-Wilk p"})
 
@@ -91,38 +114,52 @@ def _captions(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
     captions["tables/multivariate"] = ("Multivariate logistic regression of the univariately "
                                        "significant features, training set "
                                        "(Supplementary Table 1)")
+    captions["tables/variables"] = ("Each clinical variable's p-value (likelihood-ratio test "
+                                    "of all its terms together where it has several), "
+                                    "univariate and multivariate")
     return captions
 
 
 def run(context: StudyContext) -> ClinicalSummary:
-    from dlrn.clinical import logistic_analysis
-    from dlrn.clinical_predictors import clinical_choice, independent_predictors, training_levels
+    from dlrn.clinical import logistic_analysis, methods_text, regression_methods_text
+    from dlrn.clinical_predictors import clinical_choice
 
     config = context.config
     cases = read_cases(context)
     variables = list(config.cohort.clinical)
-    categorical = categorical_columns(config)
     p_threshold = config.evaluation.clinical_p_threshold
-    tables, notes = baseline_tables(cases, variables, categorical,
+    tables, notes = baseline_tables(cases, variables, config.cohort.clinical,
                                     [e.name for e in config.cohort.external])
     training = cases.loc[train_ids(cases)]
-    analysis = logistic_analysis(training, "label", variables, categorical=categorical,
+    encoder = study_encoder(config).fit(training)
+    analysis = logistic_analysis(training, "label", variables, encoder=encoder,
+                                 regression=config.evaluation.clinical_regression,
                                  p_threshold=p_threshold)
-    independent = independent_predictors(analysis.multivariate, variables, p_threshold)
-    selected, basis, note = clinical_choice(list(analysis.selected), independent,
+    selected, basis, note = clinical_choice(list(analysis.selected), analysis.independent,
                                             fallback=config.evaluation.clinical_fallback,
                                             p_threshold=p_threshold)
-    # Levels seen in training; a level met only later is an error naming the case.
     folder = context.stage_dir("clinical")
-    choice = ClinicalChoice(selected, basis, note, training_levels(training, categorical),
-                            list(analysis.selected), independent)
+    (folder / ENCODER_FILE).write_text(json.dumps(encoder.to_dict(), indent=1))
+    choice = ClinicalChoice(selected, basis, note, list(analysis.selected),
+                            analysis.independent)
     (folder / CLINICAL_FILE).write_text(json.dumps(dataclasses.asdict(choice)))
     save_tables(folder, {**tables, "univariate": analysis.univariate,
-                         "multivariate": analysis.multivariate})
+                         "multivariate": analysis.multivariate,
+                         "variables": analysis.variables})
+    notes += [f"training set: {n}" for n in encoder.notes_] + _applied_notes(encoder, cases)
     return ClinicalSummary(tables=_captions(tables), notes=notes + ([note] if note else []),
                            variables=variables, univariate=list(analysis.selected),
-                           independent=independent, selected=selected, basis=basis,
-                           p_threshold=p_threshold)
+                           independent=analysis.independent, selected=selected, basis=basis,
+                           p_threshold=p_threshold, encoding=methods_text(encoder),
+                           regression=regression_methods_text(analysis))
+
+
+def _applied_notes(encoder: Any, cases: pd.DataFrame) -> list[str]:
+    """What the training rules did to the test and external cases (imputed, unseen levels)."""
+    notes = []
+    for name, rows in cases[cases["set"] != "train"].groupby("set", sort=False):
+        notes += encoder.transform_notes(rows, where=f"{name} set")
+    return notes
 
 
 def _no_clinical(context: StudyContext) -> str | None:

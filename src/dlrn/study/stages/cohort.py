@@ -15,7 +15,7 @@ from dlrn.study.config import CohortSettings, SplitSettings, StudyConfig
 from dlrn.study.runner import Stage, StudyContext
 from dlrn.study.stages.files import CASES_FILE, cohort_columns, image_options, save_tables
 
-VERSION = 1
+VERSION = 2  # 2: cases a clinical column's "exclude" rule leaves out
 CASE_EXCLUDED = "case excluded"  # dlrn.cohort's action; the other is "repeat mask ignored"
 IGNORED_REPEATS = "repeat masks ignored (case kept, left out of the ICC subset)"
 
@@ -115,9 +115,44 @@ def read_all_cohorts(config: StudyConfig, progress: bool) -> tuple[pd.DataFrame,
     return cases, pd.concat(exclusions, ignore_index=True), notes
 
 
+def clinical_exclusions(config: StudyConfig, cases: pd.DataFrame) -> pd.DataFrame:
+    """Cases that a clinical column's ``exclude`` rule leaves out, as excluded-case rows.
+
+    The rule is the clinical encoder's, learned on the training cases (a blank value
+    anywhere; in test and external cases also a level training never had, where the
+    column has no 'other'), so every later stage sees the same cases.
+    """
+    from dlrn.clinical import ClinicalEncoder
+
+    c = config.cohort
+    encoder = ClinicalEncoder(c.clinical, missing=c.missing, min_level_count=c.min_level_count)
+    if not c.clinical or "exclude" not in {spec.missing for spec in encoder_specs(encoder)}:
+        return pd.DataFrame(columns=["case_id", "problem", "column", "action", "cohort"])
+    encoder.fit(cases[cases["set"] == "train"])
+    found = pd.concat([encoder.excluded_, encoder.exclusions(cases[cases["set"] != "train"])])
+    return pd.DataFrame({
+        "case_id": found["case"].to_numpy(), "problem": found["reason"].to_numpy(),
+        "column": found["column"].to_numpy(), "action": CASE_EXCLUDED,
+        "cohort": [s if s not in ("train", "test") else "main"
+                   for s in cases.loc[found["case"], "set"]]})
+
+
+def encoder_specs(encoder: Any) -> list[Any]:
+    from dlrn.clinical.spec import column_specs
+
+    return column_specs(encoder.columns, missing=encoder.missing, separator=encoder.separator)
+
+
 def run(context: StudyContext) -> CohortSummary:
     config = context.config
     cases, problems, notes = read_all_cohorts(config, context.progress)
+    clinical = clinical_exclusions(config, cases)
+    if len(clinical):
+        cases = cases.drop(index=clinical["case_id"].unique())
+        problems = pd.concat([problems, clinical], ignore_index=True)
+        notes.append(f"{clinical['case_id'].nunique()} case(s) left out by the clinical "
+                     "missing-value rule (cohort.missing: exclude), listed with their reasons "
+                     "in the excluded cases; no later stage uses them")
     folder = context.stage_dir("cohort")
     cases.to_csv(folder / CASES_FILE)
     (folder / "split.json").write_text(json.dumps(
@@ -134,7 +169,8 @@ def run(context: StudyContext) -> CohortSummary:
         notes=notes,
         cases_analysed=len(cases),
         # one row per problem: a case with two problems is one excluded case
-        cases_excluded=len(excluded.drop_duplicates(["cohort", "row"])),
+        cases_excluded=len(excluded[excluded["row"].notna()].drop_duplicates(["cohort", "row"]))
+        + clinical["case_id"].nunique(),
         ignored_repeat_masks=len(ignored.drop_duplicates(["cohort", "row", "column"])),
         split=_split_text(config))
 

@@ -52,7 +52,7 @@ def comparison_predictions(context: StudyContext) -> tuple[pd.DataFrame, pd.Data
     for stage in MODEL_STAGES:
         if not context.done(stage):
             continue
-        column = "DLRN" if stage == "dlrn" else best_model(context, stage)
+        column = best_model(context, stage)  # the nomogram stage names DLRN or RadN
         predictions[column] = read_predictions(context, stage)[column]
         stage_oof = read_out_of_fold(context, stage)
         if stage_oof is not None:

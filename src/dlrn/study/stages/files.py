@@ -23,6 +23,8 @@ PREDICTIONS_FILE = "predictions.csv"
 OOF_FILE = "oof.csv"
 BEST_FILE = "best.json"
 CLINICAL_FILE = "selected.json"
+#: The clinical encoder fitted on the training cases (ClinicalEncoder.to_dict, JSON).
+ENCODER_FILE = "encoder.json"
 
 
 def cohort_columns(config: StudyConfig, *, with_label: bool = True,
@@ -101,3 +103,10 @@ def clinical_record(context: StudyContext) -> ClinicalChoice:
         return ClinicalChoice()
     return ClinicalChoice(**json.loads((context.stage_dir("clinical") / CLINICAL_FILE)
                                        .read_text()))
+
+
+def clinical_encoder(context: StudyContext) -> dict[str, Any] | None:
+    """The clinical stage's fitted encoder (``ClinicalEncoder.to_dict``), or None."""
+    if not context.done("clinical"):
+        return None
+    return json.loads((context.stage_dir("clinical") / ENCODER_FILE).read_text())

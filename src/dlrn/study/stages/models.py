@@ -18,6 +18,7 @@ from dlrn.study.runner import Stage, StudyContext
 from dlrn.study.stages.files import (
     OOF_FILE,
     PREDICTIONS_FILE,
+    clinical_encoder,
     clinical_record,
     read_cases,
     read_features,
@@ -144,10 +145,11 @@ def read_icc(context: StudyContext) -> pd.DataFrame | None:
 
 
 def run_clinical_models(context: StudyContext) -> ModelsSummary:
-    from dlrn.clinical_predictors import encode_clinical
+    from dlrn.clinical_predictors import clinical_features
 
     choice = clinical_record(context)
-    features = encode_clinical(read_cases(context), choice.selected, choice.levels)
+    features = clinical_features(clinical_encoder(context), choice.selected,
+                                 read_cases(context))
     summary = fit_models(context, "clinical_models", "Clinical", features, selection=False)
     summary.clinical_use = choice.use()
     summary.notes = [choice.note] if choice.note else []

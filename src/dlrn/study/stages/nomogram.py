@@ -1,4 +1,10 @@
-"""Stage ``dlrn``: the DLR nomogram on the best DLR model's score and the clinical predictors."""
+"""Stage ``dlrn``: the nomogram of the best image model's score and the clinical predictors.
+
+With deep learning it is the DLRN (the best DLR model's score); with ``dl.enabled:
+false`` it is the radiomics nomogram "RadN" (the best HCR model's score), with the
+same figures, tables, bundle entry and ``dlrn predict`` output. The clinical
+columns enter with the rules of the study's clinical encoder.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,13 @@ import pandas as pd
 
 from dlrn.errors import DlrnError
 from dlrn.report.summary import StageSummary
+from dlrn.stacking import DLRN, RADIOMICS_NOMOGRAM, NomogramKind
 from dlrn.study.runner import Stage, StudyContext
 from dlrn.study.stages.files import (
     OOF_FILE,
     PREDICTIONS_FILE,
     best_model,
+    clinical_encoder,
     clinical_record,
     figure_dir,
     read_cases,
@@ -22,17 +30,20 @@ from dlrn.study.stages.files import (
     read_predictions,
     save_tables,
     train_ids,
+    write_best,
 )
 
-VERSION = 1
-#: How the DLRN gets out-of-fold training probabilities (for its cut-off, as the other models).
+VERSION = 2  # 2: the clinical encoder's rules; the radiomics nomogram without DL
+#: How the nomogram gets out-of-fold training probabilities (for its cut-off, as the others).
 DLRN_OOF_RULE = ("its logistic regression cross-validated on the training set with the DLR "
-                 "models' folds")
+                 "models' folds")  # the HCR models' folds for the radiomics nomogram
 
 
 @dataclass(frozen=True)
 class NomogramStageSettings:
-    """Nothing beyond the upstream stages: the clinical choice and the DLR model decide."""
+    """The regression; the clinical choice, its encoder and the image models decide the rest."""
+
+    regression: str = "standard"
 
 
 @dataclass
@@ -40,9 +51,17 @@ class NomogramSummary(StageSummary):
     dlr_model: str = ""
     clinical_predictors: str = ""
     out_of_fold: bool = True
+    nomogram: str = "DLRN"
+    title: str = DLRN.title
 
     def facts(self) -> dict[str, Any]:
-        return {"DLR model": self.dlr_model, "clinical predictors": self.clinical_predictors}
+        return {"nomogram": self.title, "image score (out-of-fold on training cases)":
+                self.dlr_model, "clinical predictors": self.clinical_predictors}
+
+
+def nomogram_kind(context: StudyContext) -> NomogramKind:
+    """The DLRN when the DLR models ran, else the radiomics nomogram."""
+    return DLRN if context.done(DLRN.score_stage) else RADIOMICS_NOMOGRAM
 
 
 def best_scores(context: StudyContext, stage: str, *, out_of_fold: bool) -> pd.Series:
@@ -60,43 +79,82 @@ def read_folds(context: StudyContext, stage: str) -> pd.Series:
     return read_predictions(context, stage, "result/cv_folds.csv")["fold"]
 
 
-def run(context: StudyContext) -> NomogramSummary:
-    from dlrn.stacking import NomogramClassifier, nomogram_inputs, out_of_fold_probability
+def make_nomogram(context: StudyContext, kind: NomogramKind, selected: list[str]) -> Any:
+    """An unfitted nomogram with the study's clinical rules and regression."""
+    from dlrn.clinical_predictors import nomogram_columns
+    from dlrn.nomogram import Nomogram
 
+    saved = clinical_encoder(context)
+    if saved is None:
+        return Nomogram(columns={kind.score: "continuous"},
+                        regression=context.config.evaluation.clinical_regression)
+    params = saved["params"]
+    return Nomogram(columns=nomogram_columns(saved, selected, kind.score),
+                    missing=params["missing"], min_level_count=params["min_level_count"],
+                    regression=context.config.evaluation.clinical_regression)
+
+
+def run(context: StudyContext) -> NomogramSummary:
+    from dlrn.stacking import nomogram_inputs, out_of_fold_probability
+
+    kind = nomogram_kind(context)
     cases = read_cases(context)
     choice = clinical_record(context)
-    # Out-of-fold scores on training cases, so the nomogram does not learn the DLR
+    # Out-of-fold scores on training cases, so the nomogram does not learn the image
     # model's in-sample optimism; test and external cases get the frozen model's scores.
-    X = nomogram_inputs(cases, best_scores(context, "dlr_models", out_of_fold=True),
-                        choice.selected, choice.levels)
+    X = nomogram_inputs(cases, best_scores(context, kind.score_stage, out_of_fold=True),
+                        choice.selected, kind.score)
     training = train_ids(cases)
     y = cases.loc[training, "label"].astype(int)
-    nomogram = NomogramClassifier(choice.categorical).fit(X.loc[training], y).nomogram_
+    nomogram = make_nomogram(context, kind, choice.selected).fit(X.loc[training], y)
     folder = context.stage_dir("dlrn")
     (folder / "nomogram.json").write_text(json.dumps(nomogram.to_dict(), indent=1))
+    write_best(folder, kind.name, f"the {kind.title}")
     points = nomogram.points(X)
-    predictions = cases[["label", "set"]].assign(DLRN=points["probability"])
+    predictions = cases[["label", "set"]].assign(**{kind.name: points["probability"]})
     predictions.to_csv(folder / PREDICTIONS_FILE)
-    notes = [choice.note] if choice.note else []
+    notes = ([choice.note] if choice.note else []) + _encoding_notes(nomogram, X, cases)
     try:
-        oof = out_of_fold_probability(X.loc[training], y, read_folds(context, "dlr_models"),
-                                      choice.categorical)
+        oof = out_of_fold_probability(make_nomogram(context, kind, choice.selected),
+                                      X.loc[training], y, read_folds(context, kind.score_stage),
+                                      kind.name)
     except DlrnError as error:  # e.g. a rare clinical level seen in one fold only
-        notes.append(f"The DLRN's cut-off is chosen on its in-sample training predictions: "
-                     f"{DLRN_OOF_RULE} failed ({error}).")
+        rule = DLRN_OOF_RULE.replace("DLR models", f"{kind.score_model}s")
+        firth = (" Firth's regression (evaluation.clinical_regression: firth) keeps the "
+                 "estimates finite under separation." if "separation" in str(error) else "")
+        notes.append(f"The {kind.name}'s cut-off is chosen on its in-sample training "
+                     f"predictions: {rule} failed ({error}).{firth}")
     else:
-        predictions.loc[training, ["label", "set"]].assign(DLRN=oof).to_csv(folder / OOF_FILE)
+        predictions.loc[training, ["label", "set"]].assign(**{kind.name: oof}).to_csv(
+            folder / OOF_FILE)
     nomogram.plot(figure_dir(folder) / "nomogram")
     save_tables(folder, {"dlrn_points": points.reset_index()})
     return NomogramSummary(
-        figures={"figures/nomogram": "The DLR nomogram (Figure 6): points per predictor, "
+        figures={"figures/nomogram": f"The {kind.title} (Figure 6): points per predictor, "
                                      "total points and predicted probability"},
-        tables={"tables/dlrn_points": "Nomogram points of every case"},
-        notes=notes, dlr_model=best_model(context, "dlr_models"),
-        clinical_predictors=choice.use() if choice.selected else "none (DLR score only)",
-        out_of_fold=(folder / OOF_FILE).exists())
+        tables={"tables/dlrn_points": f"{kind.name} points of every case"},
+        notes=notes, dlr_model=best_model(context, kind.score_stage),
+        clinical_predictors=(choice.use() if choice.selected
+                             else f"none ({kind.score_model} score only)"),
+        out_of_fold=(folder / OOF_FILE).exists(), nomogram=kind.name, title=kind.title)
 
 
-STAGE = Stage("dlrn", "DLR nomogram (DLRN)", ("dlr_models", "clinical"),
-              lambda c: NomogramStageSettings(), run, optional=("clinical",), version=VERSION,
-              summary_type=NomogramSummary)
+def _encoding_notes(nomogram: Any, X: pd.DataFrame, cases: pd.DataFrame) -> list[str]:
+    """Imputed values and unseen levels of the test and external cases, by set."""
+    notes = []
+    for name, rows in cases[cases["set"] != "train"].groupby("set", sort=False):
+        notes += nomogram.notes(X.loc[rows.index], where=f"{name} set")
+    return notes
+
+
+def _no_image_score(context: StudyContext) -> str | None:
+    if context.done(DLRN.score_stage) or context.done(RADIOMICS_NOMOGRAM.score_stage):
+        return None
+    return "no image score: neither the DLR nor the radiomics (HCR) models ran"
+
+
+STAGE = Stage("dlrn", "Nomogram (DLRN, or the radiomics nomogram RadN without DL)",
+              ("dlr_models", "hcr_models", "clinical"),
+              lambda c: NomogramStageSettings(c.evaluation.clinical_regression), run,
+              skip=_no_image_score, optional=("clinical", "dlr_models", "hcr_models"),
+              version=VERSION, summary_type=NomogramSummary)
