@@ -76,6 +76,21 @@ def test_the_clinical_stage_fits_its_encoder_on_training_cases_only(tmp_path):
     assert "c" not in after["state"]["site"]["levels"]
 
 
+def test_a_yes_no_column_made_constant_by_the_rare_level_rule_is_left_out_with_a_note(
+        tmp_path):
+    cases = _cases()
+    training = cases.index[cases["set"] == "train"]
+    cases["site"] = "a"
+    cases.loc[training[:3], "site"] = "b"  # 3 < min_level_count 5: merged away, constant
+    context = _context(tmp_path, cases)
+    _done(context, "clinical")
+    summary = run_clinical(context)  # before: "predictor 'site' is constant", a stop
+    assert any(note.startswith("site is left out of the logistic regressions")
+               for note in summary.notes)
+    variables = pd.read_csv(context.stage_dir("clinical") / "tables" / "variables.csv")
+    assert "site" not in set(variables["variable"]) and "age" in set(variables["variable"])
+
+
 def test_the_report_notes_imputed_and_unseen_values_by_set(tmp_path):
     cases = _cases()
     cases.loc[cases["set"] == "centre_b", "site"] = "c"

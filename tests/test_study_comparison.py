@@ -18,7 +18,7 @@ from dlrn.evaluation.threshold import youden_threshold
 from dlrn.modeling import CV_SET
 from dlrn.study.config import study_from_dict
 from dlrn.study.runner import StageRecord, StudyContext
-from dlrn.study.stages.clinical import study_encoder
+from dlrn.study.stages.clinical import fit_study_encoder
 from dlrn.study.stages.comparison import run as run_comparison
 from dlrn.study.stages.files import CASES_FILE, ENCODER_FILE, OOF_FILE, PREDICTIONS_FILE
 from dlrn.study.stages.models import fit_models
@@ -74,7 +74,7 @@ def _feature_set_stages(context: StudyContext, cases: pd.DataFrame) -> None:
 def _clinical_stage(context: StudyContext, cases: pd.DataFrame) -> None:
     """The clinical stage's files: age and site chosen, the encoder fitted on training cases."""
     _done(context, "clinical")
-    encoder = study_encoder(context.config).fit(cases[cases["set"] == "train"])
+    encoder, _ = fit_study_encoder(context.config, cases[cases["set"] == "train"])
     (context.stage_dir("clinical") / ENCODER_FILE).write_text(json.dumps(encoder.to_dict()))
     (context.stage_dir("clinical") / "selected.json").write_text(json.dumps(
         {"selected": ["age", "site"], "basis": "multivariate", "note": None}))

@@ -47,6 +47,14 @@ FORMAT_VERSION = 1
 _SKLEARN_OTHER = "infrequent_sklearn"
 
 
+class OneValuedColumnError(DlrnError):
+    """A categorical column left with one value by the training rules (``column`` names it)."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+
+
 class ClinicalEncoder(TransformerMixin, BaseEstimator):
     """Clinical columns -> numeric terms, every rule learned on the training rows.
 
@@ -206,10 +214,10 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
     def _check_levels(self, spec: ColumnSpec, kept: list[str], merged: list[str],
                       state: Mapping[str, Any]) -> None:
         if len(kept) + bool(merged) < 2:
-            raise DlrnError(f"categorical column {spec.name!r} takes one value in the training "
-                            f"cases after merging levels held by fewer than "
-                            f"{self.min_level_count} cases ({state['counts']}); lower "
-                            f"{MIN_LEVEL_SETTING} or drop the column")
+            raise OneValuedColumnError(spec.name, (
+                f"categorical column {spec.name!r} takes one value in the training cases after "
+                f"merging levels held by fewer than {self.min_level_count} cases "
+                f"({state['counts']}); lower {MIN_LEVEL_SETTING} or drop the column"))
         if spec.reference is not None and spec.reference not in kept:
             raise DlrnError(f"reference level {spec.reference!r} of {spec.name!r} is not among "
                             f"its training levels kept after merging: {kept}")

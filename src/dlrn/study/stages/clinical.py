@@ -27,7 +27,7 @@ from dlrn.study.stages.files import (
     train_ids,
 )
 
-VERSION = 2  # 2: the clinical encoder (missing values, rare levels, tokens), joint tests
+VERSION = 3  # 2: the clinical encoder, joint tests; 3: constant variables left out, noted
 
 
 @dataclass(frozen=True)
@@ -69,12 +69,22 @@ def settings(config: StudyConfig) -> ClinicalStageSettings:
                                  c.missing, c.min_level_count, e.clinical_regression)
 
 
-def study_encoder(config: StudyConfig) -> Any:
-    """The study's clinical encoder, unfitted (its rules from the cohort section)."""
+def fit_study_encoder(config: StudyConfig, training: pd.DataFrame) -> tuple[Any, dict[str, str]]:
+    """The study's encoder fitted on the training cases, without the columns its rules leave
+    with one value (e.g. a yes/no column whose rarer answer is below min_level_count), and why
+    each was left out: the study goes on and the report says so."""
     from dlrn.clinical import ClinicalEncoder
+    from dlrn.clinical.encoding import OneValuedColumnError
 
     c = config.cohort
-    return ClinicalEncoder(c.clinical, missing=c.missing, min_level_count=c.min_level_count)
+    columns, dropped = dict(c.clinical), {}
+    while True:
+        encoder = ClinicalEncoder(columns, missing=c.missing, min_level_count=c.min_level_count)
+        try:
+            return encoder.fit(training), dropped
+        except OneValuedColumnError as error:
+            dropped[error.column] = str(error)
+            del columns[error.column]
 
 
 def baseline_tables(cases: pd.DataFrame, variables: list[str], columns: dict[str, Any],
@@ -131,8 +141,12 @@ def run(context: StudyContext) -> ClinicalSummary:
     tables, notes = baseline_tables(cases, variables, config.cohort.clinical,
                                     [e.name for e in config.cohort.external])
     training = cases.loc[train_ids(cases)]
-    encoder = study_encoder(config).fit(training)
-    analysis = logistic_analysis(training, "label", variables, encoder=encoder,
+    encoder, constant = fit_study_encoder(config, training)
+    constant.update(constant_variables(encoder, training, list(encoder.terms_)))
+    notes += [f"{name} is left out of the logistic regressions: {why}"
+              for name, why in constant.items()]
+    analysis = logistic_analysis(training, "label",
+                                 [v for v in variables if v not in constant], encoder=encoder,
                                  regression=config.evaluation.clinical_regression,
                                  p_threshold=p_threshold)
     selected, basis, note = clinical_choice(list(analysis.selected), analysis.independent,
@@ -152,6 +166,26 @@ def run(context: StudyContext) -> ClinicalSummary:
                            independent=analysis.independent, selected=selected, basis=basis,
                            p_threshold=p_threshold, encoding=methods_text(encoder),
                            regression=regression_methods_text(analysis))
+
+
+def constant_variables(encoder: Any, training: pd.DataFrame,
+                       variables: list[str]) -> dict[str, str]:
+    """Variables with a term that does not vary over the training cases, and why.
+
+    After the training rules (rare levels merged, missing values imputed) a yes/no column
+    whose rarer value is too rare can be constant: it cannot be estimated, so the study
+    leaves it out and says so instead of stopping.
+    """
+    kept = training.drop(index=encoder.exclusions(training)["case"].unique())
+    encoded = encoder.transform(kept)
+    constant = {}
+    for name in variables:
+        flat = [term for term in encoder.terms_[name] if encoded[term].nunique() < 2]
+        if flat:
+            constant[name] = (f"{', '.join(flat)} is the same for every training case after "
+                              f"the training rules (cohort.min_level_count "
+                              f"{encoder.min_level_count})")
+    return constant
 
 
 def _applied_notes(encoder: Any, cases: pd.DataFrame) -> list[str]:
