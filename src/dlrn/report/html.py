@@ -174,7 +174,8 @@ HEADER_WORDS = {"auc": "AUC", "ci": "CI", "sd": "SD", "se": "SE", "hl": "HL", "i
                 "ppv": "PPV", "npv": "NPV", "or": "OR"}
 HEADER_UNITS = {"s": "(s)", "mib": "(MiB)", "mm": "(mm)"}
 # Counts that a blank in the CSV turns into floats; shown whole again.
-COUNT_COLUMNS = {"n", "n_positive", "n_patients", "n_images", "groups", "df", "cases", "patients", "positive", "negative",
+COUNT_COLUMNS = {"n", "n_positive", "n_patients", "n_images", "groups", "df", "cases",
+                 "patients", "positive", "negative",
                  "tp", "fp", "tn", "fn", "features_in", "features_out", "removed", "row",
                  "best_epoch", "epochs_run"}
 

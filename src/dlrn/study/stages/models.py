@@ -6,7 +6,7 @@ study's three model stages and ``dlrn model`` all call it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ class ModelsStageSettings:
     classifiers: ClassifierSettings
     selection: SelectionSettings | None
     seed: int
-    evaluation: MetricsStageSettings = MetricsStageSettings()
+    evaluation: MetricsStageSettings = field(default_factory=MetricsStageSettings)
 
 
 @dataclass
