@@ -164,3 +164,15 @@ def test_evaluate_options_are_the_study_files_evaluation_settings():
     for value in ("cluster-bootstrap", "obuchowski", "delong", "bootstrap"):
         assert build_parser().parse_args(["evaluate", "p.csv", "--label", "y", "--scores",
                                           "a", "--out", "o", "--ci", value]).ci == value
+
+
+def test_a_patient_with_both_labels_keeps_clustered_cis_but_gets_no_patient_tables(
+        two_views_csv, tmp_path):
+    table = pd.read_csv(two_views_csv)
+    table.loc[table["case_id"] == "P000-b", "outcome"] = 1 - table.loc[0, "outcome"]
+    table.to_csv(two_views_csv, index=False)
+    with pytest.warns(UserWarning, match=r"patient-level tables skipped: patient\(s\) P000 "):
+        assert _evaluate(two_views_csv, tmp_path / "o", "--patient", "patient") == 0
+    metrics = pd.read_csv(tmp_path / "o" / "metrics.csv")
+    assert set(metrics["n_patients"] * 2) == set(metrics["n"])
+    assert not list((tmp_path / "o").glob("patient_*"))

@@ -20,7 +20,6 @@ from dlrn.study.stages.evaluating import (
     evaluation_settings,
     figure_captions,
     patient_groups,
-    several_images,
     training_rows_sentence,
 )
 from dlrn.study.stages.files import (
@@ -139,15 +138,16 @@ def run(context: StudyContext) -> ComparisonSummary:
                      cutoff_source=dict.fromkeys(cutoffs, DEEP_CUTOFF_SOURCE),
                      **evaluation_options(settings))
     return ComparisonSummary(
-        tables=_table_captions(scores, with_oof, cutoffs, groups, settings),
+        tables=_table_captions(scores, with_oof, cutoffs, groups, settings,
+                               (folder / EVALUATION_DIR / "patient_metrics.csv").exists()),
         figures=figure_captions(folder, FIGURES, EVALUATION_DIR), models=scores,
         out_of_fold=with_oof, images=len(predictions),
         patients=len(predictions) if groups is None else int(groups.nunique()))
 
 
 def _table_captions(scores: list[str], with_oof: list[str], cutoffs: dict[str, float],
-                    groups: pd.Series | None,
-                    settings: EvaluationStageSettings) -> dict[str, str]:
+                    groups: pd.Series | None, settings: EvaluationStageSettings,
+                    patient_level: bool) -> dict[str, str]:
     apparent = [score for score in scores if score not in with_oof]
     rows = training_rows_sentence(with_oof, apparent)
     clustering = clustering_sentence(groups, settings)
@@ -161,7 +161,7 @@ def _table_captions(scores: list[str], with_oof: list[str], cutoffs: dict[str, f
     }
     if with_oof:
         tables[f"{EVALUATION_DIR}/metrics_apparent"] = APPARENT_CAPTION
-    if several_images(groups):
+    if patient_level:
         level = (f"Patient level: one row per patient, scored by the "
                  f"{settings.patient_aggregation} of its images' scores; Youden cut-offs chosen "
                  "on the patient-level (out-of-fold) training rows, a cut-off chosen elsewhere "

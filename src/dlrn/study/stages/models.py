@@ -22,7 +22,6 @@ from dlrn.study.stages.evaluating import (
     clustering_sentence,
     metrics_settings,
     patient_groups,
-    several_images,
     training_rows_sentence,
 )
 from dlrn.study.stages.files import (
@@ -115,8 +114,9 @@ def fit_and_save(folder: Path, name: str, features: pd.DataFrame, cases: pd.Data
     evaluate_models(folder / EVALUATION_DIR, result.predictions, result.oof_predictions,
                     groups, settings.evaluation)
     scores = [c for c in result.oof_predictions.columns if c not in ("label", "set")]
-    return ModelsSummary(tables={**_evaluation_captions(name, scores, groups,
-                                                        settings.evaluation),
+    captions = _evaluation_captions(name, scores, groups, settings.evaluation,
+                                    (folder / EVALUATION_DIR / "patient_metrics.csv").exists())
+    return ModelsSummary(tables={**captions,
                                  **_table_captions(name, result_dir)},
                          figures=_figure_captions(name, folder, result_dir),
                          name=name, features_in=features.shape[1],
@@ -143,7 +143,8 @@ def evaluate_models(out_dir: Path, predictions: pd.DataFrame, oof: pd.DataFrame,
 
 
 def _evaluation_captions(name: str, scores: list[str], groups: pd.Series | None,
-                         settings: MetricsStageSettings) -> dict[str, str]:
+                         settings: MetricsStageSettings,
+                         patient_level: bool) -> dict[str, str]:
     """Captions of the evaluation tables: out-of-fold training rows, apparent apart."""
     rows = training_rows_sentence(scores, [])
     tables = {f"{EVALUATION_DIR}/metrics": (
@@ -151,7 +152,7 @@ def _evaluation_captions(name: str, scores: list[str], groups: pd.Series | None,
         "Youden cut-off is chosen on the model's out-of-fold training predictions and "
         f"applied unchanged to every set; {rows} {clustering_sentence(groups, settings)}"),
         f"{EVALUATION_DIR}/metrics_apparent": APPARENT_CAPTION}
-    if several_images(groups):
+    if patient_level:
         tables[f"{EVALUATION_DIR}/patient_metrics"] = (
             f"Performance of the {name} models per patient: each patient scored by the "
             f"{settings.patient_aggregation} of its images' scores; training rows "
