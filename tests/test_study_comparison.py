@@ -256,7 +256,7 @@ def test_several_images_per_patient_give_patient_level_tables_and_wider_cis(clus
              / (image_level["auc_ci_high"] - image_level["auc_ci_low"]))[training]
     assert len(ratio) == 3 and (ratio > 1.1).all() and ratio.mean() > 1.25  # about sqrt(2)
     caption = summary.tables["evaluation/metrics"]
-    assert "36 patients have 72 images" in caption and "cluster bootstrap" in caption
+    assert "72 images of 36 patients" in caption and "cluster bootstrap" in caption
     figures = [stem for stem in summary.figures if "patient_roc_" in stem]
     assert figures and all("patient level" in summary.figures[stem] for stem in figures)
     for stage in ("hcr_models", "dlr_models"):

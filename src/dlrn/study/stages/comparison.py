@@ -165,14 +165,14 @@ def _table_captions(scores: list[str], with_oof: list[str], cutoffs: dict[str, f
         level = (f"Patient level: one row per patient, scored by the "
                  f"{settings.patient_aggregation} of its images' scores; Youden cut-offs chosen "
                  "on the patient-level (out-of-fold) training rows, a cut-off chosen elsewhere "
-                 "kept. ")
-        tables[f"{EVALUATION_DIR}/patient_metrics"] = ("Performance of the best model of each "
-                                                       "kind per patient. " + level + rows)
-        tables[f"{EVALUATION_DIR}/patient_delong"] = ("Paired tests between models per "
-                                                      "patient (DeLong; Holm-adjusted "
-                                                      "p_value_holm). " + level)
-        tables[f"{EVALUATION_DIR}/patient_hosmer_lemeshow"] = ("Calibration per patient: "
-                                                               "Hosmer-Lemeshow test. " + level)
+                 "kept.")
+        tables[f"{EVALUATION_DIR}/patient_metrics"] = (
+            f"Performance of the best model of each kind per patient. {level} {rows}")
+        tables[f"{EVALUATION_DIR}/patient_delong"] = (
+            f"Paired tests between models per patient (DeLong; Holm-adjusted p_value_holm). "
+            f"{level}")
+        tables[f"{EVALUATION_DIR}/patient_hosmer_lemeshow"] = (
+            f"Calibration per patient: Hosmer-Lemeshow test. {level}")
     return tables
 
 

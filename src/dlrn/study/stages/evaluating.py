@@ -79,7 +79,7 @@ def clustering_sentence(groups: pd.Series | None,
     ci = {"delong": "obuchowski", "bootstrap": "cluster-bootstrap"}.get(ci, ci)
     tests = (f"paired tests: {settings.comparison.replace('-', ' ')}; "
              if isinstance(settings, EvaluationStageSettings) else "")
-    return (f"{groups.nunique()} patients have {len(groups)} images: CIs and tests count the "
+    return (f"{len(groups)} images of {groups.nunique()} patients: CIs and tests count the "
             f"patient, not the image, as the unit (AUC CI: {ci.replace('-', ' ')} over "
             f"patients; {tests}proportions: design-effect adjusted CIs; n_patients column). "
             f"Patient-level tables score each patient by the {settings.patient_aggregation} "
@@ -95,7 +95,8 @@ def training_rows_sentence(out_of_fold: list[str], apparent: list[str]) -> str:
     if apparent:
         parts.append("rows 'train (apparent)' are in-sample predictions of models without "
                      f"out-of-fold ones ({', '.join(apparent)}): optimistic")
-    return ("; ".join(parts) + ".") if parts else ""
+    text = "; ".join(parts)
+    return (text[0].upper() + text[1:] + ".") if parts else ""
 
 
 def figure_captions(folder: Path, kinds: tuple[tuple[str, str], ...], prefix: str

@@ -150,7 +150,7 @@ def _evaluation_captions(name: str, scores: list[str], groups: pd.Series | None,
     tables = {f"{EVALUATION_DIR}/metrics": (
         f"Performance of the {name} models (training, test and external sets). Each "
         "Youden cut-off is chosen on the model's out-of-fold training predictions and "
-        f"applied unchanged to every set; {rows} {clustering_sentence(groups, settings)}"),
+        f"applied unchanged to every set. {rows} {clustering_sentence(groups, settings)}"),
         f"{EVALUATION_DIR}/metrics_apparent": APPARENT_CAPTION}
     if patient_level:
         tables[f"{EVALUATION_DIR}/patient_metrics"] = (
