@@ -91,3 +91,20 @@ def test_report_shows_patient_tables_with_captions_that_say_how(study):
     assert "grouped by patient" in html  # the methods text
     workbook = pd.ExcelFile(study / "report" / "tables.xlsx").sheet_names
     assert "patient_metrics" in workbook
+
+
+def test_study_file_evaluation_settings_reach_the_evaluation(tmp_path):
+    from dlrn.errors import ConfigError
+    from dlrn.study.stages.evaluating import evaluation_options, evaluation_settings
+
+    def config(**evaluation):
+        return study_from_dict({"cohort": {"table": "c.csv"}, "evaluation": evaluation},
+                               base_dir=tmp_path)
+
+    options = evaluation_options(evaluation_settings(config(
+        patient_aggregation="max", auc_ci="obuchowski", comparison="cluster-bootstrap",
+        calibration_bins=6)))
+    assert options == {"hl_groups": 6, "patient_aggregation": "max",
+                       "auc_method": "obuchowski", "comparison_method": "cluster-bootstrap"}
+    with pytest.raises(ConfigError, match="evaluation.patient_aggregation"):
+        config(patient_aggregation="median")
