@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test lint clean browser
 
 $(BIN)/dlrn: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,18 @@ venv: $(BIN)/dlrn
 demo: venv
 	$(BIN)/dlrn demo --out dlrn-demo
 
-test: venv
+# The browser tests need Debian's chromium and its driver: installed here when missing
+# and running as root (CI); otherwise those tests skip (or fail under CI=true).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+		else \
+			echo "chromium/chromedriver missing: run 'sudo apt-get install chromium chromium-driver'"; \
+		fi; \
+	fi
+
+test: venv browser
 	$(BIN)/python -m pytest -q
 
 lint: venv

@@ -12,12 +12,24 @@ folds (same numbers; dlrn stacks the repeats into one prediction call) and
 against the earlier training-set importance (10 repeats), one worker each.
 
     nice -n 10 .venv/bin/python benchmarks/bench_modeling.py [--jobs 2] [--seed 0]
+
+``--cohort busbra253`` (177 training cases x 1497 real features, ``real_cohort.py``;
+``--features`` names the CSV) or ``busbra-all`` (1313 training images) instead times
+``fit_feature_set`` as the hcr_models stage runs it (seven classifiers, default
+grids, patient groups); ``--cohort planted`` times ``dlrn model`` on the planted
+500 x 1500 cohort (``planted.py``) as a subprocess, CPU of it and its workers included.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -59,11 +71,90 @@ def synthetic_radiomics(
     return X, y, split
 
 
+def time_real(cohort: str, features: Path | None, jobs: int) -> None:
+    """One hcr_models-like fit on real BUS-BRA features: wall time, choices, test AUCs."""
+    from real_cohort import busbra_all, busbra_subset
+
+    X, y, split, patients = busbra_subset(features) if cohort == "busbra253" else busbra_all()
+    print(
+        f"{cohort}: {(split == 'train').sum()} training cases x {X.shape[1]} features; "
+        f"jobs={jobs}; load average {os.getloadavg()[0]:.1f}"
+    )
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fit_feature_set("HCR", X, y, split, groups=patients, n_jobs=jobs, progress=False)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    workers = _worker_cpu()
+    print(result.best_params.to_string(index=False))
+    test = result.metrics[result.metrics["set"] == "test"].set_index("model")["auc"]
+    print(test.round(3).to_string())
+    print(f"selected {len(result.selected_features)} features; best model {result.best_model}")
+    print(
+        f"fit_feature_set, seven classifiers: wall {wall:.1f} s, CPU {cpu:.1f} s main process "
+        f"+ {workers:.1f} s workers, load average after {os.getloadavg()[0]:.1f}"
+    )
+
+
+def _worker_cpu() -> float:
+    """CPU seconds of the joblib workers, counted once they exit (this process's children)."""
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_planted_cli(jobs: int) -> None:
+    """``dlrn model`` on the planted cohort, as a user runs it."""
+    from planted import write_planted
+
+    folder = Path(tempfile.mkdtemp(prefix="dlrn-planted-"))
+    features, cohort = write_planted(folder / "data", seed=0)
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from dlrn.cli import main; sys.exit(main())",
+        "model",
+        str(features),
+        "--cohort",
+        str(cohort),
+        "--split-column",
+        "set",
+        "--out",
+        str(folder / "out"),
+        "--jobs",
+        str(jobs),
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    wall = time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    selected = pd.read_csv(folder / "out" / "selected_features.csv")["feature"]
+    informative = selected.str.startswith("informative").sum()
+    metrics = pd.read_csv(folder / "out" / "metrics.csv")
+    test = metrics[metrics["set"] == "test"].set_index("model")["auc"]
+    print(test.round(3).to_string())
+    print(
+        f"dlrn model, planted 500 x 1500, jobs={jobs}: wall {wall:.1f} s, CPU {cpu:.1f} s "
+        f"(process + workers); selected {len(selected)} ({informative} informative); "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cohort", default="synthetic", choices=["synthetic", "busbra253", "busbra-all", "planted"]
+    )
+    parser.add_argument("--features", type=Path, default=None)
     args = parser.parse_args()
+    if args.cohort == "planted":
+        return time_planted_cli(args.jobs)
+    if args.cohort != "synthetic":
+        return time_real(args.cohort, args.features, args.jobs)
     X, y, split = synthetic_radiomics(seed=args.seed)
     train = split == "train"
     print(

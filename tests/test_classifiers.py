@@ -8,6 +8,7 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from dlrn.classifiers import (
+    BEST_MODEL_RULE,
     CLASSIFIERS,
     DEFAULT_GRIDS,
     best_median_index,
@@ -15,6 +16,7 @@ from dlrn.classifiers import (
     make_classifier,
     make_cv,
     median_auc_order,
+    pooled_auc_order,
     search_table,
 )
 from dlrn.errors import ConfigError, DlrnError
@@ -112,3 +114,10 @@ def test_mlp_learns_a_single_binary_predictor_of_a_small_cohort(class_weight: st
         assert roc_auc_score(y, model.predict_proba(X)[:, 1]) == pytest.approx(
             roc_auc_score(y, x)
         )
+
+
+def test_pooled_rule_ranks_by_pooled_auc_then_the_simpler_model() -> None:
+    names = ["MLP", "RandomForest", "LR", "SVM"]
+    order = pooled_auc_order(names, [0.91, 0.80, 0.91 + 1e-15, 0.90])  # MLP and LR tie
+    assert [names[i] for i in order] == ["LR", "MLP", "SVM", "RandomForest"]
+    assert "pooled out-of-fold" in BEST_MODEL_RULE and "LR, SVM" in BEST_MODEL_RULE

@@ -14,7 +14,7 @@ from sklearn.model_selection import cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
-from dlrn.classifiers import make_classifier, make_cv
+from dlrn.classifiers import BEST_MODEL_RULE, make_classifier, make_cv
 from dlrn.errors import DlrnError
 from dlrn.modeling import (
     fit_feature_set,
@@ -60,7 +60,8 @@ def test_noise_gives_chance_auc_while_the_leaky_recipe_looks_excellent() -> None
 
     # The published tool's order: select on all training rows, *then* cross-validate.
     train = split == "train"
-    selected = make_selection_pipeline(seed=0).fit(X[train], y[train]).transform(X[train])
+    published = make_selection_pipeline(seed=0, nested=False)  # plain LassoCV, as it runs
+    selected = published.fit(X[train], y[train]).transform(X[train])
     folds = make_cv(y[train].to_numpy(), seed=0)
     leaky = cross_val_predict(
         make_classifier("LR"), selected, y[train], cv=folds, method="predict_proba"
@@ -222,3 +223,51 @@ def test_batched_permutation_gives_sklearns_numbers() -> None:
     )
     np.testing.assert_array_equal(ours, theirs.importances)
     assert ours[0].mean() > 0.05  # the planted feature matters on held-out rows
+
+
+def test_best_model_has_the_highest_pooled_out_of_fold_auc() -> None:
+    X, y, split = _cohort(120, 30, seed=3, signal=1.2)
+    result = fit_feature_set(
+        "HCR",
+        X,
+        y,
+        split,
+        classifiers=["ExtraTrees", "LR"],
+        grids={"ExtraTrees": {"max_depth": [2]}, "LR": {"C": [0.01, 1.0]}},
+        seed=0,
+        n_jobs=1,
+        progress=False,
+    )
+    train = result.oof_predictions
+    pooled = {c: roc_auc_score(train["label"], train[f"HCR-{c}"]) for c in ["ExtraTrees", "LR"]}
+    table = result.best_params.set_index("classifier")["oof_auc"]
+    assert table.to_dict() == pytest.approx(pooled)
+    assert result.best_model == max(pooled, key=pooled.get)
+    assert result.settings["best_model_rule"] == BEST_MODEL_RULE
+
+
+def test_workers_do_not_change_results_with_grouped_nested_selection() -> None:
+    """Default selection (nested LASSO, folds grouped by patient), MLP and SVM: 1 vs 2 workers."""
+    X, y, split = _cohort(160, 60, seed=4)
+    patients = pd.Series([f"p{i // 2}" for i in range(len(X))], index=X.index)
+    y = y.groupby(patients).transform("first")  # both images of a patient share the label
+    X["f0"] += 1.5 * y
+    runs = [
+        fit_feature_set(
+            "HCR",
+            X,
+            y,
+            split,
+            groups=patients,
+            classifiers=["SVM", "MLP"],
+            grids={"SVM": {"estimator__C": [1.0]}, "MLP": {"hidden_layer_sizes": [(32,)]}},
+            seed=1,
+            n_jobs=jobs,
+            progress=False,
+        )
+        for jobs in (1, 2)
+    ]
+    pd.testing.assert_frame_equal(runs[0].predictions, runs[1].predictions)
+    pd.testing.assert_frame_equal(runs[0].oof_predictions, runs[1].oof_predictions)
+    assert runs[0].selected_features == runs[1].selected_features
+    assert runs[0].lasso.nested_

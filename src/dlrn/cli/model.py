@@ -40,6 +40,9 @@ SETTING_OPTIONS = {
     "--correlation-threshold": (SelectionSettings, "correlation_threshold"),
     "--lasso-folds": (SelectionSettings, "lasso_folds"),
     "--max-features": (SelectionSettings, "max_features"),
+    "--univariate-test": (SelectionSettings, "univariate_test"),
+    "--lasso-lambda": (SelectionSettings, "lasso_lambda"),
+    "--nested": (SelectionSettings, "nested"),
 }
 
 
@@ -227,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = pd.read_csv(args.out / "evaluation" / "metrics.csv")  # training rows out-of-fold
     rows = metrics[metrics["model"] == summary.best]
     for _, row in rows.iterrows():
-        logger.info("best by median CV AUC: %s, %s AUC %.3f (%.3f-%.3f)", row["model"],
+        logger.info("best by pooled out-of-fold AUC: %s, %s AUC %.3f (%.3f-%.3f)", row["model"],
                     row["set"], row["auc"], row["auc_ci_low"], row["auc_ci_high"])
     logger.info("results written to %s", args.out)
     return 0

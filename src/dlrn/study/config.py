@@ -115,7 +115,18 @@ class SelectionSettings:
     lasso_folds: int = field(default=10, metadata=_doc(
         "cross-validation folds choosing the LASSO penalty", minimum=2))
     max_features: int | None = field(default=None, metadata=_doc(
-        "cap on the features LASSO keeps; null = no cap", minimum=1))
+        "the LASSO path stops before more than this many non-zero coefficients (glmnet's "
+        "dfmax); null = no cap", minimum=1))
+    univariate_test: Literal["t", "mannwhitney", "auto"] = field(default="t", metadata=_doc(
+        "t = Student t-test; mannwhitney = Mann-Whitney U; auto = Shapiro-Wilk in both "
+        "classes picks the t-test, else Mann-Whitney"))
+    lasso_lambda: Literal["min", "1se"] = field(default="min", metadata=_doc(
+        "min = lambda with the lowest mean CV error (the reference study's criterion); "
+        "1se = largest lambda within one SE of it (glmnet's lambda.1se, fewer features)"))
+    nested: bool = field(default=True, metadata=_doc(
+        "refit the steps before the LASSO inside each LASSO CV fold, so lambda is chosen on "
+        "features the fold's labels did not pick; false = the published tool's order "
+        "(optimistic)"))
 
 
 @dataclass

@@ -33,10 +33,8 @@ from dlrn.study.stages.files import (
     write_best,
 )
 
-VERSION = 2
-BEST_RULE = ("highest median cross-validated AUC on the training set; the test set plays "
-             "no part in the choice")
-BEST_FACT = "best model (highest median CV AUC on the training set)"
+VERSION = 3  # 2: nested LASSO, pooled out-of-fold choice; 3: evaluation/ (out-of-fold rows)
+BEST_FACT = "best model (highest pooled out-of-fold AUC on the training set)"
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,8 @@ def selection_pipeline(selection: SelectionSettings | None, icc: pd.DataFrame | 
         icc=icc, icc_threshold=selection.icc_threshold, p_threshold=selection.p_threshold,
         correlation_threshold=selection.correlation_threshold,
         greedy_threshold=selection.correlation_threshold, lasso_folds=selection.lasso_folds,
-        seed=seed)
+        max_features=selection.max_features, univariate_test=selection.univariate_test,
+        lasso_lambda=selection.lasso_lambda, nested=selection.nested, seed=seed)
 
 
 def fit_and_save(folder: Path, name: str, features: pd.DataFrame, cases: pd.DataFrame,
@@ -88,6 +87,7 @@ def fit_and_save(folder: Path, name: str, features: pd.DataFrame, cases: pd.Data
     model's name and :func:`dlrn.modeling.write_feature_set_result`'s tables and figures
     (into ``result_dir`` under ``folder``).
     """
+    from dlrn.classifiers import BEST_MODEL_RULE
     from dlrn.modeling import fit_feature_set, write_feature_set_result
     from dlrn.study.bundle import dump_estimator
 
@@ -109,7 +109,7 @@ def fit_and_save(folder: Path, name: str, features: pd.DataFrame, cases: pd.Data
     result.oof_predictions.to_csv(folder / OOF_FILE)
     features.iloc[:0].to_csv(folder / "feature_names.csv")
     best = f"{name}-{result.best_model}"
-    write_best(folder, best, BEST_RULE)
+    write_best(folder, best, BEST_MODEL_RULE)
     groups = patient_groups(cases)
     evaluate_models(folder / EVALUATION_DIR, result.predictions, result.oof_predictions,
                     groups, settings.evaluation)

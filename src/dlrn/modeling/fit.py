@@ -8,16 +8,14 @@ parameters, each fold's fitted selection is cached (``Pipeline(memory=...)``)
 and reused across grid points and classifiers: selection runs once per fold plus
 once on the whole training set.
 
-The "best model" (for permutation importance) is the one with the highest
-median CV AUC on the training set, never chosen by test AUC. Its permutation
-importance is measured on held-out rows of the *training* set: each of the K
-fold models (selection + classifier with the chosen parameters, fitted on the
-other K-1 folds) is scored on its own validation fold, so an overfitted model
-cannot hide behind a perfect training AUC, and the test set stays untouched.
-Selection runs inside each fold, so each fold permutes the features it kept; a
-feature a fold dropped cannot change that fold's predictions and counts as 0
-there (which is exactly the pipeline's importance for that raw column). The
-table reports mean and SD over folds and how many folds kept each feature.
+The LASSO of the default selection (:class:`~dlrn.selection.SelectionPipeline`)
+gets the patient ids of its rows, so its own CV folds are grouped by patient too.
+Grid points and folds run in parallel (``n_jobs``, default all cores); every
+model is seeded and single-threaded, so the numbers do not depend on it.
+
+The "best model" is chosen by :data:`dlrn.classifiers.BEST_MODEL_RULE` (pooled
+out-of-fold AUC over all training cases), never by test AUC. Its permutation
+importance is measured on the held-out folds (:mod:`dlrn.modeling.importance`).
 
 The metrics' Youden cut-off of each model is chosen on its out-of-fold training
 predictions, not on the refitted model's optimistic training predictions.
@@ -30,31 +28,36 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from dlrn.classifiers import (
+    BEST_MODEL_RULE,
     CLASSIFIERS,
     check_classifier_names,
     grid_search,
     make_cv,
-    median_auc_order,
+    pooled_auc_order,
     search_table,
 )
 from dlrn.errors import DlrnError, shown_items
+from dlrn.modeling.importance import (
+    IMPORTANCE_METHOD,
+    IMPORTANCE_REPEATS,
+    fold_permutation_importance,
+)
+from dlrn.parallel import default_jobs
 from dlrn.selection import (
     LassoSelector,
+    SelectionPipeline,
     ZScore,
     make_selection_pipeline,
     pipeline_radscore,
-    plot_lasso_coefficients,
-    plot_lasso_cv,
-    plot_lasso_path,
     removed_features,
     selection_funnel,
 )
@@ -65,12 +68,6 @@ DEFAULT_SELECTION = "default"
 TRAIN = "train"
 #: Set name of the out-of-fold training predictions where the metrics cut-off is chosen.
 CV_SET = "train (out-of-fold)"
-#: Shuffles per feature and fold: 5 x K folds = 25 AUC drops per feature by default.
-IMPORTANCE_REPEATS = 5
-IMPORTANCE_METHOD = (
-    "permutation importance on the held-out fold of each training-set CV split "
-    "(features a fold did not select count as 0)"
-)
 
 
 @dataclass
@@ -167,106 +164,22 @@ def _selection_step(selection: Pipeline | str | None, seed: int) -> Pipeline:
     return clone(selection)
 
 
-def permutation_auc_drops(
-    classifier: Any, X: pd.DataFrame, y: pd.Series, *, n_repeats: int, seed: int
-) -> np.ndarray:
-    """Features x repeats drops in ROC AUC when a column is permuted.
-
-    The numbers of ``sklearn.inspection.permutation_importance(scoring="roc_auc",
-    random_state=seed)`` (same shuffles, tested), but the ``n_repeats`` permuted copies
-    of the rows are stacked into one ``predict_proba`` call per feature: a 300-tree
-    forest then pays its per-call overhead once instead of ``n_repeats`` times.
-    """
-    from sklearn.metrics import roc_auc_score
-
-    column_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
-    values, labels, n = X.to_numpy(dtype=float), np.asarray(y), len(X)
-    baseline = roc_auc_score(labels, classifier.predict_proba(X)[:, 1])
-    drops = np.empty((X.shape[1], n_repeats))
-    for column in range(X.shape[1]):
-        shuffler, order = np.random.RandomState(column_seed), np.arange(n)
-        stacked, permuted = np.tile(values, (n_repeats, 1)), values[:, column]
-        for repeat in range(n_repeats):
-            shuffler.shuffle(order)
-            permuted = permuted[order]  # successive shuffles, as sklearn does
-            stacked[repeat * n : (repeat + 1) * n, column] = permuted
-        scores = classifier.predict_proba(pd.DataFrame(stacked, columns=X.columns))[:, 1]
-        drops[column] = [baseline - roc_auc_score(labels, s) for s in scores.reshape(-1, n)]
-    return drops
-
-
-def _one_fold_importance(
-    model: Pipeline, X: pd.DataFrame, y: pd.Series, n_repeats: int, seed: int
-) -> pd.Series:
-    """Mean AUC drop per feature the fold kept, permuting the held-out rows ``X``, ``y``."""
-    selection, classifier = model[:-1], model[-1]
-    selected = pd.DataFrame(
-        np.asarray(selection.transform(X)), index=X.index, columns=selection.get_feature_names_out()
-    )
-    drops = permutation_auc_drops(classifier, selected, y, n_repeats=n_repeats, seed=seed)
-    return pd.Series(drops.mean(axis=1), index=selected.columns)
-
-
-def fold_permutation_importance(
-    fold_models: Sequence[Pipeline],
-    X: pd.DataFrame,
-    y: pd.Series,
-    folds: Sequence[tuple[np.ndarray, np.ndarray]],
-    *,
-    final_features: Sequence[str] = (),
-    n_repeats: int = IMPORTANCE_REPEATS,
-    seed: int = 0,
-    n_jobs: int | None = None,
-) -> pd.DataFrame:
-    """Permutation importance (drop in ROC AUC) of each fold model on its held-out fold.
-
-    ``fold_models[k]`` (selection -> classifier) was fitted on ``folds[k][0]`` and
-    is scored on ``folds[k][1]``. One row per feature kept by at least one fold:
-    ``importance_mean`` / ``importance_sd`` over the K folds (a fold that dropped
-    the feature contributes 0), ``n_folds_selected``, ``in_final_model`` (kept by
-    the selection refitted on all training rows, ``final_features``) and the
-    per-fold values ``fold<k>``; most important first.
-    """
-    from joblib import Parallel, delayed
-
-    if len(fold_models) != len(folds):
-        raise DlrnError(f"{len(fold_models)} fold models for {len(folds)} folds")
-    per_fold = Parallel(n_jobs=n_jobs)(
-        delayed(_one_fold_importance)(
-            model, X.iloc[validation], y.iloc[validation], n_repeats, seed
-        )
-        for model, (_, validation) in zip(fold_models, folds, strict=True)
-    )
-    kept = pd.concat(per_fold, axis=1, keys=[f"fold{k + 1}" for k in range(len(per_fold))])
-    values = kept.fillna(0.0)
-    table = pd.DataFrame(
-        {
-            "feature": kept.index,
-            "importance_mean": values.mean(axis=1).to_numpy(),
-            "importance_sd": values.std(axis=1, ddof=1).to_numpy(),
-            "n_folds_selected": kept.notna().sum(axis=1).to_numpy(),
-            "in_final_model": kept.index.isin(list(final_features)),
-        }
-    )
-    table = pd.concat([table, values.reset_index(drop=True)], axis=1)
-    return table.sort_values(
-        ["importance_mean", "n_folds_selected"], ascending=False, ignore_index=True, kind="stable"
-    )
-
-
 def _fit_fold_models(
     model: Pipeline,
     X: pd.DataFrame,
     y: pd.Series,
     folds: Sequence[tuple[np.ndarray, np.ndarray]],
     n_jobs: int | None,
+    fit_params: dict[str, Any],
 ) -> list[Pipeline]:
     """The tuned pipeline refitted on each fold's training part (selection from the cache)."""
     from sklearn.model_selection import cross_validate
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # selection guard already warned
-        fitted = cross_validate(model, X, y, cv=folds, return_estimator=True, n_jobs=n_jobs)
+        fitted = cross_validate(
+            model, X, y, cv=folds, return_estimator=True, n_jobs=n_jobs, params=fit_params
+        )
     return list(fitted["estimator"])
 
 
@@ -318,6 +231,56 @@ def _metrics(
     return table[~out_of_fold].reset_index(drop=True), cv_metrics
 
 
+def _tune(
+    name: str,
+    X: pd.DataFrame,
+    y: pd.Series,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    classifiers: Sequence[str],
+    grids: dict[str, dict[str, list[Any]]],
+    progress: bool,
+    **search_options: Any,
+) -> tuple[dict[str, Pipeline], list[pd.DataFrame], dict[str, np.ndarray], dict[str, list]]:
+    """Grid search, fold refits and out-of-fold scores of every classifier.
+
+    Each fold's fitted selection is cached on disk (``Pipeline(memory=...)``) and
+    reused across grid points and classifiers: it does not depend on them. BLAS
+    runs single-threaded, as the models do: on small matrices its threads only
+    spin against each other and the workers (the MLP's L-BFGS ran 10x slower with
+    two BLAS threads on a busy 2-core machine).
+    """
+    from joblib import Memory
+    from threadpoolctl import threadpool_limits
+    from tqdm.auto import tqdm
+
+    models, tables, oof, fold_models = {}, [], {}, {}
+    with (
+        tempfile.TemporaryDirectory(prefix="dlrn-selection-cache-") as cache,
+        threadpool_limits(limits=1, user_api="blas"),
+    ):
+        memory = Memory(cache, verbose=0)
+        bar = tqdm(classifiers, desc=f"{name}: grid search", disable=not progress, unit="model")
+        for classifier in bar:
+            bar.set_postfix_str(classifier)
+            search = grid_search(
+                classifier,
+                X,
+                y,
+                cv=folds,
+                grid=grids.get(classifier),
+                memory=memory,
+                **search_options,
+            )
+            tables.append(search_table(search, classifier))
+            refit = clone(search.estimator).set_params(**search.best_params_)
+            fold_models[classifier] = _fit_fold_models(
+                refit, X, y, folds, search_options["n_jobs"], search_options["fit_params"]
+            )
+            oof[f"{name}-{classifier}"] = _out_of_fold(fold_models[classifier], X, folds)
+            models[classifier] = search.best_estimator_.set_params(memory=None)
+    return models, tables, oof, fold_models
+
+
 def fit_feature_set(
     name: str,
     X: pd.DataFrame,
@@ -341,12 +304,11 @@ def fit_feature_set(
     ``selection``: ``"default"`` (the study's recipe, :func:`make_selection_pipeline`),
     a selection Pipeline (cloned, e.g. with a ReproducibilityFilter first), or None
     (z-scoring only). ``grids`` overrides :data:`dlrn.classifiers.DEFAULT_GRIDS`
-    per classifier.
+    per classifier. ``n_jobs``: parallel workers over grid points x folds (None: all
+    cores); the results do not depend on it.
     """
-    from joblib import Memory
-    from tqdm.auto import tqdm
-
     classifiers = check_classifier_names(list(classifiers))
+    n_jobs = default_jobs() if n_jobs is None else n_jobs
     y = y.astype(int)
     check_modeling_inputs(X, y, split, groups)
     y, split = y.loc[X.index], split.loc[X.index].astype(str)
@@ -355,33 +317,33 @@ def fit_feature_set(
     groups_train = None if groups is None else groups.loc[X.index][train].to_numpy()
     folds = make_cv(y_train.to_numpy(), groups_train, n_splits=cv_folds, seed=seed)
     selection_step = _selection_step(selection, seed)
-    models, tables, oof, fold_models = {}, [], {}, {}
-    with tempfile.TemporaryDirectory(prefix="dlrn-selection-cache-") as cache:
-        memory = Memory(cache, verbose=0)
-        bar = tqdm(classifiers, desc=f"{name}: grid search", disable=not progress, unit="model")
-        for classifier in bar:
-            bar.set_postfix_str(classifier)
-            search = grid_search(
-                classifier,
-                X_train,
-                y_train,
-                cv=folds,
-                selection=selection_step,
-                grid=(grids or {}).get(classifier),
-                seed=seed,
-                class_weight=class_weight,
-                n_jobs=n_jobs,
-                memory=memory,
-            )
-            tables.append(search_table(search, classifier))
-            tuned = clone(search.estimator).set_params(**search.best_params_)
-            fold_models[classifier] = _fit_fold_models(tuned, X_train, y_train, folds, n_jobs)
-            oof[f"{name}-{classifier}"] = _out_of_fold(fold_models[classifier], X_train, folds)
-            models[classifier] = search.best_estimator_.set_params(memory=None)
+    fit_params = (
+        {"selection__groups": groups_train}
+        if isinstance(selection_step, SelectionPipeline) and groups_train is not None
+        else {}
+    )
+    tuned = _tune(
+        name,
+        X_train,
+        y_train,
+        folds,
+        classifiers,
+        grids or {},
+        progress,
+        selection=selection_step,
+        seed=seed,
+        class_weight=class_weight,
+        n_jobs=n_jobs,
+        fit_params=fit_params,
+    )
+    models, tables, oof, fold_models = tuned
     grid_results = pd.concat(tables, ignore_index=True)
     chosen = grid_results[grid_results["chosen"]].reset_index(drop=True)
+    chosen["oof_auc"] = [
+        roc_auc_score(y_train, oof[f"{name}-{classifier}"]) for classifier in chosen["classifier"]
+    ]
     best_model = chosen.loc[
-        median_auc_order(chosen["median_auc"], chosen["mean_auc"])[0], "classifier"
+        pooled_auc_order(chosen["classifier"], chosen["oof_auc"])[0], "classifier"
     ]
     predictions = _wide(
         y, split, {f"{name}-{c}": m.predict_proba(X)[:, 1] for c, m in models.items()}
@@ -398,7 +360,7 @@ def fit_feature_set(
         selection=selection_fitted,
         models=models,
         best_model=best_model,
-        best_params=chosen[["classifier", "params", "median_auc", "mean_auc", "sd_auc"]],
+        best_params=chosen[["classifier", "params", "median_auc", "mean_auc", "sd_auc", "oof_auc"]],
         grid_results=grid_results,
         predictions=predictions,
         oof_predictions=oof_predictions,
@@ -425,6 +387,7 @@ def fit_feature_set(
             "n_features": X.shape[1],
             "n_train": int(train.sum()),
             "n_other": int((~train).sum()),
+            "best_model_rule": BEST_MODEL_RULE,
             "importance": {
                 "model": best_model,
                 "method": IMPORTANCE_METHOD,
@@ -433,117 +396,3 @@ def fit_feature_set(
             },
         },
     )
-
-
-# ----------------------------------------------------------------- writing
-
-
-def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise DlrnError(f"output folder {out_dir} is not empty; choose another or allow overwrite")
-
-
-def _figures(result: FeatureSetResult, folder: Path) -> list[Path]:
-    """LASSO path, CV error and coefficient plots (when selection ends in LASSO), importance."""
-    written: list[Path] = []
-    lasso = result.lasso
-    if lasso is not None:
-        written += plot_lasso_path(lasso, folder / "lasso_path")
-        written += plot_lasso_cv(lasso, folder / "lasso_cv_error")
-        written += plot_lasso_coefficients(lasso, folder / "lasso_coefficients")
-    written += plot_importance(
-        result.importance,
-        folder / "importance",
-        title=f"{result.name}-{result.best_model}: permutation importance, held-out CV folds",
-    )
-    return written
-
-
-IMPORTANCE_FIGURE_ROWS = 30
-
-
-def plot_importance(
-    importance: pd.DataFrame, stem: Path, *, title: str, max_features: int = IMPORTANCE_FIGURE_ROWS
-) -> list[Path]:
-    """Bars of mean AUC drop (+/- SD over folds), most important on top, folds kept in the label.
-
-    ``importance`` as from :func:`fold_permutation_importance`; only the first
-    ``max_features`` rows are drawn (the table has them all).
-    """
-    import matplotlib.pyplot as plt
-
-    from dlrn.evaluation.figures import OKABE_ITO, STYLE, save_figure
-
-    n_folds = sum(column.startswith("fold") for column in importance.columns)
-    shown = importance.head(max_features)
-    rows = shown.iloc[::-1]
-    labels = [
-        f"{feature} ({kept}/{n_folds})"
-        for feature, kept in zip(rows["feature"], rows["n_folds_selected"], strict=True)
-    ]
-    if len(shown) < len(importance):
-        title += f" (top {len(shown)} of {len(importance)})"
-    with plt.rc_context(STYLE):
-        figure, axes = plt.subplots(figsize=(7.0, 1.4 + 0.2 * len(rows)), layout="constrained")
-        axes.barh(
-            range(len(rows)),
-            rows["importance_mean"],
-            xerr=rows["importance_sd"],
-            color=OKABE_ITO[0],
-            ecolor="grey",
-        )
-        axes.set_yticks(range(len(rows)), labels)
-        axes.axvline(0, color="black", linewidth=0.5)
-        axes.set_xlabel(
-            f"decrease in ROC AUC on the held-out fold when permuted\n(mean +/- SD over "
-            f"{n_folds} folds; (k/{n_folds}) = folds that selected it, others count 0)"
-        )
-        axes.set_title(title)
-        return save_figure(figure, stem)
-
-
-def result_tables(result: FeatureSetResult) -> dict[str, pd.DataFrame]:
-    """The tables of a result, case ids as a column, ready for write_tables."""
-    tables = {
-        "predictions": result.predictions.reset_index(),
-        "predictions_cv": result.oof_predictions.reset_index(),
-        "metrics": result.metrics,
-        "metrics_cv": result.cv_metrics,
-        "best_params": result.best_params,
-        "grid_search": result.grid_results,
-        "selection_funnel": result.funnel,
-        "selection_removed": result.removed,
-        "selected_features": pd.DataFrame({"feature": result.selected_features}),
-        "importance": result.importance,
-        "cv_folds": result.cv_folds.rename_axis("case_id").reset_index(),
-    }
-    lasso = result.lasso
-    if lasso is not None:
-        tables["lasso_path"] = lasso.path_table()
-        tables["lasso_coefficients"] = lasso.coefficients().rename_axis("feature").reset_index()
-    if result.radscore is not None:
-        tables["radscore"] = (
-            result.predictions[["label", "set"]].assign(radscore=result.radscore).reset_index()
-        )
-    return tables
-
-
-def write_feature_set_result(
-    result: FeatureSetResult, out_dir: str | Path, *, overwrite: bool = False
-) -> dict[str, Path]:
-    """Write tables (CSV + tables.xlsx), figures (PNG + SVG) and provenance.json to ``out_dir``."""
-    from dlrn.provenance import write_provenance
-    from dlrn.tables import write_tables
-
-    out = Path(out_dir)
-    _check_out_dir(out, overwrite)
-    written = write_tables(result_tables(result), out)
-    for path in _figures(result, out / "figures"):
-        written[f"figures/{path.name}"] = path
-    written["provenance"] = write_provenance(
-        out / "provenance.json",
-        feature_set=result.name,
-        best_model=result.best_model,
-        settings=result.settings,
-    )
-    return written

@@ -1,0 +1,161 @@
+"""dlrn serve under load: N concurrent clients against a server on 127.0.0.1.
+
+Starts ``dlrn serve`` on a free local port for each bundle given, sends a bounded number
+of ``POST /api/predict`` requests from ``--clients`` threads (stopping at ``--requests``
+or ``--max-seconds``, whichever comes first), and prints requests/s, p50/p95 latency,
+the error count, and the server's resident memory (RSS) every ``--rss-every`` requests.
+The cases (image, mask, clinical values) come from a cohort table, e.g. the demo's:
+
+    python benchmarks/bench_serve.py --cohort dlrn-demo/cohort/cohort.csv \\
+        --bundle with-CNN=dlrn-demo/study/bundle --bundle without-CNN=nodl/study/bundle
+
+Only 127.0.0.1 is ever contacted; the server is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import psutil
+
+HOST = "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _start(bundle: Path, port: int, torch_threads: int | None) -> subprocess.Popen:
+    code = "import sys; from dlrn.cli import main; sys.exit(main(sys.argv[1:]))"
+    threads = [] if torch_threads is None else ["--torch-threads", str(torch_threads)]
+    return subprocess.Popen([sys.executable, "-c", code, "serve", str(bundle), "--host", HOST,
+                             "--port", str(port), *threads], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _wait_ready(url: str, server: subprocess.Popen, timeout: float) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"dlrn serve exited with code {server.returncode}")
+        try:
+            return httpx.get(f"{url}/api/form", timeout=5)
+        except httpx.TransportError:
+            time.sleep(0.5)
+    raise SystemExit(f"dlrn serve did not answer within {timeout:.0f} s")
+
+
+def _requests(cohort: Path, fields: list[dict], count: int) -> list[tuple[dict, dict]]:
+    """(form, files) of ``count`` distinct cases inside the form's ranges, cycled by clients."""
+    table = pd.read_csv(cohort, dtype=str)
+    for field in fields:
+        if field["minimum"] is not None:
+            values = table[field["name"]].astype(float)
+            table = table[values.between(field["minimum"], field["maximum"])]
+    table = table.head(count)
+    folder = cohort.parent
+    return [({field["name"]: row[field["name"]] for field in fields},
+             {"image": ("image", (folder / row["image"]).read_bytes()),
+              "mask": ("mask", (folder / row["mask"]).read_bytes())})
+            for _, row in table.iterrows()]
+
+
+def _load(url: str, cases: list, *, clients: int, total: int, max_seconds: float,
+          gradcam: bool, rss_every: int, process: psutil.Process) -> dict:
+    latencies: list[float] = []
+    errors: list[str] = []
+    rss: list[tuple[int, float]] = [(0, process.memory_info().rss / 2**20)]
+    lock = threading.Lock()
+    issued = iter(range(total))
+    stop_at = time.monotonic() + max_seconds
+
+    def client() -> None:
+        with httpx.Client(timeout=300) as session:
+            for index in issued:
+                if time.monotonic() > stop_at:
+                    return
+                form, files = cases[index % len(cases)]
+                start = time.perf_counter()
+                response = session.post(f"{url}/api/predict", data=form, files=files,
+                                        params={"gradcam": str(gradcam).lower()})
+                with lock:
+                    latencies.append(time.perf_counter() - start)
+                    if response.status_code != 200:
+                        errors.append(f"{response.status_code}: {response.text[:200]}")
+                    if len(latencies) % rss_every == 0:
+                        rss.append((len(latencies), process.memory_info().rss / 2**20))
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(client) for _ in range(clients)]:
+            future.result()
+    elapsed = time.perf_counter() - start
+    seconds = np.array(latencies)
+    return {"requests": len(latencies), "seconds": round(elapsed, 1),
+            "requests_per_s": round(len(latencies) / elapsed, 2),
+            "p50_ms": round(1000 * float(np.percentile(seconds, 50)), 0),
+            "p95_ms": round(1000 * float(np.percentile(seconds, 95)), 0),
+            "errors": len(errors), "first_error": errors[0] if errors else None,
+            "rss_mb": [(n, round(mb, 1)) for n, mb in rss]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cohort", type=Path, required=True, help="cohort table of the cases")
+    parser.add_argument("--bundle", action="append", required=True, metavar="NAME=DIR",
+                        help="a bundle to serve (repeatable)")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=200, help="requests per run (bound)")
+    parser.add_argument("--max-seconds", type=float, default=600, help="time bound per run")
+    parser.add_argument("--gradcam", action="store_true", help="also a run with Grad-CAM")
+    parser.add_argument("--rss-every", type=int, default=100)
+    parser.add_argument("--cases", type=int, default=20, help="distinct cases to cycle")
+    parser.add_argument("--torch-threads", type=int, help="passed to dlrn serve")
+    args = parser.parse_args()
+    results = []
+    for spec in args.bundle:
+        name, folder = spec.split("=", 1)
+        port = _free_port()
+        server = _start(Path(folder), port, args.torch_threads)
+        try:
+            url = f"http://{HOST}:{port}"
+            fields = _wait_ready(url, server, 300).json()["fields"]
+            cases = _requests(args.cohort, fields, args.cases)
+            process = psutil.Process(server.pid)
+            variants = [False, True] if args.gradcam else [False]
+            for gradcam in variants:
+                _load(url, cases, clients=1, total=2, max_seconds=60, gradcam=gradcam,
+                      rss_every=args.rss_every, process=process)  # warm-up
+                result = _load(url, cases, clients=args.clients, total=args.requests,
+                               max_seconds=args.max_seconds, gradcam=gradcam,
+                               rss_every=args.rss_every, process=process)
+                result.update(bundle=name, gradcam=gradcam, clients=args.clients)
+                print(json.dumps(result), flush=True)
+                results.append(result)
+        finally:
+            server.terminate()
+            server.wait(30)
+    print("\n| bundle | Grad-CAM | clients | requests | req/s | p50 ms | p95 ms | errors | "
+          "RSS MB (start -> end) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['bundle']} | {'yes' if r['gradcam'] else 'no'} | {r['clients']} | "
+              f"{r['requests']} | {r['requests_per_s']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} "
+              f"| {r['errors']} | {r['rss_mb'][0][1]} -> {r['rss_mb'][-1][1]} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+// Interactive DLRN nomogram: points and risk computed in the page from the fitted
+// coefficients, with exactly the arithmetic of dlrn.nomogram.Nomogram.points.
+(function () {
+  "use strict";
+
+  function xbeta(scale, value) {
+    if (scale.kind === "categorical") {
+      return scale.coefficient[String(value)];
+    }
+    return scale.coefficient * Number(value);
+  }
+
+  function axis(scale) {
+    const values = scale.values.map(function (v) { return xbeta(scale, v); });
+    return { min: Math.min.apply(null, values), max: Math.max.apply(null, values) };
+  }
+
+  // Nomogram._derive_axes: points per lp unit and the lp at zero points.
+  function derive(state) {
+    const axes = state.scales.map(axis);
+    const ranges = axes.map(function (a) { return a.max - a.min; });
+    const pointsPerUnit = state.params.maxscale / Math.max.apply(null, ranges);
+    let sumOfMinima = 0;
+    axes.forEach(function (a) { sumOfMinima += a.min; });
+    return { axes: axes, pointsPerUnit: pointsPerUnit, lpAtZero: state.intercept + sumOfMinima };
+  }
+
+  // Nomogram.points for one patient: {name: value} -> points, total, lp, probability.
+  function compute(state, values) {
+    const derived = derive(state);
+    const points = {};
+    let total = 0;
+    state.scales.forEach(function (scale, i) {
+      points[scale.name] = (xbeta(scale, values[scale.name]) - derived.axes[i].min) *
+        derived.pointsPerUnit;
+      total += points[scale.name];
+    });
+    const lp = derived.lpAtZero + total / derived.pointsPerUnit;
+    const probability = lp >= 0 ? 1 / (1 + Math.exp(-lp)) : Math.exp(lp) / (1 + Math.exp(lp));
+    return { points: points, total: total, linearPredictor: lp, probability: probability };
+  }
+
+  function element(tag, attributes, text) {
+    const node = document.createElement(tag);
+    Object.keys(attributes || {}).forEach(function (key) { node.setAttribute(key, attributes[key]); });
+    if (text !== undefined) { node.textContent = text; }
+    return node;
+  }
+
+  function control(scale) {
+    if (scale.kind === "continuous") {
+      const low = Math.min.apply(null, scale.values);
+      const high = Math.max.apply(null, scale.values);
+      return element("input", { type: "range", min: low, max: high, step: "any",
+        value: (low + high) / 2, "data-predictor": scale.name });
+    }
+    const select = element("select", { "data-predictor": scale.name });
+    scale.values.forEach(function (v) { select.appendChild(element("option", { value: String(v) }, String(v))); });
+    return select;
+  }
+
+  function format(value, digits) { return Number(value).toFixed(digits); }
+
+  function build(root) {
+    const state = JSON.parse(root.querySelector("script.dlrn-nomogram-state").textContent);
+    const labels = state.labels || {};
+    const table = element("table", { class: "dlrn-nomogram-table" });
+    const head = element("tr");
+    ["Predictor", "Value", "Points", ""].forEach(function (t) { head.appendChild(element("th", {}, t)); });
+    table.appendChild(head);
+    const rows = {};
+    state.scales.forEach(function (scale) {
+      const row = element("tr");
+      const input = control(scale);
+      const shown = element("output", { class: "dlrn-value" });
+      const points = element("output", { class: "dlrn-points", "data-predictor": scale.name });
+      const bar = element("div", { class: "dlrn-bar" });
+      const cell = element("td");
+      cell.appendChild(input);
+      cell.appendChild(shown);
+      row.appendChild(element("td", {}, labels[scale.name] || scale.name));
+      row.appendChild(cell);
+      const pointsCell = element("td", { class: "dlrn-num" });
+      pointsCell.appendChild(points);
+      row.appendChild(pointsCell);
+      const barCell = element("td", { class: "dlrn-bar-cell" });
+      barCell.appendChild(bar);
+      row.appendChild(barCell);
+      table.appendChild(row);
+      rows[scale.name] = { input: input, shown: shown, points: points, bar: bar };
+    });
+    const summary = element("p", { class: "dlrn-summary" });
+    const total = element("output", { class: "dlrn-total" });
+    const lp = element("output", { class: "dlrn-lp" });
+    const risk = element("output", { class: "dlrn-risk" });
+    summary.append("Total points ", total, " · linear predictor ", lp, " · risk ", risk);
+    root.appendChild(table);
+    root.appendChild(summary);
+
+    function update() {
+      const values = {};
+      state.scales.forEach(function (scale) { values[scale.name] = rows[scale.name].input.value; });
+      const result = compute(state, values);
+      state.scales.forEach(function (scale) {
+        const row = rows[scale.name];
+        const p = result.points[scale.name];
+        row.shown.textContent = scale.kind === "continuous" ? " " + format(values[scale.name], 3) : "";
+        row.points.textContent = format(p, 1);
+        row.points.setAttribute("data-value", String(p));
+        row.bar.style.width = Math.max(0, Math.min(100, p / state.params.maxscale * 100)) + "%";
+      });
+      total.textContent = format(result.total, 1);
+      total.setAttribute("data-value", String(result.total));
+      lp.textContent = format(result.linearPredictor, 3);
+      lp.setAttribute("data-value", String(result.linearPredictor));
+      risk.textContent = format(100 * result.probability, 1) + " %";
+      risk.setAttribute("data-value", String(result.probability));
+    }
+    root.addEventListener("input", update);
+    root.addEventListener("change", update);
+    update();
+    root.setAttribute("data-ready", "true");
+  }
+
+  window.dlrnNomogram = { compute: compute };
+  document.querySelectorAll(".dlrn-interactive-nomogram:not([data-ready])").forEach(build);
+})();

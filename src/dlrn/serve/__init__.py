@@ -1,0 +1,6 @@
+"""``dlrn serve``: a clinic calculator over a verified bundle (web form and JSON API).
+
+:mod:`dlrn.serve.predictor` is the only bridge to ``dlrn predict``'s functions;
+:mod:`dlrn.serve.uploads` checks uploaded files; :mod:`dlrn.serve.app` is the
+FastAPI app.
+"""

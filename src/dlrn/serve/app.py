@@ -1,0 +1,286 @@
+"""The web app: a form generated from the bundle, the answer page, and ``POST /api/predict``.
+
+Requests never share state beyond the :class:`~dlrn.serve.predictor.Predictor`
+(which serializes predictions with a lock); any failure is answered (4xx with the
+reason, or 500) and the server goes on serving the other requests.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from dlrn import __version__
+from dlrn.errors import DlrnError
+from dlrn.serve.models import Prediction, Problem, prediction_of, request_schema
+from dlrn.serve.predictor import Answer, Predictor
+from dlrn.serve.uploads import UploadError
+from dlrn.study.bundle import BundleError
+
+LOG = logging.getLogger(__name__)
+TOKEN_COOKIE = "dlrn_token"
+_FILE_FIELDS = ("image", "mask")
+_OPTION_FIELDS = ("gradcam", "token")
+_PRIVATE_HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+
+
+def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
+    """The app over one verified bundle; with ``token`` every request must carry it."""
+    app = FastAPI(title="dlrn serve", version=__version__,
+                  description="Predict one patient with a dlrn study's bundle: the DLRN "
+                              "nomogram's probability and points, each image model's "
+                              "probability, the Grad-CAM overlay of the CNN. The numbers are "
+                              "those of `dlrn predict`. Research use; not a medical device.")
+    pages = _templates()
+    limit = 2 * predictor.limits.max_bytes + 1024 * 1024  # two files and the form fields
+
+    @app.exception_handler(UploadError)
+    async def _refused(request: Request, error: UploadError) -> Response:
+        return _problem(request, pages, predictor, str(error), error.status)
+
+    @app.exception_handler(BundleError)
+    async def _bundle_changed(request: Request, error: BundleError) -> Response:
+        return _problem(request, pages, predictor, str(error), 503)
+
+    @app.exception_handler(DlrnError)
+    async def _invalid(request: Request, error: DlrnError) -> Response:
+        return _problem(request, pages, predictor, str(error), 422)
+
+    @app.exception_handler(Exception)
+    async def _failed(request: Request, error: Exception) -> Response:
+        LOG.exception("prediction failed")
+        return _problem(request, pages, predictor, "the server could not process this case "
+                        f"({type(error).__name__}); it keeps running, and the log has the "
+                        "details", 500)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def form_page() -> str:
+        return pages.render(predictor)
+
+    @app.post("/", response_class=HTMLResponse, include_in_schema=False)
+    async def answer_page(request: Request) -> str:
+        form, image, mask = await _read_form(request, predictor)
+        answer = await run_in_threadpool(predictor.predict, form, image, mask,
+                                         gradcam="gradcam" in form)
+        return pages.render(predictor, answer=answer)
+
+    @app.post("/api/predict", response_model=Prediction,
+              openapi_extra={"requestBody": request_schema(predictor)},
+              responses={status: {"model": Problem, "description": text} for status, text in (
+                  (401, "missing or wrong token"), (413, "file or image too large"),
+                  (415, "not an image format dlrn reads"),
+                  (422, "missing predictor, unknown level, value out of range, mask does "
+                        "not match image, empty mask..."))})
+    async def predict(request: Request,
+                      gradcam: bool = Query(False, description="include the Grad-CAM "
+                                                                "overlay (PNG, base64)")) -> Any:
+        """Predict one patient: multipart form with the image, mask and clinical values."""
+        form, image, mask = await _read_form(request, predictor)
+        answer = await run_in_threadpool(predictor.predict, form, image, mask, gradcam=gradcam)
+        return prediction_of(answer)
+
+    @app.get("/api/form")
+    async def form_fields() -> dict[str, Any]:
+        """The clinical predictors the model needs: levels, or number ranges and units."""
+        return {"fields": [{"name": f.name, "levels": list(f.levels) or None,
+                            "minimum": f.minimum, "maximum": f.maximum, "unit": f.unit}
+                           for f in predictor.fields],
+                "cutoff": predictor.cutoff, "cnn": predictor.has_cnn,
+                "bundle": _bundle_facts(predictor)}
+
+    app.add_middleware(_BodyLimit, limit=limit)
+    if token:
+        app.add_middleware(_TokenCheck, token=token)
+    app.add_middleware(_PrivateHeaders)
+    return app
+
+
+async def _read_form(request: Request, predictor: Predictor) -> tuple[dict[str, str], bytes,
+                                                                       bytes]:
+    """Clinical values and the two files; anything unexpected is refused by name."""
+    try:
+        form = await request.form(max_files=len(_FILE_FIELDS), max_fields=64)
+    except _TooLarge:
+        raise
+    except Exception as error:  # malformed multipart bodies raise several types
+        raise UploadError(f"could not read the form: {error}", 400) from error
+    try:
+        return await _form_contents(request, form, predictor)
+    finally:
+        await form.close()  # removes the spooled upload files at once
+
+
+async def _form_contents(request: Request, form: Any, predictor: Predictor) -> tuple[
+        dict[str, str], bytes, bytes]:
+    from starlette.datastructures import UploadFile
+
+    values = {key: value for key, value in form.items() if isinstance(value, str)}
+    request.state.values = values  # the page keeps them when it shows an error
+    known = {f.name for f in predictor.fields} | set(_FILE_FIELDS) | set(_OPTION_FIELDS)
+    unknown = sorted(set(form.keys()) - known)
+    if unknown:
+        raise UploadError(f"unknown field(s) {', '.join(unknown)}; this model takes: "
+                          f"{', '.join(sorted(known - set(_OPTION_FIELDS)))}")
+    files = {}
+    for name in _FILE_FIELDS:
+        upload = form.get(name)
+        if not isinstance(upload, UploadFile):
+            raise UploadError(f"missing the {name} file (multipart field {name!r})")
+        files[name] = await upload.read(predictor.limits.max_bytes + 1)
+    return values, files["image"], files["mask"]
+
+
+def _problem(request: Request, pages: _Pages, predictor: Predictor, message: str,
+             status: int) -> Response:
+    """JSON for the API, the form with the message for the page."""
+    if request.url.path.startswith("/api/") or request.method != "POST":
+        return JSONResponse({"detail": message}, status_code=status)
+    values = getattr(request.state, "values", {})
+    return HTMLResponse(pages.render(predictor, error=message, values=values),
+                        status_code=status)
+
+
+def _bundle_facts(predictor: Predictor) -> dict[str, Any]:
+    manifest = predictor.bundle.manifest
+    return {"folder": predictor.bundle.folder.name, "created": manifest.get("created"),
+            "dlrn_version": manifest.get("dlrn_version")}
+
+
+class _Pages:
+    def __init__(self, environment: Environment) -> None:
+        self.template = environment.get_template("page.html")
+        self.nomogram_html: str | None = None
+
+    def render(self, predictor: Predictor, *, answer: Answer | None = None,
+               error: str | None = None, values: dict[str, Any] | None = None) -> str:
+        if self.nomogram_html is None:
+            self.nomogram_html = _nomogram_fragment(predictor)
+        values = {k: str(v) for k, v in (answer.inputs if answer else values or {}).items()}
+        return self.template.render(predictor=predictor, answer=answer, error=error,
+                                    values=values,
+                                    bundle=_bundle_facts(predictor), version=__version__,
+                                    nomogram_html=self.nomogram_html, repr=repr)
+
+
+def _templates() -> _Pages:
+    environment = Environment(loader=PackageLoader("dlrn.serve", "templates"),
+                              autoescape=select_autoescape(["html"]))
+    return _Pages(environment)
+
+
+def _nomogram_fragment(predictor: Predictor) -> str:
+    if predictor.nomogram is None:
+        return ""
+    from dlrn.report.interactive import interactive_nomogram
+
+    return interactive_nomogram(predictor.nomogram)
+
+
+class _BodyLimit:
+    """Refuse request bodies above ``limit`` bytes (declared or streamed) with 413."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await _send_json(send, 413, f"request of {int(declared):,} bytes is larger "
+                                    f"than this server accepts ({self.limit:,})")
+        received = 0
+        started = False
+
+        async def counted_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _TooLarge
+            return message
+
+        async def tracked_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _TooLarge:
+            if not started:
+                await _send_json(send, 413, f"request larger than this server accepts "
+                                 f"({self.limit:,} bytes)")
+
+
+class _PrivateHeaders:
+    """Patient data: answers are never cached, sniffed, framed or sent as a referrer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        async def private_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_PRIVATE_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, private_send if scope["type"] == "http" else send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _TokenCheck:
+    """Every request carries the token: ``Authorization: Bearer``, the cookie, or ``?token=``.
+
+    A page opened with ``?token=`` sets the cookie, so the form's later posts carry it.
+    """
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app, self.token = app, token.encode()
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        offered = [request.headers.get("authorization", "").removeprefix("Bearer ").strip(),
+                   request.cookies.get(TOKEN_COOKIE, ""), request.query_params.get("token", "")]
+        if not any(hmac.compare_digest(o.encode(), self.token) for o in offered if o):
+            return await _send_json(send, 401, "this server needs its access token: "
+                                    "'Authorization: Bearer TOKEN' (API) or open "
+                                    "/?token=TOKEN once (browser)",
+                                    [(b"www-authenticate", b"Bearer")])
+        if request.query_params.get("token"):
+            cookie = (f"{TOKEN_COOKIE}={request.query_params['token']}; HttpOnly; "
+                      "SameSite=Strict; Path=/")
+
+            async def with_cookie(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", []),
+                                          (b"set-cookie", cookie.encode())]
+                await send(message)
+
+            return await self.app(scope, receive, with_cookie)
+        return await self.app(scope, receive, send)
+
+
+async def _send_json(send: Callable, status: int, detail: str,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,296 @@
+"""The one bridge between the web app and ``dlrn predict``.
+
+Every prediction goes through :func:`dlrn.study.predict.read_new_cases` and
+:func:`dlrn.study.predict.predict_cases`, the functions behind ``dlrn predict``: the
+uploaded files and the form's values become a one-row case table in a private
+temporary folder, so validation and numbers are those of ``dlrn predict`` to the
+digit. The form itself (fields, levels, ranges) is generated from the bundle.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import math
+import re
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dlrn.errors import DlrnError
+from dlrn.serve.uploads import UploadError, UploadLimits, save_upload
+from dlrn.study.bundle import Bundle, BundleError
+from dlrn.study.predict import predict_cases, read_new_cases
+
+_CASE_ID = "patient"
+_UNITS = {"mm": "mm", "cm": "cm", "ml": "mL", "years": "years", "yr": "years", "kg": "kg",
+          "pct": "%", "percent": "%"}
+_IMAGE_STAGES = {"hcr_models": "radiomics (HCR)", "deep": "CNN", "dlr_models": "fused (DLR)"}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One clinical predictor of the form: a choice of training levels, or a number in range."""
+
+    name: str
+    levels: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    unit: str = ""
+
+    @property
+    def is_choice(self) -> bool:
+        return bool(self.levels)
+
+    def parse(self, raw: str | None) -> str | float:
+        """The form's text as a table value; clear errors: missing, unknown level, range."""
+        if raw is None or not str(raw).strip():
+            raise UploadError(f"missing predictor {self.name!r}: the model needs it")
+        text = str(raw).strip()
+        if self.is_choice:
+            if text not in self.levels:
+                raise UploadError(f"unknown level {text!r} for {self.name!r}; the study saw: "
+                                  f"{', '.join(self.levels)}")
+            return text
+        try:
+            value = float(text)
+        except ValueError:
+            raise UploadError(f"{self.name!r} must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise UploadError(f"{self.name!r} must be a finite number, got {text!r}")
+        if self.minimum is not None and self.maximum is not None \
+                and not self.minimum <= value <= self.maximum:
+            unit = f" {self.unit}" if self.unit else ""
+            raise UploadError(f"value out of range for {self.name!r}: {value:g} is outside "
+                              f"{self.minimum:g} to {self.maximum:g}{unit}, the range of the "
+                              "nomogram's axis (training data); the model does not "
+                              "extrapolate safely")
+        return value
+
+
+@dataclass
+class Answer:
+    """One patient's result: the ``predict_cases`` row and what the page shows of it."""
+
+    row: pd.Series
+    inputs: dict[str, str | float]
+    cutoff: float | None
+    models: list[dict[str, Any]]
+    points: dict[str, float] = field(default_factory=dict)
+    gradcam_png: bytes | None = None
+
+    @property
+    def probability(self) -> float | None:
+        return float(self.row["DLRN"]) if "DLRN" in self.row else None
+
+    @property
+    def total_points(self) -> float | None:
+        return float(self.row["total_points"]) if "total_points" in self.row else None
+
+    @property
+    def above_cutoff(self) -> bool | None:
+        if self.cutoff is None or self.probability is None:
+            return None
+        return self.probability >= self.cutoff  # dlrn's rule: positive when score >= cut-off
+
+    @property
+    def gradcam_base64(self) -> str | None:
+        return None if self.gradcam_png is None else base64.b64encode(self.gradcam_png).decode()
+
+
+class _LoadedBundle(Bundle):
+    """A verified bundle whose files are read once: what was checked is what is used."""
+
+    @functools.cache  # noqa: B019 - one bundle per server, kept for its lifetime
+    def json(self, name: str) -> Any:
+        return super().json(name)
+
+    @functools.cache  # noqa: B019
+    def estimator(self, name: str) -> Any:
+        return super().estimator(name)
+
+    @functools.cache  # noqa: B019
+    def arrays(self, name: str) -> dict:
+        return super().arrays(name)
+
+
+# The CNNs loaded once per server, by backbone and resolved weights path, with the file's
+# size and modification time at loading. ``predict_cases`` builds the CNN from the bundle's
+# weights file on every call (two thirds of a second, a third of a prediction); the
+# adapter hands it the model it loaded at start instead, as long as the file is unchanged.
+_LOADED_CNNS: dict[tuple[str, Path], tuple[Any, tuple[int, int]]] = {}
+# One prediction at a time in the process: a loaded CNN is shared (Grad-CAM hooks it).
+_PREDICTION_LOCK = threading.Lock()
+
+
+def _file_signature(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns
+
+
+def _build_model_once(original: Any) -> Any:
+    @functools.wraps(original)
+    def build_model(name: str, *, weights: Any = "imagenet") -> Any:
+        if isinstance(weights, (str, Path)) and str(weights) not in ("none", "imagenet"):
+            path = Path(weights).resolve()
+            model, signature = _LOADED_CNNS.get((name, path), (None, None))
+            if model is not None and path.is_file() and _file_signature(path) == signature:
+                return model
+        return original(name, weights=weights)
+
+    build_model.loads_once = True
+    return build_model
+
+
+def _load_cnn_once(bundle: Bundle, backbone: str) -> None:
+    """Build the bundle's CNN now and let ``dlrn.deep.nets.build_model`` return it."""
+    from dlrn.deep import nets
+
+    path = (bundle.folder / "deep" / "cnn.safetensors").resolve()
+    signature = _file_signature(path)
+    _LOADED_CNNS[(backbone, path)] = (nets.build_model(backbone, weights=path).eval(), signature)
+    if not getattr(nets.build_model, "loads_once", False):
+        nets.build_model = _build_model_once(nets.build_model)
+
+
+class Predictor:
+    """A verified bundle, its form, and predictions one at a time (a lock serializes them)."""
+
+    def __init__(self, bundle_dir: str | Path, *, cutoff: float | None = None,
+                 limits: UploadLimits | None = None) -> None:
+        opened = Bundle.open(bundle_dir)  # checksums and version: a tampered bundle stops here
+        self.bundle = _LoadedBundle(opened.folder, opened.manifest)
+        self.settings = self.bundle.json("settings")
+        self.nomogram = (self.bundle.json("dlrn/nomogram")
+                         if self.bundle.has("dlrn/nomogram", ".json") else None)
+        self.cutoff = _bundle_cutoff(self.settings, cutoff)
+        self.limits = limits or UploadLimits()
+        self.fields = form_fields(self.settings, self.nomogram)
+        self.has_cnn = bool(self.settings.get("deep"))
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Load every estimator and the CNN now, once, from the files just verified."""
+        for stage, names in self.settings["models"].items():
+            for name in names:
+                self.bundle.estimator(f"{stage}/{name}")
+        for name in ("radiomics/params", "deep/pca"):
+            if self.bundle.has(name, ".json"):
+                self.bundle.json(name)
+        if self.bundle.has("deep/pca", ".safetensors"):
+            self.bundle.arrays("deep/pca")
+        if self.has_cnn:
+            _load_cnn_once(self.bundle, self.settings["deep"]["backbone"])
+            self._cnn_signature = _file_signature(self._cnn_path)
+
+    @property
+    def _cnn_path(self) -> Path:
+        return (self.bundle.folder / "deep" / "cnn.safetensors").resolve()
+
+    def _check_unchanged(self) -> None:
+        """The CNN file is the one verified at start (the other files are held in memory)."""
+        if self.has_cnn and (not self._cnn_path.is_file()
+                             or _file_signature(self._cnn_path) != self._cnn_signature):
+            raise BundleError(f"the bundle's CNN weights ({self._cnn_path.name}) changed since "
+                              "the server verified them; restart dlrn serve to verify the "
+                              "bundle again")
+
+    def parse_values(self, form: Mapping[str, Any]) -> dict[str, str | float]:
+        """Every predictor's value from the form, checked (missing, unknown level, range)."""
+        return {f.name: f.parse(form.get(f.name)) for f in self.fields}
+
+    def predict(self, form: Mapping[str, Any], image: bytes, mask: bytes, *,
+                gradcam: bool = False) -> Answer:
+        """One patient through ``read_new_cases`` and ``predict_cases``, as ``dlrn predict``."""
+        values = self.parse_values(form)
+        with tempfile.TemporaryDirectory(prefix="dlrn-serve-") as folder:
+            root = Path(folder)
+            image_path = save_upload(image, root, "image", self.limits)
+            mask_path = save_upload(mask, root, "mask", self.limits)
+            table = self._case_table(root, image_path, mask_path, values)
+            gradcam_dir = root / "gradcam" if gradcam and self.has_cnn else None
+            with _PREDICTION_LOCK, _plain_messages(root, image_path, mask_path):
+                self._check_unchanged()
+                cases = read_new_cases(table, self.settings, progress=False)
+                row = predict_cases(self.bundle, cases, gradcam_dir=gradcam_dir,
+                                    progress=False).iloc[0]
+            overlay = next(iter(sorted(gradcam_dir.glob("*.png"))), None) if gradcam_dir \
+                else None
+            png = overlay.read_bytes() if overlay is not None else None
+        return Answer(row=row, inputs=values, cutoff=self.cutoff, models=self._models(row),
+                      points={name: float(row[f"points_{name}"]) for name in self.point_names
+                              if f"points_{name}" in row},
+                      gradcam_png=png)
+
+    @property
+    def point_names(self) -> list[str]:
+        return [scale["name"] for scale in (self.nomogram or {}).get("scales", [])]
+
+    def _case_table(self, root: Path, image: Path, mask: Path,
+                    values: dict[str, str | float]) -> Path:
+        columns = self.settings["columns"]
+        row = {columns["case_id"]: _CASE_ID, columns["image"]: image.name,
+               columns["mask"]: mask.name, **values}
+        path = root / "case.csv"
+        pd.DataFrame([row]).to_csv(path, index=False)
+        return path
+
+    def _models(self, row: pd.Series) -> list[dict[str, Any]]:
+        """Each image model's probability (radiomics, CNN, fused), the study's best marked."""
+        best = self.settings.get("best", {})
+        names = {stage: list(self.settings["models"].get(stage, [])) for stage in _IMAGE_STAGES}
+        if self.has_cnn:
+            names["deep"] = [f"DL-{self.settings['deep']['backbone']}"]
+        return [{"name": name, "kind": _IMAGE_STAGES[stage], "probability": float(row[name]),
+                 "best": best.get(stage) == name}
+                for stage, stage_names in names.items() for name in stage_names if name in row]
+
+
+def form_fields(settings: Mapping[str, Any], nomogram: Mapping[str, Any] | None) -> list[Field]:
+    """The form from the bundle: clinical predictors, their levels, the nomogram's ranges."""
+    clinical = settings.get("clinical") or {}
+    levels = clinical.get("levels", {})
+    scales = {scale["name"]: scale for scale in (nomogram or {}).get("scales", [])}
+    fields = []
+    for name in clinical.get("selected", []):
+        if name in levels:
+            fields.append(Field(name, levels=tuple(map(str, levels[name]))))
+            continue
+        axis = [float(v) for v in scales.get(name, {}).get("values", [])]
+        fields.append(Field(name, minimum=min(axis) if axis else None,
+                            maximum=max(axis) if axis else None, unit=_unit(name)))
+    return fields
+
+
+def _unit(name: str) -> str:
+    match = re.search(r"[_ ]\(?([A-Za-z%]+)\)?$", name)
+    return _UNITS.get(match.group(1).lower(), "") if match else ""
+
+
+def _bundle_cutoff(settings: Mapping[str, Any], given: float | None) -> float | None:
+    """The DLRN cut-off: the bundle's own where it has one, else the one given at start."""
+    stored = (settings.get("cutoffs") or {}).get("DLRN")
+    if stored is not None and given is not None and not math.isclose(stored, given):
+        raise DlrnError(f"the bundle's DLRN cut-off is {stored}; --cutoff {given} disagrees")
+    return stored if stored is not None else given
+
+
+@contextlib.contextmanager
+def _plain_messages(root: Path, image: Path, mask: Path) -> Iterator[None]:
+    """Error messages name 'the uploaded image/mask', never the server's temporary paths."""
+    try:
+        yield
+    except (UploadError, BundleError):
+        raise
+    except DlrnError as error:
+        message = str(error)
+        for path, name in ((image, "the uploaded image"), (mask, "the uploaded mask"),
+                           (root / "case.csv", "the form"), (root, "the upload")):
+            message = message.replace(str(path.resolve()), name).replace(str(path), name)
+        raise UploadError(message) from error

@@ -1,0 +1,80 @@
+"""The interactive nomogram: the page's points and risk equal Nomogram.points."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from headless_chromium import chromium
+
+from dlrn.errors import DlrnError
+from dlrn.nomogram import Nomogram
+from dlrn.report.interactive import interactive_nomogram
+
+
+@pytest.fixture(scope="module")
+def nomogram() -> Nomogram:
+    """A continuous score, a discrete count and a three-level category, as in a DLRN."""
+    rng = np.random.default_rng(3)
+    n = 300
+    X = pd.DataFrame({"DLR_score": rng.uniform(0, 1, n), "nodes": rng.integers(0, 4, n),
+                      "margin": rng.choice(["clear", "fuzzy", "spiculated"], n)})
+    lp = -2 + 3 * X["DLR_score"] + 0.4 * X["nodes"] + X["margin"].map(
+        {"clear": 0.0, "fuzzy": 0.8, "spiculated": -0.6})
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-lp))).astype(int)
+    return Nomogram().fit(X, y)
+
+
+def test_fragment_is_self_contained_and_carries_the_fitted_scales(nomogram):
+    html = interactive_nomogram(nomogram.to_dict(), labels={"DLR_score": "</script> score"})
+    assert html.startswith('<div class="dlrn-interactive-nomogram"') and html.endswith("</div>")
+    assert "http" not in html and "src=" not in html  # no network, no server
+    state_text = re.search(r'class="dlrn-nomogram-state">(.*?)</script>', html, re.S).group(1)
+    state = json.loads(state_text)
+    assert state["scales"] == nomogram.to_dict()["scales"]
+    assert state["labels"]["DLR_score"] == "</script> score"  # escaped in the page, not cut
+    assert [s["kind"] for s in state["scales"]] == ["continuous", "discrete", "categorical"]
+
+
+def test_not_a_nomogram_is_refused():
+    with pytest.raises(DlrnError, match=r"Nomogram\.to_dict"):
+        interactive_nomogram({"scales": []})
+
+
+def test_points_and_risk_in_the_browser_equal_nomogram_points(nomogram, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    page = tmp_path / "nomogram.html"
+    page.write_text("<!DOCTYPE html><html><body>"
+                    + interactive_nomogram(nomogram.to_dict()) + "</body></html>")
+    patients = pd.DataFrame({"DLR_score": [0.0, 0.137, 0.5, 0.86421, 1.0],
+                             "nodes": [0, 3, 1, 2, 0],
+                             "margin": ["clear", "spiculated", "fuzzy", "clear", "spiculated"]})
+    expected = Nomogram.from_dict(nomogram.to_dict()).points(patients)
+    with chromium(tmp_path / "profile") as driver:
+        driver.get(page.as_uri())
+        root = driver.find_element(By.CLASS_NAME, "dlrn-interactive-nomogram")
+        assert root.get_attribute("data-ready") == "true"
+        for i, patient in patients.iterrows():
+            for name, value in patient.items():
+                driver.execute_script(
+                    "const c = arguments[0].querySelector(`[data-predictor='${arguments[1]}']`);"
+                    "c.value = arguments[2];"
+                    "c.dispatchEvent(new Event('input', {bubbles: true}));",
+                    root, name, str(value))
+            shown = driver.execute_script(
+                "const r = arguments[0], v = s => Number(r.querySelector(s).dataset.value);"
+                "const p = {}; r.querySelectorAll('output.dlrn-points').forEach("
+                "  o => { p[o.dataset.predictor] = Number(o.dataset.value); });"
+                "return {points: p, total: v('.dlrn-total'), lp: v('.dlrn-lp'),"
+                "        risk: v('.dlrn-risk')};", root)
+            row = expected.loc[i]
+            for name in patients.columns:
+                assert shown["points"][name] == pytest.approx(row[f"points_{name}"], rel=1e-12,
+                                                              abs=1e-12)
+            assert shown["total"] == pytest.approx(row["total_points"], rel=1e-12)
+            assert shown["lp"] == pytest.approx(row["linear_predictor"], rel=1e-12, abs=1e-12)
+            assert shown["risk"] == pytest.approx(row["probability"], rel=1e-12)
