@@ -106,5 +106,5 @@ def test_study_file_evaluation_settings_reach_the_evaluation(tmp_path):
         calibration_bins=6)))
     assert options == {"hl_groups": 6, "patient_aggregation": "max",
                        "auc_method": "obuchowski", "comparison_method": "cluster-bootstrap"}
-    with pytest.raises(ConfigError, match="evaluation.patient_aggregation"):
+    with pytest.raises(ConfigError, match=r"evaluation\.patient_aggregation"):
         config(patient_aggregation="median")
