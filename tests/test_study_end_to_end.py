@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from dlrn.cli import main
+from dlrn.evaluation import TRAIN_APPARENT, TRAIN_OOF
 from dlrn.study.config import load_study
 from dlrn.study.pipeline import run_study
 
@@ -61,7 +62,8 @@ def test_demo_runs_every_stage_and_writes_report_and_bundle(demo):
     assert workbook["cohort_counts"]["cases"].sum() == 110
     assert list((study / "report" / "figures").glob("*.svg"))
     comparison = pd.read_csv(study / "stages" / "comparison" / "evaluation" / "metrics.csv")
-    assert set(comparison["set"]) == {"train", "test", EXTERNAL}
+    assert {TRAIN_OOF, "test", EXTERNAL} <= set(comparison["set"])
+    assert "train" not in set(comparison["set"])  # training rows say out-of-fold or apparent
     assert "DLRN" in set(comparison["model"])
     assert not list(study.rglob("*.pkl")) and not list(study.rglob("*.pickle"))
     assert (study / "bundle" / "clinical" / "encoder.json").exists()
@@ -101,21 +103,24 @@ def test_table7_shows_each_model_with_the_cutoff_and_sensitivity_of_its_own_tabl
     stages = demo / "study" / "stages"
     columns = ["threshold_set", "threshold", "sensitivity", "specificity"]
     table7 = pd.read_csv(stages / "comparison" / "evaluation" / "metrics.csv")
-    own_tables = {stage: stages / stage / "result" / "metrics.csv"
-                  for stage in ("clinical_models", "hcr_models", "dlr_models")}
-    own_tables["deep"] = stages / "deep" / "tables" / "deep_metrics.csv"
-    for stage, path in own_tables.items():
+    for stage in ("clinical_models", "hcr_models", "dlr_models"):
         best = json.loads((stages / stage / "best.json").read_text())["best"]
-        own = pd.read_csv(path).set_index("model").loc[best].set_index("set")[columns]
+        own = pd.read_csv(stages / stage / "evaluation" / "metrics.csv")
+        own = own.set_index("model").loc[best].set_index("set")[columns]
         shown = table7.set_index("model").loc[best].set_index("set")[columns]
         pd.testing.assert_frame_equal(shown, own.loc[shown.index])
-        assert set(shown["threshold_set"]) == {"train" if stage == "deep" else
-                                               "train (out-of-fold)"}
+        assert set(shown["threshold_set"]) == {TRAIN_OOF}
+    best = json.loads((stages / "deep" / "best.json").read_text())["best"]
+    deep = pd.read_csv(stages / "deep" / "tables" / "deep_metrics.csv").set_index("model")
+    deep = deep.loc[best].set_index("set").rename(index={"train": TRAIN_APPARENT})
+    shown = table7.set_index("model").loc[best].set_index("set")
+    pd.testing.assert_frame_equal(shown[columns[1:]], deep.loc[shown.index, columns[1:]])
+    assert shown["cutoff_source"].str.contains("deep learning stage").all()
     # the nomogram's cross-validation can fail on tiny cohorts (separation in a fold):
     # then its cut-off is in-sample, and the DLRN section says why
     cross_validated = (stages / "dlrn" / "oof.csv").exists()
     dlrn = set(table7.set_index("model").loc["DLRN", "threshold_set"])
-    assert dlrn == {"train (out-of-fold)" if cross_validated else "train"}
+    assert dlrn == {TRAIN_OOF if cross_validated else TRAIN_APPARENT}
     notes = json.loads((stages / "dlrn" / "stage.json").read_text())["summary"]["notes"]
     said_in_sample = any("in-sample training predictions" in note for note in notes)
     assert said_in_sample != cross_validated  # the note exactly when there is no oof.csv

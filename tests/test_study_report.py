@@ -52,6 +52,28 @@ def test_note_column_only_when_a_row_has_a_note():
     assert "Note" not in metrics_view(_metrics().assign(note=pd.array([pd.NA] * 2, "Int64")))
 
 
+def test_metrics_view_shows_patients_and_where_each_cutoff_was_chosen():
+    clustered = _metrics().assign(
+        set=["train (out-of-fold)", "test"], n_patients=[42, 18],
+        cutoff_source=["youden (midpoint) on train (out-of-fold)",
+                       "youden (midpoint) on train (out-of-fold)"])
+    view = metrics_view(clustered)
+    assert list(view.columns[:4]) == ["Model", "Set", "n", "Patients"]
+    assert view["Patients"].tolist() == ["42", "18"]
+    assert view["Cut\u2011off chosen"].iloc[0] == "youden (midpoint) on train (out-of-fold)"
+    assert "Patients" not in metrics_view(_metrics())  # one image per patient: no column
+
+
+def test_pairwise_tests_show_the_holm_adjusted_p_value():
+    delong = pd.DataFrame({"set": ["test"] * 3, "model_1": ["A", "A", "B"],
+                           "model_2": ["B", "C", "C"], "auc_diff": [0.1, 0.2, 0.1],
+                           "p_value": [0.01, 0.02, 0.3], "p_value_holm": [0.03, 0.04, 0.3],
+                           "method": ["delong"] * 3, "note": [""] * 3})
+    view = _paper_view(delong)
+    assert view["p value (Holm-adjusted)"].tolist() == ["0.030", "0.040", "0.300"]
+    assert view["p value"].tolist() == ["0.010", "0.020", "0.300"]
+
+
 def test_formatting_helpers():
     assert estimate_with_ci(np.nan, 0.1, 0.2) == ""
     assert estimate_with_ci(1.2345, 0.5, 3.0) == "1.234 (0.500–3.000)"

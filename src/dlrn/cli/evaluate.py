@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +12,30 @@ from dlrn.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+def _field(name: str) -> dataclasses.Field:
+    from dlrn.study.config import EvaluationSettings
+
+    return next(f for f in dataclasses.fields(EvaluationSettings) if f.name == name)
+
+
+def _choices(name: str) -> list[str]:
+    """The allowed values of an evaluation setting (its Literal), None left out."""
+    from dlrn.study.config import EvaluationSettings
+
+    hint = typing.get_type_hints(EvaluationSettings)[name]
+    literal = next((a for a in typing.get_args(hint) if typing.get_origin(a) is typing.Literal),
+                   hint)
+    return list(typing.get_args(literal))
+
+
+def _default(name: str) -> object:
+    return _field(name).default
+
+
+def _help(name: str) -> str:
+    return f"{_field(name).metadata['help']} (study file: evaluation.{name})"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,10 +70,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="allow a non-empty output folder")
     parser.add_argument(
+        "--patient",
+        default=None,
+        metavar="COL",
+        help="patient id column: with several images per patient, CIs and tests count "
+        "patients (clustered) and patient-level tables are added",
+    )
+    parser.add_argument(
+        "--patient-aggregation",
+        choices=_choices("patient_aggregation"),
+        default=_default("patient_aggregation"),
+        help=_help("patient_aggregation"),
+    )
+    parser.add_argument(
         "--ci",
-        choices=["delong", "bootstrap"],
-        default="delong",
-        help="AUC confidence interval (default: delong)",
+        choices=_choices("auc_ci"),
+        default=_default("auc_ci"),
+        help=_help("auc_ci"),
+    )
+    parser.add_argument(
+        "--comparison",
+        choices=_choices("comparison"),
+        default=_default("comparison"),
+        help=_help("comparison"),
     )
     parser.add_argument("--n-bootstrap", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -109,7 +154,10 @@ def run(args: argparse.Namespace) -> int:
         label=args.label,
         set_column=args.set_column,
         train_set=args.train_set,
-        groups=args.hl_groups,
+        groups=args.patient,
+        patient_aggregation=args.patient_aggregation,
+        hl_groups=args.hl_groups,
+        comparison_method=args.comparison,
         grouping=args.hl_grouping,
         overwrite=args.overwrite,
         figures=not args.no_figures,

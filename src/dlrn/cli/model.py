@@ -227,9 +227,8 @@ def run(args: argparse.Namespace) -> int:
     if icc is not None:
         extra["icc"] = icc.reset_index()
     write_tables(extra, args.out, workbook=None)
-    metrics = pd.concat([pd.read_csv(args.out / "metrics_cv.csv").assign(
-        set="train, out-of-fold"), pd.read_csv(args.out / "metrics.csv")])
-    rows = metrics[(metrics["model"] == summary.best) & (metrics["set"] != "train")]
+    metrics = pd.read_csv(args.out / "evaluation" / "metrics.csv")  # training rows out-of-fold
+    rows = metrics[metrics["model"] == summary.best]
     for _, row in rows.iterrows():
         logger.info("best by pooled out-of-fold AUC: %s, %s AUC %.3f (%.3f-%.3f)", row["model"],
                     row["set"], row["auc"], row["auc_ci_low"], row["auc_ci_high"])

@@ -34,6 +34,7 @@ from dlrn.evaluation.metrics import (
 )
 from dlrn.evaluation.patients import (
     patient_ids,
+    patient_level_possible,
     patient_oof_predictions,
     patient_predictions,
     several_images,
@@ -227,7 +228,7 @@ def evaluate_predictions(
                                          train_set=train_set,
                                          patients=patients if clustered else None)
         tables["metrics_apparent"] = _apparent_metrics(apparent, chosen, label, options)
-    if clustered:
+    if clustered and patient_level_possible(predictions, patients, label):
         tables.update(_patient_tables(
             predictions, scores, patients, label=label, set_column=set_column,
             train_set=train_set, oof=oof, how=patient_aggregation, hl_groups=hl_groups,

@@ -10,6 +10,8 @@ statistic has a patient-level counterpart.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -18,6 +20,7 @@ from dlrn.errors import DlrnError, shown_items
 __all__ = [
     "AGGREGATIONS",
     "patient_ids",
+    "patient_level_possible",
     "patient_oof_predictions",
     "patient_predictions",
     "several_images",
@@ -76,6 +79,26 @@ def several_images(patients: pd.Series | None) -> bool:
     return patients is not None and bool(patients.duplicated().any())
 
 
+def patient_level_possible(predictions: pd.DataFrame, patients: pd.Series | None,
+                           label: str = "label") -> bool:
+    """True when some patient has several images, all with one label (one lesion per
+    patient). A patient with both labels (several lesions) keeps the clustered CIs and
+    tests but gets no patient-level tables: a warning names the patients."""
+    if not several_images(patients):
+        return False
+    mixed = _mixed_label_patients(predictions[label].astype(int), patients)
+    if len(mixed):
+        warnings.warn(f"patient-level tables skipped: patient(s) {shown_items(mixed)} have "
+                      "images labelled both 0 and 1 (several lesions?); CIs and tests still "
+                      "count patients", stacklevel=3)
+    return not len(mixed)
+
+
+def _mixed_label_patients(labels: pd.Series, ids: pd.Series) -> pd.Index:
+    spans = labels.groupby(ids, sort=False).nunique()
+    return spans.index[spans > 1]
+
+
 def patient_predictions(
     predictions: pd.DataFrame,
     scores: list[str],
@@ -97,8 +120,7 @@ def patient_predictions(
     if ids is None:
         raise DlrnError("patient-level predictions need patient ids (groups)")
     labels = predictions[label].astype(int).groupby(ids, sort=False)
-    disagree = labels.nunique()
-    mixed = disagree.index[disagree > 1]
+    mixed = _mixed_label_patients(predictions[label].astype(int), ids)
     if len(mixed):
         raise DlrnError(
             f"patient(s) {shown_items(mixed)} have images labelled both 0 and 1; a "

@@ -7,6 +7,7 @@ The tables come from :func:`~dlrn.evaluation.analysis.evaluate_predictions`;
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,9 +19,9 @@ from dlrn.evaluation.analysis import _hl_group_count, evaluate_predictions, is_p
 from dlrn.evaluation.metrics import metrics_table
 from dlrn.evaluation.patients import (
     patient_ids,
+    patient_level_possible,
     patient_oof_predictions,
     patient_predictions,
-    several_images,
 )
 from dlrn.evaluation.roc import AucResult, delong_matrix
 from dlrn.evaluation.sets import (
@@ -154,7 +155,10 @@ def write_evaluation(
     written = write_tables(tables, out, workbook="evaluation.xlsx")
     patients = patient_ids(predictions, groups, set_column)
     per_patient = None
-    if several_images(patients):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # evaluate_predictions warned already
+        patient_level = patient_level_possible(predictions, patients, label)
+    if patient_level:
         per_patient = patient_predictions(predictions, scores, patients, label=label,
                                           set_column=set_column, how=patient_aggregation)
         per_patient.to_csv(out / "patient_predictions.csv")

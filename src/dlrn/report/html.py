@@ -93,9 +93,12 @@ def _paper_view(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def metrics_view(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Model, set, n, "AUC (95% CI)", the cut-off metrics, the cut-off and any notes."""
+    """Model, set, n (and patients), "AUC (95% CI)", the cut-off metrics, the cut-off,
+    where it was chosen (when the table says) and any notes."""
     view = pd.DataFrame({"Model": metrics["model"], "Set": metrics["set"]})
     view["n"] = _formatted(metrics["n"], "n")
+    if "n_patients" in metrics:
+        view["Patients"] = _formatted(metrics["n_patients"], "n_patients")
     if "n_positive" in metrics:
         view["Positive"] = _formatted(metrics["n_positive"], "n_positive")
     view["AUC (95% CI)"] = [estimate_with_ci(*row) for row in
@@ -105,6 +108,8 @@ def metrics_view(metrics: pd.DataFrame) -> pd.DataFrame:
             view[METRIC_NAMES.get(column, column.capitalize())] = _formatted(metrics[column],
                                                                              column)
     view["Cut\u2011off"] = _formatted(metrics["threshold"], "threshold")  # no break at "-"
+    if "cutoff_source" in metrics:
+        view["Cut\u2011off chosen"] = _text(metrics["cutoff_source"])
     return _with_notes(view, metrics)
 
 
@@ -169,13 +174,19 @@ HEADER_WORDS = {"auc": "AUC", "ci": "CI", "sd": "SD", "se": "SE", "hl": "HL", "i
                 "ppv": "PPV", "npv": "NPV", "or": "OR"}
 HEADER_UNITS = {"s": "(s)", "mib": "(MiB)", "mm": "(mm)"}
 # Counts that a blank in the CSV turns into floats; shown whole again.
-COUNT_COLUMNS = {"n", "n_positive", "groups", "df", "cases", "patients", "positive", "negative",
+COUNT_COLUMNS = {"n", "n_positive", "n_patients", "n_images", "groups", "df", "cases",
+                 "patients", "positive", "negative",
                  "tp", "fp", "tn", "fn", "features_in", "features_out", "removed", "row",
                  "best_epoch", "epochs_run"}
 
 
+HEADERS = {"p_value_holm": "p value (Holm-adjusted)"}
+
+
 def _header(column: object) -> str:
     """``auc_ci_low`` -> ``AUC CI low``, ``train_time_s`` -> ``train time (s)``."""
+    if column in HEADERS:
+        return HEADERS[str(column)]
     words = [HEADER_WORDS.get(word, word) for word in str(column).split("_")]
     if len(words) > 2 and words[-2] == "per":
         return " ".join(words[:-2]) + "/" + words[-1]  # images_per_s -> images/s

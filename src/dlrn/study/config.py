@@ -223,6 +223,18 @@ class EvaluationSettings:
         "firth (R logistf: finite odds ratios when a level separates the classes)"))
     calibration_bins: int = field(default=10, metadata=_doc(
         "groups of the calibration curve and the Hosmer-Lemeshow test", minimum=3))
+    patient_aggregation: Literal["mean", "max"] = field(default="mean", metadata=_doc(
+        "patient-level tables (when a patient has several images): each patient's score is "
+        "the mean, or the max, of its images' scores"))
+    auc_ci: Literal["delong", "bootstrap", "cluster-bootstrap", "obuchowski"] | None = field(
+        default=None, metadata=_doc(
+            "AUC confidence interval; null = cluster bootstrap over patients when a patient "
+            "has several images, DeLong otherwise (delong means obuchowski and bootstrap "
+            "means cluster-bootstrap on clustered data)"))
+    comparison: Literal["obuchowski", "cluster-bootstrap"] = field(
+        default="obuchowski", metadata=_doc(
+            "paired AUC tests when a patient has several images: obuchowski (clustered "
+            "DeLong, equal to DeLong with one image per patient) or cluster-bootstrap"))
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 from dlrn.study.config import StudyConfig
 from dlrn.study.runner import StudyContext
 from dlrn.study.stages.cohort import CohortSummary
+from dlrn.study.stages.comparison import ComparisonSummary
 from dlrn.study.stages.files import clinical_record
 from dlrn.study.stages.radiomics import RadiomicsSummary
 
@@ -111,6 +112,9 @@ def _segmentation_text(context: StudyContext) -> str:
             f"({_roi_text(config)}).")
     if not config.cohort.repeat_masks:
         return text + " No repeat segmentations: no ICC reproducibility filter."
+    if not _icc_filtered(context):
+        return text + (f" Repeat segmentations ({_listing(config.cohort.repeat_masks)}) "
+                       "listed, but no ICC was computed in this run (no radiomics features).")
     return (text + f" Repeat segmentations for reproducibility: "
             f"{_listing(config.cohort.repeat_masks)}; ICC(2,1) (two-way random, absolute "
             "agreement) computed on training cases only, features kept at ICC ≥ "
@@ -119,11 +123,34 @@ def _segmentation_text(context: StudyContext) -> str:
             "out of that subset.")
 
 
-def _models_text(config: StudyConfig) -> str:
-    c = config.classifiers
+def _repeated_patients(context: StudyContext) -> int:
+    """Patients with several images in the analysed cohort (0 when none or not known)."""
+    path = context.stage_dir("cohort") / "cases.csv"
+    if not context.done("cohort") or not path.exists():
+        return 0
+    import pandas as pd
+
+    patients = pd.read_csv(path, usecols=lambda c: c == "patient_id", dtype=str)
+    if "patient_id" not in patients:
+        return 0
+    counts = patients["patient_id"].value_counts()
+    return int((counts > 1).sum())
+
+
+def _icc_filtered(context: StudyContext) -> bool:
+    """True when the run computed ICCs, so the selection began with the ICC filter."""
+    radiomics = context.summary("radiomics")
+    return isinstance(radiomics, RadiomicsSummary) and radiomics.icc_cases is not None
+
+
+def _models_text(context: StudyContext) -> str:
+    c = context.config.classifiers
     weighting = "; classes weighted inversely to their frequency" if c.class_weight else ""
+    repeated = _repeated_patients(context)
+    grouped = (f" grouped by patient ({_plural(repeated, 'patient')} with several images "
+               "kept in one fold)" if repeated else "")
     return (f"Classifiers {_listing(c.models)}; grid search with {c.cv_folds}-fold "
-            f"cross-validation grouped by patient on the training set{weighting}. The best "
+            f"cross-validation{grouped} on the training set{weighting}. The best "
             "model of each kind is the one with the highest cross-validated training AUC; the "
             "test set plays no part in any choice.")
 
@@ -143,6 +170,49 @@ def _clinical_text(context: StudyContext) -> str:
         text += ("; if none had been significant in the multivariate analysis, the "
                  "univariately significant ones would have been used")
     return f"{text}. {encoding}".strip()
+
+
+def _training_rows_text(comparison: ComparisonSummary) -> str:
+    """Where the cut-offs and training-set results come from: out-of-fold only where so."""
+    oof = [m for m in comparison.out_of_fold if m != "DLRN"]
+    apparent = [m for m in comparison.models if m not in comparison.out_of_fold]
+    parts = [f"out-of-fold predictions of {_listing(oof)}"] if oof else []
+    if "DLRN" in comparison.out_of_fold:
+        parts.append("the nomogram's out-of-fold probabilities (cross-validated with the DLR "
+                     "models' folds)")
+    if apparent:
+        parts.append(f"the in-sample training predictions of {_listing(apparent)} (apparent, "
+                     "optimistic)")
+    return "; ".join(parts)
+
+
+def _statistics_text(context: StudyContext) -> str:
+    """AUC CIs, cut-offs, tests and calibration as this run computed them."""
+    evaluation = context.config.evaluation
+    comparison = context.summary("comparison")
+    clustered = isinstance(comparison, ComparisonSummary) and comparison.clustered
+    ci = evaluation.auc_ci or ("cluster-bootstrap" if clustered else "delong")
+    if clustered:
+        ci = {"delong": "obuchowski", "bootstrap": "cluster-bootstrap"}.get(ci, ci)
+    ci_text = {"delong": "DeLong 95% CI (pROC conventions)",
+               "bootstrap": "stratified bootstrap 95% CI (pROC conventions)",
+               "cluster-bootstrap": "95% CI by bootstrap over patients",
+               "obuchowski": "95% CI by Obuchowski's clustered variance"}[ci]
+    text = f"AUC with {ci_text}; cut-off by Youden index on training data only"
+    if isinstance(comparison, ComparisonSummary):
+        text += f" ({_training_rows_text(comparison)})"
+    text += ", applied unchanged to the other sets; "
+    if clustered:
+        text += (f"{comparison.images} images of {comparison.patients} patients: paired tests "
+                 f"by {evaluation.comparison.replace('-', ' ')} over patients, proportions "
+                 "with design-effect adjusted Wilson CIs, and patient-level results with each "
+                 f"patient scored by the {evaluation.patient_aggregation} of its images' "
+                 "scores; ")
+    else:
+        text += "paired DeLong tests; "
+    return (text + "p-values of pairwise tests also Holm-adjusted; calibration curves and "
+            f"Hosmer-Lemeshow test with {evaluation.calibration_bins} groups; decision-curve "
+            "analysis; " + _clinical_text(context))
 
 
 def methods_summary(context: StudyContext) -> list[tuple[str, str]]:
@@ -165,23 +235,19 @@ def methods_summary(context: StudyContext) -> list[tuple[str, str]]:
         ("Preprocessing and extraction", _extraction_text(
             config, setting, features)),
         ("Feature selection", "Fitted on training cases only, inside the cross-validated "
-         "pipeline: ICC filter, z-score, univariate test p < "
+         f"pipeline: {'ICC filter, ' if _icc_filtered(context) else ''}z-score, univariate "
+         "test p < "
          f"{config.selection.p_threshold}, Pearson |r| > "
          f"{config.selection.correlation_threshold} pair removal, greedy correlation "
          f"deletion, LASSO with {config.selection.lasso_folds}-fold CV."
          + _funnel_text(context, "hcr_models", "HCR")
          + _funnel_text(context, "dlr_models", "DLR")),
         ("Deep learning", _deep_text(config)),
-        ("Models and tuning", _models_text(config)),
+        ("Models and tuning", _models_text(context)),
         ("Validation", f"Internal hold-out test set ({cohort.split})"
          + (f"; external sets {_listing(external)} evaluated with the frozen models"
             if external else "") + "."),
-        ("Statistics", "AUC with DeLong 95% CI (pROC conventions); cut-off by Youden index on "
-         "training data only (out-of-fold predictions of the clinical, radiomics and DLR "
-         "models and of the nomogram; the CNN's training predictions), applied unchanged to "
-         "the other sets; paired DeLong tests; "
-         f"calibration curves and Hosmer-Lemeshow test with {config.evaluation.calibration_bins}"
-         " groups; decision-curve analysis; " + _clinical_text(context)),
+        ("Statistics", _statistics_text(context)),
         ("Reproducibility", f"Seed {config.seed} for every random step; software versions "
          "below; a model bundle (bundle/) with checksums predicts new cases "
          "(dlrn predict)."),

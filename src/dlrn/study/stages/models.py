@@ -6,7 +6,7 @@ study's three model stages and ``dlrn model`` all call it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,15 @@ import pandas as pd
 from dlrn.report.summary import StageSummary
 from dlrn.study.config import ClassifierSettings, SelectionSettings, StudyConfig
 from dlrn.study.runner import Stage, StudyContext
+from dlrn.study.stages.evaluating import (
+    APPARENT_CAPTION,
+    EVALUATION_DIR,
+    MetricsStageSettings,
+    clustering_sentence,
+    metrics_settings,
+    patient_groups,
+    training_rows_sentence,
+)
 from dlrn.study.stages.files import (
     OOF_FILE,
     PREDICTIONS_FILE,
@@ -25,7 +34,7 @@ from dlrn.study.stages.files import (
     write_best,
 )
 
-VERSION = 2  # 2: nested LASSO, pooled out-of-fold choice of the best classifier
+VERSION = 3  # 2: nested LASSO, pooled out-of-fold choice; 3: evaluation/ (out-of-fold rows)
 BEST_FACT = "best model (highest pooled out-of-fold AUC on the training set)"
 
 
@@ -36,6 +45,7 @@ class ModelsStageSettings:
     classifiers: ClassifierSettings
     selection: SelectionSettings | None
     seed: int
+    evaluation: MetricsStageSettings = field(default_factory=MetricsStageSettings)
 
 
 @dataclass
@@ -101,18 +111,58 @@ def fit_and_save(folder: Path, name: str, features: pd.DataFrame, cases: pd.Data
     features.iloc[:0].to_csv(folder / "feature_names.csv")
     best = f"{name}-{result.best_model}"
     write_best(folder, best, BEST_MODEL_RULE)
-    return ModelsSummary(tables=_table_captions(name, result_dir),
+    groups = patient_groups(cases)
+    evaluate_models(folder / EVALUATION_DIR, result.predictions, result.oof_predictions,
+                    groups, settings.evaluation)
+    scores = [c for c in result.oof_predictions.columns if c not in ("label", "set")]
+    captions = _evaluation_captions(name, scores, groups, settings.evaluation,
+                                    (folder / EVALUATION_DIR / "patient_metrics.csv").exists())
+    return ModelsSummary(tables={**captions,
+                                 **_table_captions(name, result_dir)},
                          figures=_figure_captions(name, folder, result_dir),
                          name=name, features_in=features.shape[1],
                          features_selected=len(result.selected_features), best=best)
 
 
+METRIC_TABLES = ("metrics", "metrics_apparent", "patient_metrics", "patient_metrics_apparent")
+
+
+def evaluate_models(out_dir: Path, predictions: pd.DataFrame, oof: pd.DataFrame,
+                    groups: pd.Series | None, settings: MetricsStageSettings) -> None:
+    """Every model's metrics with out-of-fold training rows, apparent ones apart,
+    patient-aware; written as ``out_dir/<table>.csv``."""
+    from dlrn.evaluation.analysis import evaluate_predictions
+    from dlrn.tables import write_tables
+
+    scores = [c for c in predictions.columns if c not in ("label", "set")]
+    tables = evaluate_predictions(
+        predictions, scores, oof=oof, patient_aggregation=settings.patient_aggregation,
+        groups=None if groups is None else groups.loc[predictions.index],
+        auc_method=settings.auc_ci)
+    write_tables({name: table for name, table in tables.items() if name in METRIC_TABLES},
+                 out_dir, workbook=None)
+
+
+def _evaluation_captions(name: str, scores: list[str], groups: pd.Series | None,
+                         settings: MetricsStageSettings,
+                         patient_level: bool) -> dict[str, str]:
+    """Captions of the evaluation tables: out-of-fold training rows, apparent apart."""
+    rows = training_rows_sentence(scores, [])
+    tables = {f"{EVALUATION_DIR}/metrics": (
+        f"Performance of the {name} models (training, test and external sets). Each "
+        "Youden cut-off is chosen on the model's out-of-fold training predictions and "
+        f"applied unchanged to every set. {rows} {clustering_sentence(groups, settings)}"),
+        f"{EVALUATION_DIR}/metrics_apparent": APPARENT_CAPTION}
+    if patient_level:
+        tables[f"{EVALUATION_DIR}/patient_metrics"] = (
+            f"Performance of the {name} models per patient: each patient scored by the "
+            f"{settings.patient_aggregation} of its images' scores; training rows "
+            "out-of-fold")
+    return tables
+
+
 def _table_captions(name: str, result_dir: str) -> dict[str, str]:
-    return {f"{result_dir}/metrics": f"Performance of the {name} models (train, test and "
-                                     "external sets)",
-            f"{result_dir}/metrics_cv": f"{name} models: cross-validated (out-of-fold) "
-                                        "performance on the training set",
-            f"{result_dir}/best_params": f"{name} models: tuned hyper-parameters and CV AUC",
+    return {f"{result_dir}/best_params": f"{name} models: tuned hyper-parameters and CV AUC",
             f"{result_dir}/selection_funnel": f"{name} feature-selection funnel",
             f"{result_dir}/selected_features": f"{name}: selected features"}
 
@@ -128,7 +178,7 @@ def _figure_captions(name: str, folder: Path, result_dir: str) -> dict[str, str]
 
 def settings(config: StudyConfig, *, selection: bool = True) -> ModelsStageSettings:
     return ModelsStageSettings(config.classifiers, config.selection if selection else None,
-                               config.seed)
+                               config.seed, metrics_settings(config))
 
 
 def fit_models(context: StudyContext, stage: str, name: str, features: pd.DataFrame, *,
