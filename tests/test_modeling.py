@@ -114,12 +114,12 @@ def test_result_shapes_and_written_files(tmp_path) -> None:
     assert len(result.oof_predictions) == (split == "train").sum()
     assert "f0" in result.selected_features
     assert result.funnel["features_in"].iloc[0] == 60
-    assert result.metrics["set"].tolist() == ["train", "test"] * 2
+    assert result.metrics["set"].tolist() == ["train (apparent)", "test"] * 2
     # one cut-off per model, chosen on its out-of-fold training predictions
     assert (result.metrics["threshold_set"] == "train (out-of-fold)").all()
     cv_cutoff = result.cv_metrics.set_index("model")["threshold"]
     assert np.allclose(result.metrics["threshold"], cv_cutoff.loc[result.metrics["model"]])
-    assert result.cv_metrics["set"].eq("train").all()
+    assert result.cv_metrics["set"].eq("train (out-of-fold)").all()
     assert (
         result.best_model
         == result.best_params.loc[result.best_params["median_auc"].idxmax(), "classifier"]

@@ -68,6 +68,8 @@ DEFAULT_SELECTION = "default"
 TRAIN = "train"
 #: Set name of the out-of-fold training predictions where the metrics cut-off is chosen.
 CV_SET = "train (out-of-fold)"
+#: Set name of the refitted models' in-sample training predictions.
+TRAIN_APPARENT = "train (apparent)"
 
 
 @dataclass
@@ -175,8 +177,11 @@ def _fit_fold_models(
     """The tuned pipeline refitted on each fold's training part (selection from the cache)."""
     from sklearn.model_selection import cross_validate
 
+    from dlrn.selection import SelectionWarning
+
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # selection guard already warned
+        # the selection guard already warned; sklearn's ConvergenceWarning still shows
+        warnings.simplefilter("ignore", SelectionWarning)
         fitted = cross_validate(
             model, X, y, cv=folds, return_estimator=True, n_jobs=n_jobs, params=fit_params
         )
@@ -227,7 +232,9 @@ def _metrics(
     combined = pd.concat([oof_predictions.assign(set=CV_SET), training_first], ignore_index=True)
     table = metrics_table(combined, scores, train_set=CV_SET)
     out_of_fold = (table["set"] == CV_SET).to_numpy()
-    cv_metrics = table[out_of_fold].assign(set=TRAIN).reset_index(drop=True)
+    cv_metrics = table[out_of_fold].reset_index(drop=True)
+    # the refitted models' own training predictions: in-sample, so labelled apparent
+    table["set"] = table["set"].replace({TRAIN: TRAIN_APPARENT})
     return table[~out_of_fold].reset_index(drop=True), cv_metrics
 
 
