@@ -290,6 +290,9 @@ def _check_semantics(config: StudyConfig, fail: typing.Callable[[str, str], None
             _unknown_choice(fail, "classifiers.grids", name, CLASSIFIER_NAMES)
     if config.dl.enabled and not config.dl.backbones:
         fail("dl.backbones", "at least one backbone is needed when dl.enabled is true")
+    if config.dl.select_on == "crossfit" and config.dl.fusion_features == "in_sample":
+        fail("dl.select_on", "crossfit cross-fits every backbone: use it with "
+                             "dl.fusion_features: crossfit")
     names = [e.name for e in cohort.external]
     for i, name in enumerate(names):
         if name in ("train", "test") or names.count(name) > 1:
