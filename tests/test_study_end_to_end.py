@@ -96,8 +96,8 @@ def test_table7_shows_each_model_with_the_cutoff_and_sensitivity_of_its_own_tabl
         own = pd.read_csv(path).set_index("model").loc[best].set_index("set")[columns]
         shown = table7.set_index("model").loc[best].set_index("set")[columns]
         pd.testing.assert_frame_equal(shown, own.loc[shown.index])
-        assert set(shown["threshold_set"]) == {"train" if stage == "deep" else
-                                               "train (out-of-fold)"}
+        # the CNN's cut-off too: on its cross-fitted scores (dl.fusion_features: crossfit)
+        assert set(shown["threshold_set"]) == {"train (out-of-fold)"}
     # the nomogram's cross-validation can fail on tiny cohorts (separation in a fold):
     # then its cut-off is in-sample, and the DLRN section says why
     cross_validated = (stages / "dlrn" / "oof.csv").exists()

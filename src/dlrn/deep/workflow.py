@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from dlrn.deep.crossfit import (
-    IN_SAMPLE_NOTE,
     CrossfitSettings,
     StageCrossfit,
     crossfit_cutoff,
@@ -45,7 +44,6 @@ SELECTION_RULE = ("highest validation AUC (validation split drawn from the train
 CROSSFIT_RULE = ("highest pooled out-of-fold AUC of the cross-fitted CNNs over all training "
                  "cases; the test set plays no part in the choice")
 FOLDS_FILE = "crossfit_folds.csv"
-__all__ = ["IN_SAMPLE_NOTE", "DeepStageResult", "DeepStageSettings", "run_deep_stage"]
 
 
 @dataclass(frozen=True)
@@ -229,7 +227,7 @@ def run_deep_stage(
         tables["deep_features_pca"] = features_pca.reset_index()
     write_tables(tables, out_dir, workbook="deep.xlsx")
     _write_features(features, out_dir)
-    fold_dirs = ([str(Path(path).relative_to(out_dir)) for path in
+    fold_dirs = ([str(Path(path).resolve().relative_to(out_dir.resolve())) for path in
                   crossfit.results[chosen].model_dirs] if chosen in crossfit.results else [])
     (out_dir / "chosen.json").write_text(json.dumps({
         "chosen": chosen, "rule": selection_rule(settings.crossfit),

@@ -133,7 +133,7 @@ def train_and_save(folder: Path, cases: pd.DataFrame, settings: Any, *,
         if written.exists() and written.resolve() != (folder / name).resolve():
             shutil.copy2(written, folder / name)
     write_best(folder, f"DL-{result.chosen}", selection_rule(settings.crossfit))
-    tables = {"deep_metrics": result.metrics, "deep_backbones": result.comparison}
+    tables = {"deep_metrics": _metrics(result), "deep_backbones": result.comparison}
     tables.update(_crossfit_tables(result))
     save_tables(folder, tables)
     return DeepSummary(
@@ -141,6 +141,20 @@ def train_and_save(folder: Path, cases: pd.DataFrame, settings: Any, *,
         figures=_gradcam_figures(result, folder), chosen=result.chosen,
         deep_features=result.features.shape[1],
         components=0 if result.features_pca is None else result.features_pca.shape[1])
+
+
+def _metrics(result: Any) -> pd.DataFrame:
+    """Table 5 as Table 7 shows the CNNs: the cut-off of a cross-fitted backbone chosen
+    on its cross-fitted training scores, the others' on their training predictions."""
+    from dlrn.model_comparison import comparison_metrics
+
+    predictions = result.predictions
+    scores = [column for column in predictions if column.startswith("DL-")]
+    training = predictions.loc[predictions["set"] == "train", ["label"]]
+    if result.crossfit.results:
+        training = training.join(pd.concat(
+            [r.scores for r in result.crossfit.results.values()], axis=1))
+    return comparison_metrics(predictions, training, scores)
 
 
 def _crossfit_tables(result: Any) -> dict[str, pd.DataFrame]:
@@ -161,8 +175,9 @@ _CAPTIONS = {
                       "training cost: time of all epochs (s), throughput (images/s), peak "
                       "memory added by training (MiB; blank where not measurable) and the "
                       "device",
-    "deep_metrics": "Performance of the DL models (Table 5); training rows out-of-fold "
-                    "(cross-fitted) where the backbone was cross-fitted",
+    "deep_metrics": "Performance of the DL models (Table 5); the cut-off of a "
+                    "cross-fitted backbone is chosen on its cross-fitted (out-of-fold) "
+                    "training scores",
     "deep_crossfit_folds": "Cross-fitting: one CNN per fold, trained on the other folds' "
                            "cases (cases, best epoch, inner validation AUC, AUC on its "
                            "held-out fold, training time)",
