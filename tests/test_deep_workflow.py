@@ -99,6 +99,22 @@ def test_train_dl_in_sample_is_reported_as_optimistic(run, tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "chosen.json").read_text())["fold_model_dirs"] == []
 
 
+def test_train_dl_can_choose_the_backbone_on_cross_fitted_auc(run, tmp_path):
+    table, _, _ = run
+    out = tmp_path / "out"
+    code = main(["train-dl", str(table), "--out", str(out), "--backbones",
+                 "resnet18,mobilenet_v3_small", *TINY, "--epochs", "1", "--pca-components", "0",
+                 "--select-on", "crossfit", "--cv-folds", "2", *COHORT])
+    assert code == 0
+    comparison = pd.read_csv(out / "comparison.csv")
+    chosen = json.loads((out / "chosen.json").read_text())
+    assert chosen["chosen"] == comparison.loc[comparison["crossfit_auc"].idxmax(), "backbone"]
+    assert comparison["chosen"].sum() == 1 and "out-of-fold AUC" in chosen["rule"]
+    oof = pd.read_csv(out / "oof.csv", index_col="case_id")
+    assert list(oof.columns) == ["DL-resnet18", "DL-mobilenet_v3_small"]
+    assert len(chosen["fold_model_dirs"]) == 2
+
+
 def test_a_second_run_does_not_overwrite_silently(run, capsys):
     table, out, _ = run
     code = main(["train-dl", str(table), "--out", str(out), "--backbones", "resnet18",
