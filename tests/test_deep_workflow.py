@@ -39,7 +39,7 @@ def test_train_dl_writes_predictions_comparison_features_and_gradcam(run):
     assert chosen["chosen"] == comparison.loc[comparison["val_auc"].idxmax(), "backbone"]
     assert list(comparison.columns) == [
         "backbone", "val_auc", "best_epoch", "epochs_run", "train_auc", "test_auc",
-        "train_time_s", "images_per_s", "peak_memory_mib", "device", "chosen"]
+        "train_time_s", "images_per_s", "peak_memory_mib", "device", "chosen", "crossfit_auc"]
     assert (comparison[["train_time_s", "images_per_s"]] > 0).all().all()
     assert (comparison["device"] == "cpu").all()
     if sys.platform.startswith("linux"):
@@ -58,6 +58,61 @@ def test_train_dl_writes_predictions_comparison_features_and_gradcam(run):
     assert (out / "evaluation" / "metrics.csv").is_file()
     for backbone in ("resnet18", "mobilenet_v3_small"):
         assert (out / "models" / backbone / "best.safetensors").is_file()
+
+
+def test_train_dl_cross_fits_the_chosen_backbone(run):
+    """The chosen CNN's training rows come from fold CNNs that did not train on them."""
+    from dlrn.evaluation.threshold import youden_threshold
+
+    _, out, _ = run
+    chosen = json.loads((out / "chosen.json").read_text())
+    predictions = pd.read_csv(out / "predictions.csv", index_col="case_id")
+    train = predictions.index[predictions["set"] == "train"]
+    folds = pd.read_csv(out / "crossfit_folds.csv", index_col="case_id")["fold"]
+    assert sorted(folds.index) == sorted(train) and sorted(folds.unique()) == [1, 2, 3, 4, 5]
+    oof = pd.read_csv(out / "oof.csv", index_col="case_id")
+    column = f"DL-{chosen['chosen']}"
+    assert list(oof.columns) == [column] and sorted(oof.index) == sorted(train)
+    # the final CNN scores its own training cases otherwise than the fold CNNs do
+    assert not np.allclose(oof[column], predictions.loc[oof.index, column])
+    labels = predictions.loc[oof.index, "label"]
+    assert chosen["gradcam_threshold"] == pytest.approx(youden_threshold(labels, oof[column]))
+    assert len(chosen["fold_model_dirs"]) == 5
+    fold_table = pd.read_csv(out / "crossfit_folds_table.csv")
+    assert fold_table["n_held_out"].sum() == len(train)
+    # the fused features (features.csv) are the PCA of the cross-fitted rows, not of the
+    # final CNN's deep_features.csv
+    fused = pd.read_csv(out / "features.csv", index_col="case_id")
+    pca = DeepFeaturePCA.load(out / "pca")
+    final = pd.read_csv(out / "deep_features.csv", index_col="case_id")
+    assert not np.allclose(fused.loc[train], pca.transform(final.loc[train]), atol=1e-4)
+
+
+def test_train_dl_in_sample_is_reported_as_optimistic(run, tmp_path, capsys):
+    table, _, _ = run
+    code = main(["train-dl", str(table), "--out", str(tmp_path / "out"), "--backbones",
+                 "resnet18", *TINY, "--epochs", "1", "--fusion-features", "in_sample",
+                 *COHORT])
+    assert code == 0
+    assert "optimistic" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "oof.csv").exists()
+    assert json.loads((tmp_path / "out" / "chosen.json").read_text())["fold_model_dirs"] == []
+
+
+def test_train_dl_can_choose_the_backbone_on_cross_fitted_auc(run, tmp_path):
+    table, _, _ = run
+    out = tmp_path / "out"
+    code = main(["train-dl", str(table), "--out", str(out), "--backbones",
+                 "resnet18,mobilenet_v3_small", *TINY, "--epochs", "1", "--pca-components", "0",
+                 "--select-on", "crossfit", "--cv-folds", "2", *COHORT])
+    assert code == 0
+    comparison = pd.read_csv(out / "comparison.csv")
+    chosen = json.loads((out / "chosen.json").read_text())
+    assert chosen["chosen"] == comparison.loc[comparison["crossfit_auc"].idxmax(), "backbone"]
+    assert comparison["chosen"].sum() == 1 and "out-of-fold AUC" in chosen["rule"]
+    oof = pd.read_csv(out / "oof.csv", index_col="case_id")
+    assert list(oof.columns) == ["DL-resnet18", "DL-mobilenet_v3_small"]
+    assert len(chosen["fold_model_dirs"]) == 2
 
 
 def test_a_second_run_does_not_overwrite_silently(run, capsys):

@@ -110,10 +110,13 @@ def test_table7_shows_each_model_with_the_cutoff_and_sensitivity_of_its_own_tabl
         shown = table7.set_index("model").loc[best].set_index("set")[columns]
         pd.testing.assert_frame_equal(shown, own.loc[shown.index])
         assert set(shown["threshold_set"]) == {TRAIN_OOF}
+    # the CNN: its training row and cut-off on its cross-fitted scores (dl.fusion_features:
+    # crossfit), as the deep learning stage's Table 5 has them
     best = json.loads((stages / "deep" / "best.json").read_text())["best"]
     deep = pd.read_csv(stages / "deep" / "tables" / "deep_metrics.csv").set_index("model")
-    deep = deep.loc[best].set_index("set").rename(index={"train": TRAIN_APPARENT})
+    deep = deep.loc[best].set_index("set")
     shown = table7.set_index("model").loc[best].set_index("set")
+    assert TRAIN_OOF in shown.index
     pd.testing.assert_frame_equal(shown[columns[1:]], deep.loc[shown.index, columns[1:]])
     assert shown["cutoff_source"].str.contains("deep learning stage").all()
     # the nomogram's cross-validation can fail on tiny cohorts (separation in a fold):

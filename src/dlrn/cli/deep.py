@@ -39,7 +39,8 @@ SETTING_OPTIONS = {
     "--image-size": "image_size", "--margin": "crop_margin", "--keep-aspect": "keep_aspect",
     "--feature-mode": "feature_mode", "--pca-components": "pca_components",
     "--gradcam-cases": "gradcam_cases", "--device": "device", "--no-amp": "amp",
-    "--precision": "precision",
+    "--precision": "precision", "--fusion-features": "fusion_features",
+    "--select-on": "select_on",
     "--threads": "threads", "--workers": "workers",
 }
 _SWITCHES = {"--class-weighted", "--keep-aspect"}  # on when given
@@ -74,7 +75,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_hidden_aliases(train, {"--split": "split_column"})  # its former name
     _add_setting_options(train)
     train.add_argument("--test-size", type=float, default=0.3, help="test fraction (0.3)")
-    train.add_argument("--seed", type=int, default=0, help="seed of split, init, shuffling")
+    train.add_argument("--seed", type=int, default=0,
+                       help="seed of split, init, shuffling and cross-fitting folds")
+    train.add_argument("--cv-folds", type=int, default=5,
+                       help="folds of the cross-fitting: use the DLR models' "
+                            "(study file: classifiers.cv_folds; 5)")
     train.add_argument("--resume", action="store_true", help="continue a run in --out")
     train.set_defaults(func=run_train)
 
@@ -137,12 +142,13 @@ def run_train(args: argparse.Namespace) -> int:
     dl = deep_section(args)
     settings = deep_stage_settings(dl, seed=args.seed, weights=dl.weights,
                                    mask_label=args.mask_label, frame=args.frame,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress, cv_folds=args.cv_folds)
     cases = _cases_with_set(read_cohort_from_args(args), args)
     summary = train_and_save(args.out, cases, settings, source=args.table, run_dir=".",
                              resume=args.resume, overwrite=args.overwrite)
     print(pd.read_csv(args.out / "comparison.csv").round(3).to_string(index=False))
-    print(f"chosen backbone: {summary.chosen} (highest validation AUC); results in {args.out}")
+    print(*summary.notes)
+    print(f"chosen backbone: {summary.chosen}; results in {args.out}")
     return 0
 
 

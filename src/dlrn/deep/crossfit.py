@@ -295,12 +295,12 @@ def crossfit_deep(
     return CrossfitResult(
         backbone=backbone, folds=folds, features=pd.concat(features).loc[order],
         scores=pd.concat(scores).loc[order].rename(f"DL-{backbone}").rename_axis("case_id"),
-        labels=labels, other_features=_mean_frame(others),
+        labels=labels, other_features=mean_features(others),
         fold_table=pd.DataFrame(rows).assign(backbone=backbone), trained_on=trained_on,
         model_dirs=model_dirs, seconds=time.perf_counter() - started)
 
 
-def _mean_frame(frames: list[pd.DataFrame]) -> pd.DataFrame:
+def mean_features(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Element-wise mean of same-shaped frames, in float32 like the features."""
     return (sum(frame.astype(np.float64) for frame in frames) / len(frames)).astype(np.float32)
 
@@ -321,7 +321,7 @@ def fold_mean_features(model_dirs: Sequence[str | Path], cache: CropCache,
         frames.append(extract_deep_features(model, card["backbone"], cache, case_ids,
                                             normalization=card["normalization"], mode=mode,
                                             device=device, batch_size=batch_size))
-    return _mean_frame(frames)
+    return mean_features(frames)
 
 
 @dataclass

@@ -2,8 +2,10 @@
 
 Train each backbone, compare them, choose one on VALIDATION AUC (a split of the
 training set; choosing on the test AUC would make the test set part of model
-building), then extract its deep features, fit the PCA on training cases only
-and draw Grad-CAM overlays for the most confident test TP/TN/FP/FN.
+building) or on cross-fitted AUC (``crossfit.select_on``), cross-fit the chosen
+backbone over the DLR classifiers' CV folds (:mod:`dlrn.deep.crossfit`), fit the PCA
+of the fused deep features on training cases only and draw Grad-CAM overlays for the
+most confident test TP/TN/FP/FN at the cut-off chosen on the cross-fitted scores.
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dlrn.deep.crossfit import (
+    CrossfitSettings,
+    StageCrossfit,
+    crossfit_cutoff,
+    crossfit_folds,
+    crossfit_stage,
+    feature_agreement,
+    fusion_features,
+    out_of_fold_scores,
+)
 from dlrn.deep.data import CropCache, CropSettings, build_crop_cache
 from dlrn.deep.features import DeepFeaturePCA, FeatureMode, extract_deep_features
 from dlrn.deep.gradcam import gradcam_overlays
@@ -29,6 +41,9 @@ log = logging.getLogger(__name__)
 
 SELECTION_RULE = ("highest validation AUC (validation split drawn from the training set, "
                   "grouped by patient); the test set plays no part in the choice")
+CROSSFIT_RULE = ("highest pooled out-of-fold AUC of the cross-fitted CNNs over all training "
+                 "cases; the test set plays no part in the choice")
+FOLDS_FILE = "crossfit_folds.csv"
 
 
 @dataclass(frozen=True)
@@ -43,11 +58,20 @@ class DeepStageSettings:
     pca_components: int | None = 512
     gradcam_cases: tuple[str, ...] | None = None
     cache_crops_on_disk: bool = True
+    crossfit: CrossfitSettings = field(default_factory=CrossfitSettings)
+    #: folds of the cross-fitting: the DLR classifiers' (classifiers.cv_folds, seeded
+    #: by ``train.seed``, the study's seed, as the classifiers are)
+    cv_folds: int = 5
 
 
 @dataclass
 class DeepStageResult:
-    """Predictions (wide shape), metrics, the chosen backbone, its features and Grad-CAM rows."""
+    """Predictions (wide shape), metrics, the chosen backbone, its features and Grad-CAM rows.
+
+    ``features``: the final CNN's features of every case; ``fused``: what the DLR fuses
+    (cross-fitted training rows, see :func:`dlrn.deep.crossfit.fusion_features`), of
+    which ``features_pca`` is the PCA; ``crossfit``: the folds and fold CNNs.
+    """
 
     predictions: pd.DataFrame
     metrics: pd.DataFrame
@@ -58,6 +82,10 @@ class DeepStageResult:
     features_pca: pd.DataFrame | None
     gradcam: pd.DataFrame
     models: dict[str, TrainResult]
+    fused: pd.DataFrame
+    crossfit: StageCrossfit
+    threshold: float
+    agreement: pd.DataFrame | None
 
 
 def _check_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
@@ -158,28 +186,38 @@ def run_deep_stage(
         predictions[f"DL-{backbone}"] = predict_probabilities(
             models[backbone], cache, list(cases.index), settings.train.batch_size)
     scores = [f"DL-{name}" for name in settings.backbones]
-    metrics = metrics_table(predictions, scores)
-    write_evaluation(predictions, scores, out_dir / "evaluation", overwrite=True, source=source)
-    comparison = compare_backbones(models, metrics)
+    comparison = compare_backbones(models, metrics_table(predictions, scores))
     chosen = str(comparison.loc[comparison["chosen"], "backbone"].iloc[0])
-    log.info("chosen backbone: %s (%s)", chosen, SELECTION_RULE)
+    folds = crossfit_folds(cases, train_ids, n_splits=settings.cv_folds, seed=settings.train.seed)
+    crossfit = crossfit_stage(cases, folds, settings, settings.crossfit,
+                              chosen_on_validation=chosen, cache=cache,
+                              out_dir=out_dir / "crossfit", resume=resume, overwrite=overwrite)
+    chosen, comparison = crossfit.chosen, _with_crossfit(comparison, crossfit)
+    log.info("chosen backbone: %s (%s)", chosen, selection_rule(settings.crossfit))
+    oof = out_of_fold_scores(crossfit.results) if crossfit.results else None
+    metrics = metrics_table(predictions, scores, oof=oof)
+    write_evaluation(predictions, scores, out_dir / "evaluation", oof=oof, overwrite=True,
+                     source=source)
 
     best = models[chosen]
     features = extract_deep_features(best.model, chosen, cache, list(cases.index),
                                      normalization=best.normalization, mode=settings.feature_mode,
                                      device=best.device, batch_size=settings.train.batch_size,
                                      amp=best.device.type == "cuda")
+    fused = fusion_features(features, crossfit.results.get(chosen), settings.crossfit)
     pca = features_pca = None
     if settings.pca_components:
         pca = DeepFeaturePCA(settings.pca_components, random_state=settings.train.seed)
-        pca.fit(features.loc[train_ids])
-        features_pca = pca.transform(features)
+        pca.fit(fused.loc[train_ids])
+        features_pca = pca.transform(fused)
         pca.save(out_dir / "pca")
-    threshold = float(metrics.loc[(metrics["model"] == f"DL-{chosen}")
-                                  & (metrics["set"] == "train"), "threshold"].iloc[0])
+    threshold = _cnn_cutoff(metrics, crossfit)
     gradcam = gradcam_overlays(best.model, chosen, cache, predictions, out_dir / "gradcam",
                                normalization=best.normalization, threshold=threshold,
                                cases=settings.gradcam_cases, device=best.device)
+    agreement = (feature_agreement(crossfit.results[chosen], features)
+                 if chosen in crossfit.results else None)
+    _write_crossfit(out_dir, crossfit, oof, agreement)
 
     history = pd.concat([result.history.assign(backbone=name) for name, result in
                          models.items()], ignore_index=True)
@@ -189,12 +227,60 @@ def run_deep_stage(
         tables["deep_features_pca"] = features_pca.reset_index()
     write_tables(tables, out_dir, workbook="deep.xlsx")
     _write_features(features, out_dir)
+    fold_dirs = ([str(Path(path).resolve().relative_to(out_dir.resolve())) for path in
+                  crossfit.results[chosen].model_dirs] if chosen in crossfit.results else [])
     (out_dir / "chosen.json").write_text(json.dumps({
-        "chosen": chosen, "rule": SELECTION_RULE,
+        "chosen": chosen, "rule": selection_rule(settings.crossfit),
         "val_auc": {name: result.best_val_auc for name, result in models.items()},
         "gradcam_threshold": threshold, "model_dir": str(out_dir / "models" / chosen),
+        "fusion_features": settings.crossfit.fusion_features, "feature_mode":
+        settings.feature_mode, "fold_model_dirs": fold_dirs,  # relative to this folder
     }, indent=1))
     write_provenance(out_dir / "provenance.json", settings=asdict(settings),
                      input=None if source is None else str(source), chosen=chosen)
     return DeepStageResult(predictions, metrics, comparison, chosen, features, pca,
-                           features_pca, gradcam, models)
+                           features_pca, gradcam, models, fused, crossfit, threshold, agreement)
+
+
+def selection_rule(crossfit: CrossfitSettings) -> str:
+    """How the backbone was chosen, in words."""
+    if crossfit.select_on == "crossfit":
+        return CROSSFIT_RULE
+    return SELECTION_RULE
+
+
+def _with_crossfit(comparison: pd.DataFrame, crossfit: StageCrossfit) -> pd.DataFrame:
+    """The backbone table with each cross-fitted backbone's pooled out-of-fold AUC."""
+    if crossfit.choice is not None:
+        choice = crossfit.choice.rename(columns={"chosen": "chosen_on_crossfit"})
+        comparison = comparison.drop(columns="chosen").merge(choice, on="backbone", how="left")
+        return comparison.rename(columns={"chosen_on_crossfit": "chosen"})
+    auc = {name: result.auc for name, result in crossfit.results.items()}
+    return comparison.assign(crossfit_auc=comparison["backbone"].map(auc))
+
+
+def _cnn_cutoff(metrics: pd.DataFrame, crossfit: StageCrossfit) -> float:
+    """The chosen CNN's Youden cut-off: on its cross-fitted training scores; under
+    ``in_sample`` on its own training predictions (optimistic, see IN_SAMPLE_NOTE)."""
+    if crossfit.chosen in crossfit.results:
+        return crossfit_cutoff(crossfit.results[crossfit.chosen])
+    rows = metrics[(metrics["model"] == f"DL-{crossfit.chosen}")
+                   & metrics["set"].str.startswith("train")]
+    return float(rows["threshold"].iloc[0])
+
+
+def _write_crossfit(out_dir: Path, crossfit: StageCrossfit, oof: pd.DataFrame | None,
+                    agreement: pd.DataFrame | None) -> None:
+    """The folds (the DLR stage checks its CV folds against them), the cross-fitted
+    scores (``oof.csv``, the CNN's training rows) and the fold CNNs' tables."""
+    from dlrn.tables import write_tables
+
+    crossfit.folds.rename_axis("case_id").to_csv(out_dir / FOLDS_FILE)
+    if oof is None:
+        return
+    oof.rename_axis("case_id").astype("float64").to_csv(out_dir / "oof.csv")
+    tables = {"crossfit_folds_table": pd.concat(
+        [result.fold_table for result in crossfit.results.values()], ignore_index=True)}
+    if agreement is not None:
+        tables["feature_agreement"] = agreement
+    write_tables(tables, out_dir, workbook=None)

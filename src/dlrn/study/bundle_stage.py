@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 from dlrn.stacking import DLR_SCORE
@@ -44,8 +45,23 @@ def _add_deep(writer: BundleWriter, context: StudyContext) -> dict[str, Any]:
     writer.add_json("deep/pca", {"prefix": pca.prefix, "n_components": pca.n_components_,
                                  "feature_names_in": list(map(str, pca.feature_names_in_))})
     return {"backbone": chosen, "crop": card["crop"], "normalization": card["normalization"],
-            # Youden cut-off on the training set: Grad-CAM explains the predicted class
-            "threshold": record["gradcam_threshold"]}
+            # Youden cut-off on the (cross-fitted) training scores: Grad-CAM's predicted class
+            "threshold": record["gradcam_threshold"],
+            "feature_mode": record.get("feature_mode", "pooled"),
+            "fold_models": _add_fold_cnns(writer, run, record)}
+
+
+def _add_fold_cnns(writer: BundleWriter, run: Path, record: dict[str, Any]) -> list[str]:
+    """The chosen backbone's cross-fitting CNNs: the DLR's deep features of new cases are
+    the mean of theirs, as the study's test rows were (see dlrn.deep.crossfit)."""
+    from dlrn.deep.nets import read_state_dict
+
+    names = []
+    for number, folder in enumerate(record.get("fold_model_dirs", []), start=1):
+        card = json.loads((run / folder / "model.json").read_text())
+        names.append(f"deep/fold{number}")
+        writer.add_arrays(names[-1], read_state_dict(run / folder / card["checkpoint"]))
+    return names
 
 
 def write_study_bundle(context: StudyContext) -> None:

@@ -199,6 +199,19 @@ class DeepSettings:
         "capped by their number); 0 = no PCA", minimum=0))
     gradcam_cases: list[str] | None = field(default=None, metadata=_doc(
         "case ids for Grad-CAM overlays; null = the most confident test TP, TN, FP, FN"))
+    fusion_features: Literal["crossfit", "in_sample"] = field(default="crossfit", metadata=_doc(
+        "training cases' deep features and CNN scores: crossfit = from CNNs that did not "
+        "train on them (one per classifiers.cv_folds fold; the DLR's test rows are those "
+        "fold CNNs' mean features), costing K more trainings of the chosen backbone (5 "
+        "folds: 5.2-6.6x the time of the final CNN alone); in_sample = the final CNN's own "
+        "training cases, which carry their labels: the DLR's CV results, its choice and "
+        "the DLRN are then reported as optimistic"))
+    select_on: Literal["validation", "crossfit"] = field(default="validation", metadata=_doc(
+        "what chooses the backbone: validation = each final CNN's validation AUC, then "
+        "only the chosen one is cross-fitted (B + K trainings for B backbones: 8 for 3 "
+        "backbones and 5 folds); crossfit = every backbone cross-fitted, highest pooled "
+        "out-of-fold AUC wins, a steadier yardstick at B x (K+1) trainings (18; 2.2x the "
+        "default's time). Needs fusion_features: crossfit"))
     device: str = field(default="auto", metadata=_doc("auto, cpu, cuda or mps"))
     amp: bool = field(default=True, metadata=_doc("mixed precision on CUDA"))
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata=_doc(
@@ -314,6 +327,9 @@ def _check_semantics(config: StudyConfig, fail: typing.Callable[[str, str], None
             _unknown_choice(fail, "classifiers.grids", name, CLASSIFIER_NAMES)
     if config.dl.enabled and not config.dl.backbones:
         fail("dl.backbones", "at least one backbone is needed when dl.enabled is true")
+    if config.dl.select_on == "crossfit" and config.dl.fusion_features == "in_sample":
+        fail("dl.select_on", "crossfit cross-fits every backbone: use it with "
+                             "dl.fusion_features: crossfit")
     names = [e.name for e in cohort.external]
     for i, name in enumerate(names):
         if name in ("train", "test") or names.count(name) > 1:

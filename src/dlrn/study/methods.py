@@ -78,16 +78,22 @@ def _learning_rate(learning_rate: float | None, weights: str | None) -> str:
 
 
 def _deep_text(config: StudyConfig) -> str:
+    from dlrn.deep.crossfit import CrossfitSettings, describe
+
     dl = config.dl
     if not dl.enabled:
         return "not run (dl.enabled is false)."
     verb = "trained" if _random_init(dl.weights) else "fine-tuned"
+    chosen_on = ("the pooled out-of-fold AUC of its cross-fitted CNNs"
+                 if dl.select_on == "crossfit" else "a validation split of the training set")
+    crossfit = CrossfitSettings(dl.fusion_features, dl.select_on)
     return (f"Backbones {_listing(dl.backbones)} from {weights_text(dl.weights)}, {verb} "
             f"for {_plural(dl.epochs, 'epoch')} (batch {dl.batch_size}, initial learning rate "
             f"{_learning_rate(dl.learning_rate, dl.weights)}, cosine decay) on ROI crops of "
-            f"{dl.image_size}×{dl.image_size} pixels; the backbone is chosen on a validation "
-            "split of the training set; deep features reduced by PCA (at most "
-            f"{dl.pca_components} components, fitted on training cases).")
+            f"{dl.image_size}×{dl.image_size} pixels; the backbone is chosen on {chosen_on}; "
+            "deep features reduced by PCA (at most "
+            f"{dl.pca_components} components, fitted on training cases). "
+            + describe(crossfit, config.classifiers.cv_folds))
 
 
 def _extraction_text(config: StudyConfig, setting: dict[str, Any] | None,

@@ -79,13 +79,29 @@ def bundle_pca(bundle: Bundle) -> Any:
                                       meta["feature_names_in"], prefix=meta["prefix"])
 
 
+def _dlr_deep_features(bundle: Bundle, deep: dict[str, Any], model: Any, cache: Any,
+                       ids: list[str]) -> pd.DataFrame:
+    """The deep features the DLR was fitted on: the mean of the cross-fitting CNNs'
+    (as the study's test rows), or the final CNN's (dl.fusion_features: in_sample)."""
+    from dlrn.deep.crossfit import mean_features
+    from dlrn.deep.features import extract_deep_features
+    from dlrn.deep.nets import build_model
+
+    backbone, mode = deep["backbone"], deep.get("feature_mode", "pooled")
+    options = {"normalization": deep["normalization"], "mode": mode}
+    if not deep.get("fold_models"):
+        return extract_deep_features(model, backbone, cache, ids, **options)
+    return mean_features([extract_deep_features(
+        build_model(backbone, weights=bundle.folder / f"{name}.safetensors").eval(), backbone,
+        cache, ids, **options) for name in deep["fold_models"]])
+
+
 def _deep(bundle: Bundle, settings: dict[str, Any], cases: pd.DataFrame,
           gradcam_dir: str | Path | None, progress: bool) -> tuple[pd.Series, pd.DataFrame]:
     """The CNN's probability and the PCA of its deep features for each case."""
     import torch
 
     from dlrn.deep.data import CropSettings, build_crop_cache
-    from dlrn.deep.features import extract_deep_features
     from dlrn.deep.inference import cnn_probabilities
     from dlrn.deep.nets import build_model
 
@@ -98,7 +114,7 @@ def _deep(bundle: Bundle, settings: dict[str, Any], cases: pd.DataFrame,
                                               normalization=normalization,
                                               device=torch.device("cpu"), batch_size=16),
                             index=cases.index, name=f"DL-{backbone}")
-    features = extract_deep_features(model, backbone, cache, ids, normalization=normalization)
+    features = _dlr_deep_features(bundle, deep, model, cache, ids)
     if gradcam_dir is not None:
         from dlrn.deep.gradcam import gradcam_overlays
 

@@ -1,4 +1,5 @@
-"""Stage ``deep``: train the CNN backbones, choose one, its deep features (PCA) and Grad-CAM.
+"""Stage ``deep``: train the CNN backbones, choose one, cross-fit it, its deep features
+(PCA) and Grad-CAM.
 
 :func:`train_and_save` is the stage's work on a cohort with a ``set`` column; the study
 and ``dlrn train-dl`` both call it.
@@ -17,15 +18,17 @@ from dlrn.report.summary import StageSummary
 from dlrn.study.config import DeepSettings, StudyConfig
 from dlrn.study.runner import Stage, StudyContext
 from dlrn.study.stages.files import (
+    OOF_FILE,
     PREDICTIONS_FILE,
     figure_dir,
     image_options,
+    read_case_frame,
     read_cases,
     save_tables,
     write_best,
 )
 
-VERSION = 1
+VERSION = 2  # 2: cross-fitted deep features (dl.fusion_features, dl.select_on)
 COMPONENTS_FACT = "principal components kept (fitted on training cases)"
 
 
@@ -33,6 +36,7 @@ COMPONENTS_FACT = "principal components kept (fitted on training cases)"
 class DeepStudySettings:
     dl: DeepSettings
     seed: int
+    cv_folds: int  # the cross-fitting's folds are the DLR classifiers' CV folds
 
 
 @dataclass
@@ -59,11 +63,14 @@ def inputs(config: StudyConfig) -> list[Path]:
 
 def deep_stage_settings(dl: DeepSettings, *, seed: int, weights: str | None,
                         mask_label: int | None = None, frame: int = 0,
-                        progress: bool = True) -> Any:
+                        progress: bool = True, cv_folds: int = 5) -> Any:
     """The study file's dl section as dlrn.deep.workflow.DeepStageSettings.
+
+    ``cv_folds``: classifiers.cv_folds, the folds of the cross-fitting.
 
     ``dlrn run`` and ``dlrn train-dl`` both build their deep-learning settings here.
     """
+    from dlrn.deep.crossfit import CrossfitSettings
     from dlrn.deep.data import Augmentation, CropSettings
     from dlrn.deep.train import TrainSettings
     from dlrn.deep.workflow import DeepStageSettings
@@ -81,13 +88,15 @@ def deep_stage_settings(dl: DeepSettings, *, seed: int, weights: str | None,
     return DeepStageSettings(
         backbones=tuple(dl.backbones), weights=weights, crop=crop, train=train,
         feature_mode=dl.feature_mode, pca_components=dl.pca_components or None,
-        gradcam_cases=None if dl.gradcam_cases is None else tuple(dl.gradcam_cases))
+        gradcam_cases=None if dl.gradcam_cases is None else tuple(dl.gradcam_cases),
+        crossfit=CrossfitSettings(dl.fusion_features, dl.select_on), cv_folds=cv_folds)
 
 
 def deep_settings(config: StudyConfig, progress: bool) -> Any:
     """The study's deep-learning settings (image options from the cohort section)."""
     return deep_stage_settings(config.dl, seed=config.seed, weights=weights(config),
-                               progress=progress, **image_options(config))
+                               progress=progress, cv_folds=config.classifiers.cv_folds,
+                               **image_options(config))
 
 
 def _gradcam_figures(result: Any, folder: Path) -> dict[str, str]:
@@ -108,7 +117,7 @@ def train_and_save(folder: Path, cases: pd.DataFrame, settings: Any, *,
     """Run :func:`dlrn.deep.workflow.run_deep_stage` into ``folder/run_dir``; save what
     later stages read (predictions, deep features, the chosen backbone) and the report
     tables. ``cases`` needs a ``set`` column (train, test, external names)."""
-    from dlrn.deep.workflow import SELECTION_RULE, run_deep_stage
+    from dlrn.deep.workflow import FOLDS_FILE, run_deep_stage, selection_rule
 
     result = run_deep_stage(cases, cases["set"], folder / run_dir, settings, resume=resume,
                             overwrite=overwrite, source=source)
@@ -116,20 +125,105 @@ def train_and_save(folder: Path, cases: pd.DataFrame, settings: Any, *,
     # later (Table 7) is dlrn.deep's to the last digit
     scores = [column for column in result.predictions if column.startswith("DL-")]
     result.predictions.astype(dict.fromkeys(scores, "float64")).to_csv(folder / PREDICTIONS_FILE)
-    fused = result.features if result.features_pca is None else result.features_pca
+    fused = result.fused if result.features_pca is None else result.features_pca
     fused.to_csv(folder / "features.csv")  # what the DLR models fuse with the HCR features
-    write_best(folder, f"DL-{result.chosen}", SELECTION_RULE)
-    save_tables(folder, {"deep_metrics": result.metrics, "deep_backbones": result.comparison})
+    # the folds (checked by the DLR stage) and the CNN's out-of-fold training rows
+    for name in (FOLDS_FILE, OOF_FILE):
+        written = folder / run_dir / name
+        if written.exists() and written.resolve() != (folder / name).resolve():
+            shutil.copy2(written, folder / name)
+    write_best(folder, f"DL-{result.chosen}", selection_rule(settings.crossfit))
+    tables = {"deep_metrics": _metrics(result), "deep_backbones": result.comparison}
+    tables.update(_crossfit_tables(result))
+    save_tables(folder, tables)
     return DeepSummary(
-        tables={"tables/deep_backbones": "Backbones compared (chosen on the validation AUC "
-                                         "within the training set). AUC per set and training "
-                                         "cost: time of all epochs (s), throughput (images/s), "
-                                         "peak memory added by training (MiB; blank where not "
-                                         "measurable) and the device",
-                "tables/deep_metrics": "Performance of the DL models (Table 5)"},
+        tables=_captions(tables), notes=[_crossfit_note(result, settings)],
         figures=_gradcam_figures(result, folder), chosen=result.chosen,
         deep_features=result.features.shape[1],
         components=0 if result.features_pca is None else result.features_pca.shape[1])
+
+
+def _metrics(result: Any) -> pd.DataFrame:
+    """Table 5 as Table 7 shows the CNNs: the cut-off of a cross-fitted backbone chosen
+    on its cross-fitted training scores, the others' on their training predictions."""
+    from dlrn.model_comparison import comparison_metrics
+
+    predictions = result.predictions
+    scores = [column for column in predictions if column.startswith("DL-")]
+    training = predictions.loc[predictions["set"] == "train", ["label"]]
+    if result.crossfit.results:
+        training = training.join(pd.concat(
+            [r.scores for r in result.crossfit.results.values()], axis=1))
+    return comparison_metrics(predictions, training, scores)
+
+
+def _crossfit_tables(result: Any) -> dict[str, pd.DataFrame]:
+    """The fold CNNs' log and how far their features agree with the final CNN's."""
+    tables = {}
+    if result.crossfit.results:
+        tables["deep_crossfit_folds"] = pd.concat(
+            [r.fold_table for r in result.crossfit.results.values()], ignore_index=True)
+    if result.agreement is not None:
+        tables["deep_feature_agreement"] = result.agreement
+    return tables
+
+
+_CAPTIONS = {
+    "deep_backbones": "Backbones compared (the rule is in the notes above). AUC per set "
+                      "(train: the final CNN on its own training cases, apparent; "
+                      "crossfit_auc: pooled out-of-fold AUC of the cross-fitted CNNs) and "
+                      "training cost: time of all epochs (s), throughput (images/s), peak "
+                      "memory added by training (MiB; blank where not measurable) and the "
+                      "device",
+    "deep_metrics": "Performance of the DL models (Table 5); the cut-off of a "
+                    "cross-fitted backbone is chosen on its cross-fitted (out-of-fold) "
+                    "training scores",
+    "deep_crossfit_folds": "Cross-fitting: one CNN per fold, trained on the other folds' "
+                           "cases (cases, best epoch, inner validation AUC, AUC on its "
+                           "held-out fold, training time)",
+    "deep_feature_agreement": "Cross-fitting: median feature-by-feature correlation of each "
+                              "fold CNN's and the final CNN's deep features on the fold's "
+                              "cases (near 1: the fold CNNs' features mean what the final "
+                              "CNN's do)",
+}
+
+
+def _captions(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
+    return {f"tables/{name}": _CAPTIONS[name] for name in tables}
+
+
+def _crossfit_note(result: Any, settings: Any) -> str:
+    """Methods-style sentences on the cross-fitting; under in_sample, the optimism warning."""
+    from dlrn.deep.crossfit import describe
+    from dlrn.deep.workflow import selection_rule
+
+    scores = ("its cross-fitted training scores" if result.crossfit.results
+              else "its own training predictions (optimistic)")
+    return (f"{describe(settings.crossfit, settings.cv_folds)} Backbone chosen by "
+            f"{selection_rule(settings.crossfit)}. The CNN's cut-off ({result.threshold:.3f}) "
+            f"and Grad-CAM categories use {scores}.")
+
+
+def check_crossfit_folds(context: StudyContext) -> None:
+    """Refuse DLR models whose CV folds are not the deep stage's cross-fitting folds:
+    a held-out row whose deep features came from a CNN that trained on it would bring
+    back the leakage cross-fitting removes."""
+    from dlrn.deep.workflow import FOLDS_FILE
+    from dlrn.errors import DlrnError
+
+    path = context.stage_dir("deep") / FOLDS_FILE
+    if not (context.stage_dir("deep") / OOF_FILE).exists():
+        return  # dl.fusion_features: in_sample, nothing cross-fitted
+    expected = read_case_frame(path)["fold"]
+    used = read_case_frame(context.stage_dir("dlr_models") / "result" / "cv_folds.csv")["fold"]
+    if not used.sort_index().equals(expected.sort_index()):
+        differ = used.index.symmetric_difference(expected.index)
+        raise DlrnError(
+            f"the DLR models' CV folds ({context.stage_dir('dlr_models')}/result/cv_folds.csv) "
+            f"differ from the deep stage's cross-fitting folds ({path})"
+            + (f"; cases in one only: {', '.join(differ[:5])}" if len(differ) else "")
+            + ": rerun the deep stage with the same classifiers.cv_folds, seed and cases "
+              "(dlrn run reruns it when these change)")
 
 
 def run(context: StudyContext) -> DeepSummary:
@@ -144,5 +238,6 @@ def _dl_off(context: StudyContext) -> str | None:
 
 
 STAGE = Stage("deep", "Deep learning models", ("cohort",),
-              lambda c: DeepStudySettings(c.dl, c.seed), run, skip=_dl_off, inputs=inputs,
+              lambda c: DeepStudySettings(c.dl, c.seed, c.classifiers.cv_folds), run,
+              skip=_dl_off, inputs=inputs,
               version=VERSION, summary_type=DeepSummary)

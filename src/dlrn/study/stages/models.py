@@ -24,6 +24,7 @@ from dlrn.study.stages.evaluating import (
     patient_groups,
     training_rows_sentence,
 )
+from dlrn.study.stages.deep import check_crossfit_folds
 from dlrn.study.stages.files import (
     OOF_FILE,
     PREDICTIONS_FILE,
@@ -223,7 +224,12 @@ def run_dlr_models(context: StudyContext) -> ModelsSummary:
     icc = read_icc(context)
     if icc is not None:  # deep features have no repeat reading: they pass the ICC step
         icc = pd.concat([icc, pd.DataFrame(1.0, index=deep.columns, columns=icc.columns)])
-    return fit_models(context, "dlr_models", "DLR", hcr.join(deep, how="inner"), icc=icc)
+    # cohort order: the CV folds depend on it and must be the deep stage's cross-fitting folds
+    fused = hcr.join(deep, how="inner")
+    fused = fused.loc[read_cases(context).index.intersection(fused.index, sort=False)]
+    summary = fit_models(context, "dlr_models", "DLR", fused, icc=icc)
+    check_crossfit_folds(context)
+    return summary
 
 
 CLINICAL_MODELS = Stage("clinical_models", "Clinical models", ("clinical",),
