@@ -15,6 +15,7 @@ import pandas as pd
 from dlrn.report.summary import StageSummary
 from dlrn.study.config import ClassifierSettings, SelectionSettings, StudyConfig
 from dlrn.study.runner import Stage, StudyContext
+from dlrn.study.stages.deep import check_crossfit_folds
 from dlrn.study.stages.evaluating import (
     APPARENT_CAPTION,
     EVALUATION_DIR,
@@ -24,7 +25,6 @@ from dlrn.study.stages.evaluating import (
     patient_groups,
     training_rows_sentence,
 )
-from dlrn.study.stages.deep import check_crossfit_folds
 from dlrn.study.stages.files import (
     OOF_FILE,
     PREDICTIONS_FILE,
