@@ -1,4 +1,4 @@
-// Interactive DLRN nomogram: points and risk computed in the page from the fitted
+// Interactive nomogram (DLRN or RadN): points and risk computed in the page from the fitted
 // coefficients, with exactly the arithmetic of dlrn.nomogram.Nomogram.points.
 (function () {
   "use strict";
