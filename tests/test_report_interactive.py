@@ -120,7 +120,8 @@ def _shown(driver, root, inputs: pd.Series) -> dict:
     for name, value in inputs.items():
         driver.execute_script(
             "const c = arguments[0].querySelector(`[data-predictor='${arguments[1]}']`);"
-            "c.value = arguments[2];"
+            "if (c.type === 'checkbox') { c.checked = arguments[2] === 'yes'; }"
+            "else { c.value = arguments[2]; }"
             "c.dispatchEvent(new Event('input', {bubbles: true}));",
             root, name, str(value))
     return driver.execute_script(
@@ -148,6 +149,9 @@ def test_v2_nomogram_in_the_browser_equals_nomogram_points(nomogram_v2, tmp_path
     with chromium(tmp_path / "profile") as driver:
         driver.get(page.as_uri())
         root = driver.find_element(By.CLASS_NAME, "dlrn-interactive-nomogram")
+        checkboxes = root.find_elements(By.CSS_SELECTOR, "input[type=checkbox]")
+        assert {c.get_attribute("data-predictor") for c in checkboxes} == {
+            s["name"] for s in state["scales"] if s["values"] == ["no", "yes"]}
         for i in patients.index:
             shown, row = _shown(driver, root, inputs.loc[i]), expected.loc[i]
             for name in names:
