@@ -501,3 +501,27 @@ def test_the_form_follows_the_encoder_v2_rules():
     assert signs.kind == "tokens" and signs.separator == "&" and signs.optional
     assert set(signs.levels) == {"pain", "fever", "none"}
     assert all(fields[name].optional for name in ("age", "grade", "signs"))
+
+
+def test_the_page_offers_checkboxes_ordered_levels_and_unknown():
+    from types import SimpleNamespace
+
+    from dlrn.serve.app import _templates
+
+    fields = [Field("signs", levels=("pain", "fever"), kind="tokens", separator="&",
+                    optional=True),
+              Field("grade", levels=("low", "mid", "high"), kind="ordinal", optional=True),
+              Field("site", levels=("a", "b"), kind="choice")]
+    predictor = SimpleNamespace(fields=fields, nomogram_name="RadN", limits=UploadLimits(),
+                                has_cnn=False, score_model="HCR-LR",
+                                bundle=SimpleNamespace(folder=Path("bundle"), manifest={}))
+    pages = _templates()
+    pages.nomogram_html = ""
+    page = " ".join(pages.render(predictor, values={"signs": "pain&fever", "grade": "mid"})
+                    .split())
+    for token in ("pain", "fever"):
+        assert f'<input type="checkbox" name="signs" value="{token}" checked>' in page
+    options = re.findall(r'<select name="grade"\s*>(.*?)</select>', page)[0]
+    assert re.findall(r'<option value="([^"]*)"', options) == ["", "low", "mid", "high"]
+    assert '<option value="mid" selected>' in options and "unknown" in options
+    assert '<select name="site" required>' in page  # no blank where the rule is not impute
