@@ -78,3 +78,85 @@ def test_points_and_risk_in_the_browser_equal_nomogram_points(nomogram, tmp_path
             assert shown["total"] == pytest.approx(row["total_points"], rel=1e-12)
             assert shown["lp"] == pytest.approx(row["linear_predictor"], rel=1e-12, abs=1e-12)
             assert shown["risk"] == pytest.approx(row["probability"], rel=1e-12)
+
+
+@pytest.fixture(scope="module")
+def nomogram_v2() -> Nomogram:
+    """A v2 nomogram (clinical encoder): a missing-indicator, an ordinal and multilabel axes."""
+    rng = np.random.default_rng(5)
+    n = 400
+    X = pd.DataFrame({"DLR_score": rng.uniform(0, 1, n), "age": rng.normal(50, 12, n).round(),
+                      "grade": rng.choice(["low", "mid", "high"], n),
+                      "symptoms": rng.choice(["pain", "pain;fever", "fever", "none"], n)})
+    X.loc[rng.choice(n, 40, replace=False), "age"] = np.nan
+    lp = (-3 + 3 * X["DLR_score"] + 0.02 * X["age"].fillna(60)
+          + X["grade"].map({"low": 0.0, "mid": 0.5, "high": 1.0})
+          + 0.7 * X["symptoms"].str.contains("pain"))
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-lp))).astype(int)
+    columns = {"DLR_score": "continuous", "age": {"type": "continuous", "missing": "impute"},
+               "grade": {"type": "ordinal", "order": ["low", "mid", "high"]},
+               "symptoms": {"type": "multilabel", "separator": ";"}}
+    return Nomogram(columns=columns, missing="stop").fit(X, y)
+
+
+def _axis_inputs(nomogram: Nomogram, patients: pd.DataFrame) -> pd.DataFrame:
+    """Each axis' value for the page's controls, from the encoder's terms of the patients."""
+    design = nomogram.encoder_.transform(patients)
+    inputs = pd.DataFrame(index=patients.index)
+    for scale in nomogram.scales_:
+        if scale.kind != "categorical":
+            inputs[scale.name] = design[scale.name]
+        elif scale.values == ["no", "yes"]:  # a multilabel token or a missing indicator
+            inputs[scale.name] = design[next(iter(scale.terms))].map({0.0: "no", 1.0: "yes"})
+        else:  # ordinal: the level of the case's score
+            beta = next(iter(scale.terms.values()))
+            inputs[scale.name] = [next(level for level, xb in scale.coefficient.items()
+                                       if np.isclose(xb, beta * score))
+                                  for score in design[scale.name]]
+    return inputs
+
+
+def _shown(driver, root, inputs: pd.Series) -> dict:
+    for name, value in inputs.items():
+        driver.execute_script(
+            "const c = arguments[0].querySelector(`[data-predictor='${arguments[1]}']`);"
+            "if (c.type === 'checkbox') { c.checked = arguments[2] === 'yes'; }"
+            "else { c.value = arguments[2]; }"
+            "c.dispatchEvent(new Event('input', {bubbles: true}));",
+            root, name, str(value))
+    return driver.execute_script(
+        "const r = arguments[0], v = s => Number(r.querySelector(s).dataset.value);"
+        "const p = {}; r.querySelectorAll('output.dlrn-points').forEach("
+        "  o => { p[o.dataset.predictor] = Number(o.dataset.value); });"
+        "return {points: p, total: v('.dlrn-total'), lp: v('.dlrn-lp'),"
+        "        risk: v('.dlrn-risk')};", root)
+
+
+def test_v2_nomogram_in_the_browser_equals_nomogram_points(nomogram_v2, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    state = nomogram_v2.to_dict()
+    names = [scale["name"] for scale in state["scales"]]
+    assert {"age[missing]", "symptoms[pain]", "grade"} <= set(names)
+    page = tmp_path / "nomogram.html"
+    page.write_text("<!DOCTYPE html><html><body>" + interactive_nomogram(state)
+                    + "</body></html>")
+    patients = pd.DataFrame({"DLR_score": [0.1, 0.7, 0.95], "age": [np.nan, 41.0, 66.0],
+                             "grade": ["high", "low", "mid"],
+                             "symptoms": ["pain;fever", "none", "fever"]})
+    expected = Nomogram.from_dict(state).points(patients)  # through the saved encoder
+    inputs = _axis_inputs(Nomogram.from_dict(state), patients)
+    with chromium(tmp_path / "profile") as driver:
+        driver.get(page.as_uri())
+        root = driver.find_element(By.CLASS_NAME, "dlrn-interactive-nomogram")
+        checkboxes = root.find_elements(By.CSS_SELECTOR, "input[type=checkbox]")
+        assert {c.get_attribute("data-predictor") for c in checkboxes} == {
+            s["name"] for s in state["scales"] if s["values"] == ["no", "yes"]}
+        for i in patients.index:
+            shown, row = _shown(driver, root, inputs.loc[i]), expected.loc[i]
+            for name in names:
+                assert shown["points"][name] == pytest.approx(row[f"points_{name}"], rel=1e-12,
+                                                              abs=1e-12)
+            assert shown["total"] == pytest.approx(row["total_points"], rel=1e-12)
+            assert shown["lp"] == pytest.approx(row["linear_predictor"], rel=1e-12, abs=1e-12)
+            assert shown["risk"] == pytest.approx(row["probability"], rel=1e-12)

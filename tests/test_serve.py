@@ -26,8 +26,8 @@ from dlrn.cli import main
 from dlrn.cli.serve import check_access
 from dlrn.errors import DlrnError
 from dlrn.serve.app import create_app
-from dlrn.serve.predictor import Predictor
-from dlrn.serve.uploads import UploadLimits
+from dlrn.serve.predictor import Field, Predictor
+from dlrn.serve.uploads import UploadError, UploadLimits
 from dlrn.study.bundle import Bundle, BundleError
 from dlrn.study.predict import predict_cases, predict_table, read_new_cases
 
@@ -59,7 +59,20 @@ def bundle_dir(tmp_path_factory, synthetic_cohort_csv) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(bundle_dir) -> Predictor:
-    return Predictor(bundle_dir, cutoff=0.5)
+    return Predictor(bundle_dir)
+
+
+@pytest.fixture(scope="module")
+def radn_bundle_dir(bundle_dir) -> Path:
+    """The same study without deep learning (the radiomics nomogram RadN): a copy of its
+    output run again with ``dl.enabled: false``, so only the later stages run."""
+    study = bundle_dir.parent.parent
+    folder = study.parent / "radn"
+    shutil.copytree(study / "study", folder / "study", ignore=shutil.ignore_patterns("bundle"))
+    text = (study / "study.yaml").read_text()
+    (folder / "study.yaml").write_text(re.sub(r"dl: \{", "dl: {enabled: false, ", text))
+    assert main(["run", str(folder / "study.yaml"), "--quiet"]) == 0
+    return folder / "study" / "bundle"
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +105,8 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def test_form_is_generated_from_the_bundle(client, predictor, bundle_dir):
-    settings = Bundle.open(bundle_dir).json("settings")
+    bundle = Bundle.open(bundle_dir)
+    settings, encoder = bundle.json("settings"), bundle.json("clinical/encoder")
     selected = settings["clinical"]["selected"]
     assert {"age", "sex", "margin"} <= set(selected)  # numeric and categorical predictors
     page = client.get("/").text
@@ -100,8 +114,9 @@ def test_form_is_generated_from_the_bundle(client, predictor, bundle_dir):
     assert [f["name"] for f in fields] == selected
     for field in fields:
         assert f'name="{field["name"]}"' in page
-        if field["name"] in settings["clinical"]["levels"]:
-            assert field["levels"] == settings["clinical"]["levels"][field["name"]]
+        if field["kind"] == "choice":
+            state = encoder["state"][field["name"]]
+            assert field["levels"] == [*state["levels"], *state.get("folded", [])]
             for level in field["levels"]:
                 assert f'<option value="{level}"' in page
         else:
@@ -125,12 +140,14 @@ def test_api_answer_equals_dlrn_predict_to_the_digit(client, predictor, cohort, 
         assert response.status_code == 200, response.text
         answer = response.json()
         row = expected.loc[case_id].drop("label")
-        assert answer["predictions"] == row.to_dict()
+        assert answer["predictions"] == row.drop("note").to_dict()
+        assert answer["notes"] == ([row["note"]] if row["note"] else [])
+        assert answer["nomogram"] == "DLRN"
         assert answer["dlrn_probability"] == row["DLRN"]
         assert answer["total_points"] == row["total_points"]
         assert answer["points"] == {c.removeprefix("points_"): v for c, v in row.items()
                                     if c.startswith("points_")}
-        assert answer["above_cutoff"] == (row["DLRN"] >= 0.5)
+        assert answer["above_cutoff"] == (row["DLRN"] >= answer["cutoff"])
         assert {m["name"] for m in answer["models"]} == {"HCR-LR", "DL-resnet18", "DLR-LR"}
         assert answer["gradcam_png_base64"] is None
 
@@ -158,7 +175,6 @@ def test_page_shows_probability_points_models_and_gradcam(client, predictor, coh
     ({"age": "300"}, 422, "value out of range for 'age'"),
     ({"age": "old"}, 422, "'age' must be a number"),
     ({"age": "nan"}, 422, "'age' must be a finite number"),
-    ({"age": ""}, 422, "missing predictor 'age'"),
     ({"weight": "70"}, 422, "unknown field(s) weight"),
 ])
 def test_bad_values_get_a_reason_from_the_api_and_the_page(client, predictor, cohort, change,
@@ -174,6 +190,82 @@ def test_bad_values_get_a_reason_from_the_api_and_the_page(client, predictor, co
     for name, value in change.items():  # the form keeps what was typed
         if name in numeric and value:
             assert f'value="{value}"' in page.text
+
+
+def test_the_cutoff_is_the_one_the_study_chose_for_its_nomogram(predictor, bundle_dir):
+    metrics = pd.read_csv(bundle_dir.parent / "stages" / "comparison" / "evaluation"
+                          / "metrics.csv")
+    chosen = metrics.loc[(metrics["model"] == "DLRN") & (metrics["set"] == "test"), "threshold"]
+    assert predictor.nomogram_name == "DLRN"
+    assert predictor.cutoff == chosen.item()
+    with pytest.raises(DlrnError, match=r"--cutoff 0\.99 disagrees"):
+        Predictor(bundle_dir, cutoff=0.99)
+
+
+def test_a_blank_value_is_imputed_with_the_note_of_dlrn_predict(client, predictor, cohort,
+                                                                bundle_dir, tmp_path):
+    assert next(f for f in predictor.fields if f.name == "age").optional  # cohort.missing
+    case = cohort.loc["syn0004"].copy()
+    form = _form(predictor, case, age="")
+    api = client.post("/api/predict", data=form, files=_files(case))
+    assert api.status_code == 200, api.text
+    case["age"] = ""
+    table = tmp_path / "blank.csv"
+    case.to_frame().T.to_csv(table, index=False)
+    expected = predict_table(bundle_dir, table, progress=False).iloc[0]
+    note = expected["note"].replace("syn0004", "patient")  # the server's one case
+    assert "imputed" in note and api.json()["notes"] == [note]
+    assert api.json()["dlrn_probability"] == expected["DLRN"]
+    assert api.json()["inputs"]["age"] is None
+    page = client.post("/", data=form, files=_files(case)).text
+    assert 'id="notes"' in page and note.replace("'", "&#39;") in page
+
+
+def test_a_required_predictor_left_blank_is_refused():
+    with pytest.raises(UploadError, match="missing predictor 'size'"):
+        Field("size").parse("")
+    assert Field("size", optional=True).parse(" ") is None
+    tokens = Field("margin", levels=("angular", "indistinct"), kind="tokens", separator="&")
+    assert tokens.parse(["indistinct", "angular&indistinct"]) == "indistinct&angular"
+    with pytest.raises(UploadError, match="unknown token"):
+        tokens.parse("angular&fuzzy")
+
+
+def test_a_long_lived_bundle_builds_each_cnn_once(predictor, cohort, monkeypatch):
+    from dlrn.deep import nets
+
+    backbone = predictor.settings["deep"]["backbone"]
+    assert predictor.bundle.cnn(backbone) is predictor.bundle.cnn(backbone)
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the CNN was built again")
+
+    monkeypatch.setattr(nets, "build_model", no_rebuild)
+    case = cohort.loc["syn0004"]
+    assert predictor.predict(_form(predictor, case), Path(case["image"]).read_bytes(),
+                             Path(case["mask"]).read_bytes()).probability is not None
+
+
+def test_a_radiomics_nomogram_bundle_is_served_by_its_name(radn_bundle_dir, cohort, tmp_path):
+    radn = Predictor(radn_bundle_dir)
+    assert (radn.nomogram_name, radn.has_cnn, radn.score_model) == ("RadN", False, "HCR-LR")
+    metrics = pd.read_csv(radn_bundle_dir.parent / "stages" / "comparison" / "evaluation"
+                          / "metrics.csv")
+    assert radn.cutoff == metrics.loc[(metrics["model"] == "RadN")
+                                      & (metrics["set"] == "test"), "threshold"].item()
+    client = TestClient(create_app(radn))
+    case = cohort.loc["syn0017"]
+    answer = client.post("/api/predict", data=_form(radn, case), files=_files(case)).json()
+    table = tmp_path / "one.csv"
+    cohort.loc[["syn0017"]].to_csv(table, index=False)
+    expected = predict_table(radn_bundle_dir, table, progress=False).iloc[0]
+    assert answer["nomogram"] == "RadN" and answer["dlrn_probability"] == expected["RadN"]
+    assert answer["above_cutoff"] == (expected["RadN"] >= radn.cutoff)
+    assert [m["name"] for m in answer["models"]] == ["HCR-LR"]
+    page = client.post("/", data=_form(radn, case), files=_files(case)).text
+    assert "<h1>RadN nomogram calculator</h1>" in page and "RadN probability" in page
+    assert "DLRN probability" not in page
+    assert f'data-value="{float(expected["RadN"])!r}"' in page and 'id="gradcam"' not in page
 
 
 def test_bad_files_get_a_reason_and_no_server_path_leaks(client, predictor, cohort, tmp_path):
@@ -245,7 +337,8 @@ def test_openapi_documents_the_predict_form_from_the_bundle(client, predictor):
     spec = client.get("/openapi.json").json()
     operation = spec["paths"]["/api/predict"]["post"]
     schema = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert set(schema["required"]) == {"image", "mask", *(f.name for f in predictor.fields)}
+    assert set(schema["required"]) == {"image", "mask", *(f.name for f in predictor.fields
+                                                          if not f.optional)}
     assert schema["properties"]["margin"]["enum"] == list(
         next(f for f in predictor.fields if f.name == "margin").levels)
     assert schema["properties"]["age"]["maximum"] == next(
@@ -366,3 +459,69 @@ def test_browser_fills_the_form_and_reads_the_probability(live_server, predictor
     bundle = Bundle.open(bundle_dir)
     cases = read_new_cases(table, bundle.json("settings"), progress=False)
     assert page_probability == predict_cases(bundle, cases, progress=False)["DLRN"].iloc[0]
+
+
+def test_the_report_s_interactive_nomogram_runs_and_loads_nothing(bundle_dir, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    report = bundle_dir.parent / "report" / "report.html"
+    with chromium(tmp_path / "profile") as driver:
+        driver.get(report.as_uri())
+        root = driver.find_element(By.CSS_SELECTOR, "h2#dlrn ~ .dlrn-interactive-nomogram")
+        assert root.get_attribute("data-ready") == "true"
+        assert float(root.find_element(By.CLASS_NAME, "dlrn-risk").get_attribute(
+            "data-value")) > 0
+        loaded = driver.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name);")
+    assert not [name for name in loaded if not name.startswith(("data:", "file:"))]
+
+
+def test_the_form_follows_the_encoder_v2_rules():
+    from dlrn.clinical import ClinicalEncoder
+    from dlrn.serve.predictor import form_fields
+
+    table = pd.DataFrame({"age": [40.0, np.nan, 55.0, 61.0, 47.0, 52.0],
+                          "grade": ["low", "high", "mid", "low", "high", "mid"],
+                          "site": ["a", "a", "b", "b", "a", "c"],
+                          "signs": ["pain&fever", "pain", "fever", "pain", "none", "fever"]})
+    encoder = ClinicalEncoder({"age": "continuous",
+                               "grade": {"type": "ordinal", "order": ["low", "mid", "high"]},
+                               "site": {"type": "categorical", "missing": "stop"},
+                               "signs": {"type": "multilabel", "separator": "&"}},
+                              missing="impute", min_level_count=2).fit(table)
+    nomogram = {"scales": [{"name": "age", "values": [40, 50, 60, 70]}]}
+    fields = {f.name: f for f in form_fields({"clinical": {"selected": list(table)}},
+                                             encoder.to_dict(), nomogram)}
+    assert (fields["age"].kind, fields["age"].minimum, fields["age"].maximum) == (
+        "number", 40, 70)
+    assert fields["grade"].kind == "ordinal" and fields["grade"].levels == ("low", "mid", "high")
+    site = fields["site"]
+    assert site.kind == "choice" and not site.optional and "c" in site.levels  # merged: other
+    signs = fields["signs"]
+    assert signs.kind == "tokens" and signs.separator == "&" and signs.optional
+    assert set(signs.levels) == {"pain", "fever", "none"}
+    assert all(fields[name].optional for name in ("age", "grade", "signs"))
+
+
+def test_the_page_offers_checkboxes_ordered_levels_and_unknown():
+    from types import SimpleNamespace
+
+    from dlrn.serve.app import _templates
+
+    fields = [Field("signs", levels=("pain", "fever"), kind="tokens", separator="&",
+                    optional=True),
+              Field("grade", levels=("low", "mid", "high"), kind="ordinal", optional=True),
+              Field("site", levels=("a", "b"), kind="choice")]
+    predictor = SimpleNamespace(fields=fields, nomogram_name="RadN", limits=UploadLimits(),
+                                has_cnn=False, score_model="HCR-LR",
+                                bundle=SimpleNamespace(folder=Path("bundle"), manifest={}))
+    pages = _templates()
+    pages.nomogram_html = ""
+    page = " ".join(pages.render(predictor, values={"signs": "pain&fever", "grade": "mid"})
+                    .split())
+    for token in ("pain", "fever"):
+        assert f'<input type="checkbox" name="signs" value="{token}" checked>' in page
+    options = re.findall(r'<select name="grade"\s*>(.*?)</select>', page)[0]
+    assert re.findall(r'<option value="([^"]*)"', options) == ["", "low", "mid", "high"]
+    assert '<option value="mid" selected>' in options and "unknown" in options
+    assert '<select name="site" required>' in page  # no blank where the rule is not impute

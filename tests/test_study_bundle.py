@@ -104,3 +104,28 @@ def test_pandas_attributes_survive_the_skops_round_trip(tmp_path):
     pd.testing.assert_frame_equal(loaded.removed_, scaler.removed_)
     pd.testing.assert_series_equal(loaded.icc, scaler.icc)
     assert isinstance(scaler.removed_, pd.DataFrame)  # the original is left untouched
+
+
+def test_each_cnn_is_built_once_per_bundle_from_checked_weights(tmp_path):
+    import torch
+
+    from dlrn.deep.nets import build_model
+
+    trained = build_model("resnet18", weights=None)
+    writer = BundleWriter(tmp_path / "bundle")
+    for name in ("deep/cnn", "deep/fold1/cnn"):  # any number of CNNs, by name
+        writer.add_arrays(name, trained.state_dict())
+    writer.finish()
+    bundle = Bundle.open(tmp_path / "bundle")
+    model = bundle.cnn("resnet18")
+    assert bundle.cnn("resnet18") is model and not model.training
+    assert bundle.cnn("resnet18", "deep/fold1/cnn") is not model
+    for key, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    weights = tmp_path / "bundle" / "deep" / "cnn.safetensors"
+    later = Bundle.open(tmp_path / "bundle")
+    changed = bytearray(weights.read_bytes())
+    changed[-1] ^= 1  # one bit, after the bundle was opened
+    weights.write_bytes(bytes(changed))
+    with pytest.raises(BundleError, match="checksum"):
+        later.cnn("resnet18")

@@ -10,6 +10,7 @@ descriptors, a rare tissue level, and a level only the external centre has).
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -51,7 +52,12 @@ def test_demo_runs_every_stage_and_writes_report_and_bundle(demo):
     for heading in ("Methods summary", "Baseline characteristics", "Table 7", "DeLong",
                     "Decision curves", "nomogram", "Excluded cases", "Software versions"):
         assert heading in html
-    assert "data:image/png;base64," in html and "<script" not in html
+    assert "data:image/png;base64," in html
+    # the only scripts: the interactive nomogram's (its state and its code), nothing external
+    fragment = re.search(r'<div class="dlrn-interactive-nomogram".*?</script></div>', html,
+                         re.S).group(0)
+    assert html.count("<script") == fragment.count("<script") == 2
+    assert not re.search(r"""(src|href)=["']?(https?:)?//|https?://""", html)
     # paper views: Table 2 train first, "AUC (95% CI)", the weights in words
     assert "<th>train (n=" in html.split("<th>test (n=")[0].rsplit("<table", 1)[1]
     assert "<th>AUC (95% CI)</th>" in html and "<th>Test used</th>" in html

@@ -19,10 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve", help="web calculator and JSON API over a study's bundle",
         description=(
             "Serve a form (generated from the bundle) that predicts one patient from the "
-            "clinical values, an image and its ROI mask: the DLRN probability, points, the "
-            "cut-off's verdict, each image model's probability and the CNN's Grad-CAM; and "
-            "POST /api/predict for hospital systems (OpenAPI at /docs). Same numbers as "
-            "`dlrn predict`."),
+            "clinical values, an image and its ROI mask: the nomogram's (DLRN or RadN) "
+            "probability, points, the cut-off's verdict, each image model's probability and "
+            "the CNN's Grad-CAM; and POST /api/predict for hospital systems (OpenAPI at "
+            "/docs). Same numbers as `dlrn predict`."),
     )
     parser.add_argument("bundle", help="bundle folder written by `dlrn run` (checked at start)")
     parser.add_argument("--host", default="127.0.0.1",
@@ -37,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="largest image a header may declare, in millions of pixels "
                              f"(default {DEFAULT_MAX_MEGAPIXELS})")
     parser.add_argument("--cutoff", type=float,
-                        help="the study's DLRN cut-off (Table 7), for bundles that do not carry "
-                             "it")
+                        help="the study's nomogram cut-off (Table 7), for bundles that do not "
+                             "carry it")
     parser.add_argument("--torch-threads", type=int,
                         help="CPU threads of the CNN (default: PyTorch's, as `dlrn predict`). "
                              "1 is faster on a busy machine, but the CNN's probability then "

@@ -53,7 +53,10 @@ class Section:
     tables: list[tuple[str, str, str]] = field(default_factory=list)  # (name, caption, html)
     figures: list[tuple[str, str, str]] = field(default_factory=list)  # (stem, caption, data)
     seconds: float = 0.0
+    interactive: str = ""  # the interactive nomogram (the report's only script)
 
+
+NOMOGRAM_FILE = "nomogram.json"  # the nomogram stage's Nomogram.to_dict()
 
 # A metrics table carries many columns (CIs of every proportion, counts, methods); the
 # report shows the paper's view of it and keeps every column in tables.xlsx and the CSVs.
@@ -290,6 +293,11 @@ def _section(folder: Path, stage: ReportSection, all_tables: dict[str, pd.DataFr
         for source in sorted(stem.parent.glob(f"{stem.name}.*")):
             shutil.copy2(source, figure_out / f"{section.name}_{source.name}")
         section.figures.append((stem.name, caption, _png_data(stem.with_suffix(".png"))))
+    if (folder / NOMOGRAM_FILE).exists():
+        from dlrn.report.interactive import interactive_nomogram
+
+        section.interactive = interactive_nomogram(json.loads(
+            (folder / NOMOGRAM_FILE).read_text()))
     return section
 
 

@@ -38,10 +38,11 @@ ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
 def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
     """The app over one verified bundle; with ``token`` every request must carry it."""
     app = FastAPI(title="dlrn serve", version=__version__,
-                  description="Predict one patient with a dlrn study's bundle: the DLRN "
-                              "nomogram's probability and points, each image model's "
-                              "probability, the Grad-CAM overlay of the CNN. The numbers are "
-                              "those of `dlrn predict`. Research use; not a medical device.")
+                  description="Predict one patient with a dlrn study's bundle: the "
+                              "nomogram's (DLRN or RadN) probability and points, each "
+                              "image model's probability, the Grad-CAM overlay of the CNN. "
+                              "The numbers are those of `dlrn predict`. Research use; not a "
+                              "medical device.")
     pages = _templates()
     limit = 2 * predictor.limits.max_bytes + 1024 * 1024  # two files and the form fields
 
@@ -93,10 +94,13 @@ def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
     @app.get("/api/form")
     async def form_fields() -> dict[str, Any]:
         """The clinical predictors the model needs: levels, or number ranges and units."""
-        return {"fields": [{"name": f.name, "levels": list(f.levels) or None,
-                            "minimum": f.minimum, "maximum": f.maximum, "unit": f.unit}
+        return {"fields": [{"name": f.name, "kind": f.kind, "levels": list(f.levels) or None,
+                            "minimum": f.minimum, "maximum": f.maximum, "unit": f.unit,
+                            "optional": f.optional,
+                            "separator": f.separator if f.is_tokens else None}
                            for f in predictor.fields],
-                "cutoff": predictor.cutoff, "cnn": predictor.has_cnn,
+                "nomogram": predictor.nomogram_name, "cutoff": predictor.cutoff,
+                "cnn": predictor.has_cnn,
                 "bundle": _bundle_facts(predictor)}
 
     app.add_middleware(_BodyLimit, limit=limit)
@@ -106,7 +110,7 @@ def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
     return app
 
 
-async def _read_form(request: Request, predictor: Predictor) -> tuple[dict[str, str], bytes,
+async def _read_form(request: Request, predictor: Predictor) -> tuple[dict[str, Any], bytes,
                                                                        bytes]:
     """Clinical values and the two files; anything unexpected is refused by name."""
     try:
@@ -122,10 +126,13 @@ async def _read_form(request: Request, predictor: Predictor) -> tuple[dict[str, 
 
 
 async def _form_contents(request: Request, form: Any, predictor: Predictor) -> tuple[
-        dict[str, str], bytes, bytes]:
+        dict[str, Any], bytes, bytes]:
     from starlette.datastructures import UploadFile
 
-    values = {key: value for key, value in form.items() if isinstance(value, str)}
+    tokens = {f.name for f in predictor.fields if f.is_tokens}  # checkboxes: one value each
+    values: dict[str, Any] = {key: [v for v in form.getlist(key) if isinstance(v, str)]
+                              if key in tokens else value
+                              for key, value in form.items() if isinstance(value, str)}
     request.state.values = values  # the page keeps them when it shows an error
     known = {f.name for f in predictor.fields} | set(_FILE_FIELDS) | set(_OPTION_FIELDS)
     unknown = sorted(set(form.keys()) - known)
@@ -166,7 +173,8 @@ class _Pages:
                error: str | None = None, values: dict[str, Any] | None = None) -> str:
         if self.nomogram_html is None:
             self.nomogram_html = _nomogram_fragment(predictor)
-        values = {k: str(v) for k, v in (answer.inputs if answer else values or {}).items()}
+        values = {k: v if isinstance(v, list) else "" if v is None else str(v)
+                  for k, v in (answer.inputs if answer else values or {}).items()}
         return self.template.render(predictor=predictor, answer=answer, error=error,
                                     values=values,
                                     bundle=_bundle_facts(predictor), version=__version__,

@@ -25,6 +25,7 @@ import pandas as pd
 
 from dlrn.errors import DlrnError
 from dlrn.serve.uploads import UploadError, UploadLimits, save_upload
+from dlrn.stacking import DLRN, NOMOGRAMS
 from dlrn.study.bundle import Bundle, BundleError
 from dlrn.study.predict import predict_cases, read_new_cases
 
@@ -36,23 +37,49 @@ _IMAGE_STAGES = {"hcr_models": "radiomics (HCR)", "deep": "CNN", "dlr_models": "
 
 @dataclass(frozen=True)
 class Field:
-    """One clinical predictor of the form: a choice of training levels, or a number in range."""
+    """One clinical predictor of the form, as the study's encoder reads it.
+
+    ``kind``: "number" (within the nomogram axis' range), "choice" (training levels),
+    "ordinal" (levels in their declared order) or "tokens" (multilabel: any of the
+    training tokens). ``optional``: the encoder imputes a blank with its training rule.
+    """
 
     name: str
     levels: tuple[str, ...] = ()
     minimum: float | None = None
     maximum: float | None = None
     unit: str = ""
+    kind: str = "number"
+    optional: bool = False
+    separator: str = ";"
 
     @property
     def is_choice(self) -> bool:
-        return bool(self.levels)
+        return self.kind in ("choice", "ordinal")
 
-    def parse(self, raw: str | None) -> str | float:
-        """The form's text as a table value; clear errors: missing, unknown level, range."""
-        if raw is None or not str(raw).strip():
+    @property
+    def is_tokens(self) -> bool:
+        return self.kind == "tokens"
+
+    def parse(self, raw: str | list[str] | None) -> str | float | None:
+        """The form's text as a table value (None: blank, imputed by the study's rule);
+        clear errors: missing, unknown level or token, range."""
+        items = [str(r).strip() for r in (raw if isinstance(raw, list) else [raw])
+                 if r is not None and str(r).strip()]
+        if self.is_tokens:
+            items = [t.strip() for item in items for t in item.split(self.separator)
+                     if t.strip()]
+        if not items:
+            if self.optional:
+                return None
             raise UploadError(f"missing predictor {self.name!r}: the model needs it")
-        text = str(raw).strip()
+        if self.is_tokens:
+            unknown = [t for t in items if t not in self.levels]
+            if unknown:
+                raise UploadError(f"unknown token(s) {', '.join(map(repr, unknown))} for "
+                                  f"{self.name!r}; the study saw: {', '.join(self.levels)}")
+            return self.separator.join(dict.fromkeys(items))
+        text = items[-1]
         if self.is_choice:
             if text not in self.levels:
                 raise UploadError(f"unknown level {text!r} for {self.name!r}; the study saw: "
@@ -79,15 +106,16 @@ class Answer:
     """One patient's result: the ``predict_cases`` row and what the page shows of it."""
 
     row: pd.Series
-    inputs: dict[str, str | float]
+    inputs: dict[str, str | float | None]
     cutoff: float | None
+    nomogram: str | None
     models: list[dict[str, Any]]
     points: dict[str, float] = field(default_factory=dict)
     gradcam_png: bytes | None = None
 
     @property
     def probability(self) -> float | None:
-        return float(self.row["DLRN"]) if "DLRN" in self.row else None
+        return float(self.row[self.nomogram]) if self.nomogram in self.row else None
 
     @property
     def total_points(self) -> float | None:
@@ -98,6 +126,12 @@ class Answer:
         if self.cutoff is None or self.probability is None:
             return None
         return self.probability >= self.cutoff  # dlrn's rule: positive when score >= cut-off
+
+    @property
+    def notes(self) -> list[str]:
+        """How the study's rules read this case (``dlrn predict``'s note): imputed values..."""
+        note = self.row.get("note")
+        return [note] if isinstance(note, str) and note else []
 
     @property
     def gradcam_base64(self) -> str | None:
@@ -120,11 +154,6 @@ class _LoadedBundle(Bundle):
         return super().arrays(name)
 
 
-# The CNNs loaded once per server, by backbone and resolved weights path, with the file's
-# size and modification time at loading. ``predict_cases`` builds the CNN from the bundle's
-# weights file on every call (two thirds of a second, a third of a prediction); the
-# adapter hands it the model it loaded at start instead, as long as the file is unchanged.
-_LOADED_CNNS: dict[tuple[str, Path], tuple[Any, tuple[int, int]]] = {}
 # One prediction at a time in the process: a loaded CNN is shared (Grad-CAM hooks it).
 _PREDICTION_LOCK = threading.Lock()
 
@@ -132,31 +161,6 @@ _PREDICTION_LOCK = threading.Lock()
 def _file_signature(path: Path) -> tuple[int, int]:
     status = path.stat()
     return status.st_size, status.st_mtime_ns
-
-
-def _build_model_once(original: Any) -> Any:
-    @functools.wraps(original)
-    def build_model(name: str, *, weights: Any = "imagenet") -> Any:
-        if isinstance(weights, (str, Path)) and str(weights) not in ("none", "imagenet"):
-            path = Path(weights).resolve()
-            model, signature = _LOADED_CNNS.get((name, path), (None, None))
-            if model is not None and path.is_file() and _file_signature(path) == signature:
-                return model
-        return original(name, weights=weights)
-
-    build_model.loads_once = True
-    return build_model
-
-
-def _load_cnn_once(bundle: Bundle, backbone: str) -> None:
-    """Build the bundle's CNN now and let ``dlrn.deep.nets.build_model`` return it."""
-    from dlrn.deep import nets
-
-    path = (bundle.folder / "deep" / "cnn.safetensors").resolve()
-    signature = _file_signature(path)
-    _LOADED_CNNS[(backbone, path)] = (nets.build_model(backbone, weights=path).eval(), signature)
-    if not getattr(nets.build_model, "loads_once", False):
-        nets.build_model = _build_model_once(nets.build_model)
 
 
 class Predictor:
@@ -169,9 +173,11 @@ class Predictor:
         self.settings = self.bundle.json("settings")
         self.nomogram = (self.bundle.json("dlrn/nomogram")
                          if self.bundle.has("dlrn/nomogram", ".json") else None)
-        self.cutoff = _bundle_cutoff(self.settings, cutoff)
+        self.nomogram_name = (self.settings.get("nomogram", DLRN.name)
+                              if self.nomogram is not None else None)
+        self.cutoff = _bundle_cutoff(self.settings, self.nomogram_name, cutoff)
         self.limits = limits or UploadLimits()
-        self.fields = form_fields(self.settings, self.nomogram)
+        self.fields = form_fields(self.settings, self._encoder(), self.nomogram)
         self.has_cnn = bool(self.settings.get("deep"))
         self._warm_up()
 
@@ -186,8 +192,35 @@ class Predictor:
         if self.bundle.has("deep/pca", ".safetensors"):
             self.bundle.arrays("deep/pca")
         if self.has_cnn:
-            _load_cnn_once(self.bundle, self.settings["deep"]["backbone"])
+            self.bundle.cnn(self.settings["deep"]["backbone"])
             self._cnn_signature = _file_signature(self._cnn_path)
+
+    def _encoder(self) -> Mapping[str, Any] | None:
+        return (self.bundle.json("clinical/encoder")
+                if self.bundle.has("clinical/encoder", ".json") else None)
+
+    @property
+    def score_model(self) -> str | None:
+        """The image model whose probability is the nomogram's score (DLR or HCR model)."""
+        if self.nomogram_name is None:
+            return None
+        return self.settings["best"].get(NOMOGRAMS[self.nomogram_name].score_stage)
+
+    def axis_value(self, answer: Answer, axis: str) -> str:
+        """What the patient has on one nomogram axis, in words, for the points table."""
+        kind = NOMOGRAMS[self.nomogram_name]
+        if axis == kind.score:
+            return f"{float(answer.row[self.score_model]):.4f} ({self.score_model})"
+        column, _, level = axis.partition("[")
+        value = answer.inputs.get(column)
+        if not level:
+            return "unknown (imputed)" if value is None else str(value)
+        field = next((f for f in self.fields if f.name == column), None)
+        if level == "missing]":
+            return "yes" if value is None else "no"
+        if field is not None and field.is_tokens and value is not None:
+            return "yes" if level[:-1] in str(value).split(field.separator) else "no"
+        return ""
 
     @property
     def _cnn_path(self) -> Path:
@@ -223,7 +256,8 @@ class Predictor:
             overlay = next(iter(sorted(gradcam_dir.glob("*.png"))), None) if gradcam_dir \
                 else None
             png = overlay.read_bytes() if overlay is not None else None
-        return Answer(row=row, inputs=values, cutoff=self.cutoff, models=self._models(row),
+        return Answer(row=row, inputs=values, cutoff=self.cutoff, nomogram=self.nomogram_name,
+                      models=self._models(row),
                       points={name: float(row[f"points_{name}"]) for name in self.point_names
                               if f"points_{name}" in row},
                       gradcam_png=png)
@@ -252,19 +286,39 @@ class Predictor:
                 for stage, stage_names in names.items() for name in stage_names if name in row]
 
 
-def form_fields(settings: Mapping[str, Any], nomogram: Mapping[str, Any] | None) -> list[Field]:
-    """The form from the bundle: clinical predictors, their levels, the nomogram's ranges."""
-    clinical = settings.get("clinical") or {}
-    levels = clinical.get("levels", {})
+def form_fields(settings: Mapping[str, Any], encoder: Mapping[str, Any] | None,
+                nomogram: Mapping[str, Any] | None) -> list[Field]:
+    """The form from the bundle: each clinical predictor as the study's encoder reads it
+    (type, training levels or tokens, ordinal order, whether a blank is imputed) and
+    each number within its nomogram axis' range."""
+    selected = (settings.get("clinical") or {}).get("selected", [])
+    if not selected or encoder is None:
+        return []
+    specs = {spec["name"]: spec for spec in encoder["columns"]}
     scales = {scale["name"]: scale for scale in (nomogram or {}).get("scales", [])}
+    default_missing, default_separator = (encoder["params"]["missing"],
+                                          encoder["params"].get("separator") or ";")
     fields = []
-    for name in clinical.get("selected", []):
-        if name in levels:
-            fields.append(Field(name, levels=tuple(map(str, levels[name]))))
-            continue
-        axis = [float(v) for v in scales.get(name, {}).get("values", [])]
-        fields.append(Field(name, minimum=min(axis) if axis else None,
-                            maximum=max(axis) if axis else None, unit=_unit(name)))
+    for name in selected:
+        spec, state = specs[name], encoder["state"][name]
+        common = {"optional": (spec.get("missing") or default_missing) == "impute"}
+        if spec["type"] == "categorical":
+            # every training level: merged ones read as "other", folded ones as the mode
+            levels = [*state.get("levels", []), *state.get("folded", [])]
+            fields.append(Field(name, levels=tuple(map(str, levels)), kind="choice", **common))
+        elif spec["type"] == "ordinal":
+            fields.append(Field(name, levels=tuple(map(str, spec["order"])), kind="ordinal",
+                                **common))
+        elif spec["type"] == "multilabel":
+            tokens = [*state["tokens"], *state.get("merged", []), *state.get("folded", [])]
+            fields.append(Field(name, levels=tuple(map(str, tokens)), kind="tokens",
+                                separator=spec.get("separator") or default_separator,
+                                **common))
+        else:
+            axis = [float(v) for v in scales.get(name, {}).get("values", [])]
+            fields.append(Field(name, minimum=min(axis) if axis else None,
+                                maximum=max(axis) if axis else None, unit=_unit(name),
+                                **common))
     return fields
 
 
@@ -273,11 +327,12 @@ def _unit(name: str) -> str:
     return _UNITS.get(match.group(1).lower(), "") if match else ""
 
 
-def _bundle_cutoff(settings: Mapping[str, Any], given: float | None) -> float | None:
-    """The DLRN cut-off: the bundle's own where it has one, else the one given at start."""
-    stored = (settings.get("cutoffs") or {}).get("DLRN")
+def _bundle_cutoff(settings: Mapping[str, Any], name: str | None,
+                   given: float | None) -> float | None:
+    """The nomogram's cut-off: the bundle's own where it has one, else the one given at start."""
+    stored = (settings.get("cutoffs") or {}).get(name) if name else None
     if stored is not None and given is not None and not math.isclose(stored, given):
-        raise DlrnError(f"the bundle's DLRN cut-off is {stored}; --cutoff {given} disagrees")
+        raise DlrnError(f"the bundle's {name} cut-off is {stored}; --cutoff {given} disagrees")
     return stored if stored is not None else given
 
 

@@ -116,6 +116,7 @@ class Bundle:
     def __init__(self, folder: Path, manifest: dict[str, Any]) -> None:
         self.folder = folder
         self.manifest = manifest
+        self._cnns: dict[tuple[str, str], Any] = {}
 
     @classmethod
     def open(cls, folder: str | Path) -> Bundle:
@@ -145,6 +146,22 @@ class Bundle:
 
     def estimator(self, name: str) -> Any:
         return load_trusted_estimator(self._path(name, ".skops"))
+
+    def cnn(self, backbone: str, name: str = "deep/cnn") -> Any:
+        """The CNN of weights ``name`` in eval mode, built once per bundle object.
+
+        Its file's checksum is checked again as it is read (so the weights used are
+        the ones the manifest seals); a long-lived bundle (``dlrn serve``) keeps it.
+        """
+        key = (backbone, name)
+        if key not in self._cnns:
+            from dlrn.deep.nets import build_model
+
+            path = self._path(name, ".safetensors")
+            _check_files(self.folder, {f"{name}.safetensors":
+                                       self.manifest["files"][f"{name}.safetensors"]})
+            self._cnns[key] = build_model(backbone, weights=path).eval()
+        return self._cnns[key]
 
     def arrays(self, name: str) -> dict[str, np.ndarray]:
         from safetensors.numpy import load_file

@@ -18,6 +18,7 @@ from dlrn.study.stages.files import (
     cohort_columns,
     image_options,
 )
+from dlrn.study.stages.nomogram import nomogram_cutoff
 
 FEATURE_STAGES = ("clinical_models", "hcr_models", "dlr_models")
 
@@ -97,6 +98,7 @@ def write_study_bundle(context: StudyContext) -> None:
         writer.add_json("dlrn/nomogram", json.loads(
             (context.stage_dir("dlrn") / "nomogram.json").read_text()))
         settings["nomogram"] = best_model(context, "dlrn")  # DLRN or RadN
+        settings["cutoffs"] = {settings["nomogram"]: nomogram_cutoff(context)}
     writer.add_json("settings", settings)
     writer.add_json("study", config.to_dict())
     writer.finish(stages=[name for name in context.records if context.done(name)])

@@ -103,11 +103,10 @@ def _deep(bundle: Bundle, settings: dict[str, Any], cases: pd.DataFrame,
 
     from dlrn.deep.data import CropSettings, build_crop_cache
     from dlrn.deep.inference import cnn_probabilities
-    from dlrn.deep.nets import build_model
 
     deep = settings["deep"]
     backbone, normalization = deep["backbone"], deep["normalization"]
-    model = build_model(backbone, weights=bundle.folder / "deep" / "cnn.safetensors").eval()
+    model = bundle.cnn(backbone)  # built once per bundle object
     cache = build_crop_cache(cases, CropSettings(**deep["crop"]), progress=progress)
     ids = list(cases.index)
     probability = pd.Series(cnn_probabilities(model, backbone, cache, ids,

@@ -1,4 +1,4 @@
-// Interactive DLRN nomogram: points and risk computed in the page from the fitted
+// Interactive nomogram (DLRN or RadN): points and risk computed in the page from the fitted
 // coefficients, with exactly the arithmetic of dlrn.nomogram.Nomogram.points.
 (function () {
   "use strict";
@@ -47,12 +47,24 @@
     return node;
   }
 
+  function isNoYes(scale) {
+    return scale.kind === "categorical" && scale.values.length === 2 &&
+      scale.values[0] === "no" && scale.values[1] === "yes";
+  }
+
+  function valueOf(input) {
+    return input.type === "checkbox" ? (input.checked ? "yes" : "no") : input.value;
+  }
+
   function control(scale) {
     if (scale.kind === "continuous") {
       const low = Math.min.apply(null, scale.values);
       const high = Math.max.apply(null, scale.values);
       return element("input", { type: "range", min: low, max: high, step: "any",
         value: (low + high) / 2, "data-predictor": scale.name });
+    }
+    if (isNoYes(scale)) {  // a multilabel token or a missing indicator: a checkbox
+      return element("input", { type: "checkbox", "data-predictor": scale.name });
     }
     const select = element("select", { "data-predictor": scale.name });
     scale.values.forEach(function (v) { select.appendChild(element("option", { value: String(v) }, String(v))); });
@@ -99,7 +111,7 @@
 
     function update() {
       const values = {};
-      state.scales.forEach(function (scale) { values[scale.name] = rows[scale.name].input.value; });
+      state.scales.forEach(function (scale) { values[scale.name] = valueOf(rows[scale.name].input); });
       const result = compute(state, values);
       state.scales.forEach(function (scale) {
         const row = rows[scale.name];

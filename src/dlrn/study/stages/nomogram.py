@@ -139,6 +139,19 @@ def run(context: StudyContext) -> NomogramSummary:
         out_of_fold=(folder / OOF_FILE).exists(), nomogram=kind.name, title=kind.title)
 
 
+def nomogram_cutoff(context: StudyContext) -> float:
+    """The nomogram's Youden cut-off as the comparison chooses it: on its out-of-fold
+    training predictions, or its in-sample ones where cross-validating it failed."""
+    from dlrn.evaluation.threshold import youden_threshold
+
+    name = best_model(context, "dlrn")
+    rows = read_out_of_fold(context, "dlrn")
+    if rows is None:
+        predictions = read_predictions(context, "dlrn")
+        rows = predictions[predictions["set"] == "train"]
+    return youden_threshold(rows["label"].astype(int), rows[name])
+
+
 def _encoding_notes(nomogram: Any, X: pd.DataFrame, cases: pd.DataFrame) -> list[str]:
     """Imputed values and unseen levels of the test and external cases, by set."""
     notes = []
