@@ -85,15 +85,15 @@ def _dlr_deep_features(bundle: Bundle, deep: dict[str, Any], model: Any, cache: 
     (as the study's test rows), or the final CNN's (dl.fusion_features: in_sample)."""
     from dlrn.deep.crossfit import mean_features
     from dlrn.deep.features import extract_deep_features
-    from dlrn.deep.nets import build_model
 
     backbone, mode = deep["backbone"], deep.get("feature_mode", "pooled")
     options = {"normalization": deep["normalization"], "mode": mode}
     if not deep.get("fold_models"):
         return extract_deep_features(model, backbone, cache, ids, **options)
-    return mean_features([extract_deep_features(
-        build_model(backbone, weights=bundle.folder / f"{name}.safetensors").eval(), backbone,
-        cache, ids, **options) for name in deep["fold_models"]])
+    # the fold CNNs through the bundle too: checksum-checked, built once per bundle object
+    return mean_features([extract_deep_features(bundle.cnn(backbone, name), backbone, cache,
+                                                ids, **options)
+                          for name in deep["fold_models"]])
 
 
 def _deep(bundle: Bundle, settings: dict[str, Any], cases: pd.DataFrame,
