@@ -92,7 +92,8 @@ def time_real(cohort: str, features: Path | None, jobs: int, baseline: bool) -> 
             runs[label] = _timed_fit(X, y, split, patients, jobs, label)
     if baseline:
         old, new = runs["old"], runs["new"]
-        delta = (new[0].predictions - old[0].predictions).filter(like="HCR-").abs().max()
+        scores = new[0].predictions.filter(like="HCR-")
+        delta = (scores - old[0].predictions[scores.columns]).abs().max()
         print(f"max |new - old probability| per model, all rows:\n{delta.round(4).to_string()}")
         print(
             f"ratio old / new: wall {old[1] / new[1]:.2f}x, CPU (main + workers) "
