@@ -29,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -71,31 +73,71 @@ def synthetic_radiomics(
     return X, y, split
 
 
-def time_real(cohort: str, features: Path | None, jobs: int) -> None:
-    """One hcr_models-like fit on real BUS-BRA features: wall time, choices, test AUCs."""
+def time_real(cohort: str, features: Path | None, jobs: int, baseline: bool) -> None:
+    """One hcr_models-like fit on real BUS-BRA features: wall time, choices, test AUCs.
+
+    ``baseline``: first the same fit with the MLP/SVM settings of commit d40fd56, in the
+    same process, then today's; the ratio and the largest test-probability difference.
+    """
     from real_cohort import busbra_all, busbra_subset
 
     X, y, split, patients = busbra_subset(features) if cohort == "busbra253" else busbra_all()
     print(
         f"{cohort}: {(split == 'train').sum()} training cases x {X.shape[1]} features; "
-        f"jobs={jobs}; load average {os.getloadavg()[0]:.1f}"
+        f"jobs={jobs}"
     )
+    runs = {}
+    for label in ("old", "new") if baseline else ("new",):
+        with classifier_settings(label):
+            runs[label] = _timed_fit(X, y, split, patients, jobs, label)
+    if baseline:
+        old, new = runs["old"], runs["new"]
+        scores = new[0].predictions.filter(like="HCR-")
+        delta = (scores - old[0].predictions[scores.columns]).abs().max()
+        print(f"max |new - old probability| per model, all rows:\n{delta.round(4).to_string()}")
+        print(
+            f"ratio old / new: wall {old[1] / new[1]:.2f}x, CPU (main + workers) "
+            f"{old[2] / new[2]:.2f}x"
+        )
+
+
+@contextmanager
+def classifier_settings(label: str) -> Iterator[None]:
+    """``old``: make_classifier as of commit d40fd56 (bench_classifier_grid.old_classifier)."""
+    import bench_classifier_grid
+
+    import dlrn.classifiers
+
+    if label == "old":
+        bench_classifier_grid.use_old_settings()
+    try:
+        yield
+    finally:
+        dlrn.classifiers.make_classifier = bench_classifier_grid.CURRENT_MAKE_CLASSIFIER
+
+
+def _timed_fit(X, y, split, patients, jobs: int, label: str):
+    load = os.getloadavg()[0]
+    workers_before = _worker_cpu()
     wall, cpu = time.perf_counter(), time.process_time()
     result = fit_feature_set("HCR", X, y, split, groups=patients, n_jobs=jobs, progress=False)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    workers = _worker_cpu()
+    workers = _worker_cpu() - workers_before
+    print(f"--- {label} settings")
     print(result.best_params.to_string(index=False))
     test = result.metrics[result.metrics["set"] == "test"].set_index("model")["auc"]
     print(test.round(3).to_string())
     print(f"selected {len(result.selected_features)} features; best model {result.best_model}")
     print(
-        f"fit_feature_set, seven classifiers: wall {wall:.1f} s, CPU {cpu:.1f} s main process "
-        f"+ {workers:.1f} s workers, load average after {os.getloadavg()[0]:.1f}"
+        f"fit_feature_set, seven classifiers ({label} settings): wall {wall:.1f} s, CPU "
+        f"{cpu:.1f} s main process + {workers:.1f} s workers, load average before "
+        f"{load:.1f}, after {os.getloadavg()[0]:.1f}"
     )
+    return result, wall, cpu + workers
 
 
 def _worker_cpu() -> float:
-    """CPU seconds of the joblib workers, counted once they exit (this process's children)."""
+    """CPU seconds of all exited joblib workers so far (this process's children)."""
     from joblib.externals.loky import get_reusable_executor
 
     get_reusable_executor().shutdown(wait=True)
@@ -103,16 +145,38 @@ def _worker_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_planted_cli(jobs: int) -> None:
-    """``dlrn model`` on the planted cohort, as a user runs it."""
+def time_planted_cli(jobs: int, baseline: bool) -> None:
+    """``dlrn model`` on the planted cohort, as a user runs it (``baseline``: old settings
+    first, each in its own subprocess, then today's)."""
     from planted import write_planted
 
     folder = Path(tempfile.mkdtemp(prefix="dlrn-planted-"))
     features, cohort = write_planted(folder / "data", seed=0)
+    runs = {
+        label: _run_planted(folder, features, cohort, jobs, label)
+        for label in (("old", "new") if baseline else ("new",))
+    }
+    if baseline:
+        (old, old_wall, old_cpu), (new, new_wall, new_cpu) = runs["old"], runs["new"]
+        scores = [column for column in new if column.startswith("HCR-")]
+        delta = (new[scores] - old[scores]).abs().max()
+        print(f"max |new - old probability| per model, all rows:\n{delta.round(4).to_string()}")
+        print(f"ratio old / new: wall {old_wall / new_wall:.2f}x, CPU {old_cpu / new_cpu:.2f}x")
+
+
+def _run_planted(folder: Path, features: Path, cohort: Path, jobs: int, label: str):
+    patch = (
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_classifier_grid; "
+        "bench_classifier_grid.use_old_settings(); "
+        if label == "old"
+        else ""
+    )
+    out = folder / f"out-{label}"
+    load = os.getloadavg()[0]
     command = [
         sys.executable,
         "-c",
-        "import sys; from dlrn.cli import main; sys.exit(main())",
+        f"import sys; {patch}from dlrn.cli import main; sys.exit(main())",
         "model",
         str(features),
         "--cohort",
@@ -120,7 +184,7 @@ def time_planted_cli(jobs: int) -> None:
         "--split-column",
         "set",
         "--out",
-        str(folder / "out"),
+        str(out),
         "--jobs",
         str(jobs),
     ]
@@ -130,16 +194,18 @@ def time_planted_cli(jobs: int) -> None:
     wall = time.perf_counter() - wall
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    selected = pd.read_csv(folder / "out" / "selected_features.csv")["feature"]
+    selected = pd.read_csv(out / "selected_features.csv")["feature"]
     informative = selected.str.startswith("informative").sum()
-    metrics = pd.read_csv(folder / "out" / "metrics.csv")
+    metrics = pd.read_csv(out / "metrics.csv")
     test = metrics[metrics["set"] == "test"].set_index("model")["auc"]
+    print(f"--- {label} settings")
     print(test.round(3).to_string())
     print(
-        f"dlrn model, planted 500 x 1500, jobs={jobs}: wall {wall:.1f} s, CPU {cpu:.1f} s "
-        f"(process + workers); selected {len(selected)} ({informative} informative); "
-        f"load average {os.getloadavg()[0]:.1f}"
+        f"dlrn model, planted 500 x 1500, jobs={jobs} ({label} settings): wall {wall:.1f} s, "
+        f"CPU {cpu:.1f} s (process + workers); selected {len(selected)} ({informative} "
+        f"informative); load average before {load:.1f}, after {os.getloadavg()[0]:.1f}"
     )
+    return pd.read_csv(out / "predictions.csv"), wall, cpu
 
 
 def main() -> None:
@@ -150,11 +216,14 @@ def main() -> None:
         "--cohort", default="synthetic", choices=["synthetic", "busbra253", "busbra-all", "planted"]
     )
     parser.add_argument("--features", type=Path, default=None)
+    parser.add_argument(
+        "--baseline", action="store_true", help="also time the old MLP/SVM settings (d40fd56)"
+    )
     args = parser.parse_args()
     if args.cohort == "planted":
-        return time_planted_cli(args.jobs)
+        return time_planted_cli(args.jobs, args.baseline)
     if args.cohort != "synthetic":
-        return time_real(args.cohort, args.features, args.jobs)
+        return time_real(args.cohort, args.features, args.jobs, args.baseline)
     X, y, split = synthetic_radiomics(seed=args.seed)
     train = split == "train"
     print(

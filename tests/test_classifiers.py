@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import ParameterGrid
+from threadpoolctl import threadpool_limits
 
 from dlrn.classifiers import (
     BEST_MODEL_RULE,
@@ -114,6 +119,25 @@ def test_mlp_learns_a_single_binary_predictor_of_a_small_cohort(class_weight: st
         assert roc_auc_score(y, model.predict_proba(X)[:, 1]) == pytest.approx(
             roc_auc_score(y, x)
         )
+
+
+@pytest.mark.parametrize("point", list(ParameterGrid(DEFAULT_GRIDS["MLP"])), ids=str)
+def test_every_default_mlp_grid_point_converges_on_a_planted_cohort(point: dict) -> None:
+    """L-BFGS must stop on its own criteria, not on the iteration cap.
+
+    A planted cohort like benchmarks/planted.py after selection (280 cases x 25
+    standardised features, 5 informative): at alpha 1 and 10 the old cap of 2000
+    iterations cut fits off mid-way (up to 3580 were needed), so fold AUCs depended on it.
+    """
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((280, 25))
+    logit = X[:, :5] @ np.array([1.2, -1.0, 0.9, 0.8, -0.8])
+    y = (rng.random(280) < 1 / (1 + np.exp(-logit))).astype(int)
+    model = make_classifier("MLP", seed=0).set_params(**point)
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+        warnings.simplefilter("error", ConvergenceWarning)
+        model.fit(X, y)
+    assert model.n_iter_ < model.max_iter
 
 
 def test_pooled_rule_ranks_by_pooled_auc_then_the_simpler_model() -> None:
