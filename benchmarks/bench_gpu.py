@@ -170,6 +170,7 @@ def _pillow_reader_if_no_simpleitk() -> str:
 def deep_stage(args: argparse.Namespace, cases: pd.DataFrame, folder: Path) -> dict:
     """(c): ``run_deep_stage`` on a synthetic cohort, timed from crops to written tables."""
     from dlrn.cohort import split_cohort
+    from dlrn.deep.crossfit import CrossfitSettings
     from dlrn.deep.data import CropSettings
     from dlrn.deep.train import TrainSettings
     from dlrn.deep.workflow import DeepStageSettings, run_deep_stage
@@ -180,19 +181,23 @@ def deep_stage(args: argparse.Namespace, cases: pd.DataFrame, folder: Path) -> d
         crop=CropSettings(image_size=args.size),
         train=TrainSettings(epochs=args.stage_epochs, batch_size=args.batch_size,
                             patience=None, progress=args.progress),
-        pca_components=min(512, int((split == "train").sum()) - 1))
+        pca_components=min(512, int((split == "train").sum()) - 1),
+        crossfit=CrossfitSettings(fusion_features=args.stage_fusion))
     _synchronize(_device())
     started = time.perf_counter()
     result = run_deep_stage(cases, split, folder / "stage", settings)
     _synchronize(_device())
     seconds = time.perf_counter() - started
     training = {name: round(model.train_time_s, 1) for name, model in result.models.items()}
+    crossfit = {name: round(fold.seconds, 1) for name, fold in result.crossfit.results.items()}
     return {"stage_seconds": seconds, "cases": len(cases),
             "train_cases": int((split == "train").sum()), "epochs": args.stage_epochs,
             "epochs_run": {name: len(model.history) for name, model in result.models.items()},
             "train_time_s": training,
             "train_img_s": {name: round(model.images_per_s, 1)
                             for name, model in result.models.items()},
+            "fusion_features": args.stage_fusion, "chosen": result.chosen,
+            "crossfit_seconds": crossfit,
             "test_auc": result.comparison.set_index("backbone")["test_auc"].round(3).to_dict(),
             }
 
@@ -217,6 +222,9 @@ def main() -> None:
     parser.add_argument("--stage-cases", type=int, default=1875, help="0: skip (c)")
     parser.add_argument("--stage-epochs", type=int, default=30)
     parser.add_argument("--stage-backbones", default="densenet121,resnet50,vgg19")
+    parser.add_argument("--stage-fusion", choices=("crossfit", "in_sample"), default="crossfit",
+                        help="(c): dl.fusion_features (crossfit adds the chosen backbone's "
+                             "K = 5 fold CNNs)")
     parser.add_argument("--progress", action="store_true", help="(c): show epoch bars")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args()

@@ -178,7 +178,7 @@ def test_greedy_deletion_drops_the_hub_while_pairwise_keeps_it() -> None:
 
 def test_lasso_selects_planted_features_and_records_path() -> None:
     X, y = _planted(n=300)
-    lasso = LassoSelector(seed=0).fit(ZScore().fit_transform(X), y)
+    lasso = LassoSelector(seed=0, lambda_rule="min").fit(ZScore().fit_transform(X), y)
     selected = set(lasso.get_feature_names_out())
     assert {"x30", "x31"} <= selected  # arrays in: default names x<i>; strong and skewed
     assert len(selected) < 20

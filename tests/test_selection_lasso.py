@@ -56,7 +56,7 @@ def test_univariate_filter_defaults_to_the_t_test_the_methods_name() -> None:
 def test_lasso_path_matches_lassocv_grid_folds_and_choice() -> None:
     X, y = _sparse_signal()
     z = ZScore().fit_transform(X, y)
-    lasso = LassoSelector(seed=0).fit(z, y)
+    lasso = LassoSelector(seed=0, lambda_rule="min").fit(z, y)
     reference = LassoCV(alphas=100, cv=lasso.cv_folds(y), max_iter=100_000, tol=1e-10)
     reference.fit(z, y.astype(float))
     kept = len(lasso.alphas_)
@@ -94,7 +94,7 @@ def test_max_features_caps_the_path_like_glmnet_dfmax() -> None:
 def test_lambda_min_without_features_is_reported_not_hidden() -> None:
     X, y = _noise(60, 8, seed=0)
     with pytest.warns(SelectionWarning, match="keeps no feature at lambda.min"):
-        lasso = LassoSelector(seed=0).fit(X, y)
+        lasso = LassoSelector(seed=0, lambda_rule="min").fit(X, y)
     assert lasso.empty_at_rule_
     assert not (lasso.coef_path_[:, lasso.alphas_ == lasso.alpha_min_] != 0).any()
     assert lasso.alpha_ < lasso.alpha_min_ and "lambda.min keeps none" in lasso.lambda_used_
@@ -106,8 +106,8 @@ def test_lambda_min_without_features_is_reported_not_hidden() -> None:
 def test_one_se_rule_is_glmnets_and_reported() -> None:
     X, y = _sparse_signal(seed=1)
     z = ZScore().fit_transform(X, y)
-    at_min = LassoSelector(seed=0).fit(z, y)
-    at_1se = LassoSelector(seed=0, lambda_rule="1se").fit(z, y)
+    at_min = LassoSelector(seed=0, lambda_rule="min").fit(z, y)
+    at_1se = LassoSelector(seed=0).fit(z, y)
     best = np.argmin(at_1se.cv_error_mean_)
     bound = at_1se.cv_error_mean_[best] + at_1se.cv_error_se_[best]
     assert at_1se.alpha_ == at_1se.alphas_[np.flatnonzero(at_1se.cv_error_mean_ <= bound)[0]]

@@ -166,6 +166,17 @@ def _selection_step(selection: Pipeline | str | None, seed: int) -> Pipeline:
     return clone(selection)
 
 
+def _one_block(X: pd.DataFrame) -> pd.DataFrame:
+    """``X`` as one float64 block (same values).
+
+    A table read column by column (``read_csv``, ``concat``) holds one block per
+    column; every fold slice of it and every hash of it by the selection cache
+    (``Pipeline(memory=...)``) then walks 1,500 blocks: 0.065 s per hash instead of
+    0.010 s on 350 x 1500, paid for every grid point x fold.
+    """
+    return pd.DataFrame(X.to_numpy(dtype=np.float64), index=X.index, columns=X.columns)
+
+
 def _fit_fold_models(
     model: Pipeline,
     X: pd.DataFrame,
@@ -318,6 +329,7 @@ def fit_feature_set(
     n_jobs = default_jobs() if n_jobs is None else n_jobs
     y = y.astype(int)
     check_modeling_inputs(X, y, split, groups)
+    X = _one_block(X)
     y, split = y.loc[X.index], split.loc[X.index].astype(str)
     train = (split == TRAIN).to_numpy()
     X_train, y_train = X.loc[train], y.loc[train]

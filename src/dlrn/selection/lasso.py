@@ -178,10 +178,11 @@ class LassoSelector(_RecordingSelector):
     regression, CV error = log loss. Both share the lambda grid of
     :func:`lambda_grid` (lambda on glmnet's per-case scale) and glmnet's path stop
     (:func:`glmnet_stop`). Folds are stratified, seeded and grouped by patient when
-    ``groups`` has repeats. ``lambda_rule``: ``"min"`` (lowest mean CV error) or
-    ``"1se"`` (largest lambda within one SE of it). ``max_features``: the path stops
-    before the first lambda with more than that many non-zero coefficients (glmnet's
-    ``dfmax``), so the rule picks among lambdas keeping at most ``max_features``.
+    ``groups`` has repeats. ``lambda_rule``: ``"1se"`` (default: largest lambda within
+    one SE of the lowest mean CV error, what glmnet's ``coef()`` uses) or ``"min"``.
+    ``max_features``: the path stops before the first lambda with more than that many
+    non-zero coefficients (glmnet's ``dfmax``), so the rule picks among lambdas keeping
+    at most ``max_features``.
     ``max_iter`` bounds SAGA's iterations (``method="logistic"``); LARS needs none.
 
     ``fold_features`` (given by :class:`~dlrn.selection.pipeline.SelectionPipeline`
@@ -204,7 +205,7 @@ class LassoSelector(_RecordingSelector):
         n_alphas: int = 100,
         seed: int = 0,
         max_iter: int = 10_000,
-        lambda_rule: str = "min",
+        lambda_rule: str = "1se",
         max_features: int | None = None,
         nested: bool = True,
     ):

@@ -89,10 +89,10 @@ class SelectionSettings:
         metadata=_help("cross-validation folds choosing lambda (stratified, grouped by patient)"),
     )
     lasso_lambda: Literal["min", "1se"] = field(
-        default="min",
+        default="1se",
         metadata=_help(
-            "min = lambda with the lowest mean CV error; 1se = largest lambda within one SE "
-            "of it (glmnet's lambda.1se, fewer features)"
+            "1se = largest lambda within one SE of the lowest mean CV error (glmnet's "
+            "lambda.1se, fewer false features); min = the lambda with the lowest mean CV error"
         ),
     )
     lasso_alphas: int = field(

@@ -130,9 +130,10 @@ class SelectionSettings:
     univariate_test: Literal["t", "mannwhitney", "auto"] = field(default="t", metadata=_doc(
         "t = Student t-test; mannwhitney = Mann-Whitney U; auto = Shapiro-Wilk in both "
         "classes picks the t-test, else Mann-Whitney"))
-    lasso_lambda: Literal["min", "1se"] = field(default="min", metadata=_doc(
-        "min = lambda with the lowest mean CV error (the reference study's criterion); "
-        "1se = largest lambda within one SE of it (glmnet's lambda.1se, fewer features)"))
+    lasso_lambda: Literal["min", "1se"] = field(default="1se", metadata=_doc(
+        "1se = largest lambda within one SE of the lowest mean CV error (glmnet's "
+        "lambda.1se, what coef() of a cv.glmnet fit uses; fewer false features); min = the "
+        "lambda with the lowest mean CV error (the reference study's 'optimal lambda')"))
     nested: bool = field(default=True, metadata=_doc(
         "refit the steps before the LASSO inside each LASSO CV fold, so lambda is chosen on "
         "features the fold's labels did not pick; false = the published tool's order "

@@ -32,6 +32,24 @@ def _funnel_text(context: StudyContext, stage: str, kind: str) -> str:
     return f" Features per step ({kind}): {steps}."
 
 
+UNIVARIATE_TESTS = {"t": "Student t-test", "mannwhitney": "Mann-Whitney U test",
+                    "auto": "t-test or Mann-Whitney U test (by Shapiro-Wilk normality)"}
+
+
+def _lasso_text(config: StudyConfig) -> str:
+    """How lambda was chosen: the rule and whether the filters were nested in its folds."""
+    s = config.selection
+    rule = ("lambda.1se (the largest lambda within one standard error of the lowest mean "
+            "CV error, glmnet's rule)" if s.lasso_lambda == "1se"
+            else "lambda.min (the lowest mean CV error)")
+    nesting = ("the steps before the LASSO were refitted inside each LASSO fold, so lambda "
+               "was chosen on features that fold's labels did not pick"
+               if s.nested else "the steps before the LASSO saw all training labels before "
+               "its folds (not nested: the CV error and the number of features kept are "
+               "optimistic)")
+    return f"Lambda: {rule}; LASSO folds grouped by patient; {nesting}."
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
@@ -241,11 +259,12 @@ def methods_summary(context: StudyContext) -> list[tuple[str, str]]:
         ("Preprocessing and extraction", _extraction_text(
             config, setting, features)),
         ("Feature selection", "Fitted on training cases only, inside the cross-validated "
-         f"pipeline: {'ICC filter, ' if _icc_filtered(context) else ''}z-score, univariate "
-         "test p < "
+         f"pipeline: {'ICC filter, ' if _icc_filtered(context) else ''}z-score, "
+         f"{UNIVARIATE_TESTS[config.selection.univariate_test]} p < "
          f"{config.selection.p_threshold}, Pearson |r| > "
          f"{config.selection.correlation_threshold} pair removal, greedy correlation "
-         f"deletion, LASSO with {config.selection.lasso_folds}-fold CV."
+         f"deletion, LASSO with {config.selection.lasso_folds}-fold CV. "
+         + _lasso_text(config)
          + _funnel_text(context, "hcr_models", "HCR")
          + _funnel_text(context, "dlr_models", "DLR")),
         ("Deep learning", _deep_text(config)),
