@@ -98,26 +98,45 @@ def compare(title: str, X: pd.DataFrame, y: pd.Series, before, **recipe) -> None
 
 
 def planted_quality(seeds: int) -> None:
+    """Per seed and rule: features kept, LR test AUC, and two yardsticks on the same test
+    cases: the true model (true coefficients) and the oracle LR (the five informative
+    features given, no selection: what a perfect selection could reach)."""
     print(f"\n== planted cohort quality over {seeds} seeds (500 x 1500, 350 training)")
-    print("seed rule  informative noise  LR-test-AUC  true-model-AUC   noise-only-test-AUC")
+    print("seed rule  informative noise  LR-test-AUC  oracle-LR-AUC  true-model-AUC"
+          "  noise-only-test-AUC")
+    rows = []
     for seed in range(seeds):
+        X, y, split = planted_cohort(seed=seed)
+        test = (split == "test").to_numpy()
+        truth = X.loc[test, INFORMATIVE_NAMES].to_numpy() @ np.asarray(INFORMATIVE)
+        oracle = _test_auc(_lr(X[INFORMATIVE_NAMES], y, split, None))
         for rule in ("min", "1se"):
-            X, y, split = planted_cohort(seed=seed)
             result = _lr(X, y, split, rule)
             kept = set(result.selected_features)
             informative = len(kept & set(INFORMATIVE_NAMES))
-            test = (split == "test").to_numpy()
-            truth = X.loc[test, INFORMATIVE_NAMES].to_numpy() @ np.asarray(INFORMATIVE)
             noise = _lr(*planted_cohort(seed=seed, noise_only=True), rule)
-            print(
-                f"{seed:4d} {rule:4s}  {informative:6d} {len(kept) - informative:10d}"
-                f"  {_test_auc(result):10.3f}  {roc_auc_score(y[test], truth):13.3f}"
-                f"  {_test_auc(noise):18.3f}",
-                flush=True,
-            )
+            rows.append({"rule": rule, "informative": informative,
+                         "noise": len(kept) - informative, "lr": _test_auc(result),
+                         "oracle": oracle, "truth": roc_auc_score(y[test], truth),
+                         "noise_only": _test_auc(noise)})
+            row = rows[-1]
+            print(f"{seed:4d} {rule:4s}  {informative:6d} {row['noise']:10d}  {row['lr']:10.3f}"
+                  f"  {oracle:12.3f}  {row['truth']:13.3f}  {row['noise_only']:18.3f}",
+                  flush=True)
+    table = pd.DataFrame(rows)
+    print("\nmeans over seeds (noise: mean, max; seeds with all 5 informative kept):")
+    for rule, part in table.groupby("rule", sort=False):
+        print(f"  {rule:4s} informative {part['informative'].mean():.2f} "
+              f"(all 5 in {(part['informative'] == 5).sum()}/{len(part)}), noise "
+              f"{part['noise'].mean():.1f} (max {part['noise'].max()}), "
+              f"LR {part['lr'].mean():.3f}, "
+              f"oracle LR {part['oracle'].mean():.3f}, true model {part['truth'].mean():.3f}, "
+              f"noise-only {part['noise_only'].mean():.3f}")
 
 
 def _lr(X, y, split, rule):
+    """LR through ``fit_feature_set``; ``rule=None``: z-score only (no selection)."""
+    selection = None if rule is None else make_selection_pipeline(lasso_lambda=rule)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return fit_feature_set(
@@ -125,7 +144,7 @@ def _lr(X, y, split, rule):
             X,
             y,
             split,
-            selection=make_selection_pipeline(lasso_lambda=rule),
+            selection=selection,
             classifiers=["LR"],
             seed=0,
             progress=False,
@@ -151,7 +170,12 @@ def main() -> None:
         action="store_true",
         help="only compare on all BUS-BRA images (1310 training, grouped LASSO folds)",
     )
+    parser.add_argument(
+        "--planted-only", action="store_true", help="only the planted-cohort quality table"
+    )
     args = parser.parse_args()
+    if args.planted_only:
+        return planted_quality(args.seeds)
     before = selection_before(args.before)
     if args.all_images:
         X, y, split, _ = busbra_all()

@@ -89,3 +89,17 @@ def test_deep_features_crops_as_trained_unless_told_otherwise() -> None:
     assert _features_crop(trained, as_trained) == trained
     own = parse("deep-features", *REQUIRED["deep-features"], "--mask-label", "1", "--frame", "0")
     assert _features_crop(trained, own) == CropSettings(image_size=32, mask_label=1, frame=0)
+
+
+def _subcommands() -> list[str]:
+    actions = build_parser()._subparsers._group_actions  # the one subcommand action
+    return sorted(actions[0].choices)
+
+
+@pytest.mark.parametrize("command", _subcommands())
+def test_every_command_prints_its_help(command: str, capsys: pytest.CaptureFixture) -> None:
+    # setting texts become option help: a literal % ('10%') once made train-dl --help crash
+    with pytest.raises(SystemExit) as stop:
+        parse(command, "--help")
+    assert stop.value.code == 0
+    assert f"usage: dlrn {command}" in capsys.readouterr().out

@@ -16,3 +16,11 @@ def parse_value(text: str) -> Any:
         except ValueError:
             continue
     return yaml.safe_load(text)
+
+
+def option_help(section: type, name: str, where: str) -> str:
+    """A study-file setting's help as an option's help: argparse formats help with ``%``,
+    so a literal ``%`` in the setting's text (``'10%'``) is doubled."""
+    from dlrn.study.config import setting_help
+
+    return f"{setting_help(section, name)} (study file: {where}.{name})".replace("%", "%%")

@@ -20,9 +20,9 @@ from dlrn.cli._cohort_args import (
     label_column,
     read_cohort_from_args,
 )
-from dlrn.cli._settings import parse_value
+from dlrn.cli._settings import option_help, parse_value
 from dlrn.errors import ConfigError
-from dlrn.study.config import DeepSettings, setting_help
+from dlrn.study.config import DeepSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def _add_common_arguments(parser: argparse.ArgumentParser, *, split: bool = Fals
 def _add_setting_options(parser: argparse.ArgumentParser) -> None:
     """One option per setting of the study file's ``dl`` section, with its help."""
     for option, name in SETTING_OPTIONS.items():
-        help_text = f"{setting_help(DeepSettings, name)} (study file: dl.{name})"
+        help_text = option_help(DeepSettings, name, "dl")
         if option in _SWITCHES or option in _NEGATIONS:
             parser.add_argument(option, dest=name, action="store_const",
                                 const=option in _SWITCHES, default=None, help=help_text)

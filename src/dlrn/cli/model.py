@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from dlrn.cli._cohort_args import add_cohort_arguments, add_hidden_aliases, cohort_columns
-from dlrn.cli._settings import parse_value
+from dlrn.cli._settings import option_help, parse_value
 from dlrn.errors import ConfigError, DlrnError, shown_items
-from dlrn.study.config import ClassifierSettings, SelectionSettings, setting_help
+from dlrn.study.config import ClassifierSettings, SelectionSettings
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def register(subparsers: Any) -> None:
     for option, (section, name) in SETTING_OPTIONS.items():
         where = "classifiers" if section is ClassifierSettings else "selection"
         parser.add_argument(option, dest=name, default=None,
-                            help=f"{setting_help(section, name)} (study file: {where}.{name})")
+                            help=option_help(section, name, where))
     parser.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all)")
     parser.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
     parser.set_defaults(func=run)
