@@ -99,3 +99,26 @@ def test_dlrn_model_refuses_a_patient_on_both_sides(study_models, tmp_path, caps
                  str(table), "--split-column", "set", "--patient", "patient_id",
                  "--out", str(tmp_path / "o"), "--classifiers", "LR"])
     assert code == 2 and "leakage" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_dl_and_the_study_give_the_same_cnn_results_from_the_same_inputs(
+        synthetic_cohort_csv, tmp_path):
+    dl = {"backbones": ["resnet18"], "weights": None, "epochs": 1, "batch_size": 8,
+          "image_size": 32, "pca_components": 4}
+    config = study_from_dict({
+        "cohort": {"table": str(synthetic_cohort_csv), "patient": "patient_id"},
+        "classifiers": {"cv_folds": 2}, "dl": dl, "output": str(tmp_path / "study")},
+        base_dir=synthetic_cohort_csv.parent)
+    run_stages([s for s in STAGES if s.name in ("cohort", "deep")], config, progress=False)
+    stages = config.output_dir / "stages"
+    out = tmp_path / "train-dl"
+    code = main(["train-dl", str(stages / "cohort" / "cases.csv"), "--split-column", "set",
+                 "--patient", "patient_id", "--out", str(out), "--cv-folds", "2",
+                 "--backbones", "resnet18", "--weights", "none", "--epochs", "1",
+                 "--batch-size", "8", "--image-size", "32", "--pca-components", "4",
+                 "--no-progress"])
+    assert code == 0
+    # final CNN's predictions, cross-fitted training rows, fused (PCA) features, choice
+    for name in ("predictions.csv", "oof.csv", "features.csv", "best.json"):
+        assert (out / name).read_text() == (stages / "deep" / name).read_text(), name
