@@ -104,8 +104,8 @@ def test_train_dl_in_sample_is_reported_as_optimistic(run, tmp_path, capsys):
     assert code == 0 and "PCA applied to the model's features" in capsys.readouterr().out
     reduced = pd.read_csv(tmp_path / "f" / "deep_features_pca.csv", index_col="case_id")
     fused = pd.read_csv(tmp_path / "out" / "features.csv", index_col="case_id")
-    np.testing.assert_allclose(reduced, fused.loc[reduced.index, reduced.columns],
-                               rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(reduced, fused.loc[reduced.index, reduced.columns], rtol=1e-4,
+                               atol=1e-4 * np.abs(fused.to_numpy()).max())
     provenance = json.loads((tmp_path / "f" / "provenance.json").read_text())
     assert "in_sample" in provenance["pca_applied_to"]
 
@@ -185,9 +185,10 @@ def test_deep_features_applies_the_trained_model_and_pca(run, tmp_path, capsys):
     predictions = pd.read_csv(out / "predictions.csv", index_col="case_id")
     test = predictions.index[predictions["set"] == "test"]
     fused = pd.read_csv(out / "features.csv", index_col="case_id")
+    scale = np.abs(fused.loc[test].to_numpy()).max()  # tiny networks: tiny components
     np.testing.assert_allclose(reduced.loc[test], fused.loc[test, reduced.columns],
-                               rtol=1e-3, atol=1e-3)
+                               rtol=1e-4, atol=1e-4 * scale)
     final = pca.transform(again.loc[test].astype(np.float32))
-    assert not np.allclose(reduced.loc[test], final, atol=1e-2)
+    assert not np.allclose(reduced.loc[test], final, rtol=0, atol=0.1 * scale)
     provenance = json.loads((tmp_path / "f" / "provenance.json").read_text())
     assert "fusion_features: crossfit" in provenance["pca_applied_to"]
