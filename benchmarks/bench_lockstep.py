@@ -15,7 +15,10 @@ stage cross-fits a backbone, timed one after the other in one process:
 Printed: seconds of each part, E*, pooled out-of-fold AUC and the final CNN's test AUC.
 
     nice -n 10 .venv/bin/python benchmarks/bench_lockstep.py [--cases 160] [--size 24]
-        [--epochs 8] [--folds 5] [--seed 0] [--threads 1]
+        [--epochs 8] [--folds 5] [--seed 0] [--threads 1] [--normalization zscore|imagenet]
+
+(``imagenet``: fixed scaling, so the CNN can learn the cohort's grey-level signal; with
+the default per-image z-score it can only memorise.)
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--normalization", choices=("zscore", "imagenet"), default="zscore")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
@@ -65,10 +69,12 @@ def main() -> None:
         backbones=("resnet18",), weights=None, crop=cache.settings,
         train=TrainSettings(epochs=args.epochs, batch_size=8, patience=None, seed=args.seed,
                             threads=args.threads, progress=False,
+                            normalization=args.normalization,
                             augmentation=Augmentation.none()))
     folds = crossfit_folds(cases, train_ids, n_splits=args.folds, seed=args.seed)
     print(f"{len(train_ids)} training cases, {args.folds} folds, {args.epochs} epochs, "
-          f"{args.size} px, ResNet18 from random init, {args.threads} thread(s)")
+          f"{args.size} px, ResNet18 from random init, {args.normalization} normalisation, "
+          f"{args.threads} thread(s)")
 
     final, final_s = _timed(train_backbone, "resnet18", cache, cases, train_ids,
                             weights=None, settings=settings.train)
