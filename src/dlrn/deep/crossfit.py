@@ -106,9 +106,10 @@ class CrossfitSettings:
     inner split) train in lockstep and the epoch E* with the best pooled out-of-fold
     AUC is kept (:mod:`dlrn.deep.lockstep`: ordinary CV selection of one
     hyperparameter); the final CNN fits all training cases on the same schedule and
-    stops after E*; the highest pooled AUC wins. B x (K+1) trainings (18; 2.2x the
-    default's time before the lockstep, about 41 h instead of 18 h for the study's
-    three backbones, 30 epochs, 1310 BUS-BRA training cases, 2-core CPU). Not the
+    stops after E*; the highest pooled AUC wins. B x (K+1) trainings (18): about 2.2x
+    the default's time (41 h instead of 18 h for the study's three backbones, 30
+    epochs, 1310 BUS-BRA training cases, 2-core CPU; the lockstep measured 1.04-1.11x
+    the sequential cross-fitting of one backbone), K models in memory at once. Not the
     default for that cost: the default spends it where honesty needs it (the chosen
     CNN's features and scores are cross-fitted either way); this buys a better
     choice, not a more honest number. Figures: benchmarks/README.md, "Fusion optimism".
@@ -146,9 +147,9 @@ def describe(settings: CrossfitSettings, n_folds: int) -> str:
                             "inner validation split)")
         text += (" The backbone and its number of training epochs were chosen by the pooled "
                  "out-of-fold AUC of the cross-fitted scores over all training cases "
-                 "(cross-validated choice: the fold CNNs were trained in lockstep and the "
-                 "epoch with the highest pooled AUC kept); the final CNN of each backbone "
-                 "was trained on all training cases for that many epochs.")
+                 "(fold CNNs in lockstep, the best epoch kept: cross-validated selection of "
+                 "one hyperparameter, like a grid point chosen by CV AUC); each backbone's "
+                 "final CNN was trained on all training cases for that many epochs.")
     return text
 
 
