@@ -166,3 +166,30 @@ def test_patience_counts_epochs_without_a_better_pooled_auc(planted, folds, monk
                            lockstep=True)
     assert result.epochs["pooled_oof_auc"].tolist() == [0.6, 0.7, 0.65]  # 0.9 never run
     assert result.epoch == 2
+
+
+def test_fold_cnns_in_lockstep_train_as_each_would_alone_dropout_included(planted, folds,
+                                                                          monkeypatch):
+    """Each trainer keeps its own random state: MobileNetV3's dropout draws of fold 1 do
+    not depend on the other folds' epochs run in between."""
+    import dlrn.deep.lockstep as lockstep_module
+
+    cache, cases = planted
+    real_epoch, planned = lockstep_module._lockstep_epoch, iter([0.6, 0.7])
+    monkeypatch.setattr(lockstep_module, "_lockstep_epoch",  # keep epoch 2, the last
+                        lambda *args: {**real_epoch(*args), "pooled_oof_auc": next(planned)})
+    settings = replace(TINY.train, epochs=2)
+    run = lockstep_module.train_folds_lockstep("mobilenet_v3_small", cache,
+                                               cases.loc[folds.index], folds, settings,
+                                               weights=None)
+    assert run.best_epoch == 2
+    fit_ids = list(folds.index[folds != 1])
+    with torch_runtime(settings, CPU):
+        alone = EpochTrainer("mobilenet_v3_small", cache, cases.loc[fit_ids], fit_ids,
+                             settings, weights=None, device=CPU, memory=PeakMemory.start(CPU))
+        for _ in range(2):
+            alone.run_epoch()
+            alone.logits(cache.positions(fit_ids[:3]))
+    fold1 = run.models[1].model.state_dict()
+    for key, value in alone.model.state_dict().items():
+        assert torch.equal(value, fold1[key]), key
