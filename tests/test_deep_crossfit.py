@@ -155,7 +155,13 @@ def test_stage_crossfits_what_select_on_asks_deterministically(planted, folds, c
                            chosen_on_validation="resnet18", cache=cache)
     assert list(stage.results) == ["resnet18"] and stage.chosen == "resnet18"
     assert (stage.choice is None) == (select_on == "validation")
-    again = stage.results["resnet18"]  # same seed and folds: the very same numbers
+    again = stage.results["resnet18"]
+    if select_on == "crossfit":  # lockstep (tests/test_deep_lockstep.py): no inner split
+        assert (again.fold_table["n_val"] == 0).all() and again.epoch is not None
+        assert stage.choice["crossfit_epoch"].tolist() == [again.epoch]
+        return
+    assert again.epochs is None and again.epoch is None
+    # same seed and folds: the very same numbers
     pd.testing.assert_frame_equal(again.features, crossfitted.features)
     pd.testing.assert_series_equal(again.scores, crossfitted.scores)
 
@@ -183,4 +189,7 @@ def test_methods_text_names_what_was_done():
     assert "optimistic" in describe(CrossfitSettings("in_sample"), 5)
     crossfitted = describe(CrossfitSettings(), 5)
     assert "5 cross-validation folds" in crossfitted and "backbone was chosen" not in crossfitted
-    assert "pooled out-of-fold AUC" in describe(CrossfitSettings(select_on="crossfit"), 5)
+    chosen_on_crossfit = describe(CrossfitSettings(select_on="crossfit"), 5)
+    assert "pooled out-of-fold AUC" in chosen_on_crossfit
+    assert "number of training epochs" in chosen_on_crossfit
+    assert "no inner validation split" in chosen_on_crossfit

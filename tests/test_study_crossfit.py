@@ -71,3 +71,12 @@ def test_choosing_on_cross_fitted_auc_needs_cross_fitted_features():
 
     with pytest.raises(ConfigError, match=r"dl\.select_on: crossfit cross-fits every backbone"):
         _config(fusion_features="in_sample", select_on="crossfit")
+
+
+def test_the_methods_text_says_when_the_epoch_was_chosen_on_cross_fitted_auc():
+    from dlrn.study.methods import _deep_text
+
+    text = _deep_text(_config(select_on="crossfit"))
+    assert "number of training epochs were chosen by the pooled out-of-fold AUC" in text
+    assert "no inner validation split" in text
+    assert "number of training epochs" not in _deep_text(_config())

@@ -1,9 +1,10 @@
 """``dlrn train-dl`` and ``dlrn deep-features``: the study's deep-learning stage, alone.
 
 ``train-dl`` fine-tunes each backbone on the training cases, compares them,
-chooses one on validation AUC (a patient-grouped split of the training set),
-and writes predictions, metrics, deep features (+ PCA fitted on training cases)
-and Grad-CAM overlays. ``deep-features`` applies a trained model (and its PCA)
+chooses one on validation AUC (a patient-grouped split of the training set;
+--select-on crossfit: backbone and epoch on cross-fitted AUC), and writes
+predictions, metrics, deep features (+ PCA fitted on training cases) and
+Grad-CAM overlays. ``deep-features`` applies a trained model (and its PCA)
 to a cohort, e.g. an external test set.
 """
 
@@ -93,7 +94,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     features.add_argument("--model", required=True, type=Path,
                           help="a model folder of train-dl (OUT/models/<backbone>)")
     features.add_argument("--pca", type=Path, default=None,
-                          help="PCA folder of train-dl (OUT/pca) to apply as well")
+                          help="PCA folder of train-dl (OUT/pca) to apply as well, to the "
+                               "features it was fitted on: the mean of the fold CNNs' "
+                               "(OUT/chosen.json: fusion_features crossfit) or the model's "
+                               "(in_sample)")
     features.add_argument("--feature-mode", choices=["pooled", "map"], default="pooled")
     features.set_defaults(func=run_features)
 
@@ -184,10 +188,49 @@ def run_features(args: argparse.Namespace) -> int:
                                      batch_size=args.batch_size)
     out.mkdir(parents=True, exist_ok=True)
     features.to_csv(out / "deep_features.csv")
+    pca_input = None
     if args.pca is not None:
-        DeepFeaturePCA.load(args.pca).transform(features).to_csv(out / "deep_features_pca.csv")
+        reduced, pca_input = _pca_features(args, card, features, cache)
+        DeepFeaturePCA.load(args.pca).transform(reduced).to_csv(out / "deep_features_pca.csv")
     write_provenance(out / "provenance.json", model=str(args.model), card=card,
                      crop=asdict(crop), pca=None if args.pca is None else str(args.pca),
-                     input=str(args.table))
-    print(f"{features.shape[1]} deep features for {len(features)} cases written to {out}")
+                     pca_applied_to=pca_input, input=str(args.table))
+    print(f"{features.shape[1]} deep features for {len(features)} cases written to {out}"
+          + ("" if pca_input is None else f"; PCA applied to {pca_input}"))
     return 0
+
+
+def _pca_features(args: argparse.Namespace, card: dict, features: Any,
+                  cache: Any) -> tuple[Any, str]:
+    """The features ``--pca`` applies to, as the DLR saw them, and their name.
+
+    train-dl's PCA (``OUT/pca``) was fitted on what the DLR fuses: under
+    ``fusion_features: crossfit`` the cross-fitted rows, i.e. the fold CNNs' feature
+    space, whose rows for new cases are the MEAN of the fold CNNs' features
+    (:func:`dlrn.deep.crossfit.fold_mean_features`); under ``in_sample`` the final
+    CNN's. ``OUT/chosen.json`` says which.
+    """
+    import json
+
+    from dlrn.deep.crossfit import fold_mean_features
+    from dlrn.deep.runtime import select_device
+
+    run_dir = args.pca.resolve().parent
+    if not (run_dir / "chosen.json").is_file():
+        log.warning("no chosen.json in %s: the PCA is applied to the model's own features, "
+                    "which is right only for a train-dl run with fusion_features in_sample",
+                    run_dir)
+        return features, f"the model's features ({run_dir}/chosen.json not found)"
+    chosen = json.loads((run_dir / "chosen.json").read_text())
+    if chosen.get("fusion_features") != "crossfit":
+        return features, "the model's features (fusion_features: in_sample)"
+    if card["backbone"] != chosen["chosen"]:
+        raise ConfigError(f"the PCA in {args.pca} was fitted on {chosen['chosen']} features; "
+                          f"--model is a {card['backbone']}: give --model "
+                          f"{run_dir / 'models' / chosen['chosen']}")
+    dirs = [run_dir / folder for folder in chosen["fold_model_dirs"]]
+    mean = fold_mean_features(dirs, cache, list(features.index), mode=args.feature_mode,
+                              batch_size=args.batch_size,
+                              device=str(select_device(args.device)))
+    return mean, (f"the mean features of the {len(dirs)} fold CNNs in {run_dir} "
+                  f"(fusion_features: crossfit)")

@@ -18,6 +18,9 @@ Design (simple, and honest where it matters):
   means nearly the same thing in every fold's CNN; :func:`feature_agreement`
   measures it) and the same inner validation split rule for its best epoch. Its
   held-out scores therefore estimate the whole procedure, epoch choice included.
+  Under ``select_on: crossfit`` the fold CNNs instead fit all cases outside their
+  fold and train in lockstep, the epoch chosen on their pooled out-of-fold AUC
+  (:mod:`dlrn.deep.lockstep`); the final CNN then stops at that epoch.
 - Raw features, no per-fold PCA: principal axes fitted fold by fold differ in sign,
   order and rotation, so "PC3" would mean something else in every fold and the
   stacked rows would not form one feature space. The caller fits ONE PCA
@@ -52,6 +55,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 import pandas as pd
 
+# feature_agreement, fold_mean_features: their former home, kept importable from here
+from dlrn.deep.foldmean import feature_agreement, fold_mean_features, mean_features  # noqa: F401
 from dlrn.errors import ConfigError, DlrnError
 
 if TYPE_CHECKING:
@@ -92,18 +97,22 @@ class CrossfitSettings:
     their labels; the DLR's CV results, its choice and the DLRN built on it are
     reported as optimistic (on the benchmark: DLR CV AUC 0.91-0.96 vs test 0.53-0.73).
 
-    ``select_on``: what chooses the backbone. ``validation`` (default): the validation
-    AUC of each backbone's final CNN (a split of the training patients), then only the
-    chosen one is cross-fitted: B + K trainings for B backbones (3 backbones, 5 folds:
-    8). ``crossfit``: every backbone is cross-fitted and the highest pooled
-    out-of-fold AUC over all training cases wins, a steadier yardstick than a
-    validation split of a few dozen cases, at B x (K+1) trainings (18): 2.2x the time
-    of the default for the study's DenseNet121/VGG19/ResNet50, about 41 h instead of
-    18 h for 30 epochs on the 1310 BUS-BRA training cases on a 2-core CPU. The default
-    spends the budget where honesty needs it (the chosen CNN's features and scores);
-    the larger one buys a better choice, not an honest number. Either way every
-    training keeps its own best epoch by its inner validation split. Figures:
-    benchmarks/README.md, "Fusion optimism".
+    ``select_on``: what chooses backbone and epoch. ``validation`` (default): each final
+    CNN keeps its best epoch on a validation split of the training patients, the
+    highest validation AUC wins, and only that backbone is cross-fitted (each fold CNN
+    with its own inner split): B + K trainings (3 backbones, 5 folds: 8).
+    ``crossfit``: both on cross-fitted predictions over all training cases, a steadier
+    yardstick than a split of a few dozen cases. Per backbone the K fold CNNs (no
+    inner split) train in lockstep and the epoch E* with the best pooled out-of-fold
+    AUC is kept (:mod:`dlrn.deep.lockstep`: ordinary CV selection of one
+    hyperparameter); the final CNN fits all training cases on the same schedule and
+    stops after E*; the highest pooled AUC wins. B x (K+1) trainings (18): about 2.2x
+    the default's time (41 h instead of 18 h for the study's three backbones, 30
+    epochs, 1310 BUS-BRA training cases, 2-core CPU; the lockstep measured 1.04-1.11x
+    the sequential cross-fitting of one backbone), K models in memory at once. Not the
+    default for that cost: the default spends it where honesty needs it (the chosen
+    CNN's features and scores are cross-fitted either way); this buys a better
+    choice, not a more honest number. Figures: benchmarks/README.md, "Fusion optimism".
     """
 
     fusion_features: FusionFeatures = "crossfit"
@@ -133,8 +142,14 @@ def describe(settings: CrossfitSettings, n_folds: int) -> str:
             f"CNN trained on all training cases. The CNN's cut-off and its training-set "
             f"results come from the cross-fitted scores.")
     if settings.select_on == "crossfit":
-        text += (" The backbone was chosen by the pooled out-of-fold AUC of its cross-fitted "
-                 "scores over all training cases.")
+        text = text.replace("a CNN with the same backbone and settings was trained",
+                            "a CNN with the same backbone and settings was trained (no "
+                            "inner validation split)")
+        text += (" The backbone and its number of training epochs were chosen by the pooled "
+                 "out-of-fold AUC of the cross-fitted scores over all training cases "
+                 "(fold CNNs in lockstep, the best epoch kept: cross-validated selection of "
+                 "one hyperparameter, like a grid point chosen by CV AUC); each backbone's "
+                 "final CNN was trained on all training cases for that many epochs.")
     return text
 
 
@@ -196,7 +211,8 @@ class CrossfitResult:
     time, throughput); ``other_features``: the mean over the K fold CNNs of the
     features of every non-training case (the DLR's test rows); ``model_dirs``: the
     saved fold CNNs (empty without ``out_dir``); ``seconds``: wall time of all K
-    trainings and their inference.
+    trainings and their inference; ``epochs`` (lockstep only): the pooled out-of-fold
+    AUC after every epoch, of which ``epoch`` is the best.
     """
 
     backbone: str
@@ -209,6 +225,14 @@ class CrossfitResult:
     trained_on: dict[int, list[str]]
     model_dirs: list[Path]
     seconds: float
+    epochs: pd.DataFrame | None = None
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch chosen on the pooled out-of-fold AUC (None: each fold chose its own)."""
+        if self.epochs is None:
+            return None
+        return int(self.fold_table["best_epoch"].iloc[0])
 
     @property
     def auc(self) -> float:
@@ -246,6 +270,7 @@ def crossfit_deep(
     out_dir: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    lockstep: bool = False,
 ) -> CrossfitResult:
     """Train one CNN per fold on the other folds' cases; features and scores of its fold.
 
@@ -256,11 +281,13 @@ def crossfit_deep(
     fold CNNs' features. ``cache``: the stage's crops (built from ``settings.crop``
     when None). With ``out_dir`` each fold CNN is saved in ``fold<k>/`` (resumable
     like any training; :func:`fold_mean_features` reads them back for ``predict``).
+    ``lockstep``: the fold CNNs fit every case outside their fold and share the epoch
+    with the best pooled out-of-fold AUC (:mod:`dlrn.deep.lockstep`); else each is a
+    :func:`dlrn.deep.train.train_backbone` run with its own inner validation split.
     """
     from dlrn.deep.data import build_crop_cache
     from dlrn.deep.features import extract_deep_features
     from dlrn.deep.inference import cnn_probabilities
-    from dlrn.deep.train import train_backbone
 
     cases = cases.set_axis(cases.index.astype(str))
     folds = check_folds(folds, cases)
@@ -271,13 +298,10 @@ def crossfit_deep(
     labels = training["label"].astype(int)
     started = time.perf_counter()
     features, scores, rows, trained_on, others, model_dirs = [], [], [], {}, [], []
-    for fold in sorted(folds.unique()):
+    trained, epochs = _fold_cnns(backbone, cache, training, folds, settings, lockstep,
+                                 out_dir=out_dir, resume=resume, overwrite=overwrite)
+    for fold, result in trained:
         held_out = list(folds.index[folds == fold])
-        fit_ids = list(folds.index[folds != fold])
-        result = train_backbone(
-            backbone, cache, training, fit_ids, weights=settings.weights,
-            settings=settings.train, resume=resume, overwrite=overwrite,
-            out_dir=None if out_dir is None else Path(out_dir) / f"fold{fold}")
         model_dirs += [] if result.out_dir is None else [result.out_dir]
         trained_on[int(fold)] = result.fit_ids + result.val_ids
         options = {"normalization": result.normalization, "device": result.device,
@@ -297,31 +321,25 @@ def crossfit_deep(
         scores=pd.concat(scores).loc[order].rename(f"DL-{backbone}").rename_axis("case_id"),
         labels=labels, other_features=mean_features(others),
         fold_table=pd.DataFrame(rows).assign(backbone=backbone), trained_on=trained_on,
-        model_dirs=model_dirs, seconds=time.perf_counter() - started)
+        model_dirs=model_dirs, seconds=time.perf_counter() - started, epochs=epochs)
 
 
-def mean_features(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Element-wise mean of same-shaped frames, in float32 like the features."""
-    return (sum(frame.astype(np.float64) for frame in frames) / len(frames)).astype(np.float32)
+def _fold_cnns(backbone: str, cache: CropCache, training: pd.DataFrame, folds: pd.Series,
+               settings: DeepSettingsLike, lockstep: bool, **run: object) -> tuple:
+    """(fold, fold CNN) pairs and the lockstep's epoch table (None when sequential, where
+    the CNNs come one at a time: each one's memory is freed before the next trains)."""
+    from dlrn.deep.lockstep import train_folds_lockstep
+    from dlrn.deep.train import train_backbone
 
-
-def fold_mean_features(model_dirs: Sequence[str | Path], cache: CropCache,
-                       case_ids: Sequence[str], *, mode: FeatureMode = "pooled",
-                       batch_size: int = 32, device: str = "cpu") -> pd.DataFrame:
-    """DLR features of new cases (``predict``): the mean over the saved fold CNNs.
-
-    ``model_dirs``: the ``fold<k>`` folders :func:`crossfit_deep` wrote.
-    """
-    from dlrn.deep.features import extract_deep_features
-    from dlrn.deep.train import load_trained_model
-
-    frames = []
-    for model_dir in model_dirs:
-        model, card = load_trained_model(model_dir)
-        frames.append(extract_deep_features(model, card["backbone"], cache, case_ids,
-                                            normalization=card["normalization"], mode=mode,
-                                            device=device, batch_size=batch_size))
-    return mean_features(frames)
+    if lockstep:
+        done = train_folds_lockstep(backbone, cache, training, folds, settings.train,
+                                    weights=settings.weights, **run)
+        return done.models.items(), done.epochs.assign(backbone=backbone)
+    out_dir = run.pop("out_dir")
+    return ((int(k), train_backbone(
+        backbone, cache, training, list(folds.index[folds != k]), weights=settings.weights,
+        settings=settings.train, out_dir=None if out_dir is None else Path(out_dir) / f"fold{k}",
+        **run)) for k in sorted(folds.unique())), None
 
 
 @dataclass
@@ -341,7 +359,7 @@ def crossfit_stage(
     settings: DeepSettingsLike,
     crossfit: CrossfitSettings,
     *,
-    chosen_on_validation: str,
+    chosen_on_validation: str | None = None,
     cache: CropCache | None = None,
     out_dir: str | Path | None = None,
     resume: bool = False,
@@ -349,9 +367,11 @@ def crossfit_stage(
 ) -> StageCrossfit:
     """The deep stage's cross-fitting as ``crossfit`` asks, after the final CNNs are trained.
 
-    ``select_on: crossfit``: every backbone of ``settings.backbones`` is cross-fitted and
-    the highest pooled out-of-fold AUC wins; ``validation``: ``chosen_on_validation``
-    (the stage's validation-AUC choice) is kept and cross-fitted alone;
+    ``select_on: crossfit``: every backbone of ``settings.backbones`` is cross-fitted in
+    lockstep (epoch on the pooled out-of-fold AUC; call it before training the final
+    CNNs, which stop at each backbone's epoch) and the highest pooled out-of-fold AUC
+    wins; ``validation``: ``chosen_on_validation`` (the stage's validation-AUC choice)
+    is kept and cross-fitted alone;
     ``fusion_features: in_sample``: nothing is trained. Fold CNNs go to
     ``out_dir/<backbone>/fold<k>`` when ``out_dir`` is given.
     """
@@ -363,8 +383,8 @@ def crossfit_stage(
         backbones = []
     results = {backbone: crossfit_deep(
         cases, folds, settings, backbone=backbone, cache=cache, resume=resume,
-        overwrite=overwrite, out_dir=None if out_dir is None else Path(out_dir) / backbone)
-        for backbone in backbones}
+        overwrite=overwrite, out_dir=None if out_dir is None else Path(out_dir) / backbone,
+        lockstep=crossfit.select_on == "crossfit") for backbone in backbones}
     if crossfit.select_on == "crossfit":
         chosen, choice = choose_backbone(results)
         return StageCrossfit(check_folds(folds, cases), results, chosen, choice)
@@ -417,31 +437,14 @@ def crossfit_cutoff(crossfit: CrossfitResult) -> float:
 def choose_backbone(results: Mapping[str, CrossfitResult]) -> tuple[str, pd.DataFrame]:
     """``select_on: crossfit``: the backbone with the highest pooled out-of-fold AUC.
 
-    Ties (to 10 decimals) go to the backbone listed first. Returns it and the table.
+    Ties (to 10 decimals) go to the backbone listed first. Returns it and the table
+    (``crossfit_epoch``: the epoch each backbone's AUC was reached at, see
+    :mod:`dlrn.deep.lockstep`).
     """
     table = pd.DataFrame({"backbone": list(results),
                           "crossfit_auc": [result.auc for result in results.values()],
+                          "crossfit_epoch": [result.epoch for result in results.values()],
                           "crossfit_seconds": [result.seconds for result in results.values()]})
     best = table["crossfit_auc"].round(10).idxmax()  # first of the tied maxima
     table["chosen"] = table.index == best
     return str(table.loc[best, "backbone"]), table
-
-
-def feature_agreement(crossfit: CrossfitResult, final_features: pd.DataFrame) -> pd.DataFrame:
-    """Per fold: median correlation, feature by feature, of fold CNN and final CNN.
-
-    Computed on each fold's held-out cases. Near 1: the fold CNNs' features mean what
-    the final CNN's do, so a DLR model fitted on cross-fitted rows applies to the test
-    cases' features; low values warn that it may not (e.g. long training from random
-    initialisation). A diagnostic only: nothing is fitted on it.
-    """
-    final = final_features.set_axis(final_features.index.astype(str))
-    rows = []
-    for fold in sorted(crossfit.folds.unique()):
-        ids = crossfit.folds.index[crossfit.folds == fold]
-        left, right = crossfit.features.loc[ids], final.loc[ids, crossfit.features.columns]
-        varying = (left.std() > 0) & (right.std() > 0)
-        correlation = left.loc[:, varying].corrwith(right.loc[:, varying])
-        rows.append({"fold": int(fold), "features_compared": int(varying.sum()),
-                     "median_correlation": float(correlation.median())})
-    return pd.DataFrame(rows)

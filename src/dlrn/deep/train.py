@@ -1,15 +1,18 @@
-"""Fine-tune one backbone on cached crops: the training loop, checkpoints and resume.
+"""Fine-tune one backbone on cached crops: the training run, checkpoints and resume.
 
 Best-epoch selection uses a validation split drawn from the TRAINING cases only
-(grouped by patient, stratified by label); the test set is never looked at here.
+(grouped by patient, stratified by label), or an epoch chosen on cross-fitted
+predictions (``stop_after``, see :mod:`dlrn.deep.lockstep`); the test set is never
+looked at here. The epoch loop itself is :class:`dlrn.deep.trainer.EpochTrainer`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -18,28 +21,21 @@ import pandas as pd
 import torch
 from torch import nn
 
-from dlrn.deep.data import (
-    Augmentation,
-    CropCache,
-    DeviceCrops,
-    Normalization,
-    augment,
-    augment_batch,
-    crop_loader,
-    default_normalization,
-    normalize,
-)
-from dlrn.deep.features import batched_outputs, cuda_oom_error
+from dlrn.deep.data import Augmentation, CropCache, Normalization
 from dlrn.deep.memory import PeakMemory
 from dlrn.deep.nets import build_model
-from dlrn.deep.runtime import (
-    autocast,
-    autocast_dtype,
-    precision_name,
-    select_device,
-    torch_runtime,
+from dlrn.deep.runtime import precision_name, select_device, torch_runtime
+from dlrn.deep.trainer import (
+    EpochTrainer,
+    held_out_loss_auc,
+    initial_learning_rate,
+    warmup_cosine,
 )
 from dlrn.errors import DlrnError
+
+__all__ = ["BEST_CHECKPOINT", "MODEL_CARD", "RESUME_STATE", "EpochTrainer", "TrainResult",
+           "TrainSettings", "initial_learning_rate", "load_trained_model", "save_checkpoint",
+           "train_backbone", "validation_split", "warmup_cosine", "write_model_card"]
 
 BEST_CHECKPOINT = "best.safetensors"
 RESUME_STATE = "resume.pt"
@@ -95,7 +91,11 @@ class TrainSettings:
 
 @dataclass
 class TrainResult:
-    """A fine-tuned backbone (best epoch loaded, eval mode) and how it got there."""
+    """A fine-tuned backbone (best epoch loaded, eval mode) and how it got there.
+
+    ``best_val_auc`` is NaN and ``val_ids`` empty where no validation split chose the
+    epoch (``train_backbone(stop_after=...)``, the lockstep fold CNNs).
+    """
 
     backbone: str
     model: nn.Module
@@ -125,11 +125,6 @@ class TrainResult:
         return float(self.history["peak_memory_mib"].max())
 
 
-def initial_learning_rate(learning_rate: float | None, weights: object) -> float:
-    """The given rate, else 1e-4 to fine-tune pretrained weights and 1e-3 from random init."""
-    return learning_rate or (1e-3 if weights in (None, "none") else 1e-4)
-
-
 def validation_split(cases: pd.DataFrame, train_ids: Sequence[str], fraction: float,
                      seed: int) -> tuple[list[str], list[str]]:
     """(fit, validation) case ids from the training cases, grouped by patient, stratified."""
@@ -147,69 +142,6 @@ def validation_split(cases: pd.DataFrame, train_ids: Sequence[str], fraction: fl
     return fit_ids, val_ids
 
 
-def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """LR factor: linear warm-up to 1, then cosine decay to 0."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor
-
-
-def _optimizer(model: nn.Module, settings: TrainSettings, learning_rate: float,
-               device: torch.device):
-    """SGD or AdamW; on CUDA the fused kernels (one launch per step, not one per tensor)."""
-    fused = {"fused": True} if device.type == "cuda" else {}
-    if settings.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=settings.momentum,
-                               weight_decay=settings.weight_decay, nesterov=True, **fused)
-    return torch.optim.AdamW(model.parameters(), lr=learning_rate,
-                             weight_decay=settings.weight_decay, **fused)
-
-
-def _comparable(settings: TrainSettings) -> dict:
-    """Settings that must match for a run to be resumed (not progress or device)."""
-    return {k: v for k, v in asdict(replace(settings, progress=True, device="auto")).items()}
-
-
-class _Run:
-    """The mutable state of one training run (what ``resume.pt`` holds)."""
-
-    def __init__(self, model: nn.Module, optimizer, scheduler, generator: torch.Generator,
-                 memory: PeakMemory):
-        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.generator, self.memory = generator, memory
-        self.epoch, self.best_epoch, self.best_auc, self.stale = 0, 0, -1.0, 0
-        self.best_loss = math.inf
-        self.best_state: dict[str, torch.Tensor] = {}
-        self.history: list[dict] = []
-
-    def state(self, settings: TrainSettings) -> dict:
-        return {"settings": json.dumps(_comparable(settings), default=str),
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "generator": self.generator.get_state(),
-                "epoch": self.epoch, "best_epoch": self.best_epoch, "best_auc": self.best_auc,
-                "best_loss": self.best_loss,
-                "stale": self.stale, "best_state": self.best_state, "history": self.history}
-
-    def restore(self, path: Path, settings: TrainSettings) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state["settings"] != json.dumps(_comparable(settings), default=str):
-            raise DlrnError(f"cannot resume from {path}: it was trained with other settings "
-                            f"({state['settings']})")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.generator.set_state(state["generator"])
-        self.epoch, self.best_epoch = state["epoch"], state["best_epoch"]
-        self.best_auc, self.stale = state["best_auc"], state["stale"]
-        self.best_loss = state["best_loss"]
-        self.best_state, self.history = state["best_state"], state["history"]
-
-
 def _check_output(out_dir: Path | None, resume: bool, overwrite: bool) -> None:
     if out_dir is None or resume or overwrite:
         return
@@ -217,59 +149,6 @@ def _check_output(out_dir: Path | None, resume: bool, overwrite: bool) -> None:
     if existing:
         raise DlrnError(f"{out_dir} already holds a trained model ({', '.join(existing)}); "
                         f"pass --resume to continue it or --overwrite to replace it")
-
-
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(labels, scores))
-
-
-def _training_images(batch: torch.Tensor, settings: TrainSettings,
-                     normalization: Normalization, generator: torch.Generator,
-                     device: torch.device) -> torch.Tensor:
-    """Augmented, normalised float images on ``device``.
-
-    A batch already on a GPU is augmented there in one go; a CPU batch image by image.
-    """
-    if batch.device.type == "cuda":
-        images = normalize(augment_batch(batch, settings.augmentation, generator),
-                           normalization)
-    else:
-        images = normalize(augment(batch, settings.augmentation, generator).to(device),
-                           normalization)
-    if settings.channels_last and device.type == "cuda":
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images
-
-
-def _train_epoch(run: _Run, loader, labels: torch.Tensor, loss_function: nn.Module,
-                 settings: TrainSettings, normalization: Normalization, device: torch.device,
-                 scaler: torch.amp.GradScaler) -> tuple[float, int]:
-    """One pass over the fit cases: (mean loss, images seen).
-
-    Losses stay on the device until the epoch ends: reading one per step would make
-    the CPU wait for the GPU at every step.
-    """
-    run.model.train()
-    dtype = autocast_dtype(settings, device)
-    losses, sizes = [], []
-    for batch, positions in loader:
-        images = _training_images(batch, settings, normalization, run.generator, device)
-        with autocast(device, dtype):
-            logits = run.model(images).squeeze(1)
-        loss = loss_function(logits.float(), labels[positions].to(device))
-        run.optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(run.optimizer)
-        scaler.update()
-        run.scheduler.step()
-        losses.append(loss.detach())
-        sizes.append(len(positions))
-    total = 0.0
-    for value, size in zip(torch.stack(losses).tolist() if losses else [], sizes, strict=True):
-        total += value * size
-    return total / max(sum(sizes), 1), sum(sizes)
 
 
 def train_backbone(
@@ -283,6 +162,7 @@ def train_backbone(
     out_dir: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    stop_after: int | None = None,
 ) -> TrainResult:
     """Fine-tune ``backbone`` on the training cases; keep the epoch with the best validation AUC.
 
@@ -290,68 +170,40 @@ def train_backbone(
     ``cases`` is the cohort table (``label``, ``patient_id``), ``cache`` its crops. With
     ``out_dir``, the best epoch is saved as ``best.safetensors`` and the full state
     after every epoch as ``resume.pt`` (``resume=True`` continues from it).
+    ``stop_after``: an epoch chosen elsewhere (the cross-fitted choice of
+    :mod:`dlrn.deep.lockstep`): no validation split, every training case is fitted and
+    the run stops after that epoch of the ``settings.epochs`` schedule (the same
+    warm-up and cosine decay, cut there).
     """
     out_dir = None if out_dir is None else Path(out_dir)
     _check_output(out_dir, resume, overwrite)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     device = select_device(settings.device)
-    normalization = settings.normalization or default_normalization(weights)
-    learning_rate = initial_learning_rate(settings.learning_rate, weights)
-    fit_ids, val_ids = validation_split(cases, train_ids, settings.val_fraction, settings.seed)
-    label_by_position = torch.zeros(len(cache.case_ids), dtype=torch.float32)
-    all_positions = cache.positions(list(cases.index.astype(str)))
-    label_by_position[all_positions] = torch.tensor(cases["label"].to_numpy(), dtype=torch.float32)
-    val_labels = cases.loc[val_ids, "label"].to_numpy()
+    if stop_after is None:
+        fit_ids, val_ids = validation_split(cases, train_ids, settings.val_fraction,
+                                            settings.seed)
+    elif not 1 <= stop_after <= settings.epochs:
+        raise DlrnError(f"stop_after {stop_after} is not an epoch of 1..{settings.epochs}")
+    else:
+        fit_ids, val_ids = [str(i) for i in train_ids], []
 
     with torch_runtime(settings, device):
-        torch.manual_seed(settings.seed)
         memory = PeakMemory.start(device)  # before the model: weights and optimizer count
-        model = build_model(backbone, weights=weights).to(device)
-        if settings.channels_last and device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        generator = torch.Generator().manual_seed(settings.seed)
-        loader = _fit_batches(cache, cache.positions(fit_ids), settings, generator, device)
-        steps_per_epoch = len(loader)
-        optimizer = _optimizer(model, settings, learning_rate, device)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(
-            settings.epochs * steps_per_epoch, round(settings.warmup_epochs * steps_per_epoch)))
-        run = _Run(model, optimizer, scheduler, generator, memory)
+        trainer = EpochTrainer(backbone, cache, cases, fit_ids, settings, weights=weights,
+                               device=device, memory=memory)
         if resume and out_dir is not None and (out_dir / RESUME_STATE).exists():
-            run.restore(out_dir / RESUME_STATE, settings)
-        fit_labels = cases.loc[fit_ids, "label"].to_numpy()
-        pos_weight = (torch.tensor((fit_labels == 0).sum() / max((fit_labels == 1).sum(), 1))
-                      if settings.class_weighted else None)
-        loss_function = nn.BCEWithLogitsLoss(pos_weight=pos_weight).to(device)
-        dtype = autocast_dtype(settings, device)
-        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-        if device.type == "cuda":
-            label_by_position = label_by_position.to(device)
-        _run_epochs(run, backbone, loader, label_by_position, loss_function, settings,
-                    normalization, device, scaler, cache, val_ids, val_labels, out_dir)
-        model.load_state_dict(run.best_state)
-        model.eval()
-    result = TrainResult(backbone, model, pd.DataFrame(run.history), run.best_epoch,
-                         run.best_auc, fit_ids, val_ids, normalization, device, out_dir,
-                         precision_name(dtype))
+            trainer.restore(torch.load(out_dir / RESUME_STATE, map_location="cpu",
+                                       weights_only=True), out_dir / RESUME_STATE)
+        _run_epochs(trainer, cases.loc[val_ids, "label"].to_numpy(), val_ids, out_dir,
+                    stop_after or settings.epochs)
+        model = trainer.load_best()
+    result = TrainResult(backbone, model, pd.DataFrame(trainer.history), trainer.best_epoch,
+                         trainer.best_auc if val_ids else math.nan, fit_ids, val_ids,
+                         trainer.normalization, device, out_dir, precision_name(trainer.dtype))
     if out_dir is not None:
         write_model_card(result, cache, settings, weights)
     return result
-
-
-def _fit_batches(cache: CropCache, positions: np.ndarray, settings: TrainSettings,
-                 generator: torch.Generator, device: torch.device):
-    """Shuffled training batches: all crops held on the GPU under CUDA, a DataLoader else.
-
-    A lone last image is dropped (batch norm cannot train on one image).
-    """
-    drop_last = len(positions) % settings.batch_size == 1
-    if device.type == "cuda":
-        return DeviceCrops(cache.crops, positions, settings.batch_size, device=device,
-                           generator=generator, drop_last=drop_last)
-    return crop_loader(cache.crops, positions, settings.batch_size, shuffle=True,
-                       generator=generator, num_workers=settings.num_workers,
-                       drop_last=drop_last)
 
 
 def write_model_card(result: TrainResult, cache: CropCache, settings: TrainSettings,
@@ -361,7 +213,8 @@ def write_model_card(result: TrainResult, cache: CropCache, settings: TrainSetti
     card = {"backbone": result.backbone, "checkpoint": BEST_CHECKPOINT,
             "crop": asdict(cache.settings), "normalization": result.normalization,
             "initial_weights": str(weights), "best_epoch": result.best_epoch,
-            "best_val_auc": result.best_val_auc, "n_fit": len(result.fit_ids),
+            "best_val_auc": None if math.isnan(result.best_val_auc) else result.best_val_auc,
+            "n_fit": len(result.fit_ids),
             "n_val": len(result.val_ids), "val_ids": result.val_ids,
             "device": str(result.device), "precision": result.precision,
             "train_time_s": result.train_time_s,
@@ -383,55 +236,40 @@ def load_trained_model(model_dir: str | Path) -> tuple[nn.Module, dict]:
     return model.eval(), card
 
 
-def _run_epochs(run: _Run, backbone: str, loader, labels: torch.Tensor,
-                loss_function: nn.Module, settings: TrainSettings, normalization: Normalization,
-                device: torch.device, scaler, cache: CropCache, val_ids: list[str],
-                val_labels: np.ndarray, out_dir: Path | None) -> None:
-    """Epochs from ``run.epoch`` on, with best-epoch tracking, early stopping and checkpoints."""
-    import time
-
+def _run_epochs(trainer: EpochTrainer, val_labels: np.ndarray, val_ids: list[str],
+                out_dir: Path | None, last_epoch: int) -> None:
+    """Epochs from ``trainer.epoch`` to ``last_epoch``, with best-epoch tracking on the
+    validation cases (without them every epoch is kept: the last one counts), early
+    stopping and checkpoints."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(range(run.epoch, settings.epochs), desc=backbone, disable=not settings.progress,
-               initial=run.epoch, total=settings.epochs)
-    val_positions = cache.positions(val_ids)
-    dtype = autocast_dtype(settings, device)
-    for epoch in bar:
-        if settings.patience is not None and run.stale >= settings.patience:
+    settings = trainer.settings
+    bar = tqdm(range(trainer.epoch, last_epoch), desc=trainer.backbone,
+               disable=not settings.progress, initial=trainer.epoch, total=last_epoch)
+    val_positions = trainer.cache.positions(val_ids)
+    for _ in bar:
+        if settings.patience is not None and trainer.stale >= settings.patience:
             break
         started = time.perf_counter()
-        try:
-            train_loss, train_images = _train_epoch(run, loader, labels, loss_function,
-                                                    settings, normalization, device, scaler)
-            train_seconds = time.perf_counter() - started
-            with autocast(device, dtype):  # batched_outputs' autocast takes this type
-                logits = batched_outputs(
-                    run.model, lambda images: run.model(images).squeeze(1), cache,
-                    val_positions, backbone=backbone, normalization=normalization,
-                    device=device, batch_size=settings.batch_size, amp=dtype is not None)
-        except torch.cuda.OutOfMemoryError as error:
-            raise cuda_oom_error(backbone, settings.batch_size, device) from error
-        val_loss = float(nn.functional.binary_cross_entropy_with_logits(
-            torch.from_numpy(logits), torch.from_numpy(val_labels.astype(np.float32))))
-        val_auc = _auc(val_labels, logits)
-        run.epoch = epoch + 1
-        run.history.append({"epoch": run.epoch, "train_loss": train_loss, "val_loss": val_loss,
-                            "val_auc": val_auc, "lr": run.scheduler.get_last_lr()[0],
-                            "train_seconds": train_seconds, "train_images": train_images,
-                            "seconds": time.perf_counter() - started,
-                            "peak_memory_mib": run.memory.peak_mib()})
-        bar.set_postfix(loss=f"{train_loss:.4f}", val_auc=f"{val_auc:.3f}")
-        if (val_auc, -val_loss) > (run.best_auc, -run.best_loss):  # AUC, then lower loss
-            run.best_auc, run.best_loss, run.best_epoch, run.stale = (
-                val_auc, val_loss, run.epoch, 0)
-            run.best_state = {k: v.detach().cpu().clone() for k, v in
-                              run.model.state_dict().items()}
+        step = trainer.run_epoch()
+        val_loss, val_auc = (held_out_loss_auc(trainer.logits(val_positions), val_labels)
+                             if val_ids else (math.nan, math.nan))
+        trainer.history.append({"epoch": trainer.epoch, "train_loss": step["train_loss"],
+                                "val_loss": val_loss, "val_auc": val_auc,
+                                "lr": trainer.scheduler.get_last_lr()[0],
+                                "train_seconds": step["train_seconds"],
+                                "train_images": step["train_images"],
+                                "seconds": time.perf_counter() - started,
+                                "peak_memory_mib": trainer.memory.peak_mib()})
+        bar.set_postfix(loss=f"{step['train_loss']:.4f}", val_auc=f"{val_auc:.3f}")
+        if not val_ids or (val_auc, -val_loss) > (trainer.best_auc, -trainer.best_loss):
+            trainer.keep(val_auc, val_loss)  # AUC, then lower loss
             if out_dir is not None:
-                save_checkpoint(run.model, out_dir / BEST_CHECKPOINT)
+                save_checkpoint(trainer.model, out_dir / BEST_CHECKPOINT)
         else:
-            run.stale += 1
+            trainer.stale += 1
         if out_dir is not None:
-            torch.save(run.state(settings), out_dir / RESUME_STATE)
+            torch.save(trainer.state(), out_dir / RESUME_STATE)
 
 
 def save_checkpoint(model: nn.Module, path: Path) -> Path:

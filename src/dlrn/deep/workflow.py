@@ -2,8 +2,11 @@
 
 Train each backbone, compare them, choose one on VALIDATION AUC (a split of the
 training set; choosing on the test AUC would make the test set part of model
-building) or on cross-fitted AUC (``crossfit.select_on``), cross-fit the chosen
-backbone over the DLR classifiers' CV folds (:mod:`dlrn.deep.crossfit`), fit the PCA
+building) and cross-fit the chosen backbone over the DLR classifiers' CV folds
+(:mod:`dlrn.deep.crossfit`), or (``crossfit.select_on: crossfit``) cross-fit every
+backbone first, its epoch chosen on the pooled out-of-fold AUC
+(:mod:`dlrn.deep.lockstep`), train each final CNN for that many epochs and choose the
+backbone on the same AUC; fit the PCA
 of the fused deep features on training cases only and draw Grad-CAM overlays for the
 most confident test TP/TN/FP/FN at the cut-off chosen on the cross-fitted scores.
 """
@@ -42,7 +45,8 @@ log = logging.getLogger(__name__)
 SELECTION_RULE = ("highest validation AUC (validation split drawn from the training set, "
                   "grouped by patient); the test set plays no part in the choice")
 CROSSFIT_RULE = ("highest pooled out-of-fold AUC of the cross-fitted CNNs over all training "
-                 "cases; the test set plays no part in the choice")
+                 "cases, each backbone at the epoch with its highest such AUC; the test set "
+                 "plays no part in the choice")
 FOLDS_FILE = "crossfit_folds.csv"
 
 
@@ -115,6 +119,9 @@ def predict_probabilities(result: TrainResult, cache: CropCache, case_ids: list[
 def compare_backbones(models: dict[str, TrainResult], metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per backbone: selection criterion (validation AUC), train/test AUC and cost.
 
+    ``val_auc`` is blank for final CNNs without a validation split (epoch chosen on
+    cross-fitted AUC, see :func:`run_deep_stage`); none is then ``chosen`` here.
+
     Cost: ``train_time_s`` (all epochs, validation included), ``images_per_s`` (training
     throughput), ``peak_memory_mib`` (memory training added at its peak; NaN where not
     measurable, see :class:`dlrn.deep.memory.PeakMemory`) and the ``device`` they were on.
@@ -128,10 +135,9 @@ def compare_backbones(models: dict[str, TrainResult], metrics: pd.DataFrame) -> 
                      "train_time_s": result.train_time_s, "images_per_s": result.images_per_s,
                      "peak_memory_mib": result.peak_memory_mib, "device": str(result.device)})
     table = pd.DataFrame(rows)
-    table["chosen"] = table["val_auc"] == table["val_auc"].max()
-    first = table.index[table["chosen"]][0]  # ties: the first backbone listed
-    table["chosen"] = table.index == first
-    return table
+    validated = table["val_auc"].notna().any()
+    table["chosen"] = table.index == (table["val_auc"].idxmax() if validated else None)
+    return table  # idxmax: of tied backbones the first listed
 
 
 def _write_features(features: pd.DataFrame, out_dir: Path) -> Path:
@@ -176,22 +182,29 @@ def run_deep_stage(
     cache = build_crop_cache(cases, settings.crop, cache_path=cache_path,
                              progress=settings.train.progress)
 
+    folds = crossfit_folds(cases, train_ids, n_splits=settings.cv_folds, seed=settings.train.seed)
+    run = {"cache": cache, "out_dir": out_dir / "crossfit", "resume": resume,
+           "overwrite": overwrite}
+    crossfit = epochs = None
+    if settings.crossfit.select_on == "crossfit":  # epochs first, on cross-fitted AUC
+        crossfit = crossfit_stage(cases, folds, settings, settings.crossfit, **run)
+        epochs = {name: result.epoch for name, result in crossfit.results.items()}
     models: dict[str, TrainResult] = {}
     predictions = pd.DataFrame({"label": cases["label"].astype(int), "set": split},
                                index=pd.Index(cases.index, name="case_id"))
     for backbone in settings.backbones:
         models[backbone] = train_backbone(
             backbone, cache, cases, train_ids, weights=settings.weights, settings=settings.train,
-            out_dir=out_dir / "models" / backbone, resume=resume, overwrite=overwrite)
+            out_dir=out_dir / "models" / backbone, resume=resume, overwrite=overwrite,
+            stop_after=None if epochs is None else epochs[backbone])
         predictions[f"DL-{backbone}"] = predict_probabilities(
             models[backbone], cache, list(cases.index), settings.train.batch_size)
     scores = [f"DL-{name}" for name in settings.backbones]
     comparison = compare_backbones(models, metrics_table(predictions, scores))
-    chosen = str(comparison.loc[comparison["chosen"], "backbone"].iloc[0])
-    folds = crossfit_folds(cases, train_ids, n_splits=settings.cv_folds, seed=settings.train.seed)
-    crossfit = crossfit_stage(cases, folds, settings, settings.crossfit,
-                              chosen_on_validation=chosen, cache=cache,
-                              out_dir=out_dir / "crossfit", resume=resume, overwrite=overwrite)
+    if crossfit is None:
+        chosen = str(comparison.loc[comparison["chosen"], "backbone"].iloc[0])
+        crossfit = crossfit_stage(cases, folds, settings, settings.crossfit,
+                                  chosen_on_validation=chosen, **run)
     chosen, comparison = crossfit.chosen, _with_crossfit(comparison, crossfit)
     log.info("chosen backbone: %s (%s)", chosen, selection_rule(settings.crossfit))
     oof = out_of_fold_scores(crossfit.results) if crossfit.results else None
@@ -231,7 +244,9 @@ def run_deep_stage(
                   crossfit.results[chosen].model_dirs] if chosen in crossfit.results else [])
     (out_dir / "chosen.json").write_text(json.dumps({
         "chosen": chosen, "rule": selection_rule(settings.crossfit),
-        "val_auc": {name: result.best_val_auc for name, result in models.items()},
+        "val_auc": {name: _number(result.best_val_auc) for name, result in models.items()},
+        "crossfit_epoch": {name: result.epoch for name, result in crossfit.results.items()
+                           if result.epoch is not None},  # select_on: crossfit
         "gradcam_threshold": threshold, "model_dir": str(out_dir / "models" / chosen),
         "fusion_features": settings.crossfit.fusion_features, "feature_mode":
         settings.feature_mode, "fold_model_dirs": fold_dirs,  # relative to this folder
@@ -240,6 +255,11 @@ def run_deep_stage(
                      input=None if source is None else str(source), chosen=chosen)
     return DeepStageResult(predictions, metrics, comparison, chosen, features, pca,
                            features_pca, gradcam, models, fused, crossfit, threshold, agreement)
+
+
+def _number(value: float) -> float | None:
+    """A float for JSON: None where NaN (no validation split)."""
+    return None if np.isnan(value) else value
 
 
 def selection_rule(crossfit: CrossfitSettings) -> str:
@@ -281,6 +301,19 @@ def _write_crossfit(out_dir: Path, crossfit: StageCrossfit, oof: pd.DataFrame | 
     oof.rename_axis("case_id").astype("float64").to_csv(out_dir / "oof.csv")
     tables = {"crossfit_folds_table": pd.concat(
         [result.fold_table for result in crossfit.results.values()], ignore_index=True)}
+    epochs = crossfit_epochs(crossfit)
+    if epochs is not None:
+        tables["crossfit_epochs"] = epochs
     if agreement is not None:
         tables["feature_agreement"] = agreement
     write_tables(tables, out_dir, workbook=None)
+
+
+def crossfit_epochs(crossfit: StageCrossfit) -> pd.DataFrame | None:
+    """Pooled out-of-fold AUC (and loss) after every lockstep epoch, per backbone; None
+    unless the epochs were chosen on it (``select_on: crossfit``)."""
+    tables = [result.epochs for result in crossfit.results.values() if result.epochs is not None]
+    if not tables:
+        return None
+    columns = ["backbone", "epoch", "pooled_oof_auc", "pooled_oof_loss", "seconds"]
+    return pd.concat(tables, ignore_index=True)[columns]

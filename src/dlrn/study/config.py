@@ -208,11 +208,14 @@ class DeepSettings:
         "training cases, which carry their labels: the DLR's CV results, its choice and "
         "the DLRN are then reported as optimistic"))
     select_on: Literal["validation", "crossfit"] = field(default="validation", metadata=_doc(
-        "what chooses the backbone: validation = each final CNN's validation AUC, then "
-        "only the chosen one is cross-fitted (B + K trainings for B backbones: 8 for 3 "
-        "backbones and 5 folds); crossfit = every backbone cross-fitted, highest pooled "
-        "out-of-fold AUC wins, a steadier yardstick at B x (K+1) trainings (18; 2.2x the "
-        "default's time). Needs fusion_features: crossfit"))
+        "what chooses the backbone and its epoch: validation = each final CNN's "
+        "validation split (best epoch, then highest AUC), then only the chosen backbone "
+        "is cross-fitted (B + K trainings for B backbones: 8 for 3 backbones and 5 "
+        "folds); crossfit = every backbone's K fold CNNs trained in lockstep without an "
+        "inner split, the epoch and then the backbone with the highest pooled out-of-fold "
+        "AUC win and each final CNN trains on all training cases up to its epoch, a "
+        "steadier yardstick at B x (K+1) trainings (18; about 2.2x the default's time). "
+        "Needs fusion_features: crossfit"))
     device: str = field(default="auto", metadata=_doc("auto, cpu, cuda or mps"))
     amp: bool = field(default=True, metadata=_doc("mixed precision on CUDA"))
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata=_doc(

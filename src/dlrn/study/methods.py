@@ -102,8 +102,9 @@ def _deep_text(config: StudyConfig) -> str:
     if not dl.enabled:
         return "not run (dl.enabled is false)."
     verb = "trained" if _random_init(dl.weights) else "fine-tuned"
-    chosen_on = ("the pooled out-of-fold AUC of its cross-fitted CNNs"
-                 if dl.select_on == "crossfit" else "a validation split of the training set")
+    chosen_on = ("the pooled out-of-fold AUC of its cross-fitted CNNs, as is each "
+                 "backbone's number of epochs" if dl.select_on == "crossfit"
+                 else "a validation split of the training set")
     crossfit = CrossfitSettings(dl.fusion_features, dl.select_on)
     return (f"Backbones {_listing(dl.backbones)} from {weights_text(dl.weights)}, {verb} "
             f"for {_plural(dl.epochs, 'epoch')} (batch {dl.batch_size}, initial learning rate "

@@ -28,7 +28,9 @@ from dlrn.study.stages.files import (
     write_best,
 )
 
-VERSION = 2  # 2: cross-fitted deep features (dl.fusion_features, dl.select_on)
+# 2: cross-fitted deep features (dl.fusion_features, dl.select_on); 3: select_on: crossfit
+# chooses the epoch on the pooled out-of-fold AUC too (lockstep fold CNNs)
+VERSION = 3
 COMPONENTS_FACT = "principal components kept (fitted on training cases)"
 
 
@@ -158,11 +160,17 @@ def _metrics(result: Any) -> pd.DataFrame:
 
 
 def _crossfit_tables(result: Any) -> dict[str, pd.DataFrame]:
-    """The fold CNNs' log and how far their features agree with the final CNN's."""
+    """The fold CNNs' log, the pooled out-of-fold AUC per epoch (select_on: crossfit) and
+    how far the fold CNNs' features agree with the final CNN's."""
+    from dlrn.deep.workflow import crossfit_epochs
+
     tables = {}
     if result.crossfit.results:
         tables["deep_crossfit_folds"] = pd.concat(
             [r.fold_table for r in result.crossfit.results.values()], ignore_index=True)
+    epochs = crossfit_epochs(result.crossfit)
+    if epochs is not None:
+        tables["deep_crossfit_epochs"] = epochs
     if result.agreement is not None:
         tables["deep_feature_agreement"] = result.agreement
     return tables
@@ -171,7 +179,9 @@ def _crossfit_tables(result: Any) -> dict[str, pd.DataFrame]:
 _CAPTIONS = {
     "deep_backbones": "Backbones compared (the rule is in the notes above). AUC per set "
                       "(train: the final CNN on its own training cases, apparent; "
-                      "crossfit_auc: pooled out-of-fold AUC of the cross-fitted CNNs) and "
+                      "crossfit_auc: pooled out-of-fold AUC of the cross-fitted CNNs, at "
+                      "crossfit_epoch where the epoch was chosen on it; val_auc is then "
+                      "blank, the final CNN having no validation split) and "
                       "training cost: time of all epochs (s), throughput (images/s), peak "
                       "memory added by training (MiB; blank where not measurable) and the "
                       "device",
@@ -179,8 +189,13 @@ _CAPTIONS = {
                     "cross-fitted backbone is chosen on its cross-fitted (out-of-fold) "
                     "training scores",
     "deep_crossfit_folds": "Cross-fitting: one CNN per fold, trained on the other folds' "
-                           "cases (cases, best epoch, inner validation AUC, AUC on its "
-                           "held-out fold, training time)",
+                           "cases (cases, best epoch, inner validation AUC (blank where "
+                           "the epoch was chosen on the pooled out-of-fold AUC), AUC on "
+                           "its held-out fold, training time)",
+    "deep_crossfit_epochs": "Cross-fitting in lockstep (dl.select_on: crossfit): pooled "
+                            "out-of-fold AUC and loss over all training cases after each "
+                            "epoch; the epoch with the highest AUC was kept for the fold "
+                            "CNNs and the final CNN",
     "deep_feature_agreement": "Cross-fitting: median feature-by-feature correlation of each "
                               "fold CNN's and the final CNN's deep features on the fold's "
                               "cases (near 1: the fold CNNs' features mean what the final "
