@@ -109,6 +109,27 @@ def test_interrupted_run_resumes_to_the_same_result(planted, tmp_path, monkeypat
     np.testing.assert_allclose(resumed.history[columns], straight.history[columns], rtol=1e-5)
 
 
+@pytest.mark.parametrize(("every_s", "writes"), [(0.0, [1, 2, 3]), (3600.0, [1, 3])])
+def test_resume_state_is_written_on_the_clock_and_after_the_last_epoch(
+        planted, tmp_path, monkeypatch, every_s, writes):
+    cache, cases, _ = planted
+    settings = TrainSettings(epochs=3, batch_size=8, val_fraction=0.25, threads=1,
+                             progress=False, patience=None, checkpoint_every_s=every_s)
+    real_save, epochs_written = torch.save, []
+
+    def recording_save(state, path, *args, **kwargs):
+        epochs_written.append(state["epoch"])
+        return real_save(state, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", recording_save)
+    result = train_backbone("resnet18", cache, cases, list(cases.index[:32]), weights=None,
+                            settings=settings, out_dir=tmp_path / "run")
+    assert epochs_written == writes
+    reloaded, _ = load_trained_model(tmp_path / "run")  # best weights written at the end
+    for name, value in result.model.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[name], value), name
+
+
 def test_cuda_out_of_memory_suggests_a_smaller_batch(planted, monkeypatch):
     cache, cases, _ = planted
 

@@ -43,7 +43,7 @@ from dlrn.deep.train import (
     save_checkpoint,
     write_model_card,
 )
-from dlrn.deep.trainer import EpochTrainer, held_out_loss_auc
+from dlrn.deep.trainer import CheckpointClock, EpochTrainer, held_out_loss_auc
 from dlrn.errors import DlrnError
 
 LOCKSTEP_STATE = "lockstep.pt"
@@ -201,6 +201,7 @@ def _epochs(trainers: dict[int, EpochTrainer], lead: EpochTrainer,
     settings = lead.settings
     bar = tqdm(range(lead.epoch, settings.epochs), desc=f"{backbone} x{len(trainers)} folds",
                disable=not settings.progress, initial=lead.epoch, total=settings.epochs)
+    clock, written = CheckpointClock(settings.checkpoint_every_s), lead.epoch
     for _ in bar:
         if settings.patience is not None and lead.stale >= settings.patience:
             break
@@ -214,5 +215,8 @@ def _epochs(trainers: dict[int, EpochTrainer], lead: EpochTrainer,
                 trainer.keep(auc, loss)
             else:
                 trainer.stale += 1
-        if state_path is not None:
+        if state_path is not None and clock.due():
             _save_state(trainers, rows, state_path)
+            written = lead.epoch
+    if state_path is not None and written != lead.epoch:
+        _save_state(trainers, rows, state_path)

@@ -73,8 +73,26 @@ def _optimizer(model: nn.Module, settings: TrainSettings, learning_rate: float,
 
 
 def comparable(settings: TrainSettings) -> str:
-    """Settings that must match for a run to be resumed (not progress or device), as JSON."""
-    return json.dumps(asdict(replace(settings, progress=True, device="auto")), default=str)
+    """Settings that must match for a run to be resumed (not progress, device or how often
+    it is saved), as JSON."""
+    fields = asdict(replace(settings, progress=True, device="auto"))
+    fields.pop("checkpoint_every_s")
+    return json.dumps(fields, default=str)
+
+
+class CheckpointClock:
+    """When to write a resume state: at the first call, then once ``every_s`` seconds have
+    passed since the last write (``TrainSettings.checkpoint_every_s``)."""
+
+    def __init__(self, every_s: float):
+        self.every_s, self.last = every_s, None
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if self.last is not None and now - self.last < self.every_s:
+            return False
+        self.last = now
+        return True
 
 
 def held_out_loss_auc(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
