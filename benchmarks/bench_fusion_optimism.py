@@ -88,8 +88,9 @@ def dlr_figures(name: str, features: pd.DataFrame, cases: pd.DataFrame,
             "cv_folds": result.cv_folds}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def cohort_arguments(description: str) -> argparse.Namespace:
+    """The options of the cross-fitting benchmarks (this one and ``bench_lockstep.py``)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--cases", type=int, default=160)
     parser.add_argument("--size", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=8)
@@ -97,16 +98,25 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--normalization", choices=("zscore", "imagenet"), default="zscore")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def resnet18_settings(args: argparse.Namespace, crop) -> DeepStageSettings:
+    """ResNet18 from random initialisation, no augmentation, every epoch run."""
+    return DeepStageSettings(
+        backbones=("resnet18",), weights=None, crop=crop,
+        train=TrainSettings(epochs=args.epochs, batch_size=8, patience=None, seed=args.seed,
+                            threads=args.threads, progress=False,
+                            normalization=args.normalization, augmentation=Augmentation.none()))
+
+
+def main() -> None:
+    args = cohort_arguments(__doc__.split("\n")[0])
     warnings.filterwarnings("ignore")
 
     cache, cases, hcr = make_cohort(args.cases, args.size, args.seed)
     train_ids = list(cases.index[cases["set"] == "train"])
-    settings = DeepStageSettings(
-        backbones=("resnet18",), weights=None, crop=cache.settings,
-        train=TrainSettings(epochs=args.epochs, batch_size=8, patience=None, seed=args.seed,
-                            threads=args.threads, progress=False,
-                            normalization=args.normalization, augmentation=Augmentation.none()))
+    settings = resnet18_settings(args, cache.settings)
     started = time.perf_counter()
     final = train_backbone("resnet18", cache, cases, train_ids, weights=None,
                            settings=settings.train)

@@ -23,19 +23,16 @@ the default per-image z-score it can only memorise.)
 
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
 
 import pandas as pd
-from bench_fusion_optimism import make_cohort
+from bench_fusion_optimism import cohort_arguments, make_cohort, resnet18_settings
 from sklearn.metrics import roc_auc_score
 
 from dlrn.deep.crossfit import crossfit_deep, crossfit_folds
-from dlrn.deep.data import Augmentation
 from dlrn.deep.inference import cnn_probabilities
-from dlrn.deep.train import TrainSettings, train_backbone
-from dlrn.deep.workflow import DeepStageSettings
+from dlrn.deep.train import train_backbone
 
 
 def _timed(function, *args, **kwargs):
@@ -52,25 +49,12 @@ def _test_auc(final, cache, cases: pd.DataFrame) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", type=int, default=160)
-    parser.add_argument("--size", type=int, default=24)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--normalization", choices=("zscore", "imagenet"), default="zscore")
-    args = parser.parse_args()
+    args = cohort_arguments(__doc__.split("\n")[0])
     warnings.filterwarnings("ignore")
 
     cache, cases, _ = make_cohort(args.cases, args.size, args.seed)
     train_ids = list(cases.index[cases["set"] == "train"])
-    settings = DeepStageSettings(
-        backbones=("resnet18",), weights=None, crop=cache.settings,
-        train=TrainSettings(epochs=args.epochs, batch_size=8, patience=None, seed=args.seed,
-                            threads=args.threads, progress=False,
-                            normalization=args.normalization,
-                            augmentation=Augmentation.none()))
+    settings = resnet18_settings(args, cache.settings)
     folds = crossfit_folds(cases, train_ids, n_splits=args.folds, seed=args.seed)
     print(f"{len(train_ids)} training cases, {args.folds} folds, {args.epochs} epochs, "
           f"{args.size} px, ResNet18 from random init, {args.normalization} normalisation, "

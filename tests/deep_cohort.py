@@ -81,3 +81,10 @@ def write_png_cohort(folder: Path, n_cases: int = 24, size: int = 48, seed: int 
     path = folder / "cases.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
+
+
+def two_views_planted_crops() -> tuple[CropCache, pd.DataFrame]:
+    """36 planted 32 px crops, two images per patient (for the cross-fitting tests)."""
+    cache, cases, _ = planted_crops(n_cases=36, size=32)
+    cases["patient_id"] = [f"p{i // 2:02d}" for i in range(len(cases))]
+    return cache, cases

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-from deep_cohort import one_torch_thread, planted_crops  # noqa: F401 (autouse fixture)
+from deep_cohort import one_torch_thread, two_views_planted_crops  # noqa: F401 (autouse)
 
 from dlrn.classifiers import make_cv
 from dlrn.deep.crossfit import (
@@ -40,9 +40,7 @@ TINY = DeepStageSettings(
 
 @pytest.fixture(scope="module")
 def planted():
-    cache, cases, _ = planted_crops(n_cases=36, size=32)
-    cases["patient_id"] = [f"p{i // 2:02d}" for i in range(len(cases))]  # two images each
-    return cache, cases
+    return two_views_planted_crops()
 
 
 @pytest.fixture(scope="module")

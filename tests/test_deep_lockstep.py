@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from deep_cohort import one_torch_thread, planted_crops  # noqa: F401 (autouse fixture)
+from deep_cohort import one_torch_thread, two_views_planted_crops  # noqa: F401 (autouse)
 
 import dlrn.deep.trainer as trainer_module
 from dlrn.deep.crossfit import crossfit_deep, crossfit_folds
@@ -32,9 +32,7 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def planted():
-    cache, cases, _ = planted_crops(n_cases=36, size=32)
-    cases["patient_id"] = [f"p{i // 2:02d}" for i in range(len(cases))]  # two images each
-    return cache, cases
+    return two_views_planted_crops()
 
 
 @pytest.fixture(scope="module")

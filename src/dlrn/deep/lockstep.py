@@ -117,13 +117,7 @@ def _lockstep_epoch(trainers: dict[int, EpochTrainer], held_out: dict[int, np.nd
         logits = trainer.logits(held_out[fold])
         probabilities[fold] = _probabilities(logits)
         loss, auc = held_out_loss_auc(logits, labels[fold])
-        trainer.history.append({"epoch": trainer.epoch, "train_loss": step["train_loss"],
-                                "held_out_loss": loss, "held_out_auc": auc,
-                                "lr": trainer.scheduler.get_last_lr()[0],
-                                "train_seconds": step["train_seconds"],
-                                "train_images": step["train_images"],
-                                "seconds": time.perf_counter() - fold_started,
-                                "peak_memory_mib": trainer.memory.peak_mib()})
+        trainer.record(step, fold_started, held_out_loss=loss, held_out_auc=auc)
     pooled = np.concatenate(list(probabilities.values())).astype(np.float64)
     every_label = np.concatenate(list(labels.values()))
     loss = float(torch.nn.functional.binary_cross_entropy(

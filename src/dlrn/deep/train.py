@@ -265,13 +265,7 @@ def _run_epochs(trainer: EpochTrainer, val_labels: np.ndarray, val_ids: list[str
         step = trainer.run_epoch()
         val_loss, val_auc = (held_out_loss_auc(trainer.logits(val_positions), val_labels)
                              if val_ids else (math.nan, math.nan))
-        trainer.history.append({"epoch": trainer.epoch, "train_loss": step["train_loss"],
-                                "val_loss": val_loss, "val_auc": val_auc,
-                                "lr": trainer.scheduler.get_last_lr()[0],
-                                "train_seconds": step["train_seconds"],
-                                "train_images": step["train_images"],
-                                "seconds": time.perf_counter() - started,
-                                "peak_memory_mib": trainer.memory.peak_mib()})
+        trainer.record(step, started, val_loss=val_loss, val_auc=val_auc)
         bar.set_postfix(loss=f"{step['train_loss']:.4f}", val_auc=f"{val_auc:.3f}")
         if not val_ids or (val_auc, -val_loss) > (trainer.best_auc, -trainer.best_loss):
             trainer.keep(val_auc, val_loss)  # AUC, then lower loss

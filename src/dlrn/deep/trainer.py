@@ -260,6 +260,16 @@ class EpochTrainer:
         except torch.cuda.OutOfMemoryError as error:
             raise self._oom() from error
 
+    def record(self, step: dict[str, float], started: float, **scores: float) -> None:
+        """One ``history`` row for the epoch just run: its training figures, the held-out
+        ``scores`` (named by the caller), learning rate, time since ``started``, memory."""
+        self.history.append({"epoch": self.epoch, "train_loss": step["train_loss"], **scores,
+                             "lr": self.scheduler.get_last_lr()[0],
+                             "train_seconds": step["train_seconds"],
+                             "train_images": step["train_images"],
+                             "seconds": time.perf_counter() - started,
+                             "peak_memory_mib": self.memory.peak_mib()})
+
     def keep(self, auc: float, loss: float) -> None:
         """The epoch just run is the best so far: its score and a CPU copy of the weights."""
         self.best_auc, self.best_loss, self.best_epoch, self.stale = auc, loss, self.epoch, 0
