@@ -17,7 +17,8 @@ import time
 from datetime import datetime
 
 from dlrn.study.config import load_study
-from dlrn.study.pipeline import MemoryPeak, run_study
+from dlrn.study.memory import MemoryPeak
+from dlrn.study.pipeline import run_study
 
 
 def _machine() -> str:
@@ -39,8 +40,9 @@ def main() -> None:
     total = time.perf_counter() - started
 
     records = result.records.values()
-    cohort = result.records["cohort"].summary.get("facts", {})
-    print(f"`dlrn run {args.study}`: {cohort.get('cases analysed', '?')} cases; {machine}\n")
+    cohort = result.records["cohort"].summary
+    print(f"`dlrn run {args.study}`: {getattr(cohort, 'cases_analysed', '?')} cases; "
+          f"{machine}\n")
     print("| stage | status | seconds | peak MB |")
     print("|---|---|---|---|")
     for record in records:
