@@ -130,6 +130,12 @@ def test_resume_state_is_written_on_the_clock_and_after_the_last_epoch(
         assert torch.equal(reloaded.state_dict()[name], value), name
 
 
+@pytest.mark.parametrize("every_s", [-1.0, float("nan")])
+def test_a_negative_checkpoint_interval_is_refused(every_s):
+    with pytest.raises(DlrnError, match="checkpoint_every_s"):
+        TrainSettings(checkpoint_every_s=every_s)
+
+
 def test_cuda_out_of_memory_suggests_a_smaller_batch(planted, monkeypatch):
     cache, cases, _ = planted
 

@@ -95,6 +95,9 @@ class TrainSettings:
             raise DlrnError(f"val_fraction {self.val_fraction} must be between 0 and 1")
         if self.precision not in PRECISIONS:
             raise DlrnError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if not self.checkpoint_every_s >= 0:  # NaN too
+            raise DlrnError(f"checkpoint_every_s {self.checkpoint_every_s} must be 0 (every "
+                            "epoch) or a positive number of seconds")
 
 
 @dataclass
