@@ -8,9 +8,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from deep_cohort import one_torch_thread, two_views_planted_crops  # noqa: F401 (autouse)
 
 from dlrn.classifiers import make_cv
+from dlrn.deep.calibration import PlattScaling
 from dlrn.deep.crossfit import (
     CrossfitSettings,
     check_folds,
@@ -26,7 +28,8 @@ from dlrn.deep.crossfit import (
     trainings_needed,
 )
 from dlrn.deep.data import Augmentation
-from dlrn.deep.train import TrainSettings
+from dlrn.deep.inference import cnn_probabilities
+from dlrn.deep.train import TrainSettings, load_trained_model
 from dlrn.deep.workflow import DeepStageSettings
 from dlrn.errors import ConfigError, DlrnError
 from dlrn.evaluation.threshold import youden_threshold
@@ -90,6 +93,30 @@ def test_no_fold_cnn_trained_on_the_cases_it_scores(crossfitted, folds):
     table = crossfitted.fold_table
     assert list(table["n_held_out"]) == [int((folds == k).sum()) for k in (1, 2, 3)]
     assert (table["n_fit"] + table["n_val"] + table["n_held_out"] == len(folds)).all()
+
+
+def test_held_out_scores_are_each_fold_cnns_platt_scaled_probability(planted, folds,
+                                                                     crossfitted):
+    """Every fold CNN's scores go through the map fitted on its own inner validation
+    cases (written to its model card and the fold table), so pooled they share a scale."""
+    cache, _ = planted
+    table = crossfitted.fold_table.set_index("fold")
+    calibrated = 0
+    for fold, model_dir in zip((1, 2, 3), crossfitted.model_dirs, strict=True):
+        model, card = load_trained_model(model_dir)
+        platt = PlattScaling.from_dict(card["calibration"])
+        if platt is None:  # a slope <= 0 on its 6 validation cases: the raw sigmoid
+            assert np.isnan(table.loc[fold, "platt_slope"])
+        else:
+            calibrated += 1
+            assert platt.n_cases == table.loc[fold, "n_val"]
+            assert table.loc[fold, "platt_slope"] == platt.slope > 0
+        held_out = list(folds.index[folds == fold])
+        expected = cnn_probabilities(model, "resnet18", cache, held_out, calibration=platt,
+                                     normalization=card["normalization"],
+                                     device=torch.device("cpu"))
+        np.testing.assert_allclose(crossfitted.scores.loc[held_out], expected, rtol=1e-5)
+    assert calibrated >= 2
 
 
 def test_a_held_out_row_does_not_depend_on_its_own_label(planted, folds, crossfitted):

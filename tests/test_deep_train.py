@@ -10,9 +10,12 @@ import pytest
 import torch
 import torchvision
 from deep_cohort import one_torch_thread, planted_crops  # noqa: F401 (autouse fixture)
+from sklearn.metrics import roc_auc_score
 
 import dlrn.deep.trainer as trainer_module
+from dlrn.deep.calibration import PlattScaling, fit_platt
 from dlrn.deep.gradcam import confident_cases, gradcam_maps, gradcam_overlays
+from dlrn.deep.inference import batched_outputs, cnn_probabilities
 from dlrn.deep.nets import build_model
 from dlrn.deep.train import TrainSettings, load_trained_model, train_backbone, warmup_cosine
 from dlrn.errors import DlrnError
@@ -75,6 +78,37 @@ def test_best_checkpoint_and_model_card_reload_the_same_model(trained):
     images = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         torch.testing.assert_close(model(images), trained.model(images))
+
+
+def test_probabilities_are_platt_scaled_on_the_validation_cases(trained, planted):
+    """The map is fitted on the best epoch's logits of the validation cases (which the
+    CNN did not train on), written to the model card, and turns logits into the
+    probabilities the stage reports."""
+    cache, cases, _ = planted
+    options = {"normalization": trained.normalization, "device": torch.device("cpu")}
+    logits = batched_outputs(trained.model, lambda images: trained.model(images).squeeze(1),
+                             cache, cache.positions(trained.val_ids), backbone="resnet18",
+                             **options)
+    expected = fit_platt(logits, cases.loc[trained.val_ids, "label"].to_numpy())
+    assert trained.calibration == pytest.approx(expected)
+    assert trained.calibration.n_cases == len(trained.val_ids)
+    card = json.loads((trained.out_dir / "model.json").read_text())
+    assert PlattScaling.from_dict(card["calibration"]) == trained.calibration
+    probabilities = cnn_probabilities(trained.model, "resnet18", cache, trained.val_ids,
+                                      calibration=trained.calibration, **options)
+    np.testing.assert_allclose(probabilities, trained.calibration.probabilities(logits))
+    raw = cnn_probabilities(trained.model, "resnet18", cache, trained.val_ids, **options)
+    assert not np.allclose(probabilities, raw)
+    labels = cases.loc[trained.val_ids, "label"]
+    assert roc_auc_score(labels, probabilities) == pytest.approx(roc_auc_score(labels, logits))
+
+
+def test_no_validation_split_no_calibration(planted):
+    cache, cases, _ = planted
+    settings = TrainSettings(epochs=2, batch_size=8, threads=1, progress=False)
+    result = train_backbone("resnet18", cache, cases, list(cases.index[:16]), weights=None,
+                            settings=settings, stop_after=1)
+    assert result.val_ids == [] and result.calibration is None
 
 
 def test_existing_model_is_not_overwritten_silently(trained, planted):

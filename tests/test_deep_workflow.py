@@ -39,7 +39,8 @@ def test_train_dl_writes_predictions_comparison_features_and_gradcam(run):
     assert chosen["chosen"] == comparison.loc[comparison["val_auc"].idxmax(), "backbone"]
     assert list(comparison.columns) == [
         "backbone", "val_auc", "best_epoch", "epochs_run", "train_auc", "test_auc",
-        "train_time_s", "images_per_s", "peak_memory_mib", "device", "chosen", "crossfit_auc"]
+        "platt_intercept", "platt_slope", "train_time_s", "images_per_s", "peak_memory_mib",
+        "device", "chosen", "crossfit_auc"]
     assert (comparison[["train_time_s", "images_per_s"]] > 0).all().all()
     assert (comparison["device"] == "cpu").all()
     if sys.platform.startswith("linux"):

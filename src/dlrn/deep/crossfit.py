@@ -37,7 +37,9 @@ Design (simple, and honest where it matters):
   ``predict`` therefore needs the K fold CNNs (:func:`fold_mean_features`).
 - The CNN as a model of its own (its test score, Table 5, Grad-CAM) stays the CNN
   trained on all training cases; its training rows and cut-off use the cross-fitted
-  scores.
+  scores. Every CNN with a validation split reports Platt-scaled probabilities
+  (:mod:`dlrn.deep.calibration`), so fold and final CNNs share one scale and the
+  cut-off transfers; the lockstep fold CNNs have no such split and stay raw.
 
 Known second-order effect: a DLR CV fold's *training* rows come from CNNs that did
 train on that fold's held-out cases (as in any stacking with shared folds); no
@@ -56,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 # feature_agreement, fold_mean_features: their former home, kept importable from here
+from dlrn.deep.calibration import platt_columns
 from dlrn.deep.foldmean import feature_agreement, fold_mean_features, mean_features  # noqa: F401
 from dlrn.errors import ConfigError, DlrnError
 
@@ -71,6 +74,16 @@ SELECT_ON = ("validation", "crossfit")
 IN_SAMPLE_NOTE = ("deep features of the training cases come from the CNN fine-tuned on "
                   "them (dl.fusion_features: in_sample): the DLR models' cross-validated "
                   "results, their choice and the DLRN built on them are optimistic")
+
+CALIBRATION_TEXT = ("Each CNN's output (the final CNN's and every fold CNN's) was "
+                    "Platt-scaled on its own validation cases, which it did not train on, "
+                    "so that all of them give probabilities on one scale before the "
+                    "cross-fitted scores are pooled and the cut-off is carried to the test "
+                    "cases.")
+NO_CALIBRATION_TEXT = ("The CNNs' outputs are raw sigmoid scores (no validation split to "
+                       "calibrate them on): where the fold CNNs' scales differ, the pooled "
+                       "out-of-fold AUC falls below the folds' own and the cut-off may "
+                       "transfer poorly to the test cases.")
 
 
 class DeepSettingsLike(Protocol):
@@ -140,11 +153,12 @@ def describe(settings: CrossfitSettings, n_folds: int) -> str:
             f"patient), a CNN with the same backbone and settings was trained on the other "
             f"folds' cases and gave the features and score of its fold; test cases used the "
             f"CNN trained on all training cases. The CNN's cut-off and its training-set "
-            f"results come from the cross-fitted scores.")
+            f"results come from the cross-fitted scores. {CALIBRATION_TEXT}")
     if settings.select_on == "crossfit":
         text = text.replace("a CNN with the same backbone and settings was trained",
                             "a CNN with the same backbone and settings was trained (no "
                             "inner validation split)")
+        text = text.replace(CALIBRATION_TEXT, NO_CALIBRATION_TEXT)
         text += (" The backbone and its number of training epochs were chosen by the pooled "
                  "out-of-fold AUC of the cross-fitted scores over all training cases "
                  "(fold CNNs in lockstep, the best epoch kept: cross-validated selection of "
@@ -256,6 +270,7 @@ def _fold_row(fold: int, result: TrainResult, held_out: list[str], scores: np.nd
             "n_held_out": len(held_out), "best_epoch": result.best_epoch,
             "val_auc": result.best_val_auc,
             "held_out_auc": _auc(held_out, pd.Series(scores, index=held_out), labels),
+            **platt_columns(result.calibration),
             "train_time_s": result.train_time_s, "images_per_s": result.images_per_s,
             "device": str(result.device)}
 
@@ -312,7 +327,8 @@ def crossfit_deep(
                                               mode=settings.feature_mode, **options)
         features.append(fold_features.loc[held_out])
         others.append(fold_features.loc[other_ids])
-        fold_scores = cnn_probabilities(result.model, backbone, cache, held_out, **options)
+        fold_scores = cnn_probabilities(result.model, backbone, cache, held_out, **options,
+                                        calibration=result.calibration)
         scores.append(pd.Series(fold_scores, index=held_out))
         rows.append(_fold_row(int(fold), result, held_out, fold_scores, labels))
     order = folds.index
@@ -421,6 +437,23 @@ def out_of_fold_scores(results: Mapping[str, CrossfitResult]) -> pd.DataFrame:
     DeLong, calibration) and write as the deep stage's ``oof.csv``.
     """
     return pd.concat([result.scores for result in results.values()], axis=1)
+
+
+def pooling_check(crossfit: CrossfitResult, tolerance: float = 0.03) -> str:
+    """The pooled out-of-fold AUC beside the fold CNNs' own held-out AUCs, in words.
+
+    Within a fold the AUC compares one CNN's scores; pooled, it also compares the fold
+    CNNs' scales. A pooled AUC more than ``tolerance`` below the folds' mean means the
+    scales differ, and a cut-off chosen on the pooled scores will not carry over well.
+    """
+    folds = crossfit.fold_table["held_out_auc"]
+    text = (f"Pooled out-of-fold AUC of the cross-fitted {crossfit.backbone} scores "
+            f"{crossfit.auc:.3f}; each fold CNN on its own held-out fold "
+            f"{folds.min():.3f}-{folds.max():.3f} (mean {folds.mean():.3f}).")
+    if crossfit.auc < folds.mean() - tolerance:
+        text += (" The pooled AUC is lower: the fold CNNs' scores sit on different scales, "
+                 "so the cut-off chosen on them may transfer poorly to the test cases.")
+    return text
 
 
 def crossfit_cutoff(crossfit: CrossfitResult) -> float:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from dlrn.deep.calibration import PlattScaling
 from dlrn.deep.data import CropCache, Normalization, crop_loader, normalize
 from dlrn.errors import DlrnError
 
@@ -53,11 +54,17 @@ def batched_outputs(
 
 def cnn_probabilities(model: torch.nn.Module, backbone: str, cache: CropCache,
                       case_ids: Sequence[str], *, normalization: Normalization,
-                      device: torch.device, batch_size: int = 32,
-                      amp: bool = False) -> np.ndarray:
-    """P(positive) of the CNN's one-logit head for the given cases, in order."""
+                      device: torch.device, batch_size: int = 32, amp: bool = False,
+                      calibration: PlattScaling | None = None) -> np.ndarray:
+    """P(positive) of the CNN's one-logit head for the given cases, in order.
+
+    ``calibration``: the CNN's Platt map (:mod:`dlrn.deep.calibration`, fitted on its
+    validation cases); None: the raw sigmoid.
+    """
     logits = batched_outputs(model, lambda images: model(images).squeeze(1), cache,
                              cache.positions(list(case_ids)), backbone=backbone,
                              normalization=normalization, device=device,
                              batch_size=batch_size, amp=amp)
+    if calibration is not None:
+        return calibration.probabilities(logits)
     return torch.sigmoid(torch.from_numpy(logits)).numpy()

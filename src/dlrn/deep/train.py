@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from dlrn.deep.calibration import PlattScaling, fit_platt
 from dlrn.deep.data import Augmentation, CropCache, Normalization
 from dlrn.deep.memory import PeakMemory
 from dlrn.deep.nets import build_model
@@ -106,6 +107,9 @@ class TrainResult:
 
     ``best_val_auc`` is NaN and ``val_ids`` empty where no validation split chose the
     epoch (``train_backbone(stop_after=...)``, the lockstep fold CNNs).
+    ``calibration``: the Platt map of the best epoch's logit, fitted on the validation
+    cases (:mod:`dlrn.deep.calibration`); None without a validation split or where the
+    CNN ranks them no better than chance. Pass it to ``cnn_probabilities``.
     """
 
     backbone: str
@@ -119,6 +123,7 @@ class TrainResult:
     device: torch.device
     out_dir: Path | None
     precision: str = "fp32"
+    calibration: PlattScaling | None = None
 
     @property
     def train_time_s(self) -> float:
@@ -211,9 +216,12 @@ def train_backbone(
         model = trainer.load_best()
         if out_dir is not None:
             save_checkpoint(model, out_dir / BEST_CHECKPOINT)
+        calibration = (fit_platt(trainer.logits(trainer.cache.positions(val_ids)),
+                                 cases.loc[val_ids, "label"].to_numpy()) if val_ids else None)
     result = TrainResult(backbone, model, pd.DataFrame(trainer.history), trainer.best_epoch,
                          trainer.best_auc if val_ids else math.nan, fit_ids, val_ids,
-                         trainer.normalization, device, out_dir, precision_name(trainer.dtype))
+                         trainer.normalization, device, out_dir, precision_name(trainer.dtype),
+                         calibration)
     if out_dir is not None:
         write_model_card(result, cache, settings, weights)
     return result
@@ -229,6 +237,7 @@ def write_model_card(result: TrainResult, cache: CropCache, settings: TrainSetti
             "best_val_auc": None if math.isnan(result.best_val_auc) else result.best_val_auc,
             "n_fit": len(result.fit_ids),
             "n_val": len(result.val_ids), "val_ids": result.val_ids,
+            "calibration": None if result.calibration is None else result.calibration.to_dict(),
             "device": str(result.device), "precision": result.precision,
             "train_time_s": result.train_time_s,
             "images_per_s": result.images_per_s, "peak_memory_mib": result.peak_memory_mib,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dlrn.deep.calibration import platt_columns
 from dlrn.deep.crossfit import (
     CrossfitSettings,
     StageCrossfit,
@@ -110,10 +111,12 @@ def _check_inputs(cases: pd.DataFrame, split: pd.Series, backbones: tuple[str, .
 
 def predict_probabilities(result: TrainResult, cache: CropCache, case_ids: list[str],
                           batch_size: int) -> np.ndarray:
-    """P(positive) for the given cases from a trained backbone."""
+    """P(positive) for the given cases from a trained backbone, through its Platt map
+    where it has one (:mod:`dlrn.deep.calibration`)."""
     return cnn_probabilities(result.model, result.backbone, cache, case_ids,
                              normalization=result.normalization, device=result.device,
-                             batch_size=batch_size, amp=result.device.type == "cuda")
+                             batch_size=batch_size, amp=result.device.type == "cuda",
+                             calibration=result.calibration)
 
 
 def compare_backbones(models: dict[str, TrainResult], metrics: pd.DataFrame) -> pd.DataFrame:
@@ -121,6 +124,9 @@ def compare_backbones(models: dict[str, TrainResult], metrics: pd.DataFrame) -> 
 
     ``val_auc`` is blank for final CNNs without a validation split (epoch chosen on
     cross-fitted AUC, see :func:`run_deep_stage`); none is then ``chosen`` here.
+
+    ``platt_intercept``/``platt_slope``: the map from the CNN's logit to its reported
+    probability (:mod:`dlrn.deep.calibration`), blank where none was fitted.
 
     Cost: ``train_time_s`` (all epochs, validation included), ``images_per_s`` (training
     throughput), ``peak_memory_mib`` (memory training added at its peak; NaN where not
@@ -132,6 +138,7 @@ def compare_backbones(models: dict[str, TrainResult], metrics: pd.DataFrame) -> 
         rows.append({"backbone": name, "val_auc": result.best_val_auc,
                      "best_epoch": result.best_epoch, "epochs_run": len(result.history),
                      **{f"{set_name}_auc": value for set_name, value in auc.items()},
+                     **platt_columns(result.calibration),
                      "train_time_s": result.train_time_s, "images_per_s": result.images_per_s,
                      "peak_memory_mib": result.peak_memory_mib, "device": str(result.device)})
     table = pd.DataFrame(rows)

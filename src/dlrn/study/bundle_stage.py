@@ -48,6 +48,8 @@ def _add_deep(writer: BundleWriter, context: StudyContext) -> dict[str, Any]:
     return {"backbone": chosen, "crop": card["crop"], "normalization": card["normalization"],
             # Youden cut-off on the (cross-fitted) training scores: Grad-CAM's predicted class
             "threshold": record["gradcam_threshold"],
+            # the CNN's Platt map (None: raw sigmoid), as the study's probabilities had it
+            "calibration": card.get("calibration"),
             "feature_mode": record.get("feature_mode", "pooled"),
             "fold_models": _add_fold_cnns(writer, run, record)}
 

@@ -101,6 +101,7 @@ def _deep(bundle: Bundle, settings: dict[str, Any], cases: pd.DataFrame,
     """The CNN's probability and the PCA of its deep features for each case."""
     import torch
 
+    from dlrn.deep.calibration import PlattScaling
     from dlrn.deep.data import CropSettings, build_crop_cache
     from dlrn.deep.inference import cnn_probabilities
 
@@ -109,9 +110,11 @@ def _deep(bundle: Bundle, settings: dict[str, Any], cases: pd.DataFrame,
     model = bundle.cnn(backbone)  # built once per bundle object
     cache = build_crop_cache(cases, CropSettings(**deep["crop"]), progress=progress)
     ids = list(cases.index)
+    calibration = PlattScaling.from_dict(deep.get("calibration"))
     probability = pd.Series(cnn_probabilities(model, backbone, cache, ids,
                                               normalization=normalization,
-                                              device=torch.device("cpu"), batch_size=16),
+                                              device=torch.device("cpu"), batch_size=16,
+                                              calibration=calibration),
                             index=cases.index, name=f"DL-{backbone}")
     features = _dlr_deep_features(bundle, deep, model, cache, ids)
     if gradcam_dir is not None:

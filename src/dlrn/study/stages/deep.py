@@ -29,8 +29,9 @@ from dlrn.study.stages.files import (
 )
 
 # 2: cross-fitted deep features (dl.fusion_features, dl.select_on); 3: select_on: crossfit
-# chooses the epoch on the pooled out-of-fold AUC too (lockstep fold CNNs)
-VERSION = 3
+# chooses the epoch on the pooled out-of-fold AUC too (lockstep fold CNNs); 4: each CNN
+# Platt-scaled on its validation cases
+VERSION = 4
 COMPONENTS_FACT = "principal components kept (fitted on training cases)"
 
 
@@ -182,6 +183,9 @@ _CAPTIONS = {
                       "crossfit_auc: pooled out-of-fold AUC of the cross-fitted CNNs, at "
                       "crossfit_epoch where the epoch was chosen on it; val_auc is then "
                       "blank, the final CNN having no validation split) and "
+                      "the Platt map from the CNN's logit to its probability "
+                      "(platt_intercept, platt_slope: fitted on the validation split; "
+                      "blank: raw sigmoid) and "
                       "training cost: time of all epochs (s), throughput (images/s), peak "
                       "memory added by training (MiB; blank where not measurable) and the "
                       "device",
@@ -191,7 +195,8 @@ _CAPTIONS = {
     "deep_crossfit_folds": "Cross-fitting: one CNN per fold, trained on the other folds' "
                            "cases (cases, best epoch, inner validation AUC (blank where "
                            "the epoch was chosen on the pooled out-of-fold AUC), AUC on "
-                           "its held-out fold, training time)",
+                           "its held-out fold, its Platt map (blank: raw sigmoid), "
+                           "training time)",
     "deep_crossfit_epochs": "Cross-fitting in lockstep (dl.select_on: crossfit): pooled "
                             "out-of-fold AUC and loss over all training cases after each "
                             "epoch; the epoch with the highest AUC was kept for the fold "
@@ -209,14 +214,17 @@ def _captions(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
 
 def _crossfit_note(result: Any, settings: Any) -> str:
     """Methods-style sentences on the cross-fitting; under in_sample, the optimism warning."""
-    from dlrn.deep.crossfit import describe
+    from dlrn.deep.crossfit import describe, pooling_check
     from dlrn.deep.workflow import selection_rule
 
     scores = ("its cross-fitted training scores" if result.crossfit.results
               else "its own training predictions (optimistic)")
-    return (f"{describe(settings.crossfit, settings.cv_folds)} Backbone chosen by "
+    text = (f"{describe(settings.crossfit, settings.cv_folds)} Backbone chosen by "
             f"{selection_rule(settings.crossfit)}. The CNN's cut-off ({result.threshold:.3f}) "
             f"and Grad-CAM categories use {scores}.")
+    if result.chosen in result.crossfit.results:
+        text += " " + pooling_check(result.crossfit.results[result.chosen])
+    return text
 
 
 def check_crossfit_folds(context: StudyContext) -> None:
