@@ -218,3 +218,6 @@ def test_methods_text_names_what_was_done():
     assert "pooled out-of-fold AUC" in chosen_on_crossfit
     assert "number of training epochs" in chosen_on_crossfit
     assert "no inner validation split" in chosen_on_crossfit
+    # Platt scaling where there are validation cases to fit it on, said either way
+    assert "Platt-scaled on its own validation cases" in crossfitted
+    assert "Platt" not in chosen_on_crossfit and "raw sigmoid" in chosen_on_crossfit

@@ -8,13 +8,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from study_context import context_with_cases, mark_done
 
 from dlrn.study.config import study_from_dict
-from dlrn.study.runner import StageRecord, StudyContext
+from dlrn.study.runner import StudyContext
 from dlrn.study.stages.clinical import run as run_clinical
 from dlrn.study.stages.cohort import clinical_exclusions
 from dlrn.study.stages.comparison import run as run_comparison
-from dlrn.study.stages.files import CASES_FILE, ENCODER_FILE, OOF_FILE, PREDICTIONS_FILE
+from dlrn.study.stages.files import ENCODER_FILE, OOF_FILE, PREDICTIONS_FILE
 from dlrn.study.stages.models import fit_models
 from dlrn.study.stages.nomogram import run as run_nomogram
 
@@ -44,20 +45,12 @@ def _context(tmp_path, cases: pd.DataFrame, **cohort) -> StudyContext:
         "evaluation": {"clinical_p_threshold": 0.5},
         "classifiers": {"models": ["LR"], "cv_folds": 3, "grids": {"LR": {"C": [1.0]}}},
         "output": str(tmp_path / "out")}, base_dir=tmp_path)
-    context = StudyContext(config, progress=False)
-    _done(context, "cohort")
-    cases.to_csv(context.stage_dir("cohort") / CASES_FILE)
-    return context
-
-
-def _done(context: StudyContext, stage: str) -> None:
-    context.stage_dir(stage).mkdir(parents=True, exist_ok=True)
-    context.records[stage] = StageRecord(stage, "test", "done")
+    return context_with_cases(config, cases)
 
 
 def _encoder_after_clinical_stage(tmp_path, cases: pd.DataFrame) -> dict:
     context = _context(tmp_path, cases)
-    _done(context, "clinical")
+    mark_done(context, "clinical")
     run_clinical(context)
     return json.loads((context.stage_dir("clinical") / ENCODER_FILE).read_text())
 
@@ -83,7 +76,7 @@ def test_a_yes_no_column_made_constant_by_the_rare_level_rule_is_left_out_with_a
     cases["site"] = "a"
     cases.loc[training[:3], "site"] = "b"  # 3 < min_level_count 5: merged away, constant
     context = _context(tmp_path, cases)
-    _done(context, "clinical")
+    mark_done(context, "clinical")
     summary = run_clinical(context)  # before: "predictor 'site' is constant", a stop
     assert any(note.startswith("site is left out of the logistic regressions")
                for note in summary.notes)
@@ -95,7 +88,7 @@ def test_the_report_notes_imputed_and_unseen_values_by_set(tmp_path):
     cases = _cases()
     cases.loc[cases["set"] == "centre_b", "site"] = "c"
     context = _context(tmp_path, cases)
-    _done(context, "clinical")
+    mark_done(context, "clinical")
     summary = run_clinical(context)
     notes = " | ".join(summary.notes)
     assert "training set: age: no value for" in notes and "age[missing]" in notes
@@ -124,17 +117,17 @@ def radiomics_only(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("radn")
     cases = _cases()
     context = _context(tmp_path, cases)
-    _done(context, "clinical")
+    mark_done(context, "clinical")
     run_clinical(context)
-    _done(context, "hcr_models")
+    mark_done(context, "hcr_models")
     rng = np.random.default_rng(1)
     features = pd.DataFrame(cases["label"].to_numpy()[:, None] * [0.8, 0.4]
                             + rng.normal(size=(len(cases), 2)), index=cases.index,
                             columns=["f1", "f2"])
     fit_models(context, "hcr_models", "HCR", features, selection=False)
-    _done(context, "dlrn")
+    mark_done(context, "dlrn")
     summary = run_nomogram(context)
-    _done(context, "comparison")
+    mark_done(context, "comparison")
     run_comparison(context)
     return context, summary
 

@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from study_context import context_with_cases, mark_done
 
 from dlrn.errors import DlrnError
 from dlrn.evaluation import TRAIN_APPARENT, TRAIN_OOF, evaluate_predictions, holm
@@ -20,7 +21,7 @@ from dlrn.evaluation.summary import metrics_table, write_evaluation
 from dlrn.evaluation.threshold import youden_threshold
 from dlrn.modeling import CV_SET
 from dlrn.study.config import study_from_dict
-from dlrn.study.runner import StageRecord, StudyContext
+from dlrn.study.runner import StudyContext
 from dlrn.study.stages.clinical import fit_study_encoder
 from dlrn.study.stages.comparison import DEEP_CUTOFF_SOURCE
 from dlrn.study.stages.comparison import run as run_comparison
@@ -64,26 +65,18 @@ def _context(tmp_path, cases: pd.DataFrame) -> StudyContext:
                         "grids": {"LR": {"C": [1.0]},
                                   "RandomForest": {"n_estimators": [30], "max_depth": [3]}}},
         "output": str(tmp_path / "out")}, base_dir=tmp_path)
-    context = StudyContext(config, progress=False)
-    _done(context, "cohort")
-    cases.to_csv(context.stage_dir("cohort") / CASES_FILE)
-    return context
-
-
-def _done(context: StudyContext, stage: str) -> None:
-    context.stage_dir(stage).mkdir(parents=True, exist_ok=True)
-    context.records[stage] = StageRecord(stage, "test", "done")
+    return context_with_cases(config, cases)
 
 
 def _feature_set_stages(context: StudyContext, cases: pd.DataFrame) -> None:
     for stage, name, seed in (("hcr_models", "HCR", 1), ("dlr_models", "DLR", 2)):
-        _done(context, stage)
+        mark_done(context, stage)
         fit_models(context, stage, name, _features(cases, seed), selection=False)
 
 
 def _clinical_stage(context: StudyContext, cases: pd.DataFrame) -> None:
     """The clinical stage's files: age and site chosen, the encoder fitted on training cases."""
-    _done(context, "clinical")
+    mark_done(context, "clinical")
     encoder, _ = fit_study_encoder(context.config, cases[cases["set"] == "train"])
     (context.stage_dir("clinical") / ENCODER_FILE).write_text(json.dumps(encoder.to_dict()))
     (context.stage_dir("clinical") / "selected.json").write_text(json.dumps(
@@ -93,7 +86,7 @@ def _clinical_stage(context: StudyContext, cases: pd.DataFrame) -> None:
 def _deep_stage(context: StudyContext, cases: pd.DataFrame) -> pd.DataFrame:
     """The deep stage's files: predictions, the chosen CNN and its metrics table, whose
     cut-off (0.42) is not the Youden cut-off Table 7 would choose itself."""
-    _done(context, "deep")
+    mark_done(context, "deep")
     rng = np.random.default_rng(5)
     noise = pd.Series(rng.normal(size=len(cases)), index=cases.index)
     noise = noise.groupby(cases["patient_id"]).transform("first")  # one view, one score
@@ -119,10 +112,10 @@ def _whole_study(tmp_path, cases: pd.DataFrame):
     context = _context(tmp_path, cases)
     _feature_set_stages(context, cases)
     _clinical_stage(context, cases)
-    _done(context, "dlrn")
+    mark_done(context, "dlrn")
     dlrn_summary = run_dlrn(context)
     deep_metrics = _deep_stage(context, cases)
-    _done(context, "comparison")
+    mark_done(context, "comparison")
     return context, run_comparison(context), deep_metrics, dlrn_summary
 
 
@@ -281,7 +274,7 @@ def _rare_level_in_fold_1(tmp_path, site: str | dict) -> tuple[StudyContext, obj
     cases.loc[rare, "site"] = "rare"  # one case of each class, both in fold 1
     cases.to_csv(context.stage_dir("cohort") / CASES_FILE)
     _clinical_stage(context, cases)
-    _done(context, "dlrn")
+    mark_done(context, "dlrn")
     return context, run_dlrn(context)
 
 
@@ -298,7 +291,7 @@ def test_a_level_a_fold_cannot_encode_falls_back_to_an_in_sample_cutoff(tmp_path
     assert not (context.stage_dir("dlrn") / OOF_FILE).exists()
     assert any("in-sample training predictions" in note and "'rare'" in note
                for note in summary.notes)
-    _done(context, "comparison")
+    mark_done(context, "comparison")
     run_comparison(context)
     assert set(_rows(_table7(context), "DLRN")["threshold_set"]) == {TRAIN_APPARENT}
 

@@ -63,6 +63,9 @@ def test_demo_runs_every_stage_and_writes_report_and_bundle(demo):
     assert "<th>AUC (95% CI)</th>" in html and "<th>Test used</th>" in html
     assert "random initialisation (no pretrained weights)" in html
     assert "with None weights" not in html
+    # the CNN's scores: Platt-scaled, and the pooled AUC set beside the folds' own
+    assert "Platt-scaled on its own validation cases" in html
+    assert "each fold CNN on its own held-out fold" in html
     workbook = pd.read_excel(study / "report" / "tables.xlsx", sheet_name=None)
     assert {"cohort_counts", "baseline", "metrics"} <= set(workbook)
     assert workbook["cohort_counts"]["cases"].sum() == 110
