@@ -41,11 +41,11 @@ from dlrn.deep.crossfit import (
     crossfit_cutoff,
     crossfit_deep,
     crossfit_folds,
-    feature_agreement,
     fusion_features,
 )
 from dlrn.deep.data import Augmentation, CropCache, CropSettings
 from dlrn.deep.features import DeepFeaturePCA, extract_deep_features
+from dlrn.deep.foldmean import feature_agreement
 from dlrn.deep.inference import cnn_probabilities
 from dlrn.deep.train import TrainSettings, train_backbone
 from dlrn.deep.workflow import DeepStageSettings

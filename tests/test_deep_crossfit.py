@@ -22,12 +22,12 @@ from dlrn.deep.crossfit import (
     crossfit_folds,
     crossfit_stage,
     describe,
-    fold_mean_features,
     fusion_features,
     out_of_fold_scores,
     trainings_needed,
 )
 from dlrn.deep.data import Augmentation
+from dlrn.deep.foldmean import fold_mean_features
 from dlrn.deep.inference import cnn_probabilities
 from dlrn.deep.train import TrainSettings, load_trained_model
 from dlrn.deep.workflow import DeepStageSettings

@@ -212,7 +212,7 @@ def _pca_features(args: argparse.Namespace, card: dict, features: Any,
     """
     import json
 
-    from dlrn.deep.crossfit import fold_mean_features
+    from dlrn.deep.foldmean import fold_mean_features
     from dlrn.deep.runtime import select_device
 
     run_dir = args.pca.resolve().parent

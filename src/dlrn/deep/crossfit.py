@@ -37,9 +37,7 @@ Design (simple, and honest where it matters):
   ``predict`` therefore needs the K fold CNNs (:func:`fold_mean_features`).
 - The CNN as a model of its own (its test score, Table 5, Grad-CAM) stays the CNN
   trained on all training cases; its training rows and cut-off use the cross-fitted
-  scores. Every CNN with a validation split reports Platt-scaled probabilities
-  (:mod:`dlrn.deep.calibration`), so fold and final CNNs share one scale and the
-  cut-off transfers; the lockstep fold CNNs have no such split and stay raw.
+  scores, Platt-scaled where the CNNs have validation splits (:mod:`dlrn.deep.calibration`).
 
 Known second-order effect: a DLR CV fold's *training* rows come from CNNs that did
 train on that fold's held-out cases (as in any stacking with shared folds); no
@@ -57,9 +55,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 import pandas as pd
 
-# feature_agreement, fold_mean_features: their former home, kept importable from here
-from dlrn.deep.calibration import platt_columns
-from dlrn.deep.foldmean import feature_agreement, fold_mean_features, mean_features  # noqa: F401
+from dlrn.deep.calibration import CALIBRATION_TEXT, NO_CALIBRATION_TEXT, platt_columns
+from dlrn.deep.foldmean import mean_features
 from dlrn.errors import ConfigError, DlrnError
 
 if TYPE_CHECKING:
@@ -74,17 +71,6 @@ SELECT_ON = ("validation", "crossfit")
 IN_SAMPLE_NOTE = ("deep features of the training cases come from the CNN fine-tuned on "
                   "them (dl.fusion_features: in_sample): the DLR models' cross-validated "
                   "results, their choice and the DLRN built on them are optimistic")
-
-CALIBRATION_TEXT = ("Each CNN's output (the final CNN's and every fold CNN's) was "
-                    "Platt-scaled on its own validation cases, which it did not train on, "
-                    "so that all of them give probabilities on one scale before the "
-                    "cross-fitted scores are pooled and the cut-off is carried to the test "
-                    "cases.")
-NO_CALIBRATION_TEXT = ("The CNNs' outputs are raw sigmoid scores (no validation split to "
-                       "calibrate them on): where the fold CNNs' scales differ, the pooled "
-                       "out-of-fold AUC falls below the folds' own and the cut-off may "
-                       "transfer poorly to the test cases.")
-
 
 class DeepSettingsLike(Protocol):
     """What the fold CNNs copy from the deep stage (``workflow.DeepStageSettings``; a
@@ -439,29 +425,9 @@ def out_of_fold_scores(results: Mapping[str, CrossfitResult]) -> pd.DataFrame:
     return pd.concat([result.scores for result in results.values()], axis=1)
 
 
-def pooling_check(crossfit: CrossfitResult, tolerance: float = 0.03) -> str:
-    """The pooled out-of-fold AUC beside the fold CNNs' own held-out AUCs, in words.
-
-    Within a fold the AUC compares one CNN's scores; pooled, it also compares the fold
-    CNNs' scales. A pooled AUC more than ``tolerance`` below the folds' mean means the
-    scales differ, and a cut-off chosen on the pooled scores will not carry over well.
-    """
-    folds = crossfit.fold_table["held_out_auc"]
-    text = (f"Pooled out-of-fold AUC of the cross-fitted {crossfit.backbone} scores "
-            f"{crossfit.auc:.3f}; each fold CNN on its own held-out fold "
-            f"{folds.min():.3f}-{folds.max():.3f} (mean {folds.mean():.3f}).")
-    if crossfit.auc < folds.mean() - tolerance:
-        text += (" The pooled AUC is lower: the fold CNNs' scores sit on different scales, "
-                 "so the cut-off chosen on them may transfer poorly to the test cases.")
-    return text
-
-
 def crossfit_cutoff(crossfit: CrossfitResult) -> float:
-    """The CNN's Youden cut-off, chosen on its cross-fitted training scores.
-
-    Use it for the CNN's cut-off metrics and for Grad-CAM's TP/FP/TN/FN categories
-    (``gradcam_overlays(..., threshold=crossfit_cutoff(...))``).
-    """
+    """The CNN's Youden cut-off on its cross-fitted training scores: for its cut-off
+    metrics and Grad-CAM's TP/FP/TN/FN categories (``gradcam_overlays(threshold=...)``)."""
     from dlrn.evaluation.threshold import youden_threshold
 
     return youden_threshold(crossfit.labels.loc[crossfit.scores.index], crossfit.scores)

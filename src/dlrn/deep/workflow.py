@@ -28,12 +28,12 @@ from dlrn.deep.crossfit import (
     crossfit_cutoff,
     crossfit_folds,
     crossfit_stage,
-    feature_agreement,
     fusion_features,
     out_of_fold_scores,
 )
 from dlrn.deep.data import CropCache, CropSettings, build_crop_cache
 from dlrn.deep.features import DeepFeaturePCA, FeatureMode, extract_deep_features
+from dlrn.deep.foldmean import feature_agreement
 from dlrn.deep.gradcam import gradcam_overlays
 from dlrn.deep.inference import cnn_probabilities
 from dlrn.deep.nets import STUDY_BACKBONES

@@ -83,8 +83,8 @@ def _dlr_deep_features(bundle: Bundle, deep: dict[str, Any], model: Any, cache: 
                        ids: list[str]) -> pd.DataFrame:
     """The deep features the DLR was fitted on: the mean of the cross-fitting CNNs'
     (as the study's test rows), or the final CNN's (dl.fusion_features: in_sample)."""
-    from dlrn.deep.crossfit import mean_features
     from dlrn.deep.features import extract_deep_features
+    from dlrn.deep.foldmean import mean_features
 
     backbone, mode = deep["backbone"], deep.get("feature_mode", "pooled")
     options = {"normalization": deep["normalization"], "mode": mode}

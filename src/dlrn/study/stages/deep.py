@@ -214,7 +214,8 @@ def _captions(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
 
 def _crossfit_note(result: Any, settings: Any) -> str:
     """Methods-style sentences on the cross-fitting; under in_sample, the optimism warning."""
-    from dlrn.deep.crossfit import describe, pooling_check
+    from dlrn.deep.calibration import pooling_check
+    from dlrn.deep.crossfit import describe
     from dlrn.deep.workflow import selection_rule
 
     scores = ("its cross-fitted training scores" if result.crossfit.results
