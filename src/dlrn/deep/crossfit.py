@@ -72,6 +72,7 @@ IN_SAMPLE_NOTE = ("deep features of the training cases come from the CNN fine-tu
                   "them (dl.fusion_features: in_sample): the DLR models' cross-validated "
                   "results, their choice and the DLRN built on them are optimistic")
 
+
 class DeepSettingsLike(Protocol):
     """What the fold CNNs copy from the deep stage (``workflow.DeepStageSettings``; a
     protocol, so that the workflow can import this module without a circle)."""

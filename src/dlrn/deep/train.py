@@ -109,7 +109,7 @@ class TrainResult:
     epoch (``train_backbone(stop_after=...)``, the lockstep fold CNNs).
     ``calibration``: the Platt map of the best epoch's logit, fitted on the validation
     cases (:mod:`dlrn.deep.calibration`); None without a validation split or where the
-    CNN ranks them no better than chance. Pass it to ``cnn_probabilities``.
+    fitted slope is not positive. Pass it to ``cnn_probabilities``.
     """
 
     backbone: str
