@@ -17,9 +17,9 @@ VARIABLES = ["age", "sex", "smoking", "drinking", "diameter", "shape", "margin",
 CONTINUOUS = ["age", "diameter", "dlr_score"]
 BINARY = ["y", "sex", "smoking", "drinking", "shape", "margin", "echogenicity", "cystic",
           "calcification", "pae"]
-# R glm reports SEs from the weights of its last-but-one IRLS step (it stops at a deviance
-# change < 1e-8); our fully converged SEs equal rms::lrm's to 1e-6 and glm's to ~2e-5.
-GLM_SE = 3e-5
+# dlrn.clinical.fit_glm is R's glm.fit step for step (same IRLS, same stopping rule, SEs from
+# the weights of the last least-squares step), so its SEs equal glm's to rounding.
+GLM_SE = 1e-9
 
 
 @pytest.fixture(scope="module")
@@ -179,13 +179,22 @@ def test_selection_and_multivariate_match_r(analysis):
         assert_close([row["beta"], row["odds_ratio"]], [ref["beta"], ref["OR"]], rel=ITERATIVE)
         assert_close([row["ci_low"], row["ci_high"], row["p_value"]],
                      [ref["OR_wald_lower"], ref["OR_wald_upper"], ref["p_wald"]], rel=GLM_SE)
-        lrm_term = "Intercept" if term == "(Intercept)" else term
-        assert_close(row["se"], reference["lrm"]["se"][lrm_term], rel=ITERATIVE)
+        assert_close(row["se"], ref["se"], rel=GLM_SE)
 
 
 def test_threshold_is_configurable(analysis):
     strict = logistic_analysis(data("clinical"), "y", ["pae", "dlr_score"], p_threshold=0.01)
     assert strict.selected == ["dlr_score"]
+
+
+def test_the_default_reference_is_the_most_frequent_level():
+    cases = data("clinical").assign(
+        shape=lambda t: t["shape"].map({0: "regular", 1: "irregular"}))
+    usual = cases["shape"].value_counts().idxmax()
+    result = logistic_analysis(cases, "y", ["shape"], categorical=["shape"])
+    assert result.reference_levels == {"shape": usual}
+    row = result.univariate.iloc[0]
+    assert row["reference"] == f"shape = {usual}"
 
 
 def test_categorical_predictor_with_stated_reference():
@@ -203,13 +212,19 @@ def test_constant_predictor_is_an_error_and_complete_separation_a_noted_row():
     cases = pd.DataFrame({"y": [0, 1] * 10, "flat": 1.0, "leak": [0.0, 1.0] * 10})
     with pytest.raises(DlrnError, match="'flat' is constant"):
         logistic_analysis(cases, "y", ["flat"])
-    with pytest.warns(UserWarning, match=r"'leak': complete separation \(leak\)"):
-        row = logistic_analysis(cases, "y", ["leak"]).univariate.iloc[0]
-    assert row["note"].startswith("leak: complete separation (every case is classified "
-                                  "perfectly; all 10 cases with leak = 0 are negative (0); "
-                                  "all 10 cases with leak = 1 are positive (1); beta = ")
-    assert "evaluation.clinical_regression: firth" in row["note"]
-    assert row["p_value"] > 0.9  # R's glm: p near 1 too
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a note in the table, not a Python warning
+        result = logistic_analysis(cases, "y", ["leak"], regression="standard")
+    row = result.univariate.iloc[0]
+    assert row["note"].startswith("leak: (quasi-)complete separation (all 10 cases with leak = "
+                                  "0 are negative (0); all 10 cases with leak = 1 are positive "
+                                  "(1)); the maximum-likelihood odds ratio is not finite")
+    assert "evaluation.clinical_regression: auto (the default) or firth" in row["note"]
+    assert row["p_value"] > 0.9 and row["method"] == "ML"  # R's glm: Wald p near 1 too
+    assert row["p_variable"] == row["p_lrt"] < 1e-6  # the likelihood-ratio p decides
+    auto = logistic_analysis(cases, "y", ["leak"]).univariate.iloc[0]
+    assert auto["method"] == "Firth" and np.isfinite(auto["ci_high"])
+    assert "fitted by Firth's penalised regression instead" in auto["note"]
 
 
 def _calcified(reference_level_one_class: bool = False) -> pd.DataFrame:
@@ -226,56 +241,66 @@ def _calcified(reference_level_one_class: bool = False) -> pd.DataFrame:
 
 
 def test_quasi_complete_separation_is_noted_in_univariate_and_multivariate_rows():
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         result = logistic_analysis(_calcified(), "y", ["calcification", "age"],
                                    categorical=["calcification"], p_threshold=1.0,
-                                   profile_ci=True)
-    assert [str(w.message) for w in caught] == [
-        f"{model} model of {names}: quasi-complete separation (calcification[present]); "
-        "see the note column"
-        for model, names in [("univariate", "'calcification'"),
-                             ("multivariate", "['calcification', 'age']")]]
+                                   profile_ci=True, regression="standard")
+    assert [n.split(":")[0] for n in result.notes] == ["univariate model of calcification",
+                                                       "multivariate model"]
     for table in (result.univariate, result.multivariate):
         rows = table.set_index("term")
         flagged = rows.loc["calcification[present]"]
         assert flagged["odds_ratio"] > 1e6 and flagged["ci_high"] == np.inf  # as R's glm
+        assert flagged["reference"] == "calcification = absent"
         assert flagged["note"].startswith(
-            "calcification: quasi-complete separation (all 10 cases with calcification = "
-            "present are positive (1); beta = ")
-        assert "diverges); the odds ratio is not finite" in flagged["note"]
-        assert ("merge sparse levels (cohort.min_level_count) or set "
-                "evaluation.clinical_regression: firth") in flagged["note"]
+            "calcification: (quasi-)complete separation (all 10 cases with calcification = "
+            "present are positive (1)); the maximum-likelihood odds ratio is not finite")
         assert flagged["note"].endswith("; profile CI not computed")
         assert np.isnan(flagged["profile_ci_low"]) and rows.loc["age", "note"] == ""
         assert np.isfinite(rows.loc["age", ["profile_ci_low", "profile_ci_high"]]).all()
     univariate = result.univariate.set_index("term").loc["calcification[present]"]
-    assert f"the likelihood-ratio p ({univariate['p_lrt']:.3g}) is usable" in univariate["note"]
-    assert univariate["p_lrt"] < 1e-3 < univariate["p_value"]
-    assert result.multivariate.set_index("term").loc["(Intercept)", "note"] == ""
+    assert univariate["p_variable"] == univariate["p_lrt"] < 1e-3 < univariate["p_value"]
+
+
+def test_auto_fits_firth_only_where_the_glm_separates():
+    result = logistic_analysis(_calcified(), "y", ["calcification", "age"],
+                               categorical=["calcification"], p_threshold=1.0)
+    methods = result.variables.set_index("variable")["method"]
+    assert methods.to_dict() == {"calcification": "Firth", "age": "ML"}
+    assert (result.multivariate["method"] == "Firth").all()
+    firth = logistic_analysis(_calcified(), "y", ["calcification", "age"],
+                              categorical=["calcification"], p_threshold=1.0,
+                              regression="firth")
+    pd.testing.assert_frame_equal(result.multivariate.drop(columns="note"),
+                                  firth.multivariate.drop(columns="note"))
+    assert result.notes[1].startswith("multivariate model: calcification: (quasi-)complete "
+                                      "separation (all 10 cases with calcification = present")
+    assert result.notes[1].endswith("fitted by Firth's penalised regression instead "
+                                    "(evaluation.clinical_regression: auto), which keeps the "
+                                    "estimate finite")
 
 
 def test_reference_level_and_numeric_binary_separation_are_named():
-    with pytest.warns(UserWarning, match="quasi-complete separation"):
-        table = logistic_analysis(_calcified(True), "y", ["calcification"],
-                                  categorical=["calcification"]).univariate
+    table = logistic_analysis(_calcified(True), "y", ["calcification"],
+                              categorical=["calcification"], reference={"calcification": "absent"},
+                              regression="standard").univariate
     assert table["note"].str.contains(
         r"all \d+ cases with calcification = absent \(reference level\) are negative \(0\)"
     ).all() and len(table) == 2
     numeric = _calcified().assign(calcification=lambda t: (t["calcification"] == "present")
                                   .astype(int))
-    with pytest.warns(UserWarning, match="quasi-complete separation"):
-        row = logistic_analysis(numeric, "y", ["calcification"]).univariate.iloc[0]
+    row = logistic_analysis(numeric, "y", ["calcification"],
+                            regression="standard").univariate.iloc[0]
     assert "all 10 cases with calcification = 1 are positive (1)" in row["note"]
 
 
-def test_diverging_continuous_estimate_is_noted():
+def test_separation_by_a_continuous_predictor_is_noted():
     # x < 0 benign, x > 0 malignant, both classes at x = 0: quasi-complete separation
     cases = pd.DataFrame({"y": [0, 0, 0, 0, 1, 1, 1, 1], "x": [-3, -2, -1, 0, 0, 1, 2, 3]})
-    with pytest.warns(UserWarning, match=r"quasi-complete separation \(x\)"):
-        row = logistic_analysis(cases, "y", ["x"]).univariate.iloc[0]
-    assert row["note"].startswith("x: quasi-complete separation (beta = ")
-    assert "diverges" in row["note"]
+    row = logistic_analysis(cases, "y", ["x"], regression="standard").univariate.iloc[0]
+    assert row["note"].startswith("x: (quasi-)complete separation (the outcome is predicted "
+                                  "perfectly for some cases")
 
 
 def test_separation_notes_leave_ordinary_predictors_alone(analysis):

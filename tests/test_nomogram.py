@@ -148,12 +148,24 @@ def test_crowded_nomogram_keeps_every_category_and_both_ends_of_a_scale():
     plt.close(figure)
 
 
-def test_fitting_a_separated_predictor_warns():
-    # the 10 cases with calcification 'present' are all malignant: its points would be huge
+def test_a_separated_predictor_gets_firth_coefficients_and_a_note():
+    # the 10 cases with calcification 'present' are all malignant: by maximum likelihood its
+    # points would take the whole scale
     rng = np.random.default_rng(3)
     cases = pd.DataFrame({"calcification": ["present"] * 10 + ["absent"] * 50,
                           "dlr_score": rng.standard_normal(60)})
     y = np.r_[np.ones(10, int), rng.permutation(np.repeat([0, 1], 25))]
-    with pytest.warns(UserWarning, match=r"nomogram model: quasi-complete separation "
-                                         r"\(calcification\[present\]\)"):
-        Nomogram().fit(cases, y)
+    standard = Nomogram(regression="standard").fit(cases, y)
+    assert standard.method_ == "ML" and standard.model_.params.abs().max() > 10
+    assert "calcification[present]" in standard.fit_notes_
+    nomogram = Nomogram().fit(cases, y)
+    assert nomogram.method_ == "Firth" and nomogram.model_.params.abs().max() < 5
+    assert "fitted by Firth's penalised regression instead" in \
+        nomogram.fit_notes_["calcification[present]"]
+    shares = nomogram.point_shares().set_index("predictor")
+    assert shares.loc["calcification", "fewest_cases_at_an_end"] == 10
+    assert shares["share"].sum() == pytest.approx(1.0)
+    assert standard.point_shares().set_index("predictor").loc["calcification", "share"] > 0.8
+    assert standard.readability_notes(60)[0].startswith(
+        "warning: calcification takes 8")
+    assert "rests on 10 of 60 training cases" in standard.readability_notes(60)[0]

@@ -70,7 +70,7 @@ def test_unknown_key_names_its_path_and_suggests_the_closest():
     ({"cohort": {**MINIMAL["cohort"], "min_level_count": 0}},
      "cohort.min_level_count: 0 is below the minimum 1"),
     ({"evaluation": {"clinical_regression": "penalised"}},
-     "evaluation.clinical_regression: 'penalised' is not allowed; use one of 'standard', "
+     "evaluation.clinical_regression: 'penalised' is not allowed; use one of 'auto', 'standard', "
      "'firth'"),
     ({"classifiers": {"models": ["LR", "ExtraTree"]}},
      "classifiers.models: unknown value 'ExtraTree'; did you mean 'ExtraTrees'?"),

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
@@ -226,8 +226,12 @@ def grid_search(
     n_jobs: int | None = None,
     memory: Any = None,
     fit_params: Mapping[str, Any] | None = None,
+    estimator: BaseEstimator | None = None,
 ) -> GridSearchCV:
     """Fit a median-AUC grid search of ``selection -> classifier`` on the training rows.
+
+    ``estimator`` replaces the classifier ``name`` would make (without ``grid``, it is
+    searched at its own parameters only).
 
     The selection step sits inside the pipeline, so it is refitted in every fold
     (with ``memory`` the fitted selection of a fold is cached and reused across
@@ -236,8 +240,12 @@ def grid_search(
     (e.g. ``{"selection__groups": patient_ids}``).
     """
     steps = [] if selection is None else [("selection", selection)]
-    steps.append(("classifier", make_classifier(name, seed, class_weight)))
-    grid = DEFAULT_GRIDS[name] if grid is None else grid
+    if estimator is None:
+        steps.append(("classifier", make_classifier(name, seed, class_weight)))
+        grid = DEFAULT_GRIDS[name] if grid is None else grid
+    else:
+        steps.append(("classifier", clone(estimator)))
+        grid = {} if grid is None else grid
     search = GridSearchCV(
         Pipeline(steps, memory=memory),
         {f"classifier__{key}": list(values) for key, values in grid.items()},

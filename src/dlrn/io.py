@@ -18,6 +18,9 @@ import pandas as pd
 from dlrn.errors import DlrnError, shown_items
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
+#: Cell texts hospital exports write where no value was recorded: read as a blank cell in
+#: the clinical columns (compared without case and surrounding spaces; cohort.na_values).
+DEFAULT_NA_VALUES = ("NA", "N/A", "not available", "unknown", "-", "?")
 TAB_SUFFIXES = (".tsv", ".tab")
 
 

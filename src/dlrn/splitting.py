@@ -6,12 +6,14 @@ and :func:`patients_on_both_sides` finds the patients of a given split that are 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dlrn.errors import DlrnError
+from dlrn.errors import DlrnError, shown_items
 
 _SPLIT_CANDIDATES = 50
 
@@ -77,3 +79,38 @@ def _patient_strata(cases: pd.DataFrame) -> pd.Series:
     mixed = (by_patient["min"] == 0) & (by_patient["max"] == 1)
     strata[mixed] = "mixed" if mixed.sum() >= 2 else "positive"
     return strata
+
+
+def read_labelled_table(path: str | Path, columns: Any, *, test_size: float = 0.3,
+                        seed: int = 0, keep: Sequence[str] = ()) -> pd.DataFrame:
+    """A case table read without images: 0/1 ``label``, ``patient_id`` and ``set``.
+
+    ``columns`` is a :class:`dlrn.cohort.CohortColumns` (case id, label, patient,
+    split). The set comes from its split column (checked: no patient on both
+    sides) or from :func:`split_cohort`; the ``keep`` columns come along as they
+    are. For commands whose inputs are tables only (``dlrn model``, ``dlrn clinical``).
+    """
+    from dlrn.io import binary_labels, read_indexed_table
+
+    if columns.label is None:
+        raise DlrnError("an outcome column is needed here: --label none is not allowed")
+    table = read_indexed_table(path, columns.case_id, what="cohort table")
+    patient = columns.patient or ("patient_id" if "patient_id" in table.columns else None)
+    for column in filter(None, (columns.label, patient, columns.split, *keep)):
+        if column not in table.columns:
+            raise DlrnError(f"cohort table {path} has no column {column!r} (columns: "
+                            f"{list(table.columns[:12])})")
+    label = binary_labels(table[columns.label],
+                          what=f"cohort table {path}: column {columns.label!r}")
+    cases = pd.DataFrame({"label": label,
+                          "patient_id": table[patient].astype(str) if patient else table.index})
+    if columns.split:
+        cases["set"] = table[columns.split].astype(str).str.strip().str.lower()
+        leaking = patients_on_both_sides(cases["set"], cases["patient_id"])
+        if leaking:
+            raise DlrnError(f"cohort table {path}: patient(s) {shown_items(leaking)} have "
+                            "cases in the training set and in another set of column "
+                            f"{columns.split!r} (leakage); keep each patient on one side")
+    else:
+        cases["set"] = split_cohort(cases, test_size=test_size, seed=seed)
+    return cases.join(table[[c for c in keep if c not in cases.columns]])

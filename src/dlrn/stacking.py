@@ -34,6 +34,14 @@ DLRN = NomogramKind("DLRN", "DLR nomogram (DLRN)", DLR_SCORE, "dlr_models", "DLR
 RADIOMICS_NOMOGRAM = NomogramKind("RadN", "radiomics nomogram (RadN)", RAD_SCORE, "hcr_models",
                                   "HCR model")
 NOMOGRAMS = {kind.name: kind for kind in (DLRN, RADIOMICS_NOMOGRAM)}
+#: Where ``dlrn clinical --score`` puts an image score made elsewhere (a model stage's files).
+GIVEN_SCORE_STAGE = "image_score"
+
+
+def given_score_nomogram(column: str) -> NomogramKind:
+    """The nomogram of an image score made elsewhere (a column of the table)."""
+    return NomogramKind("Nomogram", f"nomogram of {column}", column, GIVEN_SCORE_STAGE,
+                        f"image score {column!r}")
 
 
 def nomogram_inputs(cases: pd.DataFrame, score: pd.Series, clinical: list[str],

@@ -16,8 +16,8 @@ import sys
 from dlrn import __version__
 from dlrn.errors import DlrnError
 
-COMMAND_MODULES: tuple[str, ...] = ("deep", "evaluate", "extract", "model", "serve", "study",
-                                     "validate")
+COMMAND_MODULES: tuple[str, ...] = ("clinical", "deep", "evaluate", "extract", "model",
+                                     "serve", "study", "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:

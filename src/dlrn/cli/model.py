@@ -142,33 +142,12 @@ def _numeric_features(table: Any, path: Path) -> Any:
 
 def _cohort_frame(args: argparse.Namespace) -> Any:
     """case_id-indexed label, patient_id and set (read or made here), checked for leakage."""
-    import pandas as pd
+    from dlrn.splitting import read_labelled_table
 
-    from dlrn.cohort import patients_on_both_sides, split_cohort
-    from dlrn.io import binary_labels, read_indexed_table
-
-    columns = cohort_columns(args)
-    if columns.label is None:
+    if cohort_columns(args).label is None:
         raise ConfigError("dlrn model needs an outcome column: --label none is not allowed here")
-    table = read_indexed_table(args.cohort, columns.case_id, what="cohort table")
-    patient = columns.patient or ("patient_id" if "patient_id" in table.columns else None)
-    for column in filter(None, (columns.label, patient, columns.split)):
-        if column not in table.columns:
-            raise DlrnError(f"cohort table {args.cohort} has no column {column!r}")
-    label = binary_labels(table[columns.label],
-                          what=f"cohort table {args.cohort}: column {columns.label!r}")
-    cases = pd.DataFrame({"label": label,
-                          "patient_id": table[patient].astype(str) if patient else table.index})
-    if columns.split:
-        cases["set"] = table[columns.split].astype(str).str.strip().str.lower()
-        leaking = patients_on_both_sides(cases["set"], cases["patient_id"])
-        if leaking:
-            raise DlrnError(f"cohort table {args.cohort}: patient(s) {shown_items(leaking)} "
-                            f"have cases in the training set and in another set of column "
-                            f"{columns.split!r} (leakage); keep each patient on one side")
-    else:
-        cases["set"] = split_cohort(cases, test_size=args.test_size, seed=args.seed)
-    return cases
+    return read_labelled_table(args.cohort, cohort_columns(args), test_size=args.test_size,
+                               seed=args.seed)
 
 
 def _check_same_cases(features: Any, cases: Any, args: argparse.Namespace) -> None:

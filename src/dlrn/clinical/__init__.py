@@ -4,16 +4,26 @@
   ordinal scores and multilabel tokens, learned on training rows, saved as JSON;
 - :func:`baseline_table` (baseline): training vs test, "Table 2";
 - :func:`logistic_analysis` (regression): univariate and multivariate logistic
-  regression through the encoder's terms, joint tests, standard or Firth;
+  regression through the encoder's terms, joint tests; R's glm (aliased terms,
+  :mod:`~dlrn.clinical.glm`), Firth's regression (:mod:`~dlrn.clinical.firth`) where
+  separation needs it;
+- :class:`LogisticModel` (model): that regression as a scikit-learn classifier;
 - :func:`methods_text` (describe): what was done, in words.
 """
 
 from dlrn.clinical.baseline import baseline_table
 from dlrn.clinical.describe import methods_text, regression_methods_text
 from dlrn.clinical.encoding import ClinicalEncoder
-from dlrn.clinical.firth import FirthFit, fit_firth
-from dlrn.clinical.glm import fit_logistic, fit_logistic_diagnosed, separation_notes
-from dlrn.clinical.regression import REGRESSIONS, LogisticAnalysis, logistic_analysis
+from dlrn.clinical.firth import fit_firth
+from dlrn.clinical.glm import LogisticFit, fit_glm, fit_logistic, separated_terms
+from dlrn.clinical.model import LogisticModel
+from dlrn.clinical.regression import (
+    REGRESSIONS,
+    FittedModel,
+    LogisticAnalysis,
+    fit_logistic_model,
+    logistic_analysis,
+)
 from dlrn.clinical.spec import COLUMN_TYPES, MISSING_POLICIES, ColumnSpec
 
 __all__ = [
@@ -22,14 +32,17 @@ __all__ = [
     "REGRESSIONS",
     "ClinicalEncoder",
     "ColumnSpec",
-    "FirthFit",
+    "FittedModel",
     "LogisticAnalysis",
+    "LogisticFit",
+    "LogisticModel",
     "baseline_table",
     "fit_firth",
+    "fit_glm",
     "fit_logistic",
-    "fit_logistic_diagnosed",
+    "fit_logistic_model",
     "logistic_analysis",
     "methods_text",
     "regression_methods_text",
-    "separation_notes",
+    "separated_terms",
 ]

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from dlrn.clinical.encoding import ClinicalEncoder
     from dlrn.clinical.regression import LogisticAnalysis
 
-__all__ = ["fit_notes", "methods_text", "regression_methods_text", "statistics_table",
-           "transform_notes"]
+__all__ = ["aliasing_notes", "fit_notes", "methods_text", "regression_methods_text",
+           "statistics_table", "transform_notes"]
 
 
 def fill_text(spec: ColumnSpec, state: Mapping[str, Any]) -> str:
@@ -82,6 +82,36 @@ def fit_notes(encoder: ClinicalEncoder, missing: Mapping[str, pd.Index]) -> list
     return notes
 
 
+def aliasing_notes(encoder: ClinicalEncoder, encoded: pd.DataFrame) -> list[str]:
+    """Terms that are a combination of other terms in every training case, said at fitting.
+
+    Exhaustive tokens (``circumscribed`` and the ``not circumscribed - ...`` tokens of a
+    margin column add up to 1 in every row), or a token equal to another column's
+    level, make a regression design rank-deficient: R's glm gives such a term no
+    estimate (NA). The regressions do the same; this note says so before they run.
+    """
+    from dlrn.clinical.glm import alias_combination, alias_equation, aliased_columns
+
+    design = encoded.copy()
+    design.insert(0, "(Intercept)", 1.0)
+    aliased = [design.columns[i] for i in aliased_columns(design.to_numpy(dtype=float))]
+    kept = [c for c in design.columns if c not in aliased]
+    column_of = {t: name for name, terms in encoder.terms_.items() for t in terms}
+    notes = []
+    for name in aliased:
+        equation = alias_equation(design, name, kept)
+        involved = {column_of.get(t) for t in alias_combination(design, name, kept)}
+        column = column_of[name]
+        spec = next(s for s in encoder.specs_ if s.name == column)
+        why = ("its tokens are exhaustive (every training case holds one of them)"
+               if involved <= {column, None} and spec.type == "multilabel" else
+               "it duplicates other terms")
+        notes.append(f"{column}: {equation} in every training case: {why}, so {name} is "
+                     "aliased and the regressions give it no estimate of its own (NA, as R's "
+                     "glm does)")
+    return notes
+
+
 def transform_notes(encoder: ClinicalEncoder, X: pd.DataFrame, *, where: str = "") -> list[str]:
     """For cases encoded with the training rules: imputed values and unseen levels, by case."""
     prefix = f"{where}: " if where else ""
@@ -103,7 +133,7 @@ def transform_notes(encoder: ClinicalEncoder, X: pd.DataFrame, *, where: str = "
 def _unseen_groups(spec: ColumnSpec, read: Reading, imputed: str) -> list[tuple[list, str]]:
     """Unseen values by what became of them: to 'other', missing (if imputed), ignored."""
     if read.unseen_to_other:
-        return [(list(read.unseen.index), f"mapped to {OTHER!r}")]
+        return [(list(read.unseen.index), f"mapped to {OTHER!r}")] if len(read.unseen) else []
     groups = []
     made_missing = [case for case in read.unseen.index if case in read.unseen_missing]
     if made_missing and spec.missing == "impute":
@@ -158,31 +188,48 @@ def methods_text(encoder: ClinicalEncoder) -> str:
                          f"({'; '.join(ordinal)}).")
     references = [f"{name}: {level}" for name, level in encoder.reference_levels_.items()]
     if references:
-        sentences.append(f"Categorical variables were dummy-coded against a reference level "
+        sentences.append(f"Categorical variables were dummy-coded against a reference level, "
+                         f"the most frequent training level unless stated "
                          f"({'; '.join(references)}).")
     sentences.append(f"A value met only outside the training set was mapped to '{OTHER}' "
                      "where the variable has one, and otherwise handled as a missing value.")
     return " ".join(sentences)
 
 
+FIRTH_TEXT = ("Firth's penalised likelihood (as R's logistf), which gives finite estimates "
+              "under separation, with profile penalised-likelihood confidence intervals and "
+              "penalised likelihood-ratio p-values")
+
+
 def regression_methods_text(analysis: LogisticAnalysis) -> str:
     """A methods paragraph on the univariate and multivariate logistic regression."""
     threshold = analysis.p_threshold
+    variables = analysis.variables
     if analysis.regression == "firth":
-        fitting = ("Logistic regression used Firth's penalised likelihood (as R's logistf), "
-                   "which gives finite estimates under separation; confidence intervals are "
-                   "profile penalised-likelihood intervals and p-values penalised "
-                   "likelihood-ratio tests.")
+        fitting = f"Logistic regression used {FIRTH_TEXT}."
     else:
         fitting = ("Logistic regression used maximum likelihood (as R's glm), with Wald "
-                   "confidence intervals and p-values.")
-    several = analysis.variables.loc[analysis.variables["terms"] > 1, "variable"].tolist()
+                   "confidence intervals and p-values")
+        firth = variables.loc[variables["method"] == "Firth", "variable"].tolist()
+        multivariate_firth = (analysis.model is not None
+                              and getattr(analysis.model, "method", "ML") == "Firth")
+        if analysis.regression == "auto" and (firth or multivariate_firth):
+            models = ([f"the univariate models of {', '.join(firth)}"] if firth else []) + (
+                ["the multivariate model"] if multivariate_firth else [])
+            fitting += (f"; where a maximum-likelihood fit showed (quasi-)complete separation "
+                        f"(detected by Konis' linear program), that model ({' and '.join(models)})"
+                        f" was fitted by {FIRTH_TEXT}")
+        fitting += "."
+    several = variables.loc[variables["terms"] > 1, "variable"].tolist()
     joint = (f" A variable with several terms ({', '.join(several)}) was tested by a "
              "likelihood-ratio test of all its terms together, in the univariate and in the "
              "multivariate model." if several else "")
-    return (f"{fitting}{joint} Variables with a univariate p < {threshold:g} entered the "
-            f"multivariate model; those with a multivariate p < {threshold:g} were taken as "
-            "independent predictors.")
+    aliased = ("" if analysis.univariate.empty or analysis.univariate["beta"].notna().all() else
+               " A term that was a linear combination of the others (aliased) was given no "
+               "estimate, as R's glm does.")
+    return (f"{fitting}{joint}{aliased} Variables with a univariate p < {threshold:g} entered "
+            f"the multivariate model; those with a multivariate p < {threshold:g} were taken "
+            "as independent predictors.")
 
 
 def statistics_table(encoder: ClinicalEncoder) -> dict[str, Reading]:

@@ -32,10 +32,12 @@ from sklearn.utils.validation import check_is_fitted
 from dlrn.clinical import reading
 from dlrn.clinical.reading import MISSING, OTHER, Reading, term
 from dlrn.clinical.spec import (
+    DEFAULT_NA_VALUES,
     MIN_LEVEL_SETTING,
     MISSING_SETTING,
     ColumnSpec,
     as_text,
+    blank_markers,
     column_specs,
 )
 from dlrn.errors import DlrnError, shown_items
@@ -61,21 +63,26 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
     ``columns`` maps each column to its type (``continuous``, ``categorical``,
     ``ordinal``, ``multilabel``) or to a mapping with ``type`` and optionally
     ``missing`` (``impute``, ``exclude`` or ``stop``), ``order`` (ordinal levels,
-    lowest first), ``separator`` (multilabel) and ``reference`` (categorical).
+    lowest first), ``separator`` (multilabel), ``reference`` (categorical) and
+    ``na_values`` (cell texts read as blank; ``na_values`` here gives every column's,
+    by default "NA", "N/A", "not available", "unknown", "-" and "?").
     Terms: ``age``; ``age[missing]``; ``shape[irregular]`` per level but the
-    reference (the first kept level in sorted order unless given);
+    reference (the most frequent kept training level unless given, so that odds
+    ratios read "vs the usual finding"; ties: the first in sorted order);
     ``shape[other]``; ``birads`` (the ordinal score 1..k); ``margin[angular]``
     (1 when the token is present).
     """
 
     def __init__(self, columns: Mapping[str, Any] | None = None, *, missing: str = "impute",
                  min_level_count: int = 5, separator: str = "&",
-                 reference: Mapping[str, Any] | None = None) -> None:
+                 reference: Mapping[str, Any] | None = None,
+                 na_values: tuple[str, ...] | list[str] = DEFAULT_NA_VALUES) -> None:
         self.columns = columns
         self.missing = missing
         self.min_level_count = min_level_count
         self.separator = separator
         self.reference = reference
+        self.na_values = na_values
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: pd.DataFrame, y: object = None) -> ClinicalEncoder:
@@ -85,7 +92,8 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
         ``excluded_``); a missing value in a ``stop`` column is an error.
         """
         self.specs_ = column_specs(self.columns or {}, missing=self.missing,
-                                   separator=self.separator, reference=self.reference)
+                                   separator=self.separator, reference=self.reference,
+                                   na_values=self.na_values)
         if not self.specs_:
             raise DlrnError("no clinical columns to encode (cohort.clinical is empty)")
         if int(self.min_level_count) < 1:
@@ -102,7 +110,7 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
         prepared = pd.concat([r.prepared for r in readings.values()], axis=1)
         self.transformer_ = self._column_transformer(readings).fit(prepared)
         self._learn_state(readings)
-        self.notes_ = self._fit_notes(readings)
+        self.notes_ = self._fit_notes(readings, training)
         return self
 
     def _columns_of(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -112,7 +120,7 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
         if absent:
             raise DlrnError(f"clinical column(s) {absent} not found; available: "
                             f"{list(X.columns)}")
-        return X[[spec.name for spec in self.specs_]]
+        return blank_markers(X[[spec.name for spec in self.specs_]], self.specs_)[0]
 
     def _check_training_column(self, spec: ColumnSpec, values: pd.Series) -> None:
         missing = values.index[as_text(values).isna()]
@@ -200,7 +208,8 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
                 kept = [lv for lv in levels if lv not in merged]
                 self._check_levels(spec, kept, merged, state)
                 state.update(levels=levels, merged=merged, fill=str(imputer.statistics_[0]),
-                             reference=spec.reference if spec.reference is not None else kept[0],
+                             reference=(spec.reference if spec.reference is not None
+                                        else most_frequent(kept, state["counts"])),
                              indicator=f"c{i}_missing" in fitted)
             elif spec.type == "multilabel":
                 columns = readings[spec.name].prepared.columns
@@ -334,10 +343,11 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "state_")
         return transform_notes(self, self._columns_of(X), where=where)
 
-    def _fit_notes(self, readings: Mapping[str, Reading]) -> list[str]:
-        from dlrn.clinical.describe import fit_notes
+    def _fit_notes(self, readings: Mapping[str, Reading], training: pd.DataFrame) -> list[str]:
+        from dlrn.clinical.describe import aliasing_notes, fit_notes
 
-        return fit_notes(self, {name: r.missing for name, r in readings.items()})
+        return (fit_notes(self, {name: r.missing for name, r in readings.items()})
+                + aliasing_notes(self, self.transform(training)))
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict[str, Any]:
@@ -345,7 +355,7 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "state_")
         return {"format": FORMAT, "version": FORMAT_VERSION,
                 "params": {"missing": self.missing, "min_level_count": int(self.min_level_count),
-                           "separator": self.separator},
+                           "separator": self.separator, "na_values": list(self.na_values)},
                 "columns": [spec.to_dict() for spec in self.specs_],
                 "state": _json_safe(self.state_), "notes": list(self.notes_),
                 "excluded": self.excluded_.astype(str).to_dict(orient="records")}
@@ -360,9 +370,11 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
             raise DlrnError("not a dlrn clinical encoder description (format/version mismatch)")
         columns = {c["name"]: {k: v for k, v in c.items() if k != "name"}
                    for c in saved["columns"]}
-        encoder = cls(columns, **saved["params"])
+        # encoders saved before na_values existed read every text as a value
+        encoder = cls(columns, **{"na_values": (), **saved["params"]})
         encoder.specs_ = column_specs(columns, missing=encoder.missing,
-                                      separator=encoder.separator)
+                                      separator=encoder.separator,
+                                      na_values=encoder.na_values)
         encoder.state_ = {name: dict(state) for name, state in saved["state"].items()}
         readings = statistics_table(encoder)
         prepared = pd.concat([r.prepared for r in readings.values()], axis=1)
@@ -372,6 +384,11 @@ class ClinicalEncoder(TransformerMixin, BaseEstimator):
         encoder.excluded_ = pd.DataFrame(saved.get("excluded", []),
                                          columns=["case", "column", "reason"])
         return encoder
+
+
+def most_frequent(levels: list[str], counts: Mapping[str, int]) -> str:
+    """The level held by most training cases; ties go to the first in sorted order."""
+    return min(levels, key=lambda level: (-counts.get(level, 0), level))
 
 
 def _json_safe(value: Any) -> Any:

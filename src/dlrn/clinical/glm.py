@@ -1,16 +1,32 @@
-"""Binomial GLM fits (= R ``glm``) and notes on (quasi-)complete separation.
+"""Binomial GLM fits as R's ``glm`` computes them: aliased terms, separation and their notes.
 
-statsmodels' binomial GLM is R's ``glm``: OR = exp(β), Wald CI exp(β ± z·SE).
-Separation (a level whose cases are all of one class) makes the maximum
-likelihood estimate infinite; R and statsmodels then "converge" to a huge OR
-with a meaningless Wald CI and p. :func:`separation_notes` flags such terms and
-points to Firth's penalised regression (``evaluation.clinical_regression: firth``).
+statsmodels' GLM disagrees with R where clinical descriptor tables need R most:
+on a rank-deficient design (``&``-joined tokens that add up to 1 in every row are
+aliased with the intercept) it solves with a pseudo-inverse and reports huge,
+meaningless coefficients instead of dropping the aliased term, and its
+convergence rule differs under separation. :func:`fit_glm` is R's ``glm.fit``
+for the binomial family with the logit link, step for step:
+
+- the rank is decided by a pivoted QR with R's limited pivoting (LINPACK
+  ``dqrdc2``, tolerance ``min(1e-7, epsilon / 1000)``): a column that is, to
+  that tolerance, a combination of the columns before it is *aliased*; its
+  coefficient is ``NA`` and the fit goes on with the others;
+- iteratively reweighted least squares from ``mustart = (y + 0.5) / 2``, R's
+  clamped logit link (|eta| <= 30), stopping when the deviance changes by less
+  than ``epsilon = 1e-8`` relative, at most 25 iterations.
+
+Under (quasi-)complete separation the coefficients of the separated terms run
+towards infinity while the deviance converges, so likelihood-ratio tests stay
+right (R's ``anova(reduced, full, test = "Chisq")``) though Wald statistics do
+not. :func:`separated_terms` detects separation exactly, by Konis' linear
+program (R's ``detectseparation``), and :func:`separation_notes` says which
+terms it affects and why, in words.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -18,62 +34,229 @@ import pandas as pd
 from dlrn.clinical.reading import MISSING, term
 from dlrn.errors import DlrnError
 
-__all__ = ["fit_logistic", "fit_logistic_diagnosed", "separation_notes"]
+__all__ = ["LogisticFit", "alias_combination", "alias_equation", "alias_notes",
+           "aliased_columns", "fit_glm", "fit_logistic", "separated_terms", "separation_notes"]
 
-COMPLETE_SEPARATION = ("complete separation: the predictors classify every case perfectly, "
-                       "so an odds ratio is infinite")
-NOT_CONVERGED = "the logistic fit did not converge (separation or collinear predictors)"
-SEPARATION_ADVICE = ("merge sparse levels (cohort.min_level_count) or set "
-                     "evaluation.clinical_regression: firth (Firth's penalised logistic "
-                     "regression, as R's logistf)")
-SEPARATION_KINDS = {  # problem of the fit: (what the note calls it, the reason it gives)
-    "": ("quasi-complete separation", ""),
-    COMPLETE_SEPARATION: ("complete separation", "every case is classified perfectly"),
-    NOT_CONVERGED: ("possible separation", "the fit did not converge"),
-}
-#: |beta| x SD(x) above this (odds x e^10 = 22 000 per SD) means the estimate diverges.
-DIVERGING_LOG_ODDS_PER_SD = 10.0
+#: R glm.control(): epsilon and maxit; glm.fit's QR tolerance min(1e-7, epsilon / 1000).
+EPSILON = 1e-8
+MAX_ITERATIONS = 25
+QR_TOLERANCE = min(1e-7, EPSILON / 1000)
+#: R's binomial()$linkinv and mu.eta clamp the linear predictor at +-30 (THRESH, MTHRESH).
+_ETA_LIMIT = 30.0
+_DOUBLE_EPS = np.finfo(float).eps
+SEPARATION_ADVICE = ("evaluation.clinical_regression: auto (the default) or firth fits Firth's "
+                     "penalised logistic regression (as R's logistf) where this happens")
 
 
-def fit_logistic_diagnosed(y: pd.Series, design: pd.DataFrame, *, what: str,
-                           offset: object = None) -> tuple[object, str]:
-    """Binomial GLM (= R glm) and what went wrong: '', complete separation or no convergence.
+@dataclass
+class LogisticFit:
+    """One binomial fit: coefficients (NaN where aliased), SEs, deviance, rank, convergence.
 
-    A singular (collinear) design is an error naming ``what``.
+    ``loglik`` is the log-likelihood (``-deviance / 2`` for 0/1 outcomes) or, for a
+    Firth fit, the penalised log-likelihood; ``method`` says which ("ML" or "Firth").
     """
-    import statsmodels.api as sm
-    from statsmodels.tools.sm_exceptions import (
-        ConvergenceWarning,
-        PerfectSeparationError,
-        PerfectSeparationWarning,
-    )
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PerfectSeparationWarning)
-        warnings.simplefilter("always", ConvergenceWarning)
-        try:
-            fit = sm.GLM(y, design, family=sm.families.Binomial(), offset=offset).fit(
-                tol=1e-12, maxiter=100
-            )
-        except PerfectSeparationError as error:
-            raise DlrnError(f"{what}: {COMPLETE_SEPARATION}; {SEPARATION_ADVICE}") from error
-        except np.linalg.LinAlgError as error:
-            raise DlrnError(f"{what}: collinear predictors (singular design)") from error
-    categories = {warning.category for warning in caught}
-    for warning in caught:
-        if warning.category not in (PerfectSeparationWarning, ConvergenceWarning):
-            warnings.warn(warning.message, warning.category, stacklevel=2)
-    if PerfectSeparationWarning in categories:
-        return fit, COMPLETE_SEPARATION
-    return fit, NOT_CONVERGED if ConvergenceWarning in categories else ""
+    params: pd.Series
+    bse: pd.Series
+    deviance: float
+    null_deviance: float
+    aliased: list[str] = field(default_factory=list)
+    iterations: int = 0
+    converged: bool = True
+    method: str = "ML"
+    loglik: float = np.nan
+    rank: int = 0
+    n: int = 0
+
+    @property
+    def df_residual(self) -> int:
+        return self.n - self.rank
+
+    @property
+    def kept(self) -> list[str]:
+        return [name for name in self.params.index if name not in self.aliased]
 
 
-def fit_logistic(y: pd.Series, design: pd.DataFrame, *, what: str, offset: object = None):
-    """Binomial GLM (= R glm); perfect separation or non-convergence is an error naming ``what``."""
-    fit, problem = fit_logistic_diagnosed(y, design, what=what, offset=offset)
-    if problem:
-        raise DlrnError(f"{what}: {problem}")
+def aliased_columns(X: np.ndarray, tolerance: float = QR_TOLERANCE) -> list[int]:
+    """Positions of the columns R's pivoted QR (``dqrdc2``) declares aliased.
+
+    ``dqrdc2`` takes the columns in order and moves to the end every column whose
+    norm, after the Householder steps of the columns kept before it, has fallen
+    below ``tolerance`` times its original norm (a zero column included). The
+    same rule here by Gram-Schmidt with re-orthogonalisation.
+    """
+    basis = np.empty((X.shape[0], 0))
+    aliased = []
+    for position in range(X.shape[1]):
+        column = np.asarray(X[:, position], dtype=float)
+        original = np.linalg.norm(column) or 1.0
+        residual = column.copy()
+        for _ in range(2):
+            residual -= basis @ (basis.T @ residual)
+        norm = np.linalg.norm(residual)
+        if norm < tolerance * original:
+            aliased.append(position)
+        else:
+            basis = np.column_stack([basis, residual / norm])
+    return aliased
+
+
+def _link_inverse(eta: np.ndarray) -> np.ndarray:
+    """R's binomial()$linkinv (C logit_linkinv): clamped at |eta| = 30."""
+    clipped = np.where(eta < -_ETA_LIMIT, _DOUBLE_EPS,
+                       np.where(eta > _ETA_LIMIT, 1 / _DOUBLE_EPS,
+                                np.exp(np.clip(eta, -_ETA_LIMIT, _ETA_LIMIT))))
+    return clipped / (1 + clipped)
+
+
+def _mu_eta(eta: np.ndarray) -> np.ndarray:
+    """R's binomial()$mu.eta (C logit_mu_eta)."""
+    inside = np.abs(eta) <= _ETA_LIMIT
+    exp_eta = np.exp(np.clip(eta, -_ETA_LIMIT, _ETA_LIMIT))
+    return np.where(inside, exp_eta / (1 + exp_eta) ** 2, _DOUBLE_EPS)
+
+
+def _deviance(y: np.ndarray, mu: np.ndarray) -> float:
+    """Binomial deviance of 0/1 outcomes (R's binomial()$dev.resids summed)."""
+    with np.errstate(divide="ignore"):
+        return float(-2 * np.sum(np.where(y == 1, np.log(mu), np.log1p(-mu))))
+
+
+def _as_frame(design: pd.DataFrame | np.ndarray) -> pd.DataFrame:
+    if isinstance(design, pd.DataFrame):
+        return design
+    return pd.DataFrame(np.asarray(design, dtype=float).reshape(len(design), -1))
+
+
+def fit_glm(y: object, design: pd.DataFrame | np.ndarray, *, offset: object = None,
+            what: str = "model") -> LogisticFit:
+    """R's ``glm(y ~ design - 1, family = binomial)``: aliased columns NA, R's IRLS.
+
+    ``design`` carries its own constant column. Outcomes must be 0/1. Separation is
+    not an error here: the deviance converges (see :func:`separated_terms`).
+    """
+    frame = _as_frame(design)
+    X = frame.to_numpy(dtype=float)
+    labels = np.asarray(y, dtype=float).reshape(-1)
+    if X.shape[0] != labels.size or not np.isin(labels, (0.0, 1.0)).all():
+        raise DlrnError(f"{what}: the outcome must be 0/1 with one value per case")
+    shift = np.zeros(labels.size) if offset is None else np.asarray(offset, dtype=float)
+    aliased = aliased_columns(X)
+    kept = [i for i in range(X.shape[1]) if i not in aliased]
+    Xk = X[:, kept]
+    mu = (labels + 0.5) / 2
+    eta = np.log(mu / (1 - mu))
+    deviance_old = _deviance(labels, mu)
+    converged, iterations = False, 0
+    while iterations < MAX_ITERATIONS:
+        iterations += 1
+        derivative = _mu_eta(eta)
+        z = eta - shift + (labels - mu) / derivative
+        w = np.sqrt(derivative ** 2 / (mu * (1 - mu)))
+        beta = np.linalg.lstsq(Xk * w[:, None], z * w, rcond=None)[0]
+        eta = Xk @ beta + shift
+        mu = _link_inverse(eta)
+        deviance = _deviance(labels, mu)
+        if abs(deviance - deviance_old) / (abs(deviance) + 0.1) < EPSILON:
+            converged = True
+            break
+        deviance_old = deviance
+    # R's summary.glm: the QR of the last weighted least-squares step (its weights come
+    # from the fitted values before that step's update)
+    weighted = Xk * w[:, None]
+    covariance = np.linalg.pinv(weighted.T @ weighted)
+    params = np.full(X.shape[1], np.nan)
+    bse = np.full(X.shape[1], np.nan)
+    params[kept] = beta
+    bse[kept] = np.sqrt(np.clip(np.diag(covariance), 0, None))
+    null_mu = _link_inverse(_null_eta(labels, shift))
+    return LogisticFit(
+        pd.Series(params, index=frame.columns), pd.Series(bse, index=frame.columns),
+        deviance, _deviance(labels, null_mu), [frame.columns[i] for i in aliased], iterations,
+        converged, "ML", -deviance / 2, len(kept), labels.size)
+
+
+def _null_eta(y: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """The intercept-only model's linear predictor (the offset alone when it is not zero)."""
+    if np.any(offset):
+        return offset
+    mean = np.clip(y.mean(), _DOUBLE_EPS, 1 - _DOUBLE_EPS)
+    return np.full(y.size, np.log(mean / (1 - mean)))
+
+
+def separated_terms(y: object, design: pd.DataFrame) -> list[str]:
+    """Terms whose maximum-likelihood estimate is infinite: [] when there is no separation.
+
+    Konis' linear program (R ``detectseparation``): maximise sum_i s_i x_i'b subject
+    to s_i x_i'b >= 0 for every case (s_i = +1 for an outcome of 1, -1 for 0), with
+    |b_j| <= 1 on columns scaled to a largest value of 1. A positive maximum means a
+    direction along which the likelihood increases for ever: (quasi-)complete
+    separation; the terms with a non-zero b are those that diverge. Aliased columns
+    are left out first.
+    """
+    from scipy.optimize import linprog
+
+    labels = np.asarray(y, dtype=float).reshape(-1)
+    X = design.to_numpy(dtype=float)
+    kept = [i for i in range(X.shape[1]) if i not in aliased_columns(X)]
+    X = X[:, kept]
+    scale = np.max(np.abs(X), axis=0)
+    X = X / np.where(scale > 0, scale, 1.0)
+    signed = X * (2 * labels - 1)[:, None]
+    result = linprog(-signed.sum(axis=0), A_ub=-signed, b_ub=np.zeros(len(labels)),
+                     bounds=[(-1, 1)] * X.shape[1], method="highs")
+    if result.status != 0 or -result.fun < 1e-6:
+        return []
+    return [design.columns[kept[j]] for j in np.flatnonzero(np.abs(result.x) > 1e-7)]
+
+
+def fit_logistic(y: object, design: pd.DataFrame | np.ndarray, *, what: str,
+                 offset: object = None) -> LogisticFit:
+    """A fit whose estimates must be finite (calibration slopes): separation, an aliased
+    column or no convergence is an error naming ``what``."""
+    frame = _as_frame(design)
+    fit = fit_glm(y, frame, offset=offset, what=what)
+    if fit.aliased:
+        raise DlrnError(f"{what}: term(s) {fit.aliased} are aliased (a combination of the "
+                        "other terms)")
+    separated = separated_terms(y, frame)
+    if separated:
+        raise DlrnError(f"{what}: (quasi-)complete separation: the outcome is predicted "
+                        "perfectly for some cases, so an estimate is infinite")
+    if not fit.converged:
+        raise DlrnError(f"{what}: the logistic fit did not converge in {MAX_ITERATIONS} "
+                        "iterations")
     return fit
+
+
+def alias_combination(design: pd.DataFrame, name: str, kept: list[str]) -> dict[str, float]:
+    """The aliased column as a combination of the kept ones: term -> weight (non-zero)."""
+    basis = design[kept].to_numpy(dtype=float)
+    weights = np.linalg.lstsq(basis, design[name].to_numpy(dtype=float), rcond=None)[0]
+    return {other: float(w) for other, w in zip(kept, weights, strict=True) if abs(w) >= 1e-8}
+
+
+def alias_equation(design: pd.DataFrame, name: str, kept: list[str]) -> str:
+    """'a = (Intercept) - b - c': the aliased column as the combination of the others."""
+    parts = []
+    for other, weight in alias_combination(design, name, kept).items():
+        size = "" if abs(abs(weight) - 1) < 1e-8 else f"{abs(weight):.3g}·"
+        parts.append(f"{'-' if weight < 0 else '+'} {size}{other}")
+    text = " ".join(parts).removeprefix("+ ")
+    return f"{name} = {text}" if text else f"{name} is 0 for every case"
+
+
+def alias_notes(design: pd.DataFrame, fit: LogisticFit,
+                variable_of: Mapping[str, str]) -> dict[str, str]:
+    """A note per aliased term: its variable, the combination it equals, what R shows."""
+    notes = {}
+    for name in fit.aliased:
+        equation = alias_equation(design, name, fit.kept)
+        variable = variable_of.get(name, name)
+        notes[name] = (f"{variable}: term {name} is aliased ({equation} in every case), so it "
+                       "has no estimate of its own (NA, as R's glm reports it); its effect is "
+                       "carried by the terms it is a combination of")
+    return notes
 
 
 def _one_class(y: pd.Series, cases: pd.Series, label: str) -> list[str]:
@@ -107,36 +290,22 @@ def _one_class_levels(y: pd.Series, design: pd.DataFrame, name: str, terms: list
     return reasons
 
 
-def separation_notes(y: pd.Series, design: pd.DataFrame, fit: object,
+def separation_notes(y: pd.Series, design: pd.DataFrame, separated: list[str],
                      terms: Mapping[str, list[str]], references: Mapping[str, str], *,
-                     problem: str = "", what: str = "model") -> dict[str, str]:
-    """A note per term of ``fit`` that shows (quasi-)complete separation, with a warning.
+                     remedy: str = SEPARATION_ADVICE) -> dict[str, str]:
+    """A note per term whose estimate separation makes infinite (``separated``), with why.
 
-    Separation is flagged when the fit reports it or did not converge
-    (``problem``), when a level's cases (or a binary predictor's value's) are
-    all of one class, or when the estimate diverges (|beta| x SD(x) > 10);
-    statsmodels, like R's glm, then "converges" to a huge OR with an enormous SE,
-    a Wald CI of 0 to infinity and p near 1 (Hauck-Donner), which are meaningless.
+    The reason names the level (or value) whose cases are all of one class where
+    there is one; ``remedy`` says what was (or can be) done about it.
     """
-    kind, fit_reason = SEPARATION_KINDS[problem]
     notes = {}
-    if problem and "(Intercept)" in design:
-        notes["(Intercept)"] = f"{kind} ({fit_reason}): no estimate of this model is reliable"
     for name, variable_terms in terms.items():
         levels = _one_class_levels(y, design, name, variable_terms, references.get(name))
         for one in variable_terms:
-            beta, se = float(fit.params[one]), float(fit.bse[one])
-            reasons = ([fit_reason] if fit_reason else []) + levels[one]
-            if abs(beta) * design[one].std() > DIVERGING_LOG_ODDS_PER_SD:
-                reasons.append(f"beta = {beta:.3g} (SE {se:.3g}) diverges")
-            if reasons:
-                notes[one] = (f"{name}: {kind} ({'; '.join(reasons)}); the odds ratio is not "
-                               "finite, so its estimate, Wald CI and p are meaningless: "
-                               f"{SEPARATION_ADVICE}")
-    flagged = [one for one in notes if one != "(Intercept)"]
-    if notes:
-        warnings.warn(f"{what}: {kind} ({', '.join(flagged)}); see the note column",
-                      stacklevel=3)
+            if one not in separated:
+                continue
+            reasons = levels[one] or ["the outcome is predicted perfectly for some cases by "
+                                      "this term with others"]
+            notes[one] = (f"{name}: (quasi-)complete separation ({'; '.join(reasons)}); the "
+                          f"maximum-likelihood odds ratio is not finite: {remedy}")
     return notes
-
-

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,6 +257,7 @@ def _tune(
     classifiers: Sequence[str],
     grids: dict[str, dict[str, list[Any]]],
     progress: bool,
+    estimators: Mapping[str, Any],
     **search_options: Any,
 ) -> tuple[dict[str, Pipeline], list[pd.DataFrame], dict[str, np.ndarray], dict[str, list]]:
     """Grid search, fold refits and out-of-fold scores of every classifier.
@@ -285,8 +286,10 @@ def _tune(
                 X,
                 y,
                 cv=folds,
-                grid=grids.get(classifier),
+                # an estimator of its own has its own parameters: the grid is not its
+                grid=None if classifier in estimators else grids.get(classifier),
                 memory=memory,
+                estimator=estimators.get(classifier),
                 **search_options,
             )
             tables.append(search_table(search, classifier))
@@ -314,6 +317,7 @@ def fit_feature_set(
     seed: int = 0,
     n_jobs: int | None = None,
     progress: bool = True,
+    estimators: Mapping[str, Any] | None = None,
 ) -> FeatureSetResult:
     """Select features and tune each classifier on the training rows; predict every set.
 
@@ -322,8 +326,10 @@ def fit_feature_set(
     ``selection``: ``"default"`` (the study's recipe, :func:`make_selection_pipeline`),
     a selection Pipeline (cloned, e.g. with a ReproducibilityFilter first), or None
     (z-scoring only). ``grids`` overrides :data:`dlrn.classifiers.DEFAULT_GRIDS`
-    per classifier. ``n_jobs``: parallel workers over grid points x folds (None: all
-    cores); the results do not depend on it.
+    per classifier; ``estimators`` replaces a classifier by an unfitted estimator of its
+    own (the clinical models' LR: the clinical analysis' logistic regression). ``n_jobs``:
+    parallel workers over grid points x folds (None: all cores); the results do not
+    depend on it.
     """
     classifiers = check_classifier_names(list(classifiers))
     n_jobs = default_jobs() if n_jobs is None else n_jobs
@@ -349,6 +355,7 @@ def fit_feature_set(
         classifiers,
         grids or {},
         progress,
+        estimators or {},
         selection=selection_step,
         seed=seed,
         class_weight=class_weight,
@@ -402,6 +409,7 @@ def fit_feature_set(
             "class_weight": class_weight,
             "classifiers": list(classifiers),
             "grids": grids or "default",
+            "estimators": {name: repr(e) for name, e in (estimators or {}).items()},
             "selection": _describe(selection_step),
             "n_features": X.shape[1],
             "n_train": int(train.sum()),

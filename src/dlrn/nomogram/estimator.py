@@ -3,8 +3,10 @@
 ``Nomogram().fit(X, y)`` encodes the predictors with a
 :class:`~dlrn.clinical.ClinicalEncoder` (learned on the training rows: imputation,
 merged and unseen levels, ordinal scores, multilabel tokens), fits the logistic
-model on its terms (statsmodels GLM = R glm/lrm, or Firth's penalised
-regression) and builds the scales of :mod:`dlrn.nomogram.scales`;
+model on its terms by the clinical analysis' rule
+(:func:`dlrn.clinical.fit_logistic_model`: R's glm with aliased terms set aside,
+Firth's penalised regression where separation needs it) and builds the scales of
+:mod:`dlrn.nomogram.scales`;
 ``predict_proba(X)`` and ``points(X)`` apply it to any cases.
 ``from_coefficients`` builds the scales of a model fitted elsewhere, on raw
 predictor values.
@@ -43,14 +45,16 @@ class Nomogram(ClassifierMixin, BaseEstimator):
     ``missing`` and ``min_level_count`` are the encoder's rules (the defaults,
     ``stop`` and 1, keep every level and refuse a blank or unseen value; a study
     passes its ``cohort.missing`` and ``cohort.min_level_count``);
-    ``regression`` is "standard" (R glm) or "firth" (R logistf).
+    ``regression`` is "auto" (R glm, or Firth's regression when the glm shows
+    separation: every axis then has a finite coefficient), "standard" (R glm) or
+    "firth" (R logistf).
     """
 
     def __init__(self, maxscale: float = 100, nint: int = 10, max_discrete: int = 10,
                  fun_at: Sequence[float] | None = None, categorical: Sequence[str] = (),
                  reference: Mapping[str, str] | None = None,
                  columns: Mapping[str, Any] | None = None, missing: str = "stop",
-                 min_level_count: int = 1, regression: str = "standard") -> None:
+                 min_level_count: int = 1, regression: str = "auto") -> None:
         self.maxscale = maxscale
         self.nint = nint
         self.max_discrete = max_discrete
@@ -75,22 +79,23 @@ class Nomogram(ClassifierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y: object) -> Nomogram:
         """Encode the training cases, fit the logistic model, build the scales.
 
-        Cases an ``exclude`` rule leaves out are not fitted (``excluded_``).
+        Cases an ``exclude`` rule leaves out are not fitted (``excluded_``); an aliased
+        term gets no points (``fit_notes_`` says what it equals).
         """
-        from dlrn.clinical.regression import REGRESSIONS
+        from dlrn.clinical import fit_logistic_model
         from dlrn.evaluation._checks import binary_labels
 
-        if self.regression not in REGRESSIONS:
-            raise DlrnError(f"nomogram regression is {self.regression!r}; choose one of "
-                            f"{list(REGRESSIONS)}")
         labels = pd.Series(binary_labels(y), index=X.index)
         self.encoder_ = self._encoder(X).fit(X)
         self.excluded_ = self.encoder_.exclusions(X)
         kept = X.drop(index=self.excluded_["case"].unique())
         design = self.encoder_.transform(kept)
         design.insert(0, INTERCEPT, 1.0)
-        self.model_ = self._fit_model(labels.loc[kept.index], design)
-        params = self.model_.params
+        model = fit_logistic_model(labels.loc[kept.index], design, self.encoder_.terms_,
+                                   self.encoder_.reference_levels_,
+                                   regression=self.regression, what="nomogram model")
+        self.model_, self.method_, self.fit_notes_ = model.fit, model.method, dict(model.notes)
+        params = model.fit.params.fillna(0.0)
         self.scales_ = encoded_scales(self.encoder_, design, params, self.max_discrete,
                                       self.nint)
         self.intercept_ = float(params[INTERCEPT])
@@ -99,16 +104,6 @@ class Nomogram(ClassifierMixin, BaseEstimator):
         self.classes_ = np.array([0, 1])
         self._derive_axes()
         return self
-
-    def _fit_model(self, labels: pd.Series, design: pd.DataFrame) -> object:
-        from dlrn.clinical import fit_firth, fit_logistic, separation_notes
-
-        if self.regression == "firth":
-            return fit_firth(labels, design)
-        model = fit_logistic(labels, design, what="nomogram model")
-        separation_notes(labels, design, model, self.encoder_.terms_,
-                         self.encoder_.reference_levels_, what="nomogram model")
-        return model
 
     @classmethod
     def from_coefficients(cls, intercept: float, coefficients: Mapping[str, float | Mapping],
@@ -221,6 +216,43 @@ class Nomogram(ClassifierMixin, BaseEstimator):
             rows += [{"predictor": scale.name, "value": v, "xbeta": xb, "points": p}
                      for v, xb, p in zip(scale.values, scale.axis_xbeta, points, strict=True)]
         return pd.DataFrame(rows)
+
+    def point_shares(self) -> pd.DataFrame:
+        """Each axis' points range, its share of all axes' ranges, and the fewest training
+        cases at either end of a categorical axis (what its range rests on)."""
+        check_is_fitted(self, "scales_")
+        rows = []
+        for scale in self.scales_:
+            xbeta = scale.axis_xbeta
+            ends = (None if not scale.counts else
+                    min(scale.counts.get(str(scale.values[int(np.argmin(xbeta))]), 0),
+                        scale.counts.get(str(scale.values[int(np.argmax(xbeta))]), 0)))
+            rows.append({"predictor": scale.name, "points": np.ptp(xbeta) * self.points_per_unit_,
+                         "fewest_cases_at_an_end": ends})
+        table = pd.DataFrame(rows)
+        table["share"] = table["points"] / table["points"].sum()
+        return table
+
+    def readability_notes(self, n_training: int, *, dominant_share: float = 0.5,
+                          few_cases: int = 20) -> list[str]:
+        """Warnings for an axis that takes most of the points range on a handful of cases.
+
+        An axis whose range is at least ``dominant_share`` of all axes' ranges together,
+        one end of which is held by at most ``few_cases`` training cases, leaves the
+        other predictors (the image score among them) a sliver of the scale: the reader
+        should know that a few cases decide it.
+        """
+        notes = []
+        for row in self.point_shares().itertuples():
+            ends = row.fewest_cases_at_an_end
+            if row.share >= dominant_share and pd.notna(ends) and ends <= few_cases:
+                notes.append(
+                    f"warning: {row.predictor} takes {row.share:.0%} of the nomogram's points "
+                    f"range, and one end of its axis rests on {int(ends)} of {n_training} "
+                    f"training cases: the other predictors share {1 - row.share:.0%} of the "
+                    "scale; merge the sparse level (cohort.min_level_count) or check it "
+                    "before reading the nomogram")
+        return notes
 
     # ------------------------------------------------------------- persistence
     def to_dict(self) -> dict:

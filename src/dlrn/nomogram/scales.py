@@ -92,6 +92,7 @@ class PredictorScale:
     values: list
     coefficient: float | dict[str, float]
     terms: dict[str, float] | None = None  # encoder term -> coefficient (fitted nomograms)
+    counts: dict[str, int] | None = None  # training cases per tick (categorical axes)
 
     def xbeta(self, x: Sequence) -> np.ndarray:
         """β·x of given values of this predictor (categorical: β of the level)."""
@@ -126,9 +127,17 @@ def scale_from_data(name: str, values: pd.Series, coefficient: float | dict[str,
     return PredictorScale(name, "continuous", axis.tolist(), float(coefficient))
 
 
-def _no_yes(name: str, beta: float) -> PredictorScale:
+def _no_yes(name: str, beta: float, values: pd.Series) -> PredictorScale:
+    held = int((values == 1).sum())
     return PredictorScale(name, "categorical", ["no", "yes"], {"no": 0.0, "yes": beta},
-                          {name: beta})
+                          {name: beta}, {"no": len(values) - held, "yes": held})
+
+
+def _level_counts(design: pd.DataFrame, reference: str, levels: Mapping[str, str]
+                  ) -> dict[str, int]:
+    """Training cases per level of a categorical axis (``levels``: level -> its term)."""
+    counts = {level: int((design[t] == 1).sum()) for level, t in levels.items()}
+    return {reference: len(design) - sum(counts.values()), **counts}
 
 
 def encoded_scales(encoder: object, design: pd.DataFrame, params: Mapping[str, float],
@@ -151,18 +160,22 @@ def encoded_scales(encoder: object, design: pd.DataFrame, params: Mapping[str, f
             scales.append(scale)
         elif spec.type == "categorical":
             reference = encoder.state_[name]["reference"]
+            levels = {t[len(name) + 1:-1]: t for t in main}
             coefficient = {reference: 0.0,
-                           **{t[len(name) + 1:-1]: float(params[t]) for t in main}}
+                           **{level: float(params[t]) for level, t in levels.items()}}
             scales.append(PredictorScale(name, "categorical", list(coefficient), coefficient,
-                                         {t: float(params[t]) for t in main}))
+                                         {t: float(params[t]) for t in main},
+                                         _level_counts(design, reference, levels)))
         elif spec.type == "ordinal":
             beta, scores = float(params[name]), design[name].astype(int)
-            coefficient = {spec.order[s - 1]: beta * s
-                           for s in range(scores.min(), scores.max() + 1)}
+            span = range(scores.min(), scores.max() + 1)
+            coefficient = {spec.order[s - 1]: beta * s for s in span}
             scales.append(PredictorScale(name, "categorical", list(coefficient), coefficient,
-                                         {name: beta}))
+                                         {name: beta},
+                                         {spec.order[s - 1]: int((scores == s).sum())
+                                          for s in span}))
         else:
-            scales += [_no_yes(t, float(params[t])) for t in main]
+            scales += [_no_yes(t, float(params[t]), design[t]) for t in main]
         if missing in terms:
-            scales.append(_no_yes(missing, float(params[missing])))
+            scales.append(_no_yes(missing, float(params[missing]), design[missing]))
     return scales

@@ -18,11 +18,12 @@ from typing import Any, Literal
 import yaml
 
 from dlrn.errors import ConfigError
+from dlrn.io import DEFAULT_NA_VALUES
 from dlrn.study.validation import Validator, public_fields, suggest
 
 CLASSIFIER_NAMES = ("LR", "SVM", "RandomForest", "ExtraTrees", "XGBoost", "LightGBM", "MLP")
 ColumnType = Literal["continuous", "categorical", "ordinal", "multilabel"]
-#: A clinical column: its type, or {type, missing, order, separator, reference}.
+#: A clinical column: its type, or {type, missing, order, separator, reference, na_values}.
 ClinicalColumn = str | dict[str, Any]
 
 
@@ -58,7 +59,7 @@ class CohortSettings:
         "reproducibility filter; [] = no ICC step", example="[mask_reader2]"))
     clinical: dict[str, ClinicalColumn] = field(default_factory=dict, metadata=_doc(
         "clinical and imaging-report columns with their type (continuous, categorical, "
-        "ordinal, multilabel) or {type, missing, order, separator, reference} "
+        "ordinal, multilabel) or {type, missing, order, separator, reference, na_values} "
         "(docs/clinical-data.md); {} = no clinical model and no nomogram covariates",
         example="{age: continuous, shape: categorical, birads: {type: ordinal, order: "
                 "[2, 3, 4a, 4b, 4c, 5]}, margin: {type: multilabel, separator: '&'}}"))
@@ -66,6 +67,8 @@ class CohortSettings:
         "blank clinical values: impute = training median / most frequent level plus a "
         "missing-indicator term; exclude = complete cases only (listed with reasons); stop = "
         "an error"))
+    na_values: list[str] = field(default_factory=lambda: list(DEFAULT_NA_VALUES), metadata=_doc(
+        "clinical cell texts read as blank (any case); a column may set its own na_values"))
     min_level_count: int = field(default=5, metadata=_doc(
         "levels and tokens held by fewer training cases merge into 'other'", minimum=1))
     on_error: Literal["stop", "exclude"] = field(default="stop", metadata=_doc(
@@ -235,9 +238,9 @@ class EvaluationSettings:
         "if no clinical feature is multivariately significant: univariate = use the "
         "univariately significant ones (the report says so); none = no clinical model, "
         "a nomogram of the DLR score alone"))
-    clinical_regression: Literal["standard", "firth"] = field(default="standard", metadata=_doc(
-        "logistic regression of the clinical analysis and the nomogram: standard (R glm) or "
-        "firth (R logistf: finite odds ratios when a level separates the classes)"))
+    clinical_regression: Literal["auto", "standard", "firth"] = field(default="auto", metadata=_doc(
+        "logistic regression of the clinical analysis, clinical LR and nomogram: auto = R glm, "
+        "or Firth (R logistf) where the glm separates; standard = glm; firth = Firth"))
     calibration_bins: int = field(default=10, metadata=_doc(
         "groups of the calibration curve and the Hosmer-Lemeshow test", minimum=3))
     patient_aggregation: Literal["mean", "max"] = field(default="mean", metadata=_doc(

@@ -11,6 +11,7 @@ from dlrn.study.runner import StudyContext
 from dlrn.study.stages.cohort import CohortSummary
 from dlrn.study.stages.comparison import ComparisonSummary
 from dlrn.study.stages.files import clinical_record
+from dlrn.study.stages.nomogram import NomogramSummary
 from dlrn.study.stages.radiomics import RadiomicsSummary
 
 
@@ -174,10 +175,41 @@ def _models_text(context: StudyContext) -> str:
     repeated = _repeated_patients(context)
     grouped = (f" grouped by patient ({_plural(repeated, 'patient')} with several images "
                "kept in one fold)" if repeated else "")
+    lr = ""
+    if "LR" in c.models and context.done("clinical_models"):
+        lr = (" The clinical models' LR is the clinical analysis' logistic regression itself "
+              f"({_REGRESSION_WORDS[context.config.evaluation.clinical_regression]}); the "
+              "other feature sets' LR is L2-penalised (scikit-learn).")
     return (f"Classifiers {_listing(c.models)}; grid search with {c.cv_folds}-fold "
             f"cross-validation{grouped} on the training set{weighting}. The best "
             "model of each kind is the one with the highest cross-validated training AUC; the "
-            "test set plays no part in any choice.")
+            f"test set plays no part in any choice.{lr}{_nomogram_text(context)}")
+
+
+_REGRESSION_WORDS = {
+    "auto": "maximum likelihood as R's glm, or Firth's penalised likelihood as R's logistf "
+            "where the maximum-likelihood fit showed separation",
+    "standard": "maximum likelihood as R's glm",
+    "firth": "Firth's penalised likelihood as R's logistf",
+}
+
+
+def _nomogram_text(context: StudyContext) -> str:
+    """How the nomogram's logistic model was fitted and how much of its scale the score has."""
+    summary = context.summary("dlrn")
+    if not isinstance(summary, NomogramSummary):
+        return ""
+    if summary.method == "ML":
+        fitted = _REGRESSION_WORDS["standard"]
+    elif context.config.evaluation.clinical_regression == "auto":
+        fitted = "Firth's penalised likelihood (its maximum-likelihood fit showed separation)"
+    else:
+        fitted = _REGRESSION_WORDS["firth"]
+    return (f" The {summary.title} is a logistic regression of the image score "
+            f"({summary.dlr_model}) with the clinical predictors, fitted by {fitted}, terms "
+            "that are combinations of others (aliased) set aside as in R; its axes follow "
+            f"rms::nomogram, the image score spanning {summary.score_share:.0%} of the summed "
+            "points ranges.")
 
 
 def _clinical_text(context: StudyContext) -> str:

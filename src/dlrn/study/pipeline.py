@@ -8,9 +8,11 @@ re-exported for code written against the former single module.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from dlrn.report.html import ReportSection, build_report
+from dlrn.stacking import GIVEN_SCORE_STAGE
 from dlrn.study.bundle_stage import write_study_bundle
 from dlrn.study.config import StudyConfig
 from dlrn.study.methods import methods_summary
@@ -23,10 +25,12 @@ from dlrn.study.runner import (
     StudyResult,
     run_stages,
 )
-from dlrn.study.stages import STAGES
+from dlrn.study.stages import STAGES, clinical, cohort, models, nomogram
+from dlrn.study.stages.score import score_stage
 
 __all__ = ["STAGE_RECORD", "STUDY_RECORD", "Stage", "StageRecord", "StudyContext",
-           "StudyResult", "report_sections", "run_stages", "run_study"]
+           "StudyResult", "clinical_stages", "report_sections", "run_clinical_study",
+           "run_stages", "run_study"]
 
 
 def report_sections(stages: list[Stage], records: dict[str, StageRecord]
@@ -44,5 +48,28 @@ def run_study(config: StudyConfig, *, force: Iterable[str] = (), progress: bool 
     context = StudyContext(config, progress, result.records)
     write_study_bundle(context)
     build_report(config.output_dir, report_sections(STAGES, result.records),
+                 methods_summary(context))
+    return result
+
+
+def clinical_stages(score: str | None = None) -> list[Stage]:
+    """The stages of ``dlrn clinical``: the table's cases (no images), the clinical
+    analysis, the clinical models and, with an image score column, its nomogram."""
+    stages = [cohort.table_stage((score,) if score else ()), clinical.STAGE,
+              models.CLINICAL_MODELS]
+    if score:
+        stages += [score_stage(score),
+                   dataclasses.replace(nomogram.STAGE, depends=(GIVEN_SCORE_STAGE, "clinical"),
+                                       optional=("clinical",))]
+    return stages
+
+
+def run_clinical_study(config: StudyConfig, *, score: str | None = None,
+                       progress: bool = True, overwrite: bool = False) -> StudyResult:
+    """``dlrn clinical``: the clinical part of the study on a table, with its report."""
+    stages = clinical_stages(score)
+    result = run_stages(stages, config, progress=progress, overwrite=overwrite)
+    context = StudyContext(config, progress, result.records)
+    build_report(config.output_dir, report_sections(stages, result.records),
                  methods_summary(context))
     return result

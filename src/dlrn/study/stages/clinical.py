@@ -24,10 +24,12 @@ from dlrn.study.stages.files import (
     ENCODER_FILE,
     read_cases,
     save_tables,
+    study_encoder,
     train_ids,
 )
 
-VERSION = 3  # 2: the clinical encoder, joint tests; 3: constant variables left out, noted
+VERSION = 4  # 2: the clinical encoder, joint tests; 3: constant variables left out, noted;
+#             4: R's aliasing, Firth where separated (auto), usual reference levels
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,8 @@ class ClinicalStageSettings:
     fallback: str
     missing: str = "impute"
     min_level_count: int = 5
-    regression: str = "standard"
+    regression: str = "auto"
+    na_values: tuple[str, ...] = ()
 
 
 @dataclass
@@ -66,20 +69,19 @@ def settings(config: StudyConfig) -> ClinicalStageSettings:
     e = config.evaluation
     c = config.cohort
     return ClinicalStageSettings(c.clinical, e.clinical_p_threshold, e.clinical_fallback,
-                                 c.missing, c.min_level_count, e.clinical_regression)
+                                 c.missing, c.min_level_count, e.clinical_regression,
+                                 tuple(c.na_values))
 
 
 def fit_study_encoder(config: StudyConfig, training: pd.DataFrame) -> tuple[Any, dict[str, str]]:
     """The study's encoder fitted on the training cases, without the columns its rules leave
     with one value (e.g. a yes/no column whose rarer answer is below min_level_count), and why
     each was left out: the study goes on and the report says so."""
-    from dlrn.clinical import ClinicalEncoder
     from dlrn.clinical.encoding import OneValuedColumnError
 
-    c = config.cohort
-    columns, dropped = dict(c.clinical), {}
+    columns, dropped = dict(config.cohort.clinical), {}
     while True:
-        encoder = ClinicalEncoder(columns, missing=c.missing, min_level_count=c.min_level_count)
+        encoder = study_encoder(config, columns)
         try:
             return encoder.fit(training), dropped
         except OneValuedColumnError as error:
@@ -161,6 +163,7 @@ def run(context: StudyContext) -> ClinicalSummary:
                          "multivariate": analysis.multivariate,
                          "variables": analysis.variables})
     notes += [f"training set: {n}" for n in encoder.notes_] + _applied_notes(encoder, cases)
+    notes += analysis.notes
     return ClinicalSummary(tables=_captions(tables), notes=notes + ([note] if note else []),
                            variables=variables, univariate=list(analysis.selected),
                            independent=analysis.independent, selected=selected, basis=basis,

@@ -11,11 +11,18 @@ import pandas as pd
 
 from dlrn.errors import DlrnError
 from dlrn.report.summary import StageSummary
+from dlrn.splitting import read_labelled_table
 from dlrn.study.config import CohortSettings, SplitSettings, StudyConfig
 from dlrn.study.runner import Stage, StudyContext
-from dlrn.study.stages.files import CASES_FILE, cohort_columns, image_options, save_tables
+from dlrn.study.stages.files import (
+    CASES_FILE,
+    cohort_columns,
+    image_options,
+    save_tables,
+    study_encoder,
+)
 
-VERSION = 2  # 2: cases a clinical column's "exclude" rule leaves out
+VERSION = 3  # 2: cases a clinical column's "exclude" rule leaves out; 3: cohort.na_values
 CASE_EXCLUDED = "case excluded"  # dlrn.cohort's action; the other is "repeat mask ignored"
 IGNORED_REPEATS = "repeat masks ignored (case kept, left out of the ICC subset)"
 
@@ -122,10 +129,8 @@ def clinical_exclusions(config: StudyConfig, cases: pd.DataFrame) -> pd.DataFram
     anywhere; in test and external cases also a level training never had, where the
     column has no 'other'), so every later stage sees the same cases.
     """
-    from dlrn.clinical import ClinicalEncoder
-
     c = config.cohort
-    encoder = ClinicalEncoder(c.clinical, missing=c.missing, min_level_count=c.min_level_count)
+    encoder = study_encoder(config)
     if not c.clinical or "exclude" not in {spec.missing for spec in encoder_specs(encoder)}:
         return pd.DataFrame(columns=["case_id", "problem", "column", "action", "cohort"])
     encoder.fit(cases[cases["set"] == "train"])
@@ -140,12 +145,35 @@ def clinical_exclusions(config: StudyConfig, cases: pd.DataFrame) -> pd.DataFram
 def encoder_specs(encoder: Any) -> list[Any]:
     from dlrn.clinical.spec import column_specs
 
-    return column_specs(encoder.columns, missing=encoder.missing, separator=encoder.separator)
+    return column_specs(encoder.columns, missing=encoder.missing, separator=encoder.separator,
+                        na_values=encoder.na_values)
+
+
+def blank_marked_cells(config: StudyConfig, cases: pd.DataFrame) -> tuple[pd.DataFrame,
+                                                                         list[str]]:
+    """The cases with "not available" and the other missing-value markers of the clinical
+    columns (cohort.na_values) made blank, and a note per column saying how many."""
+    from dlrn.clinical.spec import blank_markers
+
+    if not config.cohort.clinical:
+        return cases, []
+    cases, blanked = blank_markers(cases, encoder_specs(study_encoder(config)))
+    notes = [f"{column}: {', '.join(f'{n} cell(s) reading {text!r}' for text, n in found.items())}"
+             " counted as no value (cohort.na_values)" for column, found in blanked.items()]
+    return cases, notes
 
 
 def run(context: StudyContext) -> CohortSummary:
+    cases, problems, notes = read_all_cohorts(context.config, context.progress)
+    return _write_cohort(context, cases, problems, notes, _split_text(context.config))
+
+
+def _write_cohort(context: StudyContext, cases: pd.DataFrame, problems: pd.DataFrame,
+                  notes: list[str], split: str) -> CohortSummary:
+    """Blank the missing-value markers, apply the clinical exclusions, write the stage."""
     config = context.config
-    cases, problems, notes = read_all_cohorts(config, context.progress)
+    cases, marker_notes = blank_marked_cells(config, cases)
+    notes += marker_notes
     clinical = clinical_exclusions(config, cases)
     if len(clinical):
         cases = cases.drop(index=clinical["case_id"].unique())
@@ -172,7 +200,29 @@ def run(context: StudyContext) -> CohortSummary:
         cases_excluded=len(excluded[excluded["row"].notna()].drop_duplicates(["cohort", "row"]))
         + clinical["case_id"].nunique(),
         ignored_repeat_masks=len(ignored.drop_duplicates(["cohort", "row", "column"])),
-        split=_split_text(config))
+        split=split)
+
+
+def table_stage(keep: tuple[str, ...] = ()) -> Stage:
+    """The cohort stage of ``dlrn clinical``: the table's cases, without images.
+
+    Label, patient and split as ``dlrn model`` reads them, the clinical columns and
+    ``keep`` (an image score made elsewhere) as they are; the clinical rules after
+    that (markers, exclusions) are the study's.
+    """
+    def run_table(context: StudyContext) -> CohortSummary:
+        config = context.config
+        cases = read_labelled_table(
+            config.resolve(config.cohort.table), cohort_columns(config),
+            test_size=config.split.test_size, seed=config.split_seed,
+            keep=[*config.cohort.clinical, *keep])
+        problems = pd.DataFrame(columns=["row", "case_id", "problem", "column", "action",
+                                         "cohort"])
+        return _write_cohort(context, cases, problems, [], _split_text(config))
+
+    return Stage("cohort", "Patients and split", (), settings, run_table,
+                 inputs=lambda config: [config.resolve(config.cohort.table)],
+                 version=VERSION, summary_type=CohortSummary)
 
 
 STAGE = Stage("cohort", "Patients and split", (), settings, run, inputs=inputs,

@@ -40,6 +40,16 @@ def cohort_columns(config: StudyConfig, *, with_label: bool = True,
         split=config.split.column if with_split else None, positive_label=c.positive_label)
 
 
+def study_encoder(config: StudyConfig, columns: dict[str, Any] | None = None) -> Any:
+    """An unfitted ClinicalEncoder with the study's clinical rules (cohort.missing,
+    min_level_count, na_values) for ``columns`` (default: cohort.clinical)."""
+    from dlrn.clinical import ClinicalEncoder
+
+    c = config.cohort
+    return ClinicalEncoder(c.clinical if columns is None else columns, missing=c.missing,
+                           min_level_count=c.min_level_count, na_values=tuple(c.na_values))
+
+
 def image_options(config: StudyConfig) -> dict[str, Any]:
     """How every image and mask of the study is read (cohort check, PyRadiomics, CNN crops)."""
     return {"mask_label": config.cohort.mask_label, "frame": config.cohort.frame}

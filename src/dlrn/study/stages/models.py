@@ -6,6 +6,7 @@ study's three model stages and ``dlrn model`` all call it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,9 @@ class ModelsStageSettings:
     selection: SelectionSettings | None
     seed: int
     evaluation: MetricsStageSettings = field(default_factory=MetricsStageSettings)
+    #: the clinical models' LR: the clinical analysis' logistic regression by this rule
+    #: (evaluation.clinical_regression); None: scikit-learn's L2-penalised LR
+    regression: str | None = None
 
 
 @dataclass
@@ -95,13 +99,18 @@ def fit_and_save(folder: Path, name: str, features: pd.DataFrame, cases: pd.Data
 
     classifiers = settings.classifiers
     cases = cases.loc[features.index]
+    estimators = {}
+    if settings.regression is not None:
+        from dlrn.clinical import LogisticModel
+
+        estimators["LR"] = LogisticModel(settings.regression)
     result = fit_feature_set(
         name, features, cases["label"].astype(int), cases["set"],
         groups=cases["patient_id"],
         selection=selection_pipeline(settings.selection, icc, settings.seed),
         classifiers=classifiers.models, grids=classifiers.grids or None,
         cv_folds=classifiers.cv_folds, class_weight=classifiers.class_weight,
-        seed=settings.seed, n_jobs=n_jobs, progress=progress)
+        seed=settings.seed, n_jobs=n_jobs, progress=progress, estimators=estimators)
     results = folder / result_dir
     write_feature_set_result(result, results, overwrite=True)
     (folder / "models").mkdir(exist_ok=True)
@@ -182,12 +191,19 @@ def settings(config: StudyConfig, *, selection: bool = True) -> ModelsStageSetti
                                config.seed, metrics_settings(config))
 
 
+def clinical_settings(config: StudyConfig) -> ModelsStageSettings:
+    """The clinical models: z-scoring only, and the clinical analysis' logistic regression."""
+    return dataclasses.replace(settings(config, selection=False),
+                               regression=config.evaluation.clinical_regression)
+
+
 def fit_models(context: StudyContext, stage: str, name: str, features: pd.DataFrame, *,
-               icc: pd.DataFrame | None = None, selection: bool = True) -> ModelsSummary:
+               icc: pd.DataFrame | None = None, selection: bool = True,
+               stage_settings: ModelsStageSettings | None = None) -> ModelsSummary:
     """A model stage of the study: :func:`fit_and_save` into the stage's folder."""
     return fit_and_save(context.stage_dir(stage), name, features, read_cases(context),
-                        settings(context.config, selection=selection), icc=icc,
-                        progress=context.progress)
+                        stage_settings or settings(context.config, selection=selection),
+                        icc=icc, progress=context.progress)
 
 
 def read_icc(context: StudyContext) -> pd.DataFrame | None:
@@ -201,10 +217,31 @@ def run_clinical_models(context: StudyContext) -> ModelsSummary:
     choice = clinical_record(context)
     features = clinical_features(clinical_encoder(context), choice.selected,
                                  read_cases(context))
-    summary = fit_models(context, "clinical_models", "Clinical", features, selection=False)
+    summary = fit_models(context, "clinical_models", "Clinical", features,
+                         stage_settings=clinical_settings(context.config))
     summary.clinical_use = choice.use()
-    summary.notes = [choice.note] if choice.note else []
+    summary.notes = ([choice.note] if choice.note else []) + _logistic_model_notes(context)
     return summary
+
+
+def _logistic_model_notes(context: StudyContext) -> list[str]:
+    """What the clinical LR's fit on the training cases needed: Firth, aliased terms."""
+    from dlrn.study.bundle import load_trusted_estimator
+
+    path = context.stage_dir("clinical_models") / "models" / "Clinical-LR.skops"
+    if not path.exists():  # LR not among classifiers.models
+        return []
+    model = load_trusted_estimator(path)["classifier"]
+    notes = []
+    if model.separated_:
+        fitted = ("so it is fitted by Firth's penalised regression" if model.method_ == "Firth"
+                  else "so its coefficients diverge (evaluation.clinical_regression: standard)")
+        notes.append(f"Clinical-LR: its maximum-likelihood fit on the training cases shows "
+                     f"(quasi-)complete separation ({', '.join(model.separated_)}), {fitted}")
+    if model.aliased_:
+        notes.append(f"Clinical-LR: {', '.join(model.aliased_)} aliased (a combination of the "
+                     "other features): no coefficient of its own, as in R's glm")
+    return notes
 
 
 def skip_clinical_models(context: StudyContext) -> str | None:
@@ -233,7 +270,7 @@ def run_dlr_models(context: StudyContext) -> ModelsSummary:
 
 
 CLINICAL_MODELS = Stage("clinical_models", "Clinical models", ("clinical",),
-                        lambda c: settings(c, selection=False), run_clinical_models,
+                        clinical_settings, run_clinical_models,
                         skip=skip_clinical_models, version=VERSION, summary_type=ModelsSummary)
 HCR_MODELS = Stage("hcr_models", "Radiomics models", ("radiomics",), settings, run_hcr_models,
                    version=VERSION, summary_type=ModelsSummary)

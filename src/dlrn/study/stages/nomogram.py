@@ -16,7 +16,13 @@ import pandas as pd
 
 from dlrn.errors import DlrnError
 from dlrn.report.summary import StageSummary
-from dlrn.stacking import DLRN, RADIOMICS_NOMOGRAM, NomogramKind
+from dlrn.stacking import (
+    DLRN,
+    GIVEN_SCORE_STAGE,
+    RADIOMICS_NOMOGRAM,
+    NomogramKind,
+    given_score_nomogram,
+)
 from dlrn.study.runner import Stage, StudyContext
 from dlrn.study.stages.files import (
     OOF_FILE,
@@ -33,7 +39,8 @@ from dlrn.study.stages.files import (
     write_best,
 )
 
-VERSION = 2  # 2: the clinical encoder's rules; the radiomics nomogram without DL
+VERSION = 3  # 2: the clinical encoder's rules; the radiomics nomogram without DL;
+#             3: aliased terms, Firth where separated (auto), points shares and warnings
 #: How the nomogram gets out-of-fold training probabilities (for its cut-off, as the others).
 DLRN_OOF_RULE = ("its logistic regression cross-validated on the training set with the DLR "
                  "models' folds")  # the HCR models' folds for the radiomics nomogram
@@ -43,7 +50,7 @@ DLRN_OOF_RULE = ("its logistic regression cross-validated on the training set wi
 class NomogramStageSettings:
     """The regression; the clinical choice, its encoder and the image models decide the rest."""
 
-    regression: str = "standard"
+    regression: str = "auto"
 
 
 @dataclass
@@ -53,15 +60,26 @@ class NomogramSummary(StageSummary):
     out_of_fold: bool = True
     nomogram: str = "DLRN"
     title: str = DLRN.title
+    method: str = "ML"  # ML or Firth: how its logistic model was fitted
+    score_share: float = 0.0  # the image score's share of the points ranges
 
     def facts(self) -> dict[str, Any]:
+        fitted = ("Firth's penalised regression" if self.method == "Firth"
+                  else "maximum likelihood (R glm)")
         return {"nomogram": self.title, "image score (out-of-fold on training cases)":
-                self.dlr_model, "clinical predictors": self.clinical_predictors}
+                self.dlr_model, "clinical predictors": self.clinical_predictors,
+                "logistic model fitted by": fitted,
+                "image score's share of the points": f"{self.score_share:.0%}"}
 
 
 def nomogram_kind(context: StudyContext) -> NomogramKind:
-    """The DLRN when the DLR models ran, else the radiomics nomogram."""
-    return DLRN if context.done(DLRN.score_stage) else RADIOMICS_NOMOGRAM
+    """The DLRN when the DLR models ran, the given score's nomogram under ``dlrn clinical
+    --score``, else the radiomics nomogram."""
+    if context.done(DLRN.score_stage):
+        return DLRN
+    if context.done(GIVEN_SCORE_STAGE):
+        return given_score_nomogram(best_model(context, GIVEN_SCORE_STAGE))
+    return RADIOMICS_NOMOGRAM
 
 
 def best_scores(context: StudyContext, stage: str, *, out_of_fold: bool) -> pd.Series:
@@ -114,25 +132,32 @@ def run(context: StudyContext) -> NomogramSummary:
     predictions = cases[["label", "set"]].assign(**{kind.name: points["probability"]})
     predictions.to_csv(folder / PREDICTIONS_FILE)
     notes = ([choice.note] if choice.note else []) + _encoding_notes(nomogram, X, cases)
+    notes += _model_notes(nomogram, kind, len(training))
     try:
         oof = out_of_fold_probability(make_nomogram(context, kind, choice.selected),
                                       X.loc[training], y, read_folds(context, kind.score_stage),
                                       kind.name)
     except DlrnError as error:  # e.g. a rare clinical level seen in one fold only
         rule = DLRN_OOF_RULE.replace("DLR models", f"{kind.score_model}s")
-        firth = (" Firth's regression (evaluation.clinical_regression: firth) keeps the "
-                 "estimates finite under separation." if "separation" in str(error) else "")
+        firth = (" Firth's regression (evaluation.clinical_regression: auto or firth) keeps "
+                 "the estimates finite under separation." if "separation" in str(error) else "")
         notes.append(f"The {kind.name}'s cut-off is chosen on its in-sample training "
                      f"predictions: {rule} failed ({error}).{firth}")
     else:
         predictions.loc[training, ["label", "set"]].assign(**{kind.name: oof}).to_csv(
             folder / OOF_FILE)
     nomogram.plot(figure_dir(folder) / "nomogram")
-    save_tables(folder, {"dlrn_points": points.reset_index()})
+    shares = nomogram.point_shares()
+    save_tables(folder, {"dlrn_points": points.reset_index(), "nomogram_axes": shares})
     return NomogramSummary(
         figures={"figures/nomogram": f"The {kind.title} (Figure 6): points per predictor, "
                                      "total points and predicted probability"},
-        tables={"tables/dlrn_points": f"{kind.name} points of every case"},
+        tables={"tables/dlrn_points": f"{kind.name} points of every case",
+                "tables/nomogram_axes": (f"{kind.name}: each axis' points range and its share "
+                                         "of all axes' ranges; a categorical axis' fewest "
+                                         "training cases at either end")},
+        method=nomogram.method_,
+        score_share=float(shares.set_index("predictor").loc[kind.score, "share"]),
         notes=notes, dlr_model=best_model(context, kind.score_stage),
         clinical_predictors=(choice.use() if choice.selected
                              else f"none ({kind.score_model} score only)"),
@@ -152,6 +177,13 @@ def nomogram_cutoff(context: StudyContext) -> float:
     return youden_threshold(rows["label"].astype(int), rows[name])
 
 
+def _model_notes(nomogram: Any, kind: NomogramKind, n_training: int) -> list[str]:
+    """How the nomogram's logistic model was fitted (Firth, aliased terms) and whether one
+    axis takes most of its scale on a handful of cases."""
+    notes = [f"{kind.name} model: {note}" for note in nomogram.fit_notes_.values()]
+    return notes + [f"{kind.name}: {note}" for note in nomogram.readability_notes(n_training)]
+
+
 def _encoding_notes(nomogram: Any, X: pd.DataFrame, cases: pd.DataFrame) -> list[str]:
     """Imputed values and unseen levels of the test and external cases, by set."""
     notes = []
@@ -161,7 +193,8 @@ def _encoding_notes(nomogram: Any, X: pd.DataFrame, cases: pd.DataFrame) -> list
 
 
 def _no_image_score(context: StudyContext) -> str | None:
-    if context.done(DLRN.score_stage) or context.done(RADIOMICS_NOMOGRAM.score_stage):
+    if any(context.done(stage) for stage in (DLRN.score_stage, GIVEN_SCORE_STAGE,
+                                             RADIOMICS_NOMOGRAM.score_stage)):
         return None
     return "no image score: neither the DLR nor the radiomics (HCR) models ran"
 

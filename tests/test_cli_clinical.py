@@ -1,0 +1,94 @@
+"""``dlrn clinical``: the study's clinical stages on a table, and a nomogram of a given score."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from dlrn.cli import main
+
+DESCRIPTORS = Path(__file__).parent / "data" / "descriptors" / "descriptors.csv"
+COLUMNS = {"Age": "continuous", "Shape": "categorical",
+           "Margin": {"type": "multilabel", "separator": "&"}, "Echogenicity": "categorical",
+           "Halo": "categorical"}
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> Path:
+    """The descriptor table with a "not available" age and an image score column."""
+    cases = pd.read_csv(DESCRIPTORS).rename(columns={"y": "malignant", "score": "ai_score"})
+    cases["Age"] = cases["Age"].astype(object)
+    cases.loc[[3, 40], "Age"] = "not available"
+    path = tmp_path_factory.mktemp("clinical") / "cases.csv"
+    cases.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def analysed(table, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("out") / "analysis"
+    code = main(["clinical", str(table), "--label", "malignant", "--clinical",
+                 json.dumps(COLUMNS), "--score", "ai_score", "--classifiers", "LR",
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    return out
+
+
+def _summary(out: Path, stage: str) -> dict:
+    return json.loads((out / "stages" / stage / "stage.json").read_text())
+
+
+def test_the_clinical_stages_run_on_the_table_and_enter_the_descriptors(analysed):
+    variables = pd.read_csv(analysed / "stages/clinical/tables/variables.csv",
+                            index_col="variable")
+    assert variables.loc["Margin", "independent"] and variables.loc["Echogenicity",
+                                                                    "independent"]
+    assert variables.loc["Echogenicity", "method"] == "Firth"  # anechoic: all benign
+    notes = _summary(analysed, "cohort")["summary"]["notes"]
+    assert notes == ["Age: 2 cell(s) reading 'not available' counted as no value "
+                     "(cohort.na_values)"]
+    for table in ("baseline", "univariate", "multivariate", "variables", "nomogram_axes"):
+        assert (analysed / "report" / "tables" / f"{table}.csv").exists()
+    assert "nomogram of ai_score" in (analysed / "report" / "report.html").read_text()
+    predictions = pd.read_csv(analysed / "stages/clinical_models/predictions.csv")
+    assert predictions["Clinical-LR"].notna().all()
+
+
+def test_the_given_score_gets_its_nomogram_with_the_clinical_predictors(analysed):
+    record = _summary(analysed, "dlrn")
+    assert record["status"] == "done"
+    state = json.loads((analysed / "stages/dlrn/nomogram.json").read_text())
+    names = [scale["name"] for scale in state["scales"]]
+    assert names[0] == "ai_score" and "Echogenicity" in names
+    assert all(np.isfinite(v) for scale in state["scales"]
+               for v in (scale["coefficient"].values() if isinstance(scale["coefficient"], dict)
+                         else [scale["coefficient"]]))
+    shares = pd.read_csv(analysed / "stages/dlrn/tables/nomogram_axes.csv",
+                         index_col="predictor")
+    assert shares.loc["ai_score", "share"] == shares["share"].max()
+    oof = pd.read_csv(analysed / "stages/dlrn/oof.csv", index_col="case_id")
+    assert oof["Nomogram"].notna().all() and len(oof) == 126
+
+
+def test_a_study_file_gives_the_settings_and_options_override_it(table, tmp_path):
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({
+        "cohort": {"table": str(table), "label": "malignant", "clinical": COLUMNS},
+        "evaluation": {"clinical_regression": "standard"},
+        "classifiers": {"models": ["LR"]}, "dl": {"enabled": False}}))
+    out = tmp_path / "out"
+    assert main(["clinical", "--study", str(study), "--regression", "firth", "--out", str(out),
+                 "--quiet"]) == 0
+    variables = pd.read_csv(out / "stages/clinical/tables/variables.csv")
+    assert (variables["method"] == "Firth").all()
+
+
+def test_without_clinical_columns_the_error_says_what_to_give(table, tmp_path, capsys):
+    assert main(["clinical", str(table), "--label", "malignant", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "needs clinical columns: --clinical" in capsys.readouterr().err
