@@ -93,12 +93,13 @@ def _nomogram_figures(study: Path) -> tuple[float, float, str]:
                   else [coefficient * v for v in scale["values"]])
         if isinstance(coefficient, dict):
             largest = max(largest, *map(abs, coefficient.values()))
-        else:
+        elif not scale["name"].endswith("_score"):  # the score's slope is per unit probability
             largest = max(largest, abs(coefficient))
         ranges[scale["name"]] = max(values) - min(values)
     score = next(name for name in ranges if name.endswith("_score"))
     widest = max(ranges, key=ranges.get)
-    return largest, 100 * ranges[score] / max(ranges.values()), widest
+    return (largest, 100 * ranges[score] / max(ranges.values()),
+            100 * ranges[score] / sum(ranges.values()), widest)
 
 
 def _stop_reason(log: Path) -> str:
@@ -108,9 +109,9 @@ def _stop_reason(log: Path) -> str:
 
 def summary(out: Path) -> None:
     print("| split | clinical variables used | Clinical best | test AUC | RadN test AUC | "
-          "hand-built clinical | hand-built combined | largest nomogram coefficient | "
-          "image score's points (of 100) | widest axis |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "hand-built clinical | hand-built combined | largest clinical coefficient | "
+          "image score's points (of 100) | its share of all axes | widest axis |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for k in SPLITS:
         study = out / f"split{k}"
@@ -121,17 +122,18 @@ def summary(out: Path) -> None:
         hand, combined = _hand_built(study, False), _hand_built(study, True)
         if not (study / "stages/dlrn/nomogram.json").exists():
             print(f"| {k} | {', '.join(selected)} | {best} | {clinical:.3f} | stopped: "
-                  f"{_stop_reason(out / f'run{k}.log')} | {hand:.3f} | {combined:.3f} | | | |")
-            rows.append((clinical, np.nan, hand, combined, np.nan, np.nan))
+                  f"{_stop_reason(out / f'run{k}.log')} | {hand:.3f} | {combined:.3f} | | | | |")
+            rows.append((clinical, np.nan, hand, combined, np.nan, np.nan, np.nan))
             continue
         _, radn = _test_auc(study / "stages/dlrn")
-        largest, share, widest = _nomogram_figures(study)
-        rows.append((clinical, radn, hand, combined, largest, share))
+        largest, points, share, widest = _nomogram_figures(study)
+        rows.append((clinical, radn, hand, combined, largest, points, share))
         print(f"| {k} | {', '.join(selected)} | {best} | {clinical:.3f} | {radn:.3f} | "
-              f"{hand:.3f} | {combined:.3f} | {largest:.3g} | {share:.0f} | {widest} |")
+              f"{hand:.3f} | {combined:.3f} | {largest:.3g} | {points:.0f} | {share:.0f}% | "
+              f"{widest} |")
     mean = np.nanmean(np.array(rows, dtype=float), axis=0)
     print(f"| mean | | | {mean[0]:.3f} | {mean[1]:.3f} | {mean[2]:.3f} | {mean[3]:.3f} | | "
-          f"{mean[5]:.0f} | |")
+          f"{mean[5]:.0f} | {mean[6]:.0f}% | |")
 
 
 def main() -> None:

@@ -298,9 +298,14 @@ def test_reference_level_and_numeric_binary_separation_are_named():
 def test_separation_by_a_continuous_predictor_is_noted():
     # x < 0 benign, x > 0 malignant, both classes at x = 0: quasi-complete separation
     cases = pd.DataFrame({"y": [0, 0, 0, 0, 1, 1, 1, 1], "x": [-3, -2, -1, 0, 0, 1, 2, 3]})
-    row = logistic_analysis(cases, "y", ["x"], regression="standard").univariate.iloc[0]
-    assert row["note"].startswith("x: (quasi-)complete separation (the outcome is predicted "
-                                  "perfectly for some cases")
+    result = logistic_analysis(cases, "y", ["x"], regression="standard")
+    row = result.univariate.iloc[0]
+    assert row["note"].startswith("its estimate diverges: it separates the outcome")
+    assert result.notes[0] == (
+        "univariate model of x: (quasi-)complete separation by x: it predicts the outcome "
+        "perfectly for some cases, so its maximum-likelihood estimate is not finite: "
+        "evaluation.clinical_regression: auto (the default) or firth fits Firth's penalised "
+        "logistic regression (as R's logistf) where this happens")
 
 
 def test_separation_notes_leave_ordinary_predictors_alone(analysis):

@@ -101,3 +101,22 @@ def test_methods_name_the_initial_weights_in_words(tmp_path):
     assert "random initialisation (no pretrained weights), trained for 1 epoch " in text
     for leak in ("None", "[]", "{}", "True", "False", "epochs"):
         assert leak not in text
+
+
+def test_descriptor_tokens_become_feature_names_every_classifier_accepts():
+    # "heterogeneous: predominantly fat" stopped LightGBM (JSON characters in a feature name)
+    from lightgbm import LGBMClassifier
+    from xgboost import XGBClassifier
+
+    from dlrn.clinical_predictors import model_feature_names
+
+    terms = ["tissue[heterogeneous: predominantly fat]", "tissue[a,b]", "tissue[a_b]",
+             "shape[irregular]", "age"]
+    names = model_feature_names(terms)
+    assert names == ["tissue_heterogeneous_ predominantly fat", "tissue_a_b", "tissue_a_b_2",
+                     "shape_irregular", "age"]
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.integers(0, 2, (40, len(names))).astype(float), columns=names)
+    y = rng.integers(0, 2, 40)
+    LGBMClassifier(n_estimators=2, verbose=-1).fit(X, y)
+    XGBClassifier(n_estimators=2).fit(X, y)

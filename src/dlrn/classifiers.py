@@ -230,8 +230,8 @@ def grid_search(
 ) -> GridSearchCV:
     """Fit a median-AUC grid search of ``selection -> classifier`` on the training rows.
 
-    ``estimator`` replaces the classifier ``name`` would make (without ``grid``, it is
-    searched at its own parameters only).
+    ``estimator`` replaces the classifier ``name`` would make (with ``grid`` over its own
+    parameters; without, at its parameters only).
 
     The selection step sits inside the pipeline, so it is refitted in every fold
     (with ``memory`` the fitted selection of a fold is cached and reused across

@@ -94,15 +94,32 @@ def encoder_for(saved: Mapping[str, Any], columns: list[str]) -> ClinicalEncoder
 
 def clinical_features(saved: Mapping[str, Any], columns: list[str],
                       cases: pd.DataFrame) -> pd.DataFrame:
-    """The terms of ``columns`` for ``cases``, encoded with the study's training rules.
-
-    Terms are named ``shape_irregular`` rather than ``shape[irregular]``: XGBoost and
-    LightGBM refuse brackets in feature names.
-    """
+    """The terms of ``columns`` for ``cases``, encoded with the study's training rules,
+    under names every classifier accepts (:func:`model_feature_names`)."""
     if not columns:
         return pd.DataFrame(index=cases.index)
     terms = encoder_for(saved, columns).transform(cases)
-    return terms.rename(columns=lambda name: name.replace("[", "_").replace("]", ""))
+    return terms.set_axis(model_feature_names(list(terms.columns)), axis=1)
+
+
+#: Characters XGBoost (``[``, ``]``, ``<``) and LightGBM (JSON's ``"``, ``,``, ``:``, ``{``,
+#: ``}``, ``[``, ``]``) refuse in feature names; a descriptor token such as
+#: "heterogeneous: predominantly fat" has one.
+_REFUSED = str.maketrans({character: "_" for character in '[]<":,{}'})
+
+
+def model_feature_names(terms: list[str]) -> list[str]:
+    """``shape[irregular]`` -> ``shape_irregular``: the terms under names the seven
+    classifiers accept, each still unique (a clash gets ``_2``, ``_3``...)."""
+    names: list[str] = []
+    for name in terms:
+        plain = name.replace("]", "").translate(_REFUSED)
+        unique, number = plain, 1
+        while unique in names:
+            number += 1
+            unique = f"{plain}_{number}"
+        names.append(unique)
+    return names
 
 
 def nomogram_columns(saved: Mapping[str, Any], columns: list[str],

@@ -34,8 +34,9 @@ import pandas as pd
 from dlrn.clinical.reading import MISSING, term
 from dlrn.errors import DlrnError
 
-__all__ = ["LogisticFit", "alias_combination", "alias_equation", "alias_notes",
-           "aliased_columns", "fit_glm", "fit_logistic", "separated_terms", "separation_notes"]
+__all__ = ["COMBINED_SEPARATION", "LogisticFit", "alias_combination", "alias_equation",
+           "alias_notes", "aliased_columns", "fit_glm", "fit_logistic", "separated_terms",
+           "separation_notes"]
 
 #: R glm.control(): epsilon and maxit; glm.fit's QR tolerance min(1e-7, epsilon / 1000).
 EPSILON = 1e-8
@@ -290,22 +291,37 @@ def _one_class_levels(y: pd.Series, design: pd.DataFrame, name: str, terms: list
     return reasons
 
 
+#: The key of the note on separation by a combination of terms (no design column has it).
+COMBINED_SEPARATION = "(separation)"
+
+
 def separation_notes(y: pd.Series, design: pd.DataFrame, separated: list[str],
                      terms: Mapping[str, list[str]], references: Mapping[str, str], *,
                      remedy: str = SEPARATION_ADVICE) -> dict[str, str]:
-    """A note per term whose estimate separation makes infinite (``separated``), with why.
+    """Notes on the terms whose estimate separation makes infinite (``separated``), and why.
 
-    The reason names the level (or value) whose cases are all of one class where
-    there is one; ``remedy`` says what was (or can be) done about it.
+    A term whose level (or value) holds cases of one class only gets a note naming it;
+    terms that separate only in combination with others share one note, under
+    :data:`COMBINED_SEPARATION`, listing them. ``remedy`` says what was (or can be) done.
     """
-    notes = {}
+    notes, combined = {}, []
     for name, variable_terms in terms.items():
         levels = _one_class_levels(y, design, name, variable_terms, references.get(name))
         for one in variable_terms:
             if one not in separated:
                 continue
-            reasons = levels[one] or ["the outcome is predicted perfectly for some cases by "
-                                      "this term with others"]
-            notes[one] = (f"{name}: (quasi-)complete separation ({'; '.join(reasons)}); the "
-                          f"maximum-likelihood odds ratio is not finite: {remedy}")
+            if not levels[one]:
+                combined.append(one)
+                continue
+            notes[one] = (f"{name}: (quasi-)complete separation ({'; '.join(levels[one])}); "
+                          f"the maximum-likelihood odds ratio is not finite: {remedy}")
+    if len(combined) == 1:
+        notes[COMBINED_SEPARATION] = (
+            f"(quasi-)complete separation by {combined[0]}: it predicts the outcome perfectly "
+            f"for some cases, so its maximum-likelihood estimate is not finite: {remedy}")
+    elif combined:
+        notes[COMBINED_SEPARATION] = (
+            f"(quasi-)complete separation by a combination of {len(combined)} terms "
+            f"({', '.join(combined)}): together they predict the outcome perfectly for some "
+            f"cases, so their maximum-likelihood estimates are not finite: {remedy}")
     return notes

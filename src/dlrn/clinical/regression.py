@@ -158,7 +158,11 @@ def _reference_of(name: str, variable: str | None, references: Mapping[str, str]
 def _coefficient_row(y: pd.Series, model: FittedModel, name: str, *, profile: bool,
                      conf_level: float) -> dict:
     fit = model.fit
-    row = {"term": name, "method": fit.method, "note": model.notes.get(name, "")}
+    note = model.notes.get(name, "")
+    if not note and name in model.separated and fit.method == "ML":
+        note = ("its estimate diverges: it separates the outcome together with other terms "
+                "(see the notes)")
+    row = {"term": name, "method": fit.method, "note": note}
     if name in fit.aliased:
         values = dict.fromkeys(["beta", "se", "z", "p_value", "odds_ratio", "ci_low",
                                 "ci_high"], np.nan)

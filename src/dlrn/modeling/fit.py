@@ -286,8 +286,7 @@ def _tune(
                 X,
                 y,
                 cv=folds,
-                # an estimator of its own has its own parameters: the grid is not its
-                grid=None if classifier in estimators else grids.get(classifier),
+                grid=grids.get(classifier),
                 memory=memory,
                 estimator=estimators.get(classifier),
                 **search_options,

@@ -177,9 +177,10 @@ def _models_text(context: StudyContext) -> str:
                "kept in one fold)" if repeated else "")
     lr = ""
     if "LR" in c.models and context.done("clinical_models"):
-        lr = (" The clinical models' LR is the clinical analysis' logistic regression itself "
-              f"({_REGRESSION_WORDS[context.config.evaluation.clinical_regression]}); the "
-              "other feature sets' LR is L2-penalised (scikit-learn).")
+        own = _REGRESSION_WORDS[context.config.evaluation.clinical_regression]
+        lr = (" The clinical models' LR grid holds the clinical analysis' own unpenalised "
+              f"logistic regression ({own}) beside the L2 penalties; the other feature sets' "
+              "LR is L2-penalised.")
     return (f"Classifiers {_listing(c.models)}; grid search with {c.cv_folds}-fold "
             f"cross-validation{grouped} on the training set{weighting}. The best "
             "model of each kind is the one with the highest cross-validated training AUC; the "

@@ -37,6 +37,8 @@ from dlrn.study.stages.files import (
 )
 
 VERSION = 3  # 2: nested LASSO, pooled out-of-fold choice; 3: evaluation/ (out-of-fold rows)
+#: The clinical models: 4: their LR grid holds the clinical analysis' own regression
+CLINICAL_VERSION = 4
 BEST_FACT = "best model (highest pooled out-of-fold AUC on the training set)"
 
 
@@ -99,16 +101,12 @@ def fit_and_save(folder: Path, name: str, features: pd.DataFrame, cases: pd.Data
 
     classifiers = settings.classifiers
     cases = cases.loc[features.index]
-    estimators = {}
-    if settings.regression is not None:
-        from dlrn.clinical import LogisticModel
-
-        estimators["LR"] = LogisticModel(settings.regression)
+    estimators, grids = clinical_lr(settings)
     result = fit_feature_set(
         name, features, cases["label"].astype(int), cases["set"],
         groups=cases["patient_id"],
         selection=selection_pipeline(settings.selection, icc, settings.seed),
-        classifiers=classifiers.models, grids=classifiers.grids or None,
+        classifiers=classifiers.models, grids=grids or None,
         cv_folds=classifiers.cv_folds, class_weight=classifiers.class_weight,
         seed=settings.seed, n_jobs=n_jobs, progress=progress, estimators=estimators)
     results = folder / result_dir
@@ -132,6 +130,23 @@ def fit_and_save(folder: Path, name: str, features: pd.DataFrame, cases: pd.Data
                          figures=_figure_captions(name, folder, result_dir),
                          name=name, features_in=features.shape[1],
                          features_selected=len(result.selected_features), best=best)
+
+
+def clinical_lr(settings: ModelsStageSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The LR and the grids of a feature set: for the clinical models (``regression`` set)
+    the LR is :class:`dlrn.clinical.LogisticModel`, whose grid adds ``C: None`` (the
+    clinical analysis' own regression, Firth where it separates) to the L2 penalties."""
+    from dlrn.classifiers import DEFAULT_GRIDS
+
+    grids = dict(settings.classifiers.grids or {})
+    if settings.regression is None:
+        return {}, grids
+    from dlrn.clinical import LogisticModel
+
+    penalties = (grids.get("LR") or DEFAULT_GRIDS["LR"]).get("C", DEFAULT_GRIDS["LR"]["C"])
+    grids["LR"] = {"C": [None, *penalties]}
+    return {"LR": LogisticModel(settings.regression,
+                                class_weight=settings.classifiers.class_weight)}, grids
 
 
 METRIC_TABLES = ("metrics", "metrics_apparent", "patient_metrics", "patient_metrics_apparent")
@@ -225,7 +240,8 @@ def run_clinical_models(context: StudyContext) -> ModelsSummary:
 
 
 def _logistic_model_notes(context: StudyContext) -> list[str]:
-    """What the clinical LR's fit on the training cases needed: Firth, aliased terms."""
+    """What the Clinical-LR's fit needed where the grid chose the unpenalised logistic
+    regression (C null in its parameters): Firth, aliased terms."""
     from dlrn.study.bundle import load_trusted_estimator
 
     path = context.stage_dir("clinical_models") / "models" / "Clinical-LR.skops"
@@ -271,7 +287,8 @@ def run_dlr_models(context: StudyContext) -> ModelsSummary:
 
 CLINICAL_MODELS = Stage("clinical_models", "Clinical models", ("clinical",),
                         clinical_settings, run_clinical_models,
-                        skip=skip_clinical_models, version=VERSION, summary_type=ModelsSummary)
+                        skip=skip_clinical_models, version=CLINICAL_VERSION,
+                        summary_type=ModelsSummary)
 HCR_MODELS = Stage("hcr_models", "Radiomics models", ("radiomics",), settings, run_hcr_models,
                    version=VERSION, summary_type=ModelsSummary)
 DLR_MODELS = Stage("dlr_models", "Deep learning radiomics (DLR) models", ("radiomics", "deep"),
