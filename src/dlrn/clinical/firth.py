@@ -53,6 +53,10 @@ class SingularInformation(DlrnError):
     """X'WX is singular at some β: the kept columns are collinear on the fitted weights."""
 
 
+class NoPenalisedMaximum(DlrnError):
+    """The iterations did not reach a point where the modified score vanishes."""
+
+
 def _penalised(y: np.ndarray, X: np.ndarray, beta: np.ndarray
                ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """l*(β), the modified score, the Fisher information X'WX and the fitted risks."""
@@ -146,8 +150,7 @@ def _quasi_newton(y: np.ndarray, X: np.ndarray, free: np.ndarray, beta: np.ndarr
     beta[free] = result.x
     loglik, score, _, _ = _penalised(y, X, beta)
     if np.max(np.abs(score[free]), initial=0.0) > GRADIENT_ACCEPTED:
-        raise DlrnError("Firth regression did not converge (the penalised likelihood has no "
-                        "maximum the iterations could reach; check for collinear predictors)")
+        raise NoPenalisedMaximum("no maximum of the penalised likelihood was reached")
     return beta, loglik, NEWTON_ITERATIONS + int(result.nit)
 
 
@@ -178,6 +181,10 @@ def fit_firth(y: Sequence[float], design: pd.DataFrame, *,
     except SingularInformation as error:
         raise DlrnError(f"{what}: Firth regression met a singular information matrix on the "
                         f"terms {columns}; they are collinear on the fitted weights") from error
+    except NoPenalisedMaximum as error:
+        held = f" with {sorted(fixed)} held fixed" if fixed else ""
+        raise DlrnError(f"{what}: Firth regression did not converge on the terms "
+                        f"{columns}{held}: {error}") from error
     se = np.sqrt(np.diag(np.linalg.inv(fisher)))
     risk = np.clip(expit(X @ beta), 1e-300, 1 - 1e-16)
     deviance = float(-2 * np.sum(labels * np.log(risk) + (1 - labels) * np.log1p(-risk)))
