@@ -138,12 +138,18 @@ def baseline_view(baseline: pd.DataFrame) -> pd.DataFrame:
 
 
 def logistic_view(coefficients: pd.DataFrame) -> pd.DataFrame:
-    """Term, "OR (95% CI)" and p, as in the paper's Supplementary Table 1 (no intercept)."""
+    """Term, what it is compared with, "OR (95% CI)" and p, as in the paper's Supplementary
+    Table 1 (no intercept); an aliased term reads NA, and the fit is named where Firth's
+    regression was used."""
     terms = coefficients[coefficients["term"] != "(Intercept)"]
     view = pd.DataFrame({"Term": terms["term"]})
-    view["OR (95% CI)"] = [estimate_with_ci(*row) for row in
+    if "reference" in terms:
+        view["vs"] = _text(terms["reference"])
+    view["OR (95% CI)"] = ["NA" if pd.isna(row[0]) else estimate_with_ci(*row) for row in
                            terms[["odds_ratio", "ci_low", "ci_high"]].itertuples(index=False)]
     view["p"] = terms["p_value"].map(format_p)
+    if "method" in terms and (terms["method"] != "ML").any():
+        view["Fit"] = terms["method"].map({"ML": "maximum likelihood", "Firth": "Firth"})
     if "p_variable" in terms and (terms["p_variable"] != terms["p_value"]).any():
         view["p (variable, likelihood-ratio test)"] = terms["p_variable"].map(format_p)
     return _with_notes(view, terms)

@@ -273,22 +273,11 @@ def _statistics_text(context: StudyContext) -> str:
             "analysis; " + _clinical_text(context))
 
 
-def methods_summary(context: StudyContext) -> list[tuple[str, str]]:
-    """(checklist item, sentence) pairs, built from the settings and the stages' records."""
+def _image_items(context: StudyContext, setting: dict | None,
+                 features: object) -> list[tuple[str, str]]:
+    """The items on the images (absent from ``dlrn clinical``, which reads none)."""
     config = context.config
-    cohort = _cohort(context)
-    radiomics = context.summary("radiomics")
-    features = radiomics.features_extracted if isinstance(radiomics, RadiomicsSummary) else "?"
-    params_path = context.stage_dir("radiomics") / "params.json"
-    setting = (json.loads(params_path.read_text()).get("setting", {})
-               if params_path.exists() else None)
-    external = [e.name for e in config.cohort.external]
-    items = [
-        ("Study design and data", f"Retrospective cohort from {config.cohort.table}; "
-         f"{cohort.cases_analysed or '?'} cases analysed, "
-         f"{cohort.cases_excluded} excluded (listed with reasons below); outcome "
-         f"column '{config.cohort.label}'. External validation sets: {_listing(external)}. "
-         + _inclusion_text(config)),
+    return [
         ("Segmentation", _segmentation_text(context)),
         ("Preprocessing and extraction", _extraction_text(
             config, setting, features)),
@@ -302,6 +291,27 @@ def methods_summary(context: StudyContext) -> list[tuple[str, str]]:
          + _funnel_text(context, "hcr_models", "HCR")
          + _funnel_text(context, "dlr_models", "DLR")),
         ("Deep learning", _deep_text(config)),
+    ]
+
+
+def methods_summary(context: StudyContext, *, images: bool = True) -> list[tuple[str, str]]:
+    """(checklist item, sentence) pairs, built from the settings and the stages' records;
+    ``images=False`` (``dlrn clinical``) leaves out the items on images and their models."""
+    config = context.config
+    cohort = _cohort(context)
+    radiomics = context.summary("radiomics")
+    features = radiomics.features_extracted if isinstance(radiomics, RadiomicsSummary) else "?"
+    params_path = context.stage_dir("radiomics") / "params.json"
+    setting = (json.loads(params_path.read_text()).get("setting", {})
+               if params_path.exists() else None)
+    external = [e.name for e in config.cohort.external]
+    items = [
+        ("Study design and data", f"Retrospective cohort from {config.cohort.table}; "
+         f"{cohort.cases_analysed or '?'} cases analysed, "
+         f"{cohort.cases_excluded} excluded (listed with reasons below); outcome "
+         f"column '{config.cohort.label}'. External validation sets: {_listing(external)}. "
+         + (_inclusion_text(config) if images else "")),
+        *(_image_items(context, setting, features) if images else []),
         ("Models and tuning", _models_text(context)),
         ("Validation", f"Internal hold-out test set ({cohort.split})"
          + (f"; external sets {_listing(external)} evaluated with the frozen models"

@@ -71,5 +71,5 @@ def run_clinical_study(config: StudyConfig, *, score: str | None = None,
     result = run_stages(stages, config, progress=progress, overwrite=overwrite)
     context = StudyContext(config, progress, result.records)
     build_report(config.output_dir, report_sections(stages, result.records),
-                 methods_summary(context))
+                 methods_summary(context, images=False))
     return result
