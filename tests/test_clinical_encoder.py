@@ -254,3 +254,21 @@ def test_methods_text_says_what_was_done(encoder):
     assert "margin, split at '&': angular, circumscribed, indistinct" in text
     assert "birads: 2 < 3 < 4a < 4b < 4c < 5" in text
     assert "tissue: dense" in text
+
+
+def test_the_encoder_says_when_a_token_duplicates_another_column_s_level():
+    rng = np.random.default_rng(5)
+    calcified = rng.random(60) < 0.3
+    cases = pd.DataFrame({
+        "calcification": np.where(calcified, "present", "absent"),
+        "findings": np.where(calcified, "calcified&mass", "mass"),  # the token repeats it
+        "age": rng.normal(50, 10, 60)})
+    encoder = ClinicalEncoder({"calcification": "categorical",
+                               "findings": {"type": "multilabel"}, "age": "continuous"}).fit(cases)
+    assert encoder.notes_ == [
+        "findings: findings[calcified] = calcification[present] in every training case: it "
+        "duplicates other terms, so findings[calcified] is aliased and the regressions give "
+        "it no estimate of its own (NA, as R's glm does)",
+        "findings: findings[mass] = (Intercept) in every training case: it is the same for "
+        "every training case, so findings[mass] is aliased and the regressions give it no "
+        "estimate of its own (NA, as R's glm does)"]

@@ -100,12 +100,16 @@ def aliasing_notes(encoder: ClinicalEncoder, encoded: pd.DataFrame) -> list[str]
     notes = []
     for name in aliased:
         equation = alias_equation(design, name, kept)
-        involved = {column_of.get(t) for t in alias_combination(design, name, kept)}
+        combination = alias_combination(design, name, kept)
+        involved = {column_of.get(t) for t in combination}
         column = column_of[name]
         spec = next(s for s in encoder.specs_ if s.name == column)
-        why = ("its tokens are exhaustive (every training case holds one of them)"
-               if involved <= {column, None} and spec.type == "multilabel" else
-               "it duplicates other terms")
+        if list(combination) == ["(Intercept)"]:
+            why = "it is the same for every training case"
+        elif involved <= {column, None} and spec.type == "multilabel":
+            why = "its tokens are exhaustive (every training case holds one of them)"
+        else:
+            why = "it duplicates other terms"
         notes.append(f"{column}: {equation} in every training case: {why}, so {name} is "
                      "aliased and the regressions give it no estimate of its own (NA, as R's "
                      "glm does)")
