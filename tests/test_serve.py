@@ -26,7 +26,8 @@ from dlrn.cli import main
 from dlrn.cli.serve import check_access
 from dlrn.errors import DlrnError
 from dlrn.serve.app import create_app
-from dlrn.serve.predictor import Field, Predictor
+from dlrn.serve.form import Field
+from dlrn.serve.predictor import Predictor
 from dlrn.serve.uploads import UploadError, UploadLimits
 from dlrn.study.bundle import Bundle, BundleError
 from dlrn.study.predict import predict_cases, predict_table, read_new_cases
@@ -478,7 +479,7 @@ def test_the_report_s_interactive_nomogram_runs_and_loads_nothing(bundle_dir, tm
 
 def test_the_form_follows_the_encoder_v2_rules():
     from dlrn.clinical import ClinicalEncoder
-    from dlrn.serve.predictor import form_fields
+    from dlrn.serve.form import form_fields
 
     table = pd.DataFrame({"age": [40.0, np.nan, 55.0, 61.0, 47.0, 52.0],
                           "grade": ["low", "high", "mid", "low", "high", "mid"],

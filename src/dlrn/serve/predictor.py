@@ -4,7 +4,8 @@ Every prediction goes through :func:`dlrn.study.predict.read_new_cases` and
 :func:`dlrn.study.predict.predict_cases`, the functions behind ``dlrn predict``: the
 uploaded files and the form's values become a one-row case table in a private
 temporary folder, so validation and numbers are those of ``dlrn predict`` to the
-digit. The form itself (fields, levels, ranges) is generated from the bundle.
+digit. The form itself (fields, levels, ranges) is generated from the bundle
+(:mod:`dlrn.serve.form`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import base64
 import contextlib
 import functools
 import math
-import re
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
@@ -24,81 +24,14 @@ from typing import Any
 import pandas as pd
 
 from dlrn.errors import DlrnError
+from dlrn.serve.form import form_fields
 from dlrn.serve.uploads import UploadError, UploadLimits, save_upload
 from dlrn.stacking import DLRN, NOMOGRAMS
 from dlrn.study.bundle import Bundle, BundleError
 from dlrn.study.predict import predict_cases, read_new_cases
 
 _CASE_ID = "patient"
-_UNITS = {"mm": "mm", "cm": "cm", "ml": "mL", "years": "years", "yr": "years", "kg": "kg",
-          "pct": "%", "percent": "%"}
 _IMAGE_STAGES = {"hcr_models": "radiomics (HCR)", "deep": "CNN", "dlr_models": "fused (DLR)"}
-
-
-@dataclass(frozen=True)
-class Field:
-    """One clinical predictor of the form, as the study's encoder reads it.
-
-    ``kind``: "number" (within the nomogram axis' range), "choice" (training levels),
-    "ordinal" (levels in their declared order) or "tokens" (multilabel: any of the
-    training tokens). ``optional``: the encoder imputes a blank with its training rule.
-    """
-
-    name: str
-    levels: tuple[str, ...] = ()
-    minimum: float | None = None
-    maximum: float | None = None
-    unit: str = ""
-    kind: str = "number"
-    optional: bool = False
-    separator: str = ";"
-
-    @property
-    def is_choice(self) -> bool:
-        return self.kind in ("choice", "ordinal")
-
-    @property
-    def is_tokens(self) -> bool:
-        return self.kind == "tokens"
-
-    def parse(self, raw: str | list[str] | None) -> str | float | None:
-        """The form's text as a table value (None: blank, imputed by the study's rule);
-        clear errors: missing, unknown level or token, range."""
-        items = [str(r).strip() for r in (raw if isinstance(raw, list) else [raw])
-                 if r is not None and str(r).strip()]
-        if self.is_tokens:
-            items = [t.strip() for item in items for t in item.split(self.separator)
-                     if t.strip()]
-        if not items:
-            if self.optional:
-                return None
-            raise UploadError(f"missing predictor {self.name!r}: the model needs it")
-        if self.is_tokens:
-            unknown = [t for t in items if t not in self.levels]
-            if unknown:
-                raise UploadError(f"unknown token(s) {', '.join(map(repr, unknown))} for "
-                                  f"{self.name!r}; the study saw: {', '.join(self.levels)}")
-            return self.separator.join(dict.fromkeys(items))
-        text = items[-1]
-        if self.is_choice:
-            if text not in self.levels:
-                raise UploadError(f"unknown level {text!r} for {self.name!r}; the study saw: "
-                                  f"{', '.join(self.levels)}")
-            return text
-        try:
-            value = float(text)
-        except ValueError:
-            raise UploadError(f"{self.name!r} must be a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise UploadError(f"{self.name!r} must be a finite number, got {text!r}")
-        if self.minimum is not None and self.maximum is not None \
-                and not self.minimum <= value <= self.maximum:
-            unit = f" {self.unit}" if self.unit else ""
-            raise UploadError(f"value out of range for {self.name!r}: {value:g} is outside "
-                              f"{self.minimum:g} to {self.maximum:g}{unit}, the range of the "
-                              "nomogram's axis (training data); the model does not "
-                              "extrapolate safely")
-        return value
 
 
 @dataclass
@@ -284,47 +217,6 @@ class Predictor:
         return [{"name": name, "kind": _IMAGE_STAGES[stage], "probability": float(row[name]),
                  "best": best.get(stage) == name}
                 for stage, stage_names in names.items() for name in stage_names if name in row]
-
-
-def form_fields(settings: Mapping[str, Any], encoder: Mapping[str, Any] | None,
-                nomogram: Mapping[str, Any] | None) -> list[Field]:
-    """The form from the bundle: each clinical predictor as the study's encoder reads it
-    (type, training levels or tokens, ordinal order, whether a blank is imputed) and
-    each number within its nomogram axis' range."""
-    selected = (settings.get("clinical") or {}).get("selected", [])
-    if not selected or encoder is None:
-        return []
-    specs = {spec["name"]: spec for spec in encoder["columns"]}
-    scales = {scale["name"]: scale for scale in (nomogram or {}).get("scales", [])}
-    default_missing, default_separator = (encoder["params"]["missing"],
-                                          encoder["params"].get("separator") or ";")
-    fields = []
-    for name in selected:
-        spec, state = specs[name], encoder["state"][name]
-        common = {"optional": (spec.get("missing") or default_missing) == "impute"}
-        if spec["type"] == "categorical":
-            # every training level: merged ones read as "other", folded ones as the mode
-            levels = [*state.get("levels", []), *state.get("folded", [])]
-            fields.append(Field(name, levels=tuple(map(str, levels)), kind="choice", **common))
-        elif spec["type"] == "ordinal":
-            fields.append(Field(name, levels=tuple(map(str, spec["order"])), kind="ordinal",
-                                **common))
-        elif spec["type"] == "multilabel":
-            tokens = [*state["tokens"], *state.get("merged", []), *state.get("folded", [])]
-            fields.append(Field(name, levels=tuple(map(str, tokens)), kind="tokens",
-                                separator=spec.get("separator") or default_separator,
-                                **common))
-        else:
-            axis = [float(v) for v in scales.get(name, {}).get("values", [])]
-            fields.append(Field(name, minimum=min(axis) if axis else None,
-                                maximum=max(axis) if axis else None, unit=_unit(name),
-                                **common))
-    return fields
-
-
-def _unit(name: str) -> str:
-    match = re.search(r"[_ ]\(?([A-Za-z%]+)\)?$", name)
-    return _UNITS.get(match.group(1).lower(), "") if match else ""
 
 
 def _bundle_cutoff(settings: Mapping[str, Any], name: str | None,
