@@ -265,9 +265,13 @@ def test_the_page_draws_a_polygon_and_predicts_as_dlrn_predict(live_server, coho
         assert drawn == [[(u - box["left"]) * 128 / box["width"],
                           (v - box["top"]) * 128 / box["height"]] for u, v in taps]
         roi = polygon_mask(np.array(drawn), 128, 128)  # the server's rule
-        page_raster = driver.execute_script(
-            "return Array.from(window.dlrnPolygonMask(arguments[0], 128, 128));", drawn)
-        assert (np.array(page_raster, bool).reshape(128, 128) == roi).all()
+        rng = np.random.default_rng(3)
+        for vertices in (drawn, rng.uniform(0, 128, (40, 2)).tolist(),  # self-crossing
+                         (rng.integers(0, 257, (12, 2)) / 2).tolist()):  # centres on edges
+            page_raster = driver.execute_script(
+                "return Array.from(window.dlrnPolygonMask(arguments[0], 128, 128));", vertices)
+            assert (np.array(page_raster, bool).reshape(128, 128)
+                    == polygon_mask(np.array(vertices), 128, 128)).all()
         assert int(canvas.get_attribute("data-roi-pixels")) == roi.sum()
         driver.find_element(By.ID, "predict").click()
         shown = WebDriverWait(driver, 120).until(
