@@ -1,4 +1,5 @@
-"""The web app: a form generated from the bundle, the answer page, and ``POST /api/predict``.
+"""The web app: a form generated from the bundle with the ROI editor, the answer page,
+``POST /api/predict`` and ``POST /api/preview`` (the image to draw the ROI on).
 
 Requests never share state beyond the :class:`~dlrn.serve.predictor.Predictor`
 (which serializes predictions with a lock); any failure is answered (4xx with the
