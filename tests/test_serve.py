@@ -1,8 +1,8 @@
 """dlrn serve: the form from the bundle, the same numbers as dlrn predict, refusals, access.
 
-One small study (the session's synthetic cohort, one classifier, a tiny CNN, a
-permissive clinical threshold so that the nomogram has numeric and categorical
-predictors) serves every test here.
+One small study (conftest's ``bundle_dir``: the session's synthetic cohort, one
+classifier, a tiny CNN, numeric and categorical predictors in the nomogram) serves every
+test here and in test_serve_roi.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import base64
 import io
 import re
 import shutil
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,45 +20,19 @@ import pytest
 from fastapi.testclient import TestClient
 from headless_chromium import chromium
 from PIL import Image
+from serve_cases import files_of, form_of
 
 from dlrn.cli import main
 from dlrn.cli.serve import check_access
 from dlrn.errors import DlrnError
 from dlrn.serve.app import create_app
-from dlrn.serve.predictor import Field, Predictor
+from dlrn.serve.form import Field
+from dlrn.serve.predictor import Predictor
 from dlrn.serve.uploads import UploadError, UploadLimits
 from dlrn.study.bundle import Bundle, BundleError
 from dlrn.study.predict import predict_cases, predict_table, read_new_cases
 
-STUDY = """\
-cohort:
-  table: {table}
-  patient: patient_id
-  clinical: {{age: continuous, max_diameter_mm: continuous, sex: categorical,
-             margin: categorical}}
-radiomics: {{preset: fast, jobs: 1}}
-selection: {{lasso_folds: 3}}
-classifiers: {{models: [LR], cv_folds: 3}}
-dl: {{backbones: [resnet18], weights: null, epochs: 1, batch_size: 16, image_size: 32,
-     pca_components: 4}}
-evaluation: {{clinical_p_threshold: 0.9}}
-output: study
-seed: 0
-"""
 TOKEN = "a-long-enough-test-token"
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(tmp_path_factory, synthetic_cohort_csv) -> Path:
-    folder = tmp_path_factory.mktemp("serve_study")
-    (folder / "study.yaml").write_text(STUDY.format(table=synthetic_cohort_csv))
-    assert main(["run", str(folder / "study.yaml"), "--quiet"]) == 0
-    return folder / "study" / "bundle"
-
-
-@pytest.fixture(scope="module")
-def predictor(bundle_dir) -> Predictor:
-    return Predictor(bundle_dir)
 
 
 @pytest.fixture(scope="module")
@@ -73,29 +46,6 @@ def radn_bundle_dir(bundle_dir) -> Path:
     (folder / "study.yaml").write_text(re.sub(r"dl: \{", "dl: {enabled: false, ", text))
     assert main(["run", str(folder / "study.yaml"), "--quiet"]) == 0
     return folder / "study" / "bundle"
-
-
-@pytest.fixture(scope="module")
-def client(predictor) -> TestClient:
-    return TestClient(create_app(predictor))
-
-
-@pytest.fixture(scope="module")
-def cohort(synthetic_cohort_csv) -> pd.DataFrame:
-    table = pd.read_csv(synthetic_cohort_csv, dtype=str).set_index("case_id", drop=False)
-    for column in ("image", "mask"):
-        table[column] = [str(synthetic_cohort_csv.parent / p) for p in table[column]]
-    return table
-
-
-def _form(predictor: Predictor, case: pd.Series, **changes: str) -> dict[str, str]:
-    return {**{f.name: case[f.name] for f in predictor.fields}, **changes}
-
-
-def _files(case: pd.Series, *, image: bytes | None = None, mask: bytes | None = None) -> dict:
-    # client file names are deliberately misleading: the content decides
-    return {"image": ("scan.dcm", image or Path(case["image"]).read_bytes()),
-            "mask": ("../../etc/mask.txt", mask or Path(case["mask"]).read_bytes())}
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -136,7 +86,7 @@ def test_api_answer_equals_dlrn_predict_to_the_digit(client, predictor, cohort, 
     expected = predict_table(bundle_dir, table, progress=False)
     for case_id in ids:
         case = cohort.loc[case_id]
-        response = client.post("/api/predict", data=_form(predictor, case), files=_files(case))
+        response = client.post("/api/predict", data=form_of(predictor, case), files=files_of(case))
         assert response.status_code == 200, response.text
         answer = response.json()
         row = expected.loc[case_id].drop("label")
@@ -154,12 +104,12 @@ def test_api_answer_equals_dlrn_predict_to_the_digit(client, predictor, cohort, 
 
 def test_page_shows_probability_points_models_and_gradcam(client, predictor, cohort):
     case = cohort.loc["syn0004"]
-    response = client.post("/", data={**_form(predictor, case), "gradcam": "1"},
-                           files=_files(case))
+    response = client.post("/", data={**form_of(predictor, case), "gradcam": "1"},
+                           files=files_of(case))
     assert response.status_code == 200
     page = response.text
-    api = client.post("/api/predict?gradcam=true", data=_form(predictor, case),
-                      files=_files(case)).json()
+    api = client.post("/api/predict?gradcam=true", data=form_of(predictor, case),
+                      files=files_of(case)).json()
     assert f'id="dlrn-probability" data-value="{api["dlrn_probability"]!r}"' in page
     assert f'data-value="{api["total_points"]!r}"' in page
     assert 'id="gradcam"' in page and api["gradcam_png_base64"] in page
@@ -180,10 +130,10 @@ def test_page_shows_probability_points_models_and_gradcam(client, predictor, coh
 def test_bad_values_get_a_reason_from_the_api_and_the_page(client, predictor, cohort, change,
                                                            status, reason):
     case = cohort.loc["syn0004"]
-    form = _form(predictor, case, **change)
-    api = client.post("/api/predict", data=form, files=_files(case))
+    form = form_of(predictor, case, **change)
+    api = client.post("/api/predict", data=form, files=files_of(case))
     assert api.status_code == status and reason in api.json()["detail"]
-    page = client.post("/", data=form, files=_files(case))
+    page = client.post("/", data=form, files=files_of(case))
     assert page.status_code == status
     assert 'id="error"' in page.text and reason.replace("'", "&#39;") in page.text
     numeric = {f.name for f in predictor.fields if not f.is_choice}
@@ -206,8 +156,8 @@ def test_a_blank_value_is_imputed_with_the_note_of_dlrn_predict(client, predicto
                                                                 bundle_dir, tmp_path):
     assert next(f for f in predictor.fields if f.name == "age").optional  # cohort.missing
     case = cohort.loc["syn0004"].copy()
-    form = _form(predictor, case, age="")
-    api = client.post("/api/predict", data=form, files=_files(case))
+    form = form_of(predictor, case, age="")
+    api = client.post("/api/predict", data=form, files=files_of(case))
     assert api.status_code == 200, api.text
     case["age"] = ""
     table = tmp_path / "blank.csv"
@@ -217,7 +167,7 @@ def test_a_blank_value_is_imputed_with_the_note_of_dlrn_predict(client, predicto
     assert "imputed" in note and api.json()["notes"] == [note]
     assert api.json()["dlrn_probability"] == expected["DLRN"]
     assert api.json()["inputs"]["age"] is None
-    page = client.post("/", data=form, files=_files(case)).text
+    page = client.post("/", data=form, files=files_of(case)).text
     assert 'id="notes"' in page and note.replace("'", "&#39;") in page
 
 
@@ -242,7 +192,7 @@ def test_a_long_lived_bundle_builds_each_cnn_once(predictor, cohort, monkeypatch
 
     monkeypatch.setattr(nets, "build_model", no_rebuild)
     case = cohort.loc["syn0004"]
-    assert predictor.predict(_form(predictor, case), Path(case["image"]).read_bytes(),
+    assert predictor.predict(form_of(predictor, case), Path(case["image"]).read_bytes(),
                              Path(case["mask"]).read_bytes()).probability is not None
 
 
@@ -255,14 +205,14 @@ def test_a_radiomics_nomogram_bundle_is_served_by_its_name(radn_bundle_dir, coho
                                       & (metrics["set"] == "test"), "threshold"].item()
     client = TestClient(create_app(radn))
     case = cohort.loc["syn0017"]
-    answer = client.post("/api/predict", data=_form(radn, case), files=_files(case)).json()
+    answer = client.post("/api/predict", data=form_of(radn, case), files=files_of(case)).json()
     table = tmp_path / "one.csv"
     cohort.loc[["syn0017"]].to_csv(table, index=False)
     expected = predict_table(radn_bundle_dir, table, progress=False).iloc[0]
     assert answer["nomogram"] == "RadN" and answer["dlrn_probability"] == expected["RadN"]
     assert answer["above_cutoff"] == (expected["RadN"] >= radn.cutoff)
     assert [m["name"] for m in answer["models"]] == ["HCR-LR"]
-    page = client.post("/", data=_form(radn, case), files=_files(case)).text
+    page = client.post("/", data=form_of(radn, case), files=files_of(case)).text
     assert "<h1>RadN nomogram calculator</h1>" in page and "RadN probability" in page
     assert "DLRN probability" not in page
     assert f'data-value="{float(expected["RadN"])!r}"' in page and 'id="gradcam"' not in page
@@ -271,41 +221,43 @@ def test_a_radiomics_nomogram_bundle_is_served_by_its_name(radn_bundle_dir, coho
 def test_bad_files_get_a_reason_and_no_server_path_leaks(client, predictor, cohort, tmp_path):
     case = cohort.loc["syn0004"]
     image = np.asarray(Image.open(case["image"]))
-    form = _form(predictor, case)
+    form = form_of(predictor, case)
     cases = {
-        "mask does not match image": (_png(np.ones((40, 30), np.uint8)), 422, "size"),
-        "empty mask": (_png(np.zeros(image.shape[:2], np.uint8)), 422, "empty"),
+        "mask does not match image": (_png(np.ones((40, 30), np.uint8)), 422,
+                                      "30 x 40 pixels but the image is 128 x 128"),
+        "empty mask": (_png(np.zeros(image.shape[:2], np.uint8)), 422, "the roi is empty"),
         "not an image": (b"%PDF-1.4 not an image", 415, "not an image format"),
     }
     for name, (mask, status, reason) in cases.items():
-        response = client.post("/api/predict", data=form, files=_files(case, mask=mask))
+        response = client.post("/api/predict", data=form, files=files_of(case, mask=mask))
         assert response.status_code == status, name
         detail = response.json()["detail"]
         assert reason in detail.lower(), (name, detail)
         assert "/tmp" not in detail and "dlrn-serve-" not in detail, detail
-    missing = client.post("/api/predict", data=form,
-                          files={"image": ("a.png", Path(case["image"]).read_bytes())})
-    assert missing.status_code == 422 and "missing the mask file" in missing.json()["detail"]
+        for cohort_words in ("cohort table", "row", "on_error", "exclusions", "validate"):
+            assert cohort_words not in detail, detail  # the clinician's words, not the study's
+    missing = client.post("/api/predict", data=form, files={"mask": ("m.png", b"")})
+    assert missing.status_code == 422 and "missing the image file" in missing.json()["detail"]
     # the server still answers a good case afterwards
-    assert client.post("/api/predict", data=form, files=_files(case)).status_code == 200
+    assert client.post("/api/predict", data=form, files=files_of(case)).status_code == 200
 
 
 def test_an_unexpected_failure_is_answered_and_the_server_goes_on(predictor, cohort,
                                                                    monkeypatch):
     client = TestClient(create_app(predictor), raise_server_exceptions=False)
     case = cohort.loc["syn0004"]
-    good = client.post("/api/predict", data=_form(predictor, case), files=_files(case)).json()
+    good = client.post("/api/predict", data=form_of(predictor, case), files=files_of(case)).json()
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(predictor, "predict", broken)
-    failed = client.post("/api/predict", data=_form(predictor, case), files=_files(case))
+    failed = client.post("/api/predict", data=form_of(predictor, case), files=files_of(case))
     assert failed.status_code == 500 and "RuntimeError" in failed.json()["detail"]
-    page = client.post("/", data=_form(predictor, case), files=_files(case))
+    page = client.post("/", data=form_of(predictor, case), files=files_of(case))
     assert page.status_code == 500 and 'id="error"' in page.text
     monkeypatch.undo()
-    again = client.post("/api/predict", data=_form(predictor, case), files=_files(case))
+    again = client.post("/api/predict", data=form_of(predictor, case), files=files_of(case))
     assert again.status_code == 200 and again.json() == good
 
 
@@ -313,7 +265,7 @@ def test_upload_size_limit_is_enforced(bundle_dir, cohort, predictor):
     case = cohort.loc["syn0004"]
     small = Predictor(bundle_dir, limits=UploadLimits(max_bytes=1000, max_pixels=10**6))
     client = TestClient(create_app(small))
-    response = client.post("/api/predict", data=_form(predictor, case), files=_files(case))
+    response = client.post("/api/predict", data=form_of(predictor, case), files=files_of(case))
     assert response.status_code == 413 and "more than this server accepts" in response.text
     huge = client.post("/api/predict", content=b"x" * (3 * 1024 * 1024),
                        headers={"content-type": "multipart/form-data; boundary=x"})
@@ -329,7 +281,7 @@ def test_upload_size_limit_is_enforced(bundle_dir, cohort, predictor):
     assert streamed_answer.headers["cache-control"] == "no-store"  # refusals too
     tiny_pixels = Predictor(bundle_dir, limits=UploadLimits(max_pixels=100))
     response = TestClient(create_app(tiny_pixels)).post(
-        "/api/predict", data=_form(predictor, case), files=_files(case))
+        "/api/predict", data=form_of(predictor, case), files=files_of(case))
     assert response.status_code == 413 and "pixels" in response.json()["detail"]
 
 
@@ -337,13 +289,16 @@ def test_openapi_documents_the_predict_form_from_the_bundle(client, predictor):
     spec = client.get("/openapi.json").json()
     operation = spec["paths"]["/api/predict"]["post"]
     schema = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert set(schema["required"]) == {"image", "mask", *(f.name for f in predictor.fields
-                                                          if not f.optional)}
+    assert set(schema["required"]) == {"image", *(f.name for f in predictor.fields
+                                                  if not f.optional)}
+    assert {"mask", "polygon"} <= set(schema["properties"])
     assert schema["properties"]["margin"]["enum"] == list(
         next(f for f in predictor.fields if f.name == "margin").levels)
     assert schema["properties"]["age"]["maximum"] == next(
         f for f in predictor.fields if f.name == "age").maximum
     assert {"200", "401", "413", "415", "422"} <= set(operation["responses"])
+    preview = spec["paths"]["/api/preview"]["post"]["requestBody"]["content"]
+    assert preview["multipart/form-data"]["schema"]["required"] == ["image"]
 
 
 def test_tampered_bundle_is_refused(bundle_dir, tmp_path, capsys):
@@ -364,7 +319,7 @@ def test_cnn_weights_changed_after_start_are_refused(bundle_dir, tmp_path, predi
     case = cohort.loc["syn0004"]
     weights = copy / "deep" / "cnn.safetensors"
     weights.write_bytes(weights.read_bytes())  # same bytes, but written again
-    response = client.post("/api/predict", data=_form(predictor, case), files=_files(case))
+    response = client.post("/api/predict", data=form_of(predictor, case), files=files_of(case))
     assert response.status_code == 503 and "restart dlrn serve" in response.json()["detail"]
 
 
@@ -384,33 +339,17 @@ def test_token_is_required_on_every_route(predictor, cohort):
     client = TestClient(create_app(predictor, token=TOKEN))
     case = cohort.loc["syn0004"]
     for method, path in (("get", "/"), ("get", "/openapi.json"), ("get", "/docs"),
-                         ("get", "/api/form"), ("post", "/api/predict")):
+                         ("get", "/api/form"), ("post", "/api/predict"),
+                         ("post", "/api/preview")):
         assert getattr(client, method)(path).status_code == 401, path
     assert client.get("/", headers={"Authorization": "Bearer wrong-token-wrong-token"}) \
         .status_code == 401
-    response = client.post("/api/predict", data=_form(predictor, case), files=_files(case),
+    response = client.post("/api/predict", data=form_of(predictor, case), files=files_of(case),
                            headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 200
     browser = TestClient(create_app(predictor, token=TOKEN))
     assert browser.get(f"/?token={TOKEN}").status_code == 200  # sets the cookie
     assert browser.get("/").status_code == 200
-
-
-@pytest.fixture(scope="module")
-def live_server(predictor):
-    """The app under uvicorn on a free local port, in a thread; stopped afterwards."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(create_app(predictor), host="127.0.0.1", port=0,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        thread.join(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
 
 
 def test_concurrent_requests_are_all_answered_correctly(live_server, predictor, cohort):
@@ -420,8 +359,8 @@ def test_concurrent_requests_are_all_answered_correctly(live_server, predictor, 
 
     def call(index: int) -> httpx.Response:
         case = good if index % 2 else bad
-        form = _form(predictor, case) if index % 2 else _form(predictor, case, margin="x")
-        return httpx.post(f"{live_server}/api/predict", data=form, files=_files(case),
+        form = form_of(predictor, case) if index % 2 else form_of(predictor, case, margin="x")
+        return httpx.post(f"{live_server}/api/predict", data=form, files=files_of(case),
                           timeout=120)
 
     with ThreadPoolExecutor(4) as pool:
@@ -478,7 +417,7 @@ def test_the_report_s_interactive_nomogram_runs_and_loads_nothing(bundle_dir, tm
 
 def test_the_form_follows_the_encoder_v2_rules():
     from dlrn.clinical import ClinicalEncoder
-    from dlrn.serve.predictor import form_fields
+    from dlrn.serve.form import form_fields
 
     table = pd.DataFrame({"age": [40.0, np.nan, 55.0, 61.0, 47.0, 52.0],
                           "grade": ["low", "high", "mid", "low", "high", "mid"],
@@ -513,7 +452,7 @@ def test_the_page_offers_checkboxes_ordered_levels_and_unknown():
               Field("grade", levels=("low", "mid", "high"), kind="ordinal", optional=True),
               Field("site", levels=("a", "b"), kind="choice")]
     predictor = SimpleNamespace(fields=fields, nomogram_name="RadN", limits=UploadLimits(),
-                                has_cnn=False, score_model="HCR-LR",
+                                has_cnn=False, score_model="HCR-LR", mask_label=None,
                                 bundle=SimpleNamespace(folder=Path("bundle"), manifest={}))
     pages = _templates()
     pages.nomogram_html = ""

@@ -19,10 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve", help="web calculator and JSON API over a study's bundle",
         description=(
             "Serve a form (generated from the bundle) that predicts one patient from the "
-            "clinical values, an image and its ROI mask: the nomogram's (DLRN or RadN) "
-            "probability, points, the cut-off's verdict, each image model's probability and "
-            "the CNN's Grad-CAM; and POST /api/predict for hospital systems (OpenAPI at "
-            "/docs). Same numbers as `dlrn predict`."),
+            "clinical values, an image and its ROI (drawn on the page, or a mask file): the "
+            "nomogram's (DLRN or RadN) probability, points, the cut-off's verdict, each image "
+            "model's probability, the CNN's Grad-CAM and the ROI used; and POST /api/predict "
+            "for hospital systems (OpenAPI at /docs). Same numbers as `dlrn predict`."),
     )
     parser.add_argument("bundle", help="bundle folder written by `dlrn run` (checked at start)")
     parser.add_argument("--host", default="127.0.0.1",

@@ -1,4 +1,5 @@
-"""The web app: a form generated from the bundle, the answer page, and ``POST /api/predict``.
+"""The web app: a form generated from the bundle with the ROI editor, the answer page,
+``POST /api/predict`` and ``POST /api/preview`` (the image to draw the ROI on).
 
 Requests never share state beyond the :class:`~dlrn.serve.predictor.Predictor`
 (which serializes predictions with a lock); any failure is answered (4xx with the
@@ -20,15 +21,26 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from dlrn import __version__
 from dlrn.errors import DlrnError
-from dlrn.serve.models import Prediction, Problem, prediction_of, request_schema
+from dlrn.serve.models import (
+    ImagePreview,
+    Prediction,
+    Problem,
+    prediction_of,
+    preview_of,
+    preview_schema,
+    request_schema,
+)
 from dlrn.serve.predictor import Answer, Predictor
+from dlrn.serve.roi import roi_pixel_value
 from dlrn.serve.uploads import UploadError
 from dlrn.study.bundle import BundleError
 
 LOG = logging.getLogger(__name__)
 TOKEN_COOKIE = "dlrn_token"
 _FILE_FIELDS = ("image", "mask")
-_OPTION_FIELDS = ("gradcam", "token")
+_OPTION_FIELDS = ("gradcam", "token", "polygon")
+_REFUSALS = {401: "missing or wrong token", 413: "file or image too large",
+             415: "not an image format dlrn reads"}
 _PRIVATE_HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
                     (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
 Scope = MutableMapping[str, Any]
@@ -71,25 +83,39 @@ def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
 
     @app.post("/", response_class=HTMLResponse, include_in_schema=False)
     async def answer_page(request: Request) -> str:
-        form, image, mask = await _read_form(request, predictor)
-        answer = await run_in_threadpool(predictor.predict, form, image, mask,
+        form, files = await _read_form(request, predictor)
+        answer = await run_in_threadpool(_predict, predictor, form, files,
                                          gradcam="gradcam" in form)
         return pages.render(predictor, answer=answer)
 
     @app.post("/api/predict", response_model=Prediction,
               openapi_extra={"requestBody": request_schema(predictor)},
               responses={status: {"model": Problem, "description": text} for status, text in (
-                  (401, "missing or wrong token"), (413, "file or image too large"),
-                  (415, "not an image format dlrn reads"),
-                  (422, "missing predictor, unknown level, value out of range, mask does "
-                        "not match image, empty mask..."))})
+                  *_REFUSALS.items(),
+                  (422, "missing predictor, unknown level, value out of range, mask does not "
+                        "match the image, empty or too small ROI, bad polygon, no ROI and no "
+                        "segmentation model..."))})
     async def predict(request: Request,
                       gradcam: bool = Query(False, description="include the Grad-CAM "
                                                                 "overlay (PNG, base64)")) -> Any:
-        """Predict one patient: multipart form with the image, mask and clinical values."""
-        form, image, mask = await _read_form(request, predictor)
-        answer = await run_in_threadpool(predictor.predict, form, image, mask, gradcam=gradcam)
+        """Predict one patient: multipart form with the image, its ROI (a mask file, a
+        polygon, or neither for the bundle's segmentation model) and the clinical values."""
+        form, files = await _read_form(request, predictor)
+        answer = await run_in_threadpool(_predict, predictor, form, files, gradcam=gradcam)
         return prediction_of(answer)
+
+    @app.post("/api/preview", response_model=ImagePreview,
+              openapi_extra={"requestBody": preview_schema()},
+              responses={status: {"model": Problem, "description": text} for status, text in (
+                  *_REFUSALS.items(), (422, "unreadable image, mask of another size..."))})
+    async def preview(request: Request) -> Any:
+        """The image as the cohort reader reads it (PNG, any accepted format), to draw the
+        ROI on at its pixel grid, with the ROI to start from (a mask file's, or the one
+        the bundle's segmentation model proposes). The page calls it when an image or a
+        mask file is chosen; the uploads are checked as for a prediction."""
+        _, files = await _read_form(request, predictor, clinical=False)
+        shown = await run_in_threadpool(predictor.preview, files["image"], files.get("mask"))
+        return preview_of(shown)
 
     @app.get("/api/form")
     async def form_fields() -> dict[str, Any]:
@@ -110,9 +136,16 @@ def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
     return app
 
 
-async def _read_form(request: Request, predictor: Predictor) -> tuple[dict[str, Any], bytes,
-                                                                       bytes]:
-    """Clinical values and the two files; anything unexpected is refused by name."""
+def _predict(predictor: Predictor, form: dict[str, Any], files: dict[str, bytes], *,
+             gradcam: bool) -> Answer:
+    return predictor.predict(form, files["image"], files.get("mask"),
+                             polygon=form.get("polygon") or None, gradcam=gradcam)
+
+
+async def _read_form(request: Request, predictor: Predictor, *, clinical: bool = True
+                     ) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Clinical values (with ``clinical``) and the files; anything unexpected is refused by
+    name."""
     try:
         form = await request.form(max_files=len(_FILE_FIELDS), max_fields=64)
     except _TooLarge:
@@ -120,13 +153,13 @@ async def _read_form(request: Request, predictor: Predictor) -> tuple[dict[str, 
     except Exception as error:  # malformed multipart bodies raise several types
         raise UploadError(f"could not read the form: {error}", 400) from error
     try:
-        return await _form_contents(request, form, predictor)
+        return await _form_contents(request, form, predictor, clinical)
     finally:
         await form.close()  # removes the spooled upload files at once
 
 
-async def _form_contents(request: Request, form: Any, predictor: Predictor) -> tuple[
-        dict[str, Any], bytes, bytes]:
+async def _form_contents(request: Request, form: Any, predictor: Predictor,
+                         clinical: bool) -> tuple[dict[str, Any], dict[str, bytes]]:
     from starlette.datastructures import UploadFile
 
     tokens = {f.name for f in predictor.fields if f.is_tokens}  # checkboxes: one value each
@@ -134,18 +167,22 @@ async def _form_contents(request: Request, form: Any, predictor: Predictor) -> t
                               if key in tokens else value
                               for key, value in form.items() if isinstance(value, str)}
     request.state.values = values  # the page keeps them when it shows an error
-    known = {f.name for f in predictor.fields} | set(_FILE_FIELDS) | set(_OPTION_FIELDS)
+    known = ({f.name for f in predictor.fields} | set(_OPTION_FIELDS) if clinical
+             else {"token"}) | set(_FILE_FIELDS)
     unknown = sorted(set(form.keys()) - known)
     if unknown:
-        raise UploadError(f"unknown field(s) {', '.join(unknown)}; this model takes: "
-                          f"{', '.join(sorted(known - set(_OPTION_FIELDS)))}")
+        raise UploadError(f"unknown field(s) {', '.join(unknown)}; this request takes: "
+                          f"{', '.join(sorted(known - {'token', 'gradcam'}))}")
     files = {}
     for name in _FILE_FIELDS:
         upload = form.get(name)
-        if not isinstance(upload, UploadFile):
-            raise UploadError(f"missing the {name} file (multipart field {name!r})")
-        files[name] = await upload.read(predictor.limits.max_bytes + 1)
-    return values, files["image"], files["mask"]
+        if isinstance(upload, UploadFile):
+            data = await upload.read(predictor.limits.max_bytes + 1)
+            if data or upload.filename:  # a browser sends a file input left empty as ""
+                files[name] = data
+    if "image" not in files:
+        raise UploadError("missing the image file (multipart field 'image')")
+    return values, files
 
 
 def _problem(request: Request, pages: _Pages, predictor: Predictor, message: str,
@@ -178,6 +215,7 @@ class _Pages:
         return self.template.render(predictor=predictor, answer=answer, error=error,
                                     values=values,
                                     bundle=_bundle_facts(predictor), version=__version__,
+                                    roi_value=roi_pixel_value(predictor.mask_label),
                                     nomogram_html=self.nomogram_html, repr=repr)
 
 

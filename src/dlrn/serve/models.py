@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from dlrn.serve.predictor import Answer, Predictor
+from dlrn.serve.roi import MAX_POLYGON_POINTS, Preview
 
 
 class ModelProbability(BaseModel):
@@ -14,6 +15,19 @@ class ModelProbability(BaseModel):
     kind: str = Field(description="radiomics (HCR), CNN or fused (DLR)")
     probability: float
     best: bool = Field(description="the study's best model of its kind")
+
+
+class RoiUsed(BaseModel):
+    """The ROI the prediction used, as ``dlrn predict`` read it."""
+
+    source: str = Field(description="'mask' (a mask file, or the page's drawing), 'polygon' "
+                                    "(rasterised by the server) or 'automatic' (the bundle's "
+                                    "segmentation model)")
+    pixels: int = Field(description="number of ROI pixels")
+    mask_png_base64: str = Field(description="the ROI at the image's pixel grid (PNG, 255 "
+                                             "inside, 0 outside)")
+    overlay_png_base64: str = Field(description="the image as the reader reads it, with the "
+                                                "ROI tinted and outlined (PNG)")
 
 
 class Prediction(BaseModel):
@@ -39,6 +53,21 @@ class Prediction(BaseModel):
                                          "value, unseen level), as dlrn predict's note")
     gradcam_png_base64: str | None = Field(description="Grad-CAM overlay of the CNN (PNG), "
                                                        "when asked with gradcam=true")
+    roi: RoiUsed = Field(description="the ROI that was used")
+
+
+class ImagePreview(BaseModel):
+    """An uploaded image as the cohort reader reads it, to draw the ROI on."""
+
+    width: int = Field(description="image width in pixels (the drawing's x range: 0 to width)")
+    height: int = Field(description="image height in pixels (y range: 0 to height)")
+    image_png_base64: str = Field(description="the image's grey pixels as 8-bit PNG (display "
+                                              "only: stretched to 0-255 when outside it)")
+    roi_png_base64: str | None = Field(description="the ROI to start from (PNG, 255 inside): "
+                                                   "the mask file's, or the one proposed "
+                                                   "automatically; null: none")
+    roi_source: str | None = Field(description="'mask file' or 'automatic'; null: no ROI")
+    message: str = Field(description="what to do next, for the page")
 
 
 class Problem(BaseModel):
@@ -54,16 +83,36 @@ def prediction_of(answer: Answer) -> Prediction:
         cutoff=answer.cutoff, above_cutoff=answer.above_cutoff,
         models=[ModelProbability(**model) for model in answer.models],
         predictions={str(k): float(v) for k, v in row.drop("note", errors="ignore").items()},
-        inputs=answer.inputs, notes=answer.notes, gradcam_png_base64=answer.gradcam_base64)
+        inputs=answer.inputs, notes=answer.notes, gradcam_png_base64=answer.gradcam_base64,
+        roi=RoiUsed(source=answer.roi.source, pixels=answer.roi.pixels,
+                    mask_png_base64=answer.roi.mask_base64,
+                    overlay_png_base64=answer.roi.overlay_base64))
+
+
+def preview_of(preview: Preview) -> ImagePreview:
+    return ImagePreview(**vars(preview))
+
+
+_IMAGE = {"type": "string", "format": "binary",
+          "description": "the image (PNG, JPEG, BMP, TIFF, DICOM, NIfTI, NRRD, .mha)"}
+_MASK = {"type": "string", "format": "binary",
+         "description": "the ROI mask, same size as the image (any format the image may have)"}
 
 
 def request_schema(predictor: Predictor) -> dict[str, Any]:
     """multipart/form-data body of ``POST /api/predict``, generated from the bundle."""
     properties: dict[str, Any] = {
-        "image": {"type": "string", "format": "binary",
-                  "description": "the image (PNG, JPEG, BMP, TIFF, DICOM, NIfTI, NRRD, .mha)"},
-        "mask": {"type": "string", "format": "binary",
-                 "description": "the ROI mask, same size as the image"},
+        "image": _IMAGE,
+        "mask": {**_MASK, "description": f"{_MASK['description']}; give a mask or a polygon "
+                 "(neither: the bundle's segmentation model outlines the lesion, 422 when "
+                 "the bundle has none)"},
+        "polygon": {"type": "string", "example": "[[10, 12], [40, 12], [25, 30]]",
+                    "description": "the ROI's outline as JSON [[x, y], ...] in image pixels: "
+                    "origin at the top-left corner of the top-left pixel, x right, y down, the "
+                    "image spanning [0, width] x [0, height]; 3 to "
+                    f"{MAX_POLYGON_POINTS:,} points on the image. A pixel is in the ROI when "
+                    "its centre is inside (even-odd rule; a centre on the outline is inside "
+                    "on left and top edges)"},
     }
     for field in predictor.fields:
         if field.is_tokens:
@@ -76,6 +125,15 @@ def request_schema(predictor: Predictor) -> dict[str, Any]:
             properties[field.name] = {"type": "number", "description": field.unit or "number"}
             if field.minimum is not None:
                 properties[field.name].update(minimum=field.minimum, maximum=field.maximum)
-    required = ["image", "mask", *(f.name for f in predictor.fields if not f.optional)]
+    required = ["image", *(f.name for f in predictor.fields if not f.optional)]
     return {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "properties": properties, "required": required}}}}
+
+
+def preview_schema() -> dict[str, Any]:
+    """multipart/form-data body of ``POST /api/preview``."""
+    return {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "properties": {"image": _IMAGE, "mask": {
+            **_MASK, "description": f"{_MASK['description']} (optional: its ROI is returned "
+                                    "to start from)"}},
+        "required": ["image"]}}}}

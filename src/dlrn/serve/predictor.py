@@ -4,101 +4,61 @@ Every prediction goes through :func:`dlrn.study.predict.read_new_cases` and
 :func:`dlrn.study.predict.predict_cases`, the functions behind ``dlrn predict``: the
 uploaded files and the form's values become a one-row case table in a private
 temporary folder, so validation and numbers are those of ``dlrn predict`` to the
-digit. The form itself (fields, levels, ranges) is generated from the bundle.
+digit. The form itself (fields, levels, ranges) is generated from the bundle
+(:mod:`dlrn.serve.form`).
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import functools
 import math
-import re
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import SimpleITK as sitk
 
+from dlrn.case_files import CaseCheck
 from dlrn.errors import DlrnError
+from dlrn.imaging import read_image, read_mask
+from dlrn.serve.form import form_fields
+from dlrn.serve.messages import (
+    AUTOMATIC,
+    DRAW_PROMPT,
+    MASK,
+    MASK_FILE_SHOWN,
+    NO_SEGMENTATION_MODEL,
+    POLYGON,
+    PROPOSAL_SHOWN,
+    clinician_messages,
+    empty_roi_message,
+    mask_size_message,
+    problems_message,
+)
+from dlrn.serve.roi import (
+    Preview,
+    Roi,
+    base64_text,
+    display_grey,
+    mask_file_png,
+    overlay_png,
+    parse_polygon,
+    png_bytes,
+    polygon_mask,
+)
 from dlrn.serve.uploads import UploadError, UploadLimits, save_upload
 from dlrn.stacking import DLRN, NOMOGRAMS
 from dlrn.study.bundle import Bundle, BundleError
 from dlrn.study.predict import predict_cases, read_new_cases
 
 _CASE_ID = "patient"
-_UNITS = {"mm": "mm", "cm": "cm", "ml": "mL", "years": "years", "yr": "years", "kg": "kg",
-          "pct": "%", "percent": "%"}
 _IMAGE_STAGES = {"hcr_models": "radiomics (HCR)", "deep": "CNN", "dlr_models": "fused (DLR)"}
-
-
-@dataclass(frozen=True)
-class Field:
-    """One clinical predictor of the form, as the study's encoder reads it.
-
-    ``kind``: "number" (within the nomogram axis' range), "choice" (training levels),
-    "ordinal" (levels in their declared order) or "tokens" (multilabel: any of the
-    training tokens). ``optional``: the encoder imputes a blank with its training rule.
-    """
-
-    name: str
-    levels: tuple[str, ...] = ()
-    minimum: float | None = None
-    maximum: float | None = None
-    unit: str = ""
-    kind: str = "number"
-    optional: bool = False
-    separator: str = ";"
-
-    @property
-    def is_choice(self) -> bool:
-        return self.kind in ("choice", "ordinal")
-
-    @property
-    def is_tokens(self) -> bool:
-        return self.kind == "tokens"
-
-    def parse(self, raw: str | list[str] | None) -> str | float | None:
-        """The form's text as a table value (None: blank, imputed by the study's rule);
-        clear errors: missing, unknown level or token, range."""
-        items = [str(r).strip() for r in (raw if isinstance(raw, list) else [raw])
-                 if r is not None and str(r).strip()]
-        if self.is_tokens:
-            items = [t.strip() for item in items for t in item.split(self.separator)
-                     if t.strip()]
-        if not items:
-            if self.optional:
-                return None
-            raise UploadError(f"missing predictor {self.name!r}: the model needs it")
-        if self.is_tokens:
-            unknown = [t for t in items if t not in self.levels]
-            if unknown:
-                raise UploadError(f"unknown token(s) {', '.join(map(repr, unknown))} for "
-                                  f"{self.name!r}; the study saw: {', '.join(self.levels)}")
-            return self.separator.join(dict.fromkeys(items))
-        text = items[-1]
-        if self.is_choice:
-            if text not in self.levels:
-                raise UploadError(f"unknown level {text!r} for {self.name!r}; the study saw: "
-                                  f"{', '.join(self.levels)}")
-            return text
-        try:
-            value = float(text)
-        except ValueError:
-            raise UploadError(f"{self.name!r} must be a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise UploadError(f"{self.name!r} must be a finite number, got {text!r}")
-        if self.minimum is not None and self.maximum is not None \
-                and not self.minimum <= value <= self.maximum:
-            unit = f" {self.unit}" if self.unit else ""
-            raise UploadError(f"value out of range for {self.name!r}: {value:g} is outside "
-                              f"{self.minimum:g} to {self.maximum:g}{unit}, the range of the "
-                              "nomogram's axis (training data); the model does not "
-                              "extrapolate safely")
-        return value
 
 
 @dataclass
@@ -110,6 +70,7 @@ class Answer:
     cutoff: float | None
     nomogram: str | None
     models: list[dict[str, Any]]
+    roi: Roi
     points: dict[str, float] = field(default_factory=dict)
     gradcam_png: bytes | None = None
 
@@ -179,6 +140,9 @@ class Predictor:
         self.limits = limits or UploadLimits()
         self.fields = form_fields(self.settings, self._encoder(), self.nomogram)
         self.has_cnn = bool(self.settings.get("deep"))
+        # how dlrn predict reads this study's images (bundles before these settings: defaults)
+        self.frame = self.settings.get("frame", 0)
+        self.mask_label = self.settings.get("mask_label")
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -238,29 +202,118 @@ class Predictor:
         """Every predictor's value from the form, checked (missing, unknown level, range)."""
         return {f.name: f.parse(form.get(f.name)) for f in self.fields}
 
-    def predict(self, form: Mapping[str, Any], image: bytes, mask: bytes, *,
-                gradcam: bool = False) -> Answer:
-        """One patient through ``read_new_cases`` and ``predict_cases``, as ``dlrn predict``."""
+    def predict(self, form: Mapping[str, Any], image: bytes, mask: bytes | None = None, *,
+                polygon: str | None = None, gradcam: bool = False) -> Answer:
+        """One patient through ``read_new_cases`` and ``predict_cases``, as ``dlrn predict``.
+
+        The ROI is ``mask`` (a file, or the page's drawing at the image's pixel grid),
+        ``polygon`` (JSON ``[[x, y], ...]``, rasterised by :func:`dlrn.serve.roi.polygon_mask`)
+        or, with neither, the segmentation model's (:meth:`proposed_roi`).
+        """
         values = self.parse_values(form)
+        if mask is not None and polygon is not None:
+            raise UploadError("give the ROI once: a mask file or a polygon, not both")
+        source = MASK if mask is not None else POLYGON if polygon is not None else AUTOMATIC
         with tempfile.TemporaryDirectory(prefix="dlrn-serve-") as folder:
             root = Path(folder)
-            image_path = save_upload(image, root, "image", self.limits)
-            mask_path = save_upload(mask, root, "mask", self.limits)
-            table = self._case_table(root, image_path, mask_path, values)
-            gradcam_dir = root / "gradcam" if gradcam and self.has_cnn else None
-            with _PREDICTION_LOCK, _plain_messages(root, image_path, mask_path):
-                self._check_unchanged()
-                cases = read_new_cases(table, self.settings, progress=False)
-                row = predict_cases(self.bundle, cases, gradcam_dir=gradcam_dir,
-                                    progress=False).iloc[0]
+            with clinician_messages(root, self.settings["columns"]["image"], source):
+                image_path = save_upload(image, root, "image", self.limits)
+                mask_path = (save_upload(mask, root, "mask", self.limits) if mask is not None
+                             else self._mask_file(root, image_path, polygon, source))
+                table = self._case_table(root, image_path, mask_path, values)
+                gradcam_dir = root / "gradcam" if gradcam and self.has_cnn else None
+                with _PREDICTION_LOCK:
+                    self._check_unchanged()
+                    cases = read_new_cases(table, self.settings, progress=False)
+                    row = predict_cases(self.bundle, cases, gradcam_dir=gradcam_dir,
+                                        progress=False).iloc[0]
+                roi = self._roi_used(image_path, mask_path, source)
             overlay = next(iter(sorted(gradcam_dir.glob("*.png"))), None) if gradcam_dir \
                 else None
             png = overlay.read_bytes() if overlay is not None else None
         return Answer(row=row, inputs=values, cutoff=self.cutoff, nomogram=self.nomogram_name,
-                      models=self._models(row),
+                      models=self._models(row), roi=roi,
                       points={name: float(row[f"points_{name}"]) for name in self.point_names
                               if f"points_{name}" in row},
                       gradcam_png=png)
+
+    def proposed_roi(self, image: sitk.Image) -> np.ndarray | None:
+        """The lesion's ROI proposed by the bundle's segmentation model: a boolean (rows,
+        columns) array at the pixel grid of ``image`` (as the cohort reader reads it), or
+        None when the bundle has no segmentation model.
+
+        The one place where the calculator asks for an automatic ROI (the page's proposal
+        and the API's image-only requests). Bundles carry no segmentation model yet, so
+        the answer is None and the calculator asks for a drawn ROI or a mask file.
+        """
+        return None
+
+    def preview(self, image: bytes, mask: bytes | None = None) -> Preview:
+        """The image as the cohort reader reads it, to draw on, and the ROI to start from:
+        the mask file's, else the segmentation model's proposal."""
+        with tempfile.TemporaryDirectory(prefix="dlrn-serve-") as folder:
+            root = Path(folder)
+            picture = self._read(save_upload(image, root, "image", self.limits), "image", MASK)
+            if mask is not None:
+                roi, source = self._mask_file_roi(root, picture, mask), "mask file"
+                message = empty_roi_message(MASK) if not roi.any() else MASK_FILE_SHOWN
+            else:
+                roi, source = self._automatic_roi(picture), AUTOMATIC
+                message = (DRAW_PROMPT if roi is None else
+                           empty_roi_message(AUTOMATIC) if not roi.any() else PROPOSAL_SHOWN)
+        width, height = picture.GetSize()
+        roi_png = (None if roi is None or not roi.any()
+                   else base64_text(png_bytes(roi.astype(np.uint8) * 255)))
+        return Preview(width=width, height=height, image_png_base64=base64_text(png_bytes(
+                           display_grey(sitk.GetArrayFromImage(picture)))),
+                       roi_png_base64=roi_png, roi_source=source if roi_png else None,
+                       message=message)
+
+    def _mask_file_roi(self, root: Path, picture: sitk.Image, mask: bytes) -> np.ndarray:
+        found = self._read(save_upload(mask, root, "mask", self.limits), "mask", MASK)
+        if found.GetSize() != picture.GetSize():
+            raise UploadError(mask_size_message(_size(found), _size(picture)))
+        return sitk.GetArrayFromImage(found) != 0
+
+    def _automatic_roi(self, picture: sitk.Image) -> np.ndarray | None:
+        with _PREDICTION_LOCK:  # a segmentation model is shared between requests
+            return self.proposed_roi(picture)
+
+    def _mask_file(self, root: Path, image_path: Path, polygon: str | None,
+                   source: str) -> Path:
+        """The polygon's (or the segmentation model's) ROI as a mask file at the image's grid."""
+        picture = self._read(image_path, "image", source)
+        width, height = picture.GetSize()
+        if polygon is not None:
+            roi = polygon_mask(parse_polygon(polygon, width, height), height, width)
+        else:
+            roi = self._automatic_roi(picture)
+            if roi is None:
+                raise UploadError(NO_SEGMENTATION_MODEL)
+            # an empty one goes on: the reader refuses it, said as "no lesion found"
+        path = root / "mask.png"
+        path.write_bytes(mask_file_png(roi, self.mask_label))
+        return path
+
+    def _read(self, path: Path, what: str, source: str) -> sitk.Image:
+        """The uploaded image (``what`` "image") or mask as the cohort reader reads it (the
+        study's frame and ROI label), refused in the clinician's words when unreadable."""
+        reader = (functools.partial(read_image, frame=self.frame) if what == "image" else
+                  functools.partial(read_mask, label=self.mask_label, frame=self.frame))
+        check = CaseCheck(0, _CASE_ID, None, 0)
+        picture = check.read(str(path), what, reader)
+        if picture is None:
+            raise UploadError(problems_message([(what, p.problem) for p in check.problems],
+                                               source))
+        return picture
+
+    def _roi_used(self, image_path: Path, mask_path: Path, source: str) -> Roi:
+        """The ROI as ``dlrn predict`` read it, and the image with it outlined."""
+        image = sitk.GetArrayFromImage(self._read(image_path, "image", source))
+        roi = sitk.GetArrayFromImage(self._read(mask_path, "mask", source)) != 0
+        return Roi(source=source, pixels=int(roi.sum()),
+                   mask_png=png_bytes(roi.astype(np.uint8) * 255),
+                   overlay_png=overlay_png(image, roi))
 
     @property
     def point_names(self) -> list[str]:
@@ -286,47 +339,6 @@ class Predictor:
                 for stage, stage_names in names.items() for name in stage_names if name in row]
 
 
-def form_fields(settings: Mapping[str, Any], encoder: Mapping[str, Any] | None,
-                nomogram: Mapping[str, Any] | None) -> list[Field]:
-    """The form from the bundle: each clinical predictor as the study's encoder reads it
-    (type, training levels or tokens, ordinal order, whether a blank is imputed) and
-    each number within its nomogram axis' range."""
-    selected = (settings.get("clinical") or {}).get("selected", [])
-    if not selected or encoder is None:
-        return []
-    specs = {spec["name"]: spec for spec in encoder["columns"]}
-    scales = {scale["name"]: scale for scale in (nomogram or {}).get("scales", [])}
-    default_missing, default_separator = (encoder["params"]["missing"],
-                                          encoder["params"].get("separator") or ";")
-    fields = []
-    for name in selected:
-        spec, state = specs[name], encoder["state"][name]
-        common = {"optional": (spec.get("missing") or default_missing) == "impute"}
-        if spec["type"] == "categorical":
-            # every training level: merged ones read as "other", folded ones as the mode
-            levels = [*state.get("levels", []), *state.get("folded", [])]
-            fields.append(Field(name, levels=tuple(map(str, levels)), kind="choice", **common))
-        elif spec["type"] == "ordinal":
-            fields.append(Field(name, levels=tuple(map(str, spec["order"])), kind="ordinal",
-                                **common))
-        elif spec["type"] == "multilabel":
-            tokens = [*state["tokens"], *state.get("merged", []), *state.get("folded", [])]
-            fields.append(Field(name, levels=tuple(map(str, tokens)), kind="tokens",
-                                separator=spec.get("separator") or default_separator,
-                                **common))
-        else:
-            axis = [float(v) for v in scales.get(name, {}).get("values", [])]
-            fields.append(Field(name, minimum=min(axis) if axis else None,
-                                maximum=max(axis) if axis else None, unit=_unit(name),
-                                **common))
-    return fields
-
-
-def _unit(name: str) -> str:
-    match = re.search(r"[_ ]\(?([A-Za-z%]+)\)?$", name)
-    return _UNITS.get(match.group(1).lower(), "") if match else ""
-
-
 def _bundle_cutoff(settings: Mapping[str, Any], name: str | None,
                    given: float | None) -> float | None:
     """The nomogram's cut-off: the bundle's own where it has one, else the one given at start."""
@@ -336,16 +348,5 @@ def _bundle_cutoff(settings: Mapping[str, Any], name: str | None,
     return stored if stored is not None else given
 
 
-@contextlib.contextmanager
-def _plain_messages(root: Path, image: Path, mask: Path) -> Iterator[None]:
-    """Error messages name 'the uploaded image/mask', never the server's temporary paths."""
-    try:
-        yield
-    except (UploadError, BundleError):
-        raise
-    except DlrnError as error:
-        message = str(error)
-        for path, name in ((image, "the uploaded image"), (mask, "the uploaded mask"),
-                           (root / "case.csv", "the form"), (root, "the upload")):
-            message = message.replace(str(path.resolve()), name).replace(str(path), name)
-        raise UploadError(message) from error
+def _size(image: sitk.Image) -> str:
+    return " x ".join(map(str, image.GetSize()))

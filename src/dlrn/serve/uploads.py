@@ -116,8 +116,9 @@ def _declared_dims(data: bytes, suffix: str, what: str) -> tuple[int, ...]:
     except UploadError:
         raise
     except Exception as error:  # decoders raise many types for corrupt headers
-        raise UploadError(f"the {what} file has an unreadable {suffix} header: {error}") \
-            from error
+        raise UploadError(f"the {what} file starts like a {suffix} file but its header is "
+                          f"damaged or incomplete ({type(error).__name__}): save or export "
+                          f"the {what} again and upload the new file") from error
 
 
 def _raster_dims(data: bytes) -> tuple[int, ...]:

@@ -1,0 +1,175 @@
+"""The patient's ROI at the image's own pixel grid: a polygon rasterised, a mask written
+for ``dlrn predict``, and the pictures the page shows (the image, the ROI used).
+
+Coordinates (the API's ``polygon`` and the page's drawing) are image pixels with the
+origin at the top-left corner of the top-left pixel, x to the right (columns) and y
+down (rows), so the image spans [0, width] x [0, height]: the convention of DICOM's
+graphic annotations (SCOORD) and of the HTML canvas.
+
+The rule: pixel (column c, row r) is in the ROI when its centre (c + 0.5, r + 0.5) is
+inside the polygon by the even-odd rule, decided as W. R. Franklin's crossing test
+(pnpoly) decides it: an edge from vertex j = i - 1 to vertex i crosses the centre's row
+when ``(y_i > cy) != (y_j > cy)``, at ``x = (x_j - x_i) * (cy - y_i) / (y_j - y_i) + x_i``,
+and the centre is inside when an odd number of crossings lie strictly right of it. A
+centre exactly on the outline is therefore inside on left and top edges and outside on
+right and bottom ones (the top-left rule of graphics rasterisers), and a rectangle with
+integer corners covers exactly the pixels within it. The page rasterises its polygons
+with the same arithmetic in ``templates/roi_editor.js`` (tested equal in Chromium).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from dlrn.serve.uploads import UploadError
+
+MAX_POLYGON_POINTS = 10_000
+_POLYGON_FORMAT = ("The polygon must be a JSON list of [x, y] points in image pixels, "
+                   "e.g. [[10, 12], [40, 12], [25, 30]]")
+_OUTLINE = (255, 210, 0)  # the ROI's outline on the overlay
+_TINT = (np.array([255, 120, 0]), 0.25)  # colour and weight mixed into the ROI's pixels
+
+
+@dataclass(frozen=True)
+class Roi:
+    """The ROI a prediction used: where it came from, its size and its pictures (PNG)."""
+
+    source: str
+    pixels: int
+    mask_png: bytes
+    overlay_png: bytes
+
+    @property
+    def mask_base64(self) -> str:
+        return base64_text(self.mask_png)
+
+    @property
+    def overlay_base64(self) -> str:
+        return base64_text(self.overlay_png)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """An uploaded image as the cohort reader reads it, for drawing on, and an ROI to start
+    from (a mask file's, or the segmentation model's proposal), PNG in base64."""
+
+    width: int
+    height: int
+    image_png_base64: str
+    roi_png_base64: str | None
+    roi_source: str | None
+    message: str
+
+
+def parse_polygon(text: str, width: int, height: int) -> np.ndarray:
+    """The ``polygon`` field as an (n, 2) array of (x, y), refused with the reason when it
+    is not a list of at least 3 finite points on the image."""
+    try:
+        points = json.loads(text)
+    except ValueError:
+        raise UploadError(f"{_POLYGON_FORMAT}; got text that is not JSON.") from None
+    if not isinstance(points, list) or not all(_is_point(point) for point in points):
+        raise UploadError(f"{_POLYGON_FORMAT}.")
+    if len(points) < 3:
+        raise UploadError(f"The polygon has {len(points)} point(s); an outline needs at least "
+                          "3: place 3 or more points around the lesion.")
+    if len(points) > MAX_POLYGON_POINTS:
+        raise UploadError(f"The polygon has {len(points):,} points, more than this server "
+                          f"accepts ({MAX_POLYGON_POINTS:,}): simplify the outline.")
+    vertices = np.asarray(points, dtype=float)
+    if not np.isfinite(vertices).all():
+        raise UploadError(f"{_POLYGON_FORMAT}; NaN and infinity are not coordinates.")
+    x, y = vertices[:, 0], vertices[:, 1]
+    outside = np.flatnonzero((x < 0) | (x > width) | (y < 0) | (y > height))
+    if outside.size:
+        index = int(outside[0])
+        raise UploadError(f"Point {index + 1} of the polygon, (x={x[index]:g}, "
+                          f"y={y[index]:g}), lies outside the image, which spans 0 to {width} "
+                          f"(x) by 0 to {height} (y) pixels: place every point on the image "
+                          f"({outside.size} point(s) outside).")
+    return vertices
+
+
+def _is_point(point: object) -> bool:
+    return (isinstance(point, list) and len(point) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point))
+
+
+def polygon_mask(vertices: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The (height, width) boolean ROI of a polygon by the module's rule (pnpoly's
+    crossings at pixel centres; memory in proportion to the crossings, not the image)."""
+    x, y = vertices[:, 0], vertices[:, 1]
+    x_prev, y_prev = np.roll(x, 1), np.roll(y, 1)
+    # candidate rows of each edge, one too many on each side; the exact test below decides
+    low = np.floor(np.minimum(y, y_prev) - 0.5).astype(int) - 1
+    high = np.ceil(np.maximum(y, y_prev) - 0.5).astype(int) + 2
+    first, counts = np.clip(low, 0, height), np.clip(high, 0, height) - np.clip(low, 0, height)
+    edges = np.repeat(np.arange(len(x)), counts)
+    rows = first[edges] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    centre_y = rows + 0.5
+    xi, yi, xj, yj = x[edges], y[edges], x_prev[edges], y_prev[edges]
+    crosses = (yi > centre_y) != (yj > centre_y)
+    rows, centre_y = rows[crosses], centre_y[crosses]
+    xi, yi, xj, yj = xi[crosses], yi[crosses], xj[crosses], yj[crosses]
+    crossing = (xj - xi) * (centre_y - yi) / (yj - yi) + xi
+    # how many centres c + 0.5 lie strictly left of each crossing
+    left_of = np.searchsorted(np.arange(width) + 0.5, crossing, side="left")
+    # counts modulo 256 (uint8 wraps) keep their parity, all the rule needs, in a byte a pixel
+    toggles = np.zeros((height, width + 1), dtype=np.uint8)
+    np.add.at(toggles, (rows, left_of), 1)
+    crossings_right = np.cumsum(toggles[:, :0:-1], axis=1, dtype=np.uint8)[:, ::-1]
+    return crossings_right % 2 == 1
+
+
+def roi_pixel_value(mask_label: int | None) -> int:
+    """The value ROI pixels get in a mask written for ``dlrn predict``: the study's
+    ``mask_label`` when it reads one label, else 255 (any non-zero pixel is ROI)."""
+    return 255 if mask_label is None else int(mask_label)
+
+
+def mask_file_png(roi: np.ndarray, mask_label: int | None) -> bytes:
+    """A mask file the cohort reader reads back as exactly ``roi`` (a PNG has no geometry,
+    so the reader gives it the image's spacing and orientation)."""
+    value = roi_pixel_value(mask_label)
+    dtype = np.uint8 if value <= 255 else np.uint16
+    return png_bytes(np.where(roi, value, 0).astype(dtype))
+
+
+def display_grey(image: np.ndarray) -> np.ndarray:
+    """The reader's grey pixels as 8 bits for the screen: unchanged where they already lie
+    in 0-255, else stretched from their minimum to their maximum (display only)."""
+    low, high = float(image.min()), float(image.max())
+    if low >= 0 and high <= 255:
+        return np.rint(image).astype(np.uint8)
+    scale = 255 / (high - low) if high > low else 0.0
+    return np.rint((image - low) * scale).astype(np.uint8)
+
+
+def overlay_png(image: np.ndarray, roi: np.ndarray) -> bytes:
+    """The image with the ROI tinted and outlined (its pixels that touch the outside)."""
+    from scipy.ndimage import binary_erosion
+
+    grey = display_grey(image).astype(float)
+    picture = np.repeat(grey[..., None], 3, axis=2)
+    colour, weight = _TINT
+    picture[roi] = (1 - weight) * picture[roi] + weight * colour
+    outline = roi & ~binary_erosion(roi, border_value=0)
+    picture[outline] = _OUTLINE
+    return png_bytes(np.rint(picture).astype(np.uint8))
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def base64_text(data: bytes) -> str:
+    return base64.b64encode(data).decode()
