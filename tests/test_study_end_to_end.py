@@ -136,7 +136,7 @@ def test_the_run_log_holds_every_note_the_stages_reported(demo):
                for _, _, note in occurrences)
     for name in STAGE_NAMES:
         assert re.search(rf"stage {name}: done in [\d.]+ s, peak memory \d+ MB", text), name
-    assert "settings: {" in text and "finished in" in text
+    assert "settings:\ncohort:\n  table: cohort/cohort.csv" in text and "finished in" in text
 
 
 @pytest.mark.slow

@@ -88,6 +88,8 @@ def run_log(folder: Path, args: argparse.Namespace,
     Open it once the command has checked its output folder (a refused folder gets no log).
     Worker processes write their warnings into it too, unless the console is verbose.
     """
+    import yaml
+
     from dlrn import __version__
     from dlrn.io import RUN_LOGS
     from dlrn.parallel import worker_warnings_to
@@ -102,7 +104,7 @@ def run_log(folder: Path, args: argparse.Namespace,
     log.info("dlrn %s (Python %s): dlrn %s", __version__, sys.version.split()[0],
              " ".join(getattr(args, "command_line", [])))
     if settings is not None:
-        log.info("settings: %s", dict(settings))
+        log.info("settings:\n%s", yaml.safe_dump(dict(settings), sort_keys=False, width=100))
     started = time.perf_counter()
     try:
         with MemoryPeak() as memory:
