@@ -104,7 +104,8 @@ def run_log(folder: Path, args: argparse.Namespace,
     log.info("dlrn %s (Python %s): dlrn %s", __version__, sys.version.split()[0],
              " ".join(getattr(args, "command_line", [])))
     if settings is not None:
-        log.info("settings:\n%s", yaml.safe_dump(dict(settings), sort_keys=False, width=100))
+        log.info("settings:\n%s", yaml.safe_dump(dict(settings), sort_keys=False, width=100),
+                 extra={FILE_ONLY: True})  # the study file's own view, too long for a console
     started = time.perf_counter()
     try:
         with MemoryPeak() as memory:
