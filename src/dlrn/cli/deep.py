@@ -161,7 +161,7 @@ def run_train(args: argparse.Namespace) -> int:
                                  resume=args.resume, overwrite=args.overwrite)
         log.info("notes: %s", " ".join(summary.notes))
     console.say(pd.read_csv(args.out / "comparison.csv").round(3).to_string(index=False))
-    console.cautions(("", caution) for caution in raised.cautions)
+    console.cautions(("", caution) for caution in [*summary.cautions, *raised.cautions])
     console.say("", f"chosen backbone: {summary.chosen}; results in {args.out}",
                 f"log: {log_path} ({noted(raised)})")
     return 0
