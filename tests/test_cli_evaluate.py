@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,11 +73,13 @@ def test_evaluate_reports_a_one_class_external_cohort_instead_of_stopping(
     path = tmp_path / "one_class.csv"
     table.to_csv(path, index=False)
     out = tmp_path / "out"
-    with pytest.warns(UserWarning, match="set 'external'"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a note in the log, not a Python warning
         code = main(["evaluate", str(path), "--label", "outcome", "--scores", "ModelA,ModelB",
                      "--set", "cohort", "--train-set", "development", "--out", str(out),
                      "--no-lowess"])
     assert code == 0
+    assert "set 'external': DeLong test skipped" in _run_log(out)
     metrics = pd.read_csv(out / "metrics.csv", keep_default_na=False).set_index(["model", "set"])
     assert metrics.loc[("ModelA", "external"), "note"].startswith("AUC and its CI undefined")
     assert metrics.loc[("ModelA", "development"), "note"] == ""
@@ -106,6 +110,12 @@ def two_views_csv(predictions_csv, tmp_path):
     path = tmp_path / "two_views.csv"
     both.to_csv(path, index=False)
     return path
+
+
+def _run_log(out):
+    """The text of the one run log the command kept in its output folder."""
+    (log,) = (out / "logs").glob("run-*.log")
+    return log.read_text()
 
 
 def _evaluate(path, out, *options):
@@ -171,8 +181,8 @@ def test_a_patient_with_both_labels_keeps_clustered_cis_but_gets_no_patient_tabl
     table = pd.read_csv(two_views_csv)
     table.loc[table["case_id"] == "P000-b", "outcome"] = 1 - table.loc[0, "outcome"]
     table.to_csv(two_views_csv, index=False)
-    with pytest.warns(UserWarning, match=r"patient-level tables skipped: patient\(s\) P000 "):
-        assert _evaluate(two_views_csv, tmp_path / "o", "--patient", "patient") == 0
+    assert _evaluate(two_views_csv, tmp_path / "o", "--patient", "patient") == 0
+    assert "patient-level tables skipped: patient(s) P000 " in _run_log(tmp_path / "o")
     metrics = pd.read_csv(tmp_path / "o" / "metrics.csv")
     assert set(metrics["n_patients"] * 2) == set(metrics["n"])
     assert not list((tmp_path / "o").glob("patient_*"))

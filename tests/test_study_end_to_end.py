@@ -1,16 +1,19 @@
 """The whole study on a small synthetic cohort: demo, report, bundle, resume and predict.
 
-One study run (the module fixture) serves every test here: an internal train/test
-split of 80 cases (fewer leave a yes/no column with under cohort.min_level_count
-cases of one value, which stops the clinical stage) plus a second synthetic centre of
-30 cases as external set. Both tables are "messy" (blank ages, '&'-joined margin
-descriptors, a rare tissue level, and a level only the external centre has).
+One study run (the module fixture: a `dlrn demo` process, its console kept) serves every
+test here: an internal train/test split of 80 cases (fewer leave a yes/no column with
+under cohort.min_level_count cases of one value, which stops the clinical stage) plus a
+second synthetic centre of 30 cases as external set. Both tables are "messy" (blank ages,
+'&'-joined margin descriptors, a rare tissue level, and a level only the external centre
+has).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -27,11 +30,21 @@ EXTERNAL = "centre_b"
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo_run(tmp_path_factory):
+    """`dlrn demo` in a process of its own, as a user runs it: its folder, stdout and stderr
+    (worker processes' output included)."""
     out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--out", str(out), "--cases", "80", "--external-cases", "30",
-                 "--quiet"]) == 0
-    return out
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from dlrn.cli import main; sys.exit(main())",
+         "demo", "--out", str(out), "--cases", "80", "--external-cases", "30"],
+        capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return out, done.stdout, done.stderr
+
+
+@pytest.fixture(scope="module")
+def demo(demo_run):
+    return demo_run[0]
 
 
 def _run_predictions(study, stage):
@@ -76,6 +89,54 @@ def test_demo_runs_every_stage_and_writes_report_and_bundle(demo):
     assert "DLRN" in set(comparison["model"])
     assert not list(study.rglob("*.pkl")) and not list(study.rglob("*.pickle"))
     assert (study / "bundle" / "clinical" / "encoder.json").exists()
+
+
+STAGE_NAMES = ("cohort", "clinical", "clinical_models", "radiomics", "hcr_models", "deep",
+               "dlr_models", "dlrn", "comparison")
+
+
+@pytest.mark.slow
+def test_the_demo_console_has_no_python_warning_and_ends_with_the_results(demo_run):
+    """Nothing a stage, a library or a worker process warns reaches the console."""
+    out, stdout, stderr = demo_run
+    for text in (stdout, stderr):
+        assert "Warning" not in text and not re.search(r"\.py:\d+", text)
+        assert not re.search(r"^(INFO|WARNING|DEBUG) ", text, re.M)  # no log lines either
+    for name in STAGE_NAMES:  # a status line per stage, in order
+        assert re.search(rf"^  {name} +done +\d+ s", stdout, re.M), name
+    assert stdout.index("  cohort ") < stdout.index("  comparison ") < stdout.index("AUC (95%")
+    auc = r"0\.\d{3} \(0\.\d{3}-[01]\.\d{3}\)"
+    for row in ("LR", "SVM", "RandomForest", "ExtraTrees", "XGBoost", "LightGBM", "MLP"):
+        assert re.search(rf"^  {row} +{auc}( \*)? +{auc}( \*)? +{auc}", stdout, re.M), row
+    assert stdout.count(" *") >= 3  # the model each stage chose
+    assert re.search(rf"^  DLRN +{auc} +{auc}$", stdout, re.M)  # test and external set
+    report, bundle, log, where = stdout.splitlines()[-4:]
+    assert report == f"report: {out / 'study' / 'report' / 'report.html'}"
+    assert bundle == f"bundle: {out / 'study' / 'bundle'}"
+    assert log.startswith(f"log:    {out / 'study' / 'logs' / 'run-'}")
+    assert where.endswith(f"the study file is {out / 'study.yaml'}")
+
+
+@pytest.mark.slow
+def test_the_run_log_holds_every_note_the_stages_reported(demo):
+    study = demo / "study"
+    (log,) = (study / "logs").glob("run-*.log")
+    text = log.read_text()
+    reported = []
+    for name in STAGE_NAMES:
+        summary = json.loads((study / "stages" / name / "stage.json").read_text())["summary"]
+        reported += [(name, "note", n) for n in summary["notes"]]
+        reported += [(name, "caution", c) for c in summary["cautions"]]
+    logged = re.findall(r" dlrn\.study\.runner: stage (\w+): (note|caution): (.*)$", text, re.M)
+    assert sorted(logged) == sorted(reported) and len(reported) > 10
+    # each remark with where it was raised, as the console showed it before
+    occurrences = re.findall(r" dlrn\.notes: (\w+): note \((.+\.py):\d+\): (.*)$", text, re.M)
+    assert {stage for stage, _, _ in occurrences} >= {"clinical_models", "hcr_models"}
+    assert any("calibration intercept and slope not computed" in note
+               for _, _, note in occurrences)
+    for name in STAGE_NAMES:
+        assert re.search(rf"stage {name}: done in [\d.]+ s, peak memory \d+ MB", text), name
+    assert "settings:\ncohort:\n  table: cohort/cohort.csv" in text and "finished in" in text
 
 
 @pytest.mark.slow
@@ -169,10 +230,15 @@ def test_predictions_from_the_bundle_equal_those_of_the_run(demo, tmp_path):
                      _new_cases(demo, EXTERNAL, external_ids)])
     new.to_csv(tmp_path / "new.csv", index=False)
     out, gradcam = tmp_path / "predictions.csv", tmp_path / "gradcam"
+    cached = sorted((study / "cache" / "radiomics").rglob("*.json"))
     assert main(["predict", str(study / "bundle"), str(tmp_path / "new.csv"),
                  "--out", str(out), "--gradcam", str(gradcam), "--quiet"]) == 0
     predicted = pd.read_csv(out, index_col="case_id", dtype={"case_id": str})
     assert set(predicted.index) == test_ids | external_ids
+    # every case's radiomics from the study's cache, which predicting leaves as it was
+    (log,) = (tmp_path / "logs").glob("run-*.log")
+    assert f"radiomics: {len(predicted)} cases from cache, 0 to extract" in log.read_text()
+    assert sorted((study / "cache" / "radiomics").rglob("*.json")) == cached
     assert {"points_DLR_score", "total_points"} <= set(predicted.columns)
     for stage in MODEL_STAGES:
         expected = _run_predictions(study, stage).loc[predicted.index]
@@ -202,9 +268,11 @@ def test_predict_reads_tsv_and_notes_a_blank_value_and_an_unseen_level(demo, tmp
     unseen = [c for c in selected if types[c] in ("categorical", "multilabel")]
     new.loc[new.index[1], unseen] = "never-seen"
     new.to_csv(tmp_path / "new.tsv", index=False, sep="\t")
-    out = tmp_path / "predictions.csv"
+    out, cache = tmp_path / "predictions.csv", tmp_path / "cache"
     assert main(["predict", str(study / "bundle"), str(tmp_path / "new.tsv"), "--out", str(out),
-                 "--quiet"]) == 0
+                 "--cache", str(cache), "--quiet"]) == 0
+    # a cache of one's own: the cases it lacked are extracted and added to it
+    assert len(list(cache.rglob("*.json"))) == len(new)
     predicted = pd.read_csv(out, index_col="case_id", dtype={"case_id": str})
     assert predicted.loc[[blank, odd], "DLRN"].between(0, 1).all()
     assert all(f"{c}: no value for 1 case(s)" in predicted.loc[blank, "note"] for c in selected)

@@ -50,7 +50,7 @@ def file_problems(
     unknown_spacing = 0
     rows = cases[["_row", "case_id", "image", *(name for name, _ in mask_columns)]]
     for record in tqdm(rows.to_dict("records"), desc="checking cases", disable=not progress,
-                       unit="case"):
+                       unit="case", leave=False):
         case = CaseCheck(record["_row"], record["case_id"] or "", min_roi_mm, min_roi_pixels)
         image = case.read(record["image"], image_column, lambda p: read_image(p, frame=frame))
         for name, column in mask_columns:

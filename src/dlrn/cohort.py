@@ -367,7 +367,7 @@ def _spacing_notes(min_roi_mm: float | None, unknown_spacing: int) -> list[str]:
         return []
     note = (f"min_roi_mm={min_roi_mm:g} was not applied to {unknown_spacing} case(s) whose "
             "images carry no pixel spacing (PNG/JPEG/BMP/TIFF or uncalibrated DICOM)")
-    logger.warning(note)
+    logger.info(note)  # the caller reports the notes
     return [note]
 
 
@@ -413,7 +413,7 @@ def _apply_exclusions(
     for row, case_id, column, problem in exclusions.loc[
         :, ["row", "case_id", "column", "problem"]
     ].itertuples(index=False):
-        logger.warning("excluded row %s (case %r, %s): %s", row, case_id, column, problem)
+        logger.info("excluded row %s (case %r, %s): %s", row, case_id, column, problem)
     kept = cases[~cases["_row"].isin(bad_rows)].drop(columns="_row")
     if columns.label:
         kept["label"] = kept["label"].astype(int)

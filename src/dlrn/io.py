@@ -61,12 +61,20 @@ def read_indexed_table(path: str | Path, id_column: str, *, what: str) -> pd.Dat
     return table.set_index(id_column).rename_axis("case_id")
 
 
+RUN_LOGS = "logs"
+"""The folder of a command's run logs in its output folder (``logs/run-<timestamp>.log``)."""
+
+
 def check_output_folder(folder: str | Path, *, overwrite: bool = False,
                         what: str = "output folder",
                         remedy: str = "choose another or pass --overwrite") -> Path:
-    """Refuse a folder that exists and holds files, unless told to overwrite."""
+    """Refuse a folder that exists and holds files, unless told to overwrite.
+
+    Run logs (:data:`RUN_LOGS`) are no results: a command opens its log before it writes.
+    """
     folder = Path(folder)
-    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+    held = [path for path in folder.iterdir() if path.name != RUN_LOGS] if folder.is_dir() else []
+    if held and not overwrite:
         raise DlrnError(f"{what} {folder} is not empty; {remedy}")
     return folder
 

@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
+import warnings
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
@@ -38,6 +42,10 @@ MAX_TASKS_PER_WORKER_PROCESS = 200
 """Local worker processes are replaced after this many tasks, so slow leaks in
 native libraries cannot grow a long run's memory (restart cost: about one second)."""
 
+
+WARNINGS_LOG_VARIABLE = "DLRN_WARNINGS_LOG"
+"""Set to a run log's path while a command keeps one: worker processes write their warnings
+there (:func:`worker_warnings_to`)."""
 
 SINGLE_THREAD_ENVIRONMENT = (
     "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -76,7 +84,8 @@ def map_cases(
     if jobs is not None and jobs < 1:
         raise ConfigError(f"jobs must be at least 1, got {jobs}")
     pairs = list(items)
-    with tqdm(total=len(pairs), desc=desc, disable=not progress, unit="case") as bar:
+    with tqdm(total=len(pairs), desc=desc, disable=not progress, unit="case",
+              leave=False) as bar:
         if scheduler is not None:
             outcomes = _map_dask(function, pairs, jobs, scheduler)
         elif (jobs or default_jobs()) == 1 or len(pairs) <= 1:
@@ -132,9 +141,49 @@ def _new_executor(jobs: int) -> ProcessPoolExecutor:
 
 
 def _one_thread_per_worker() -> None:
-    """One process per core already uses the cores; native thread pools would oversubscribe."""
+    """One process per core already uses the cores; native thread pools would oversubscribe.
+
+    Python warnings go to the run's log when a command keeps one (:func:`worker_warnings_to`).
+    """
     for variable in SINGLE_THREAD_ENVIRONMENT:
         os.environ[variable] = "1"  # read when ITK / OpenMP / BLAS load in this worker
+    if os.environ.get(WARNINGS_LOG_VARIABLE):
+        log_warnings_to(os.environ[WARNINGS_LOG_VARIABLE])
+
+
+def log_warnings_to(path: str) -> None:
+    """In a worker process: append its Python warnings to the run log at ``path``.
+
+    A worker's stderr is the console's, so its warnings would otherwise be printed there
+    with their source paths, between the progress bars.
+    """
+    def append(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+               file: Any = None, line: str | None = None) -> None:
+        text = warnings.formatwarning(message, category, filename, lineno, line).rstrip()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(f"{stamp} WARNING py.warnings: worker {os.getpid()}: {text}\n")
+
+    warnings.showwarning = append
+
+
+@contextmanager
+def worker_warnings_to(path: str | Path) -> Iterator[None]:
+    """While inside, worker processes started here (those of :func:`map_cases`, and joblib's,
+    which run scikit-learn's grid searches) append their Python warnings to ``path``."""
+    import joblib
+
+    previous = os.environ.get(WARNINGS_LOG_VARIABLE)
+    os.environ[WARNINGS_LOG_VARIABLE] = str(path)
+    try:
+        with joblib.parallel_config(backend="loky", initializer=log_warnings_to,
+                                    initargs=(str(path),)):
+            yield
+    finally:
+        if previous is None:
+            os.environ.pop(WARNINGS_LOG_VARIABLE, None)
+        else:
+            os.environ[WARNINGS_LOG_VARIABLE] = previous
 
 
 def _outcome(future: Future) -> Any:

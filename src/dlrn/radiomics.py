@@ -331,6 +331,7 @@ def extract_features(
     cache_dir: str | Path | None = None,
     scheduler: str | None = None,
     progress: bool = True,
+    update_cache: bool = True,
 ) -> ExtractionResult:
     """Extract features for every case of a cohort table (``Cohort.cases``).
 
@@ -338,7 +339,9 @@ def extract_features(
     for the ICC step: only the cases that have that mask). ``mask_label`` and
     ``frame`` are read as in :func:`dlrn.imaging.read_mask`; a parameter file's
     ``label`` setting is used when ``mask_label`` is not given. Failed cases are
-    listed in ``failures`` and missing from ``features``.
+    listed in ``failures`` and missing from ``features``. ``update_cache=False`` reads
+    ``cache_dir`` without adding to it (a finished study's, which ``dlrn predict`` leaves
+    as it was).
     """
     params = load_params(params)
     mask_label = _mask_label(params, mask_label)
@@ -363,7 +366,7 @@ def extract_features(
             log.error("radiomics failed for case %s: %s", case_id, errors[case_id])
             continue
         results[case_id] = outcome
-        if cache:
+        if cache and update_cache:
             cache.save(keys[case_id], by_id[case_id], outcome)
     return ExtractionResult(
         features=_feature_table(tasks, results),

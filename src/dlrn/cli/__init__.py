@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from dlrn import __version__
+from dlrn.cli._console import console_level, console_logging
 from dlrn.errors import DlrnError
 
 COMMAND_MODULES: tuple[str, ...] = ("clinical", "deep", "evaluate", "extract", "model",
@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deep learning radiomics for 2D medical images: cohort to nomogram.",
     )
     parser.add_argument("--version", action="version", version=f"dlrn {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also print every log line and library warning, with its source")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"dlrn.cli.{name}").register(subparsers)
@@ -46,16 +47,14 @@ def _figures_to_files() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    args.command_line = list(sys.argv[1:] if argv is None else argv)  # for the run log
     _figures_to_files()
-    try:
-        return int(args.func(args) or 0)
-    except DlrnError as error:
-        print(f"dlrn {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    with console_logging(console_level(args)):
+        try:
+            return int(args.func(args) or 0)
+        except DlrnError as error:
+            print(f"dlrn {args.command}: error: {error}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

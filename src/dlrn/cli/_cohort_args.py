@@ -124,6 +124,6 @@ def read_cohort_from_args(
         "mask_label": args.mask_label,
         "frame": args.frame,
         "on_error": getattr(args, "on_error", "stop"),
-        "progress": not getattr(args, "no_progress", False),
+        "progress": not (getattr(args, "no_progress", False) or getattr(args, "quiet", False)),
     }
     return read_cohort(args.table, columns or cohort_columns(args), **{**options, **settings})

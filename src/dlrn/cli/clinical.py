@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dlrn.cli._cohort_args import add_cohort_arguments
+from dlrn.cli._console import add_console_options
 from dlrn.cli._settings import option_help, parse_value
 from dlrn.errors import ConfigError
 from dlrn.study.config import CohortSettings, EvaluationSettings, SplitSettings
@@ -64,7 +65,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=None, help="the study seed (default 0)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the results of another analysis in --out")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_console_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -110,16 +111,13 @@ def study_data(args: argparse.Namespace) -> tuple[dict[str, Any], Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from dlrn.cli.study import run_and_show
     from dlrn.study.config import study_from_dict
     from dlrn.study.pipeline import run_clinical_study
 
     data, base = study_data(args)
     config = study_from_dict(data, base_dir=base, source=str(args.study or "the options"))
-    result = run_clinical_study(config, score=args.score, progress=not args.quiet,
-                                overwrite=args.overwrite)
-    for record in result.records.values():
-        detail = f" ({record.reason})" if record.reason else f" {record.seconds:.0f} s"
-        print(f"  {record.name:<16} {record.status}{detail}")
-    print(f"report: {result.report}")
-    print(f"tables: {result.output_dir / 'report' / 'tables'}")
+    run_and_show(config, args, partial(run_clinical_study, score=args.score))
     return 0

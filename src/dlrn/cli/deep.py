@@ -21,6 +21,7 @@ from dlrn.cli._cohort_args import (
     label_column,
     read_cohort_from_args,
 )
+from dlrn.cli._console import Console, add_console_options, noted, run_log
 from dlrn.cli._settings import option_help, parse_value
 from dlrn.errors import ConfigError
 from dlrn.study.config import DeepSettings
@@ -55,6 +56,7 @@ def _add_common_arguments(parser: argparse.ArgumentParser, *, split: bool = Fals
     add_cohort_arguments(parser, split=split)
     parser.add_argument("--overwrite", action="store_true", help="replace earlier outputs")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_console_options(parser)
 
 
 def _add_setting_options(parser: argparse.ArgumentParser) -> None:
@@ -139,20 +141,29 @@ def _cases_with_set(cohort: Any, args: argparse.Namespace) -> Any:
 def run_train(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from dlrn.io import check_output_folder
+    from dlrn.notes import collect
     from dlrn.study.stages.deep import deep_stage_settings, train_and_save
 
     if label_column(args) is None:
         raise ConfigError("train-dl needs an outcome column: --label none is not allowed here")
+    console = Console(args)
     dl = deep_section(args)
     settings = deep_stage_settings(dl, seed=args.seed, weights=dl.weights,
                                    mask_label=args.mask_label, frame=args.frame,
-                                   progress=not args.no_progress, cv_folds=args.cv_folds)
+                                   progress=console.progress and not args.no_progress,
+                                   cv_folds=args.cv_folds)
     cases = _cases_with_set(read_cohort_from_args(args), args)
-    summary = train_and_save(args.out, cases, settings, source=args.table, run_dir=".",
-                             resume=args.resume, overwrite=args.overwrite)
-    print(pd.read_csv(args.out / "comparison.csv").round(3).to_string(index=False))
-    print(*summary.notes)
-    print(f"chosen backbone: {summary.chosen}; results in {args.out}")
+    check_output_folder(args.out, overwrite=args.resume or args.overwrite,
+                        remedy="pass --resume to continue the run there or --overwrite")
+    with run_log(args.out, args) as log_path, collect() as raised:
+        summary = train_and_save(args.out, cases, settings, source=args.table, run_dir=".",
+                                 resume=args.resume, overwrite=args.overwrite)
+        log.info("notes: %s", " ".join(summary.notes))
+    console.say(pd.read_csv(args.out / "comparison.csv").round(3).to_string(index=False))
+    console.cautions(("", caution) for caution in [*summary.cautions, *raised.cautions])
+    console.say("", f"chosen backbone: {summary.chosen}; results in {args.out}",
+                f"log: {log_path} ({noted(raised)})")
     return 0
 
 
@@ -181,7 +192,7 @@ def run_features(args: argparse.Namespace) -> int:
     model, card = load_trained_model(args.model)
     crop = _features_crop(CropSettings(**card["crop"]), args)
     cases = read_cohort_from_args(args, mask_label=crop.mask_label, frame=crop.frame).cases
-    cache = build_crop_cache(cases, crop, progress=not args.no_progress)
+    cache = build_crop_cache(cases, crop, progress=Console(args).progress and not args.no_progress)
     features = extract_deep_features(model, card["backbone"], cache,
                                      normalization=card["normalization"],
                                      mode=args.feature_mode, device=select_device(args.device),
@@ -195,8 +206,8 @@ def run_features(args: argparse.Namespace) -> int:
     write_provenance(out / "provenance.json", model=str(args.model), card=card,
                      crop=asdict(crop), pca=None if args.pca is None else str(args.pca),
                      pca_applied_to=pca_input, input=str(args.table))
-    print(f"{features.shape[1]} deep features for {len(features)} cases written to {out}"
-          + ("" if pca_input is None else f"; PCA applied to {pca_input}"))
+    Console(args).say(f"{features.shape[1]} deep features for {len(features)} cases written "
+                      f"to {out}" + ("" if pca_input is None else f"; PCA applied to {pca_input}"))
     return 0
 
 

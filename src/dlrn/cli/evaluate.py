@@ -8,6 +8,13 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dlrn.cli._console import (
+    Console,
+    add_console_options,
+    model_auc_lines,
+    noted,
+    run_log,
+)
 from dlrn.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -121,6 +128,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="calibration figures without the lowess curve (grouped points joined instead)",
     )
+    add_console_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -143,11 +151,30 @@ def _read_predictions(path: Path, id_column: str | None) -> pd.DataFrame:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dlrn.evaluation.summary import write_evaluation
+    import pandas as pd
+
+    from dlrn.io import check_output_folder
+    from dlrn.notes import collect
 
     scores = [s.strip() for s in args.scores.split(",") if s.strip()]
     predictions = _read_predictions(args.predictions, args.id_column)
-    written = write_evaluation(
+    check_output_folder(args.out, overwrite=args.overwrite,
+                        remedy="choose another or pass --overwrite")
+    console = Console(args)
+    with run_log(args.out, args) as log_path, collect() as raised:
+        written = _evaluate(args, predictions, scores)
+    metrics = pd.read_csv(args.out / "metrics.csv", dtype={"set": str})
+    console.say(*model_auc_lines(metrics, title="AUC (95% CI)"))
+    console.cautions(("", caution) for caution in raised.cautions)
+    console.say("", f"wrote {len(written)} files to {args.out}",
+                f"log: {log_path} ({noted(raised)})")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, predictions: pd.DataFrame, scores: list[str]) -> dict:
+    from dlrn.evaluation.summary import write_evaluation
+
+    return write_evaluation(
         predictions,
         scores,
         args.out,
@@ -169,5 +196,3 @@ def run(args: argparse.Namespace) -> int:
         thresholds=args.thresholds,
         ci_method=args.proportion_ci,
     )
-    print(f"wrote {len(written)} files to {args.out}")
-    return 0

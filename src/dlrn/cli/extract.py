@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from dlrn.cli._cohort_args import add_cohort_arguments, cohort_columns, read_cohort_from_args
+from dlrn.cli._console import Console, add_console_options, run_log
 from dlrn.errors import ConfigError
 from dlrn.study.config import RadiomicsSettings
 
@@ -58,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="address of an existing Dask scheduler (tcp://host:8786)")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier outputs")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_console_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -94,14 +96,17 @@ def run(args: argparse.Namespace) -> int:
     columns = cohort_columns(args)
     if mask_column != "mask":
         columns = replace(columns, repeat_masks=(mask_column,))
-    cohort = read_cohort_from_args(args, columns)
-    default_cache = args.out.parent / "dlrn-cache" / "radiomics"
-    cache_dir = None if args.no_cache else (args.cache or default_cache)
-    result = extract(cohort.cases, radiomics_section(args), preset=params,
-                     cache_dir=cache_dir, mask_column=mask_column, mask_label=args.mask_label,
-                     frame=args.frame, progress=not args.no_progress)
-    _write_outputs(paths, result, cohort, args, cache_dir)
-    return _report(paths, result, cohort)
+    console = Console(args)
+    progress = console.progress and not args.no_progress
+    with run_log(args.out.parent, args) as log_path:
+        cohort = read_cohort_from_args(args, columns)
+        default_cache = args.out.parent / "dlrn-cache" / "radiomics"
+        cache_dir = None if args.no_cache else (args.cache or default_cache)
+        result = extract(cohort.cases, radiomics_section(args), preset=params,
+                         cache_dir=cache_dir, mask_column=mask_column,
+                         mask_label=args.mask_label, frame=args.frame, progress=progress)
+        _write_outputs(paths, result, cohort, args, cache_dir)
+    return _report(paths, result, cohort, console, log_path)
 
 
 def _prepare_outputs(out: Path, overwrite: bool) -> dict[str, Path]:
@@ -156,14 +161,15 @@ def _write_outputs(paths, result, cohort, args, cache_dir) -> None:
     )
 
 
-def _report(paths, result, cohort) -> int:
-    print(
+def _report(paths, result, cohort, console, log_path) -> int:
+    console.say(
         f"dlrn extract: {len(result.features)} cases x {result.features.shape[1]} features "
         f"-> {paths['features']} ({len(result.from_cache)} from cache)"
     )
     if len(cohort.exclusions):
-        print(f"dlrn extract: {len(cohort.exclusions)} cases excluded by validation, "
-              f"listed in {paths['exclusions']}")
+        console.say(f"dlrn extract: {len(cohort.exclusions)} cases excluded by validation, "
+                    f"listed in {paths['exclusions']}")
+    console.say(f"log: {log_path}")
     if result.failures.empty:
         return 0
     failed = list(result.failures["case_id"])

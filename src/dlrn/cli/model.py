@@ -17,6 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from dlrn.cli._cohort_args import add_cohort_arguments, add_hidden_aliases, cohort_columns
+from dlrn.cli._console import (
+    Console,
+    add_console_options,
+    model_auc_lines,
+    noted,
+    run_log,
+)
 from dlrn.cli._settings import option_help, parse_value
 from dlrn.errors import ConfigError, DlrnError, shown_items
 from dlrn.study.config import ClassifierSettings, SelectionSettings
@@ -99,6 +106,7 @@ def register(subparsers: Any) -> None:
                             help=option_help(section, name, where))
     parser.add_argument("--jobs", type=int, default=None, help="parallel workers (default: all)")
     parser.add_argument("--overwrite", action="store_true", help="allow a non-empty --out")
+    add_console_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -188,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from dlrn.io import check_output_folder, read_indexed_table
+    from dlrn.notes import collect
     from dlrn.study.stages.models import fit_and_save
     from dlrn.tables import write_tables
 
@@ -198,18 +207,18 @@ def run(args: argparse.Namespace) -> int:
     cases = _cohort_frame(args)
     _check_same_cases(features, cases, args)
     cases = cases.loc[features.index]
-    icc = _icc(args, features, cases.index[cases["set"] == "train"])
-    args.out.mkdir(parents=True, exist_ok=True)
-    summary = fit_and_save(args.out, args.name, features, cases, settings, icc=icc,
-                           result_dir=".", n_jobs=args.jobs)
+    console = Console(args)
+    with run_log(args.out, args) as log_path, collect() as raised:
+        icc = _icc(args, features, cases.index[cases["set"] == "train"])
+        summary = fit_and_save(args.out, args.name, features, cases, settings, icc=icc,
+                               result_dir=".", progress=console.progress, n_jobs=args.jobs)
     extra = {"split": cases.reset_index()}
     if icc is not None:
         extra["icc"] = icc.reset_index()
     write_tables(extra, args.out, workbook=None)
     metrics = pd.read_csv(args.out / "evaluation" / "metrics.csv")  # training rows out-of-fold
-    rows = metrics[metrics["model"] == summary.best]
-    for _, row in rows.iterrows():
-        logger.info("best by pooled out-of-fold AUC: %s, %s AUC %.3f (%.3f-%.3f)", row["model"],
-                    row["set"], row["auc"], row["auc_ci_low"], row["auc_ci_high"])
-    logger.info("results written to %s", args.out)
+    console.say(*model_auc_lines(metrics, [summary.best], title=(
+        "AUC (95% CI); * the best by pooled out-of-fold AUC on the training set")))
+    console.cautions(("", caution) for caution in raised.cautions)
+    console.say("", f"results: {args.out}", f"log:     {log_path} ({noted(raised)})")
     return 0

@@ -7,6 +7,14 @@ import ipaddress
 import re
 import sys
 
+from dlrn.cli._console import (
+    NORMAL,
+    QUIET,
+    VERBOSE,
+    Console,
+    add_console_options,
+    console_level,
+)
 from dlrn.errors import DlrnError
 
 _TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~+/=-]{16,}")
@@ -43,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="CPU threads of the CNN (default: PyTorch's, as `dlrn predict`). "
                              "1 is faster on a busy machine, but the CNN's probability then "
                              "differs from `dlrn predict`'s in the 9th digit or so")
+    parser.add_argument("--access-log", action="store_true",
+                        help="print a line per request (default: only the address and errors)")
+    add_console_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -89,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor(args.bundle, cutoff=args.cutoff, limits=limits)
     app = create_app(predictor, token=args.token)
     address = f"http://{args.host}:{args.port}/"
-    print(f"dlrn serve: bundle {predictor.bundle.folder} verified; open {address}"
-          + ("?token=TOKEN" if args.token else "") + f" (API: {address}docs)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
+    Console(args).say(f"dlrn serve: bundle {predictor.bundle.folder} verified; open {address}"
+                      + ("?token=TOKEN" if args.token else "") + f" (API: {address}docs)")
+    level = {QUIET: "error", NORMAL: "warning", VERBOSE: "info"}[console_level(args)]
+    uvicorn.run(app, host=args.host, port=args.port, log_level=level,
+                access_log=args.access_log or level == "info", server_header=False)
     return 0

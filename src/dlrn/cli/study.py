@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from dlrn.cli._console import (
+    Console,
+    add_console_options,
+    auc_cell,
+    model_auc_lines,
+    run_log,
+    table_lines,
+)
 from dlrn.errors import DlrnError
 
 DEMO_STUDY = """\
@@ -60,22 +70,57 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from functools import partial
+
     from dlrn.study.config import load_study
     from dlrn.study.pipeline import run_study
 
-    result = run_study(load_study(args.study), force=args.force or (),
-                       progress=not args.quiet, overwrite=args.overwrite)
-    _print_outcome(result)
+    run_and_show(load_study(args.study), args, partial(run_study, force=args.force or ()))
     return 0
 
 
-def _print_outcome(result) -> None:
-    for record in result.records.values():
-        state = "reused" if record.reused else record.status
-        detail = f" ({record.reason})" if record.reason else f" {record.seconds:.0f} s"
-        print(f"  {record.name:<16} {state}{detail}")
-    print(f"report: {result.report}")
-    print(f"bundle: {result.output_dir / 'bundle'}")
+def run_and_show(config: Any, args: argparse.Namespace, runner: Callable[..., Any]) -> Any:
+    """Run (or resume) the study with ``runner`` (``run_study`` or ``run_clinical_study``)
+    and its run log: a status line per stage as it ends, then the results, what needs
+    action and where everything is."""
+    from dlrn.study.runner import claim_output
+
+    console, overwrite = Console(args), getattr(args, "overwrite", False)  # demo: none
+    claim_output(config, overwrite=overwrite)  # before the log: a refused folder gets none
+    with run_log(config.output_dir, args, settings=config.to_dict()) as log_path:
+        console.say(f"study {config.output_dir} (the full record: {log_path})")
+        result = runner(config, progress=console.progress, overwrite=overwrite,
+                        on_stage=console.stage_done)
+    console.say("", *results_lines(result))
+    console.cautions((name, caution) for name, record in result.records.items()
+                     for caution in record.summary.cautions)
+    bundle = result.output_dir / "bundle"
+    console.say("", f"report: {result.report}",
+                *([f"bundle: {bundle}"] if bundle.is_dir() else []), f"log:    {log_path}")
+    return result
+
+
+def results_lines(result: Any) -> list[str]:
+    """The answer: each classifier's AUC on the test set (a column per feature set), then
+    the chosen models, the CNN and the nomogram on every held-out set."""
+    from dlrn.study.results import chosen_model_aucs, classifier_aucs
+
+    every = classifier_aucs(result.output_dir, result.records)
+    lines = []
+    if len(every):
+        on_set = every[every["set"] == every["set"].iloc[0]]  # the test set comes first
+        feature_sets = list(dict.fromkeys(on_set["feature_set"]))
+        cells = {(row["feature_set"], row["classifier"]): auc_cell(row, row["chosen"])
+                 for _, row in on_set.iterrows()}
+        rows = [(classifier, [cells.get((name, classifier), "") for name in feature_sets])
+                for classifier in dict.fromkeys(on_set["classifier"])]
+        lines += table_lines(f"AUC (95% CI) on the {on_set['set'].iloc[0]} set; * the model "
+                             "each stage chose on the training data", feature_sets, rows)
+    chosen = chosen_model_aucs(result.output_dir, result.records)
+    if len(chosen):
+        lines += ["", *model_auc_lines(chosen, title="The model each stage chose, and the "
+                                                     "nomogram: AUC (95% CI)")]
+    return lines
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -87,12 +132,15 @@ def _predict(args: argparse.Namespace) -> int:
         raise DlrnError(f"{out} exists; pass --overwrite to replace it")
     gradcam = None if args.gradcam is None else check_output_folder(
         args.gradcam, overwrite=args.overwrite, what="Grad-CAM folder")
-    predictions = predict_table(args.bundle, args.table, gradcam_dir=gradcam,
-                                progress=not args.quiet)
-    predictions.to_csv(out)
-    print(f"wrote predictions of {len(predictions)} case(s) to {out}")
+    console = Console(args)
+    with run_log(out.absolute().parent, args) as log_path:
+        predictions = predict_table(args.bundle, args.table, gradcam_dir=gradcam,
+                                    progress=console.progress, feature_cache=args.cache)
+        predictions.to_csv(out)
+    console.say(f"wrote predictions of {len(predictions)} case(s) to {out}")
     if gradcam is not None:
-        print(f"wrote Grad-CAM overlays of the CNN to {gradcam}")
+        console.say(f"wrote Grad-CAM overlays of the CNN to {gradcam}")
+    console.say(f"log: {log_path}")
     return 0
 
 
@@ -133,9 +181,8 @@ def _demo(args: argparse.Namespace) -> int:
     study = out / "study.yaml"
     study.write_text(DEMO_STUDY.format(dl="false" if args.no_dl else "true",
                                        external=external))
-    result = run_study(load_study(study), progress=not args.quiet)
-    _print_outcome(result)
-    print(f"open {result.report} in a browser; the study file is {study}")
+    result = run_and_show(load_study(study), args, run_study)
+    Console(args).say(f"open {result.report} in a browser; the study file is {study}")
     return 0
 
 
@@ -153,7 +200,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "dlrn, comparison")
     run.add_argument("--overwrite", action="store_true",
                      help="replace the results of another study in the output folder")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_console_options(run)
     run.set_defaults(func=_run)
 
     predict = subparsers.add_parser("predict", help="predict new cases with a study's bundle")
@@ -161,8 +208,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("table", help="cohort table of the new cases (label optional)")
     predict.add_argument("--out", required=True, help="predictions CSV to write")
     predict.add_argument("--gradcam", metavar="DIR", help="also write Grad-CAM overlays here")
+    predict.add_argument("--cache", metavar="DIR", type=Path,
+                         help="PyRadiomics feature cache to read cases from and add new ones "
+                              "to (default: the study's, where it still is; `dlrn extract "
+                              "--cache` makes one)")
     predict.add_argument("--overwrite", action="store_true")
-    predict.add_argument("--quiet", action="store_true")
+    add_console_options(predict)
     predict.set_defaults(func=_predict)
 
     demo = subparsers.add_parser("demo", help="synthetic cohort + the full study, small settings")
@@ -174,5 +225,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="cases of a second synthetic centre evaluated as an external "
                            "validation set (0: none; default 40)")
     demo.add_argument("--no-dl", action="store_true", help="skip the deep learning stages")
-    demo.add_argument("--quiet", action="store_true")
+    add_console_options(demo)
     demo.set_defaults(func=_demo)

@@ -207,7 +207,8 @@ def build_crop_cache(
         crops = np.lib.format.open_memmap(cache_path, mode="w+", dtype=np.uint8, shape=shape)
     else:
         crops = np.empty(shape, dtype=np.uint8)
-    rows = tqdm(cases.iterrows(), total=len(cases), desc="crops", disable=not progress)
+    rows = tqdm(cases.iterrows(), total=len(cases), desc="crops", disable=not progress,
+                leave=False)
     for i, (case_id, row) in enumerate(rows):
         crops[i, 0] = _crop_case(row, str(case_id), settings)
     if cache_path is not None:

@@ -19,6 +19,7 @@ from dlrn.deep.data import CropCache, Normalization
 from dlrn.deep.inference import batched_outputs, cuda_oom_error
 from dlrn.deep.nets import feature_map
 from dlrn.errors import DlrnError
+from dlrn.notes import Note
 
 FeatureMode = Literal["pooled", "map"]
 __all__ = ["DeepFeaturePCA", "FeatureMode", "batched_outputs", "cuda_oom_error",
@@ -81,12 +82,13 @@ class DeepFeaturePCA(TransformerMixin, BaseEstimator):
             raise DlrnError(f"PCA needs at least 2 training cases, got {values.shape[0]}")
         n_components = self.n_components
         if n_components > cap:
-            warnings.warn(
-                f"PCA n_components={n_components} reduced to {cap}: with {values.shape[0]} "
-                f"training cases and {values.shape[1]} features at most {cap} components "
-                f"exist; more would need test cases in the fit (leakage)",
-                UserWarning, stacklevel=2,
-            )
+            warnings.warn(Note(
+                "deep-feature PCA components reduced to what the training cases allow (more "
+                "would need test cases in the fit: leakage)",
+                message=f"PCA n_components={n_components} reduced to {cap}: with "
+                        f"{values.shape[0]} training cases and {values.shape[1]} features at "
+                        f"most {cap} components exist; more would need test cases in the fit "
+                        "(leakage)"), stacklevel=2)
             n_components = cap
         pca = PCA(n_components=n_components, random_state=self.random_state).fit(values)
         self.mean_ = pca.mean_

@@ -194,7 +194,8 @@ def _epochs(trainers: dict[int, EpochTrainer], lead: EpochTrainer,
 
     settings = lead.settings
     bar = tqdm(range(lead.epoch, settings.epochs), desc=f"{backbone} x{len(trainers)} folds",
-               disable=not settings.progress, initial=lead.epoch, total=settings.epochs)
+               disable=not settings.progress, initial=lead.epoch, total=settings.epochs,
+               leave=False)
     clock, written = CheckpointClock(settings.checkpoint_every_s), lead.epoch
     for _ in bar:
         if settings.patience is not None and lead.stale >= settings.patience:

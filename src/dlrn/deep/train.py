@@ -267,7 +267,8 @@ def _run_epochs(trainer: EpochTrainer, val_labels: np.ndarray, val_ids: list[str
 
     settings = trainer.settings
     bar = tqdm(range(trainer.epoch, last_epoch), desc=trainer.backbone,
-               disable=not settings.progress, initial=trainer.epoch, total=last_epoch)
+               disable=not settings.progress, initial=trainer.epoch, total=last_epoch,
+               leave=False)
     val_positions = trainer.cache.positions(val_ids)
     clock, written = CheckpointClock(settings.checkpoint_every_s), trainer.epoch
     for _ in bar:

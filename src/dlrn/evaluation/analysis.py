@@ -47,6 +47,7 @@ from dlrn.evaluation.sets import (
     evaluation_sets,
     one_class_note,
 )
+from dlrn.notes import Note, about
 
 __all__ = ["DELONG_COLUMNS", "HL_COLUMNS", "evaluate_predictions", "is_probability"]
 
@@ -64,12 +65,12 @@ def is_probability(values: pd.Series) -> bool:
 
 def _calibration_rows(
     y: pd.Series, p: pd.Series, *, groups: int, grouping: str
-) -> tuple[dict, pd.DataFrame]:
-    """HL summary row and bins of one model on one set; what cannot be computed gets a note."""
+) -> tuple[dict, pd.DataFrame, list[Note]]:
+    """HL summary row and bins of one model on one set, and a note on what was not computed."""
     summary: dict[str, object] = {"grouping": grouping, "brier": np.nan}
     if not is_probability(p):
-        summary["note"] = "scores are not probabilities in [0, 1]: calibration not assessed"
-        return summary, pd.DataFrame()
+        return summary, pd.DataFrame(), [Note("scores are not probabilities in [0, 1]: "
+                                              "calibration not assessed")]
     summary["brier"] = brier_score(y, p)
     notes, bins = [], pd.DataFrame()
     try:
@@ -77,15 +78,16 @@ def _calibration_rows(
         summary.update(
             groups=len(test.table), hl_statistic=test.statistic, df=test.df, p_value=test.p_value
         )
-        bins = calibration_bins(y, p, groups=groups, grouping=grouping)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Note)  # the test's own groups, noted just above
+            bins = calibration_bins(y, p, groups=groups, grouping=grouping)
     except DlrnError as error:
-        notes.append(f"Hosmer-Lemeshow not computed: {error}")
+        notes.append(Note("Hosmer-Lemeshow not computed", str(error)))
     try:
         summary.update(calibration_intercept_slope(y, p))
     except DlrnError as error:
-        notes.append(f"calibration intercept and slope not computed: {error}")
-    summary["note"] = "; ".join(notes)
-    return summary, bins
+        notes.append(Note("calibration intercept and slope not computed", str(error)))
+    return summary, bins, notes
 
 
 def _pairs(evaluated: EvaluationSet, label: str, comparison_method: str,
@@ -117,10 +119,11 @@ def _delong_rows(evaluated: EvaluationSet, label: str, comparison_method: str,
     if skipped:
         names = list(evaluated.models)
         pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
-        note = f"DeLong test skipped: {skipped}"
+        note = Note("DeLong test skipped", skipped, on_set=evaluated.name)
         if pairs:
-            warnings.warn(f"set {evaluated.name!r}: {note}", stacklevel=4)
-        table = pd.DataFrame(pairs, columns=["model_1", "model_2"]).assign(note=note)
+            warnings.warn(note, stacklevel=4)
+        table = pd.DataFrame(pairs, columns=["model_1", "model_2"]).assign(
+            note=f"{note.kind}: {skipped}")
     return table.assign(set=evaluated.name).reindex(columns=list(DELONG_COLUMNS))
 
 
@@ -140,13 +143,14 @@ def _calibration_tables(sets: list[EvaluationSet], label: str, hl_groups: int, g
         clustered_note = _clustered_hl_note(evaluated.patients)
         for model in evaluated.models:
             p = evaluated.rows[model].astype(float)
-            summary, model_bins = _calibration_rows(y, p, groups=hl_groups, grouping=grouping)
-            if summary["note"]:
-                warnings.warn(f"{model} on set {evaluated.name!r}: {summary['note']}",
-                              stacklevel=4)
-            notes = [n for n in (evaluated.note, summary["note"], clustered_note) if n]
+            with about(model, evaluated.name):
+                summary, model_bins, notes = _calibration_rows(y, p, groups=hl_groups,
+                                                               grouping=grouping)
+            for note in notes:
+                warnings.warn(note.about(model, evaluated.name), stacklevel=4)
+            texts = [evaluated.note, *(note.text for note in notes), clustered_note]
             tests.append({"model": model, "set": evaluated.name, "n": len(evaluated.rows),
-                          **summary, "note": "; ".join(notes)})
+                          **summary, "note": "; ".join(text for text in texts if text)})
             if not model_bins.empty:
                 bins.append(model_bins.assign(model=model, set=evaluated.name))
             if is_probability(p):

@@ -29,6 +29,7 @@ from scipy import stats
 
 from dlrn.errors import DlrnError
 from dlrn.evaluation._checks import binary_labels, probabilities
+from dlrn.notes import Note
 
 __all__ = [
     "GROUPINGS",
@@ -92,11 +93,12 @@ def group_predictions(
     breaks = quantile_type7(p, np.linspace(0, 1, groups + 1))
     unique_breaks = np.unique(breaks)
     if unique_breaks.size < breaks.size:
-        warnings.warn(
-            f"tied predictions give only {unique_breaks.size - 1} distinct quantile groups "
-            f"instead of {groups}; df stays {groups} - 2 (ResourceSelection's convention)",
-            stacklevel=3,
-        )
+        warnings.warn(Note(
+            "tied predictions give fewer distinct Hosmer-Lemeshow quantile groups than asked; "
+            "df stays groups - 2 (ResourceSelection's convention)",
+            message=f"tied predictions give only {unique_breaks.size - 1} distinct quantile "
+                    f"groups instead of {groups}; df stays {groups} - 2 (ResourceSelection's "
+                    "convention)"), stacklevel=3)
     if grouping == "quantile_cut":
         return np.maximum(np.searchsorted(unique_breaks, p, side="left"), 1)
     return np.minimum(np.searchsorted(unique_breaks, p, side="right"), unique_breaks.size - 1)

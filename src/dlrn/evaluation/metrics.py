@@ -29,6 +29,7 @@ from dlrn.evaluation.clustered import (
 from dlrn.evaluation.patients import patient_ids, several_images
 from dlrn.evaluation.roc import auc_ci
 from dlrn.evaluation.sets import (
+    APPARENT_NOTE,
     EvaluationSet,
     check_predictions,
     evaluation_sets,
@@ -40,6 +41,7 @@ from dlrn.evaluation.threshold import (
     undefined_metrics,
     youden_threshold,
 )
+from dlrn.notes import Note, about
 
 __all__ = ["Cutoff", "MetricOptions", "choose_cutoffs", "metrics_for_sets", "metrics_table"]
 
@@ -107,8 +109,9 @@ def choose_cutoffs(
         if one_class:
             raise DlrnError(f"set {training.name!r} has {one_class}; the Youden cut-off of "
                             f"{model!r} is chosen on it and needs both classes")
-        threshold = youden_threshold(training.rows[label].astype(int), training.rows[model],
-                                     thresholds=thresholds)
+        with about(model, training.name):
+            threshold = youden_threshold(training.rows[label].astype(int),
+                                         training.rows[model], thresholds=thresholds)
         chosen[model] = Cutoff(threshold, training.name, f"youden ({thresholds})")
     return chosen
 
@@ -177,15 +180,19 @@ def metrics_for_sets(
     rows_out = []
     for model in cutoffs:
         cutoff = cutoffs[model]
+        # the notes that change what a row's numbers mean: optimistic, or no ranking (a
+        # cut-off that separates nothing is the training set's caution, youden_threshold's)
+        cautions = {APPARENT_NOTE, CONSTANT_SCORES_NOTE}
         for evaluated in (s for s in sets if model in s.models):
             rows, patients = evaluated.rows, evaluated.patients
             y = rows[label].astype(int)
             auc, auc_notes = _auc_fields(y, rows[model], patients, options)
             metrics, cutoff_notes = _cutoff_fields(cutoff, y, rows[model], patients, options)
-            note = "; ".join(([evaluated.note] if evaluated.note else []) + auc_notes
-                             + cutoff_notes)
-            if note:
-                warnings.warn(f"{model} on set {evaluated.name!r}: {note}", stacklevel=3)
+            notes = ([evaluated.note] if evaluated.note else []) + auc_notes + cutoff_notes
+            for text in notes:
+                warnings.warn(Note(text, model=model, on_set=evaluated.name,
+                                   caution=text in cautions), stacklevel=3)
+            note = "; ".join(notes)
             counts = {"n_patients": patients.nunique()} if clustered_table else {}
             rows_out.append({"model": model, "set": evaluated.name, **counts,
                              "n_positive": int(y.sum()), **auc,

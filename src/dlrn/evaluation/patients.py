@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dlrn.errors import DlrnError, shown_items
+from dlrn.notes import Note
 
 __all__ = [
     "AGGREGATIONS",
@@ -83,14 +84,15 @@ def patient_level_possible(predictions: pd.DataFrame, patients: pd.Series | None
                            label: str = "label") -> bool:
     """True when some patient has several images, all with one label (one lesion per
     patient). A patient with both labels (several lesions) keeps the clustered CIs and
-    tests but gets no patient-level tables: a warning names the patients."""
+    tests but gets no patient-level tables: a note names the patients."""
     if not several_images(patients):
         return False
     mixed = _mixed_label_patients(predictions[label].astype(int), patients)
     if len(mixed):
-        warnings.warn(f"patient-level tables skipped: patient(s) {shown_items(mixed)} have "
-                      "images labelled both 0 and 1 (several lesions?); CIs and tests still "
-                      "count patients", stacklevel=3)
+        warnings.warn(Note("patient-level tables skipped",
+                           f"patient(s) {shown_items(mixed)} have images labelled both 0 and 1 "
+                           "(several lesions?); CIs and tests still count patients"),
+                      stacklevel=3)
     return not len(mixed)
 
 

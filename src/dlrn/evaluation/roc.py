@@ -18,6 +18,7 @@ from scipy import stats
 
 from dlrn.errors import DlrnError
 from dlrn.evaluation._checks import finite_scores, labels_and_scores
+from dlrn.notes import Note
 
 __all__ = [
     "AucResult",
@@ -142,7 +143,8 @@ def auc_ci(
     """
     labels, scores = labels_and_scores(y, score)
     if np.ptp(scores) == 0:
-        warnings.warn("all scores are equal: AUC is 0.5 and its CI has zero width", stacklevel=2)
+        warnings.warn(Note("all scores are equal: AUC is 0.5 and its CI has zero width",
+                           caution=True), stacklevel=2)
     auc, v10, v01 = _placements(labels, scores[np.newaxis, :])
     auc_value = float(auc[0])
     if method == "delong":
@@ -184,11 +186,9 @@ def _paired_from(auc: np.ndarray, cov: np.ndarray, i: int, j: int) -> DelongTest
 def _degenerate_test(auc1: float, auc2: float, method: str) -> DelongTest:
     """Zero variance of the difference: identical (or perfectly separating) curves."""
     if auc1 == auc2:
-        warnings.warn(
+        warnings.warn(Note(
             "the two ROC curves give a zero-variance AUC difference (identical or perfect "
-            "models): reported as statistic 0, p = 1",
-            stacklevel=3,
-        )
+            "models): reported as statistic 0, p = 1"), stacklevel=3)
         return DelongTest(auc1, auc2, 0.0, 0.0, 0.0, 1.0, method=method)
     raise DlrnError(
         f"DeLong test undefined: AUCs differ ({auc1:.4f} vs {auc2:.4f}) with zero variance"

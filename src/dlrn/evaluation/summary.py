@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlrn.errors import DlrnError
 from dlrn.evaluation.analysis import _hl_group_count, evaluate_predictions, is_probability
 from dlrn.evaluation.metrics import metrics_table
 from dlrn.evaluation.patients import (
@@ -33,6 +32,8 @@ from dlrn.evaluation.sets import (
     evaluation_sets,
     one_class_note,
 )
+from dlrn.io import check_output_folder
+from dlrn.notes import Note
 
 __all__ = ["ALL_CASES", "check_predictions", "evaluate_predictions", "file_stem",
            "metrics_table", "write_evaluation"]
@@ -48,8 +49,7 @@ def file_stem(set_name: str) -> str:
 
 
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise DlrnError(f"output folder {out_dir} is not empty; choose another or allow overwrite")
+    check_output_folder(out_dir, overwrite=overwrite, remedy="choose another or allow overwrite")
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -85,10 +85,11 @@ def _set_figures(evaluated: EvaluationSet, tables: Mapping[str, pd.DataFrame], f
                                        folder / f"{prefix}roc_{name}")
     usable = [m for m in frame if _has_calibration(tables["hosmer_lemeshow"], m, evaluated.name)]
     if usable:
-        written += save_figure(
-            plot_calibration(y, frame[usable], groups=hl_groups, grouping=grouping,
-                                     smooth=smooth, title=title),
-            folder / f"{prefix}calibration_{name}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Note)  # the HL table noted the same groups
+            figure = plot_calibration(y, frame[usable], groups=hl_groups, grouping=grouping,
+                                      smooth=smooth, title=title)
+        written += save_figure(figure, folder / f"{prefix}calibration_{name}")
     probabilistic = [m for m in frame if is_probability(frame[m])]
     if probabilistic:
         written += save_figure(

@@ -21,6 +21,7 @@ from statsmodels.stats.proportion import proportion_confint
 from dlrn.errors import DlrnError
 from dlrn.evaluation._checks import binary_labels, finite_scores, labels_and_scores
 from dlrn.evaluation.roc import roc_curve
+from dlrn.notes import Note
 
 __all__ = [
     "CI_METHODS",
@@ -57,7 +58,7 @@ def youden_threshold(y: object, score: object, *, thresholds: str = "midpoint") 
     """Threshold maximising J = sensitivity + specificity - 1 (pROC ``coords(x="best")``).
 
     Tied maxima (pROC lists them all) resolve to the lowest threshold, i.e. the
-    most sensitive; a warning says so.
+    most sensitive; a :class:`~dlrn.notes.Note` says so.
     """
     if thresholds not in THRESHOLD_RULES:
         raise DlrnError(f"thresholds={thresholds!r}: use one of {', '.join(THRESHOLD_RULES)}")
@@ -66,13 +67,13 @@ def youden_threshold(y: object, score: object, *, thresholds: str = "midpoint") 
     youden = curve["sensitivity"] + curve["specificity"] - 1
     best = np.flatnonzero(np.isclose(youden, youden.max(), rtol=0, atol=1e-12))
     if youden.max() <= 0:
-        warnings.warn("no cut-off separates the classes (Youden J <= 0)", stacklevel=2)
+        warnings.warn(Note("no cut-off separates the classes (Youden J <= 0)", caution=True),
+                      stacklevel=2)
     elif best.size > 1:
-        warnings.warn(
-            f"{best.size} thresholds tie for the best Youden J; using the lowest "
-            f"({curve['threshold'].iloc[best[0]]:g})",
-            stacklevel=2,
-        )
+        warnings.warn(Note(
+            "thresholds tie for the best Youden J; the lowest (most sensitive) is used",
+            message=f"{best.size} thresholds tie for the best Youden J; using the lowest "
+                    f"({curve['threshold'].iloc[best[0]]:g})"), stacklevel=2)
     threshold = float(curve["threshold"].iloc[best[0]])
     if thresholds == "observed" and np.isfinite(threshold):
         threshold = float(scores[scores > threshold].min())
@@ -104,7 +105,7 @@ def cutoff_metrics(
     """2x2 counts, accuracy, sensitivity, specificity, PPV, NPV (CIs), F1 at ``score >= threshold``.
 
     A proportion whose denominator is empty (e.g. PPV when nobody is called
-    positive) is NaN, with a warning naming it and why (:func:`undefined_metrics`).
+    positive) is NaN, with a note naming it and why (:func:`undefined_metrics`).
     """
     labels = binary_labels(y)
     scores = finite_scores(score)
@@ -129,7 +130,9 @@ def cutoff_metrics(
     result["f1"] = 2 * counts["tp"] / f1_denominator if f1_denominator else float("nan")
     undefined = undefined_metrics(result)
     if undefined:
-        warnings.warn(f"at threshold {threshold:g}: {'; '.join(undefined)}", stacklevel=2)
+        warnings.warn(Note("cut-off metrics undefined", "; ".join(undefined),
+                           message=f"at threshold {threshold:g}: {'; '.join(undefined)}"),
+                      stacklevel=2)
     return {**result, **counts}
 
 

@@ -51,6 +51,7 @@ from dlrn.modeling.importance import (
     IMPORTANCE_REPEATS,
     fold_permutation_importance,
 )
+from dlrn.notes import about
 from dlrn.parallel import default_jobs
 from dlrn.selection import (
     LassoSelector,
@@ -276,9 +277,11 @@ def _tune(
     with (
         tempfile.TemporaryDirectory(prefix="dlrn-selection-cache-") as cache,
         threadpool_limits(limits=1, user_api="blas"),
+        about(name),  # a fold's selection is fitted once for every classifier (cached)
     ):
         memory = Memory(cache, verbose=0)
-        bar = tqdm(classifiers, desc=f"{name}: grid search", disable=not progress, unit="model")
+        bar = tqdm(classifiers, desc=f"{name}: grid search", disable=not progress, unit="model",
+                   leave=False)
         for classifier in bar:
             bar.set_postfix_str(classifier)
             search = grid_search(

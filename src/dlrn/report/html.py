@@ -50,6 +50,7 @@ class Section:
     reason: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # caveats, e.g. a criterion not applied
+    cautions: list[str] = field(default_factory=list)  # notes that change a number's meaning
     tables: list[tuple[str, str, str]] = field(default_factory=list)  # (name, caption, html)
     figures: list[tuple[str, str, str]] = field(default_factory=list)  # (stem, caption, data)
     seconds: float = 0.0
@@ -285,7 +286,7 @@ def _section(folder: Path, stage: ReportSection, all_tables: dict[str, pd.DataFr
              figure_out: Path) -> Section:
     summary = stage.summary
     section = Section(stage.name, stage.title, stage.status, stage.reason, summary.facts(),
-                      list(summary.notes), seconds=stage.seconds)
+                      list(summary.notes), list(summary.cautions), seconds=stage.seconds)
     for key, caption in summary.tables.items():
         # nullable dtypes keep integer columns with blanks (missing counts) integers
         table = pd.read_csv(folder / f"{key}.csv", dtype_backend="numpy_nullable")

@@ -18,11 +18,18 @@ Summary = TypeVar("Summary", bound="StageSummary")
 
 @dataclass
 class StageSummary:
-    """Captioned tables (``{path without .csv: caption}``), figures (``{stem: caption}``), notes."""
+    """Captioned tables (``{path without .csv: caption}``), figures (``{stem: caption}``), notes.
+
+    ``notes`` are remarks on the data and statistics (an imputed column, tied cut-offs);
+    ``cautions`` the few that change what a number means (an AUC of constant scores, cases
+    excluded), which the console repeats at the end of a run. The runner adds the notes a
+    stage raised as :class:`dlrn.notes.Note` warnings, grouped once per kind.
+    """
 
     tables: dict[str, str] = field(default_factory=dict)
     figures: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    cautions: list[str] = field(default_factory=list)
 
     def facts(self) -> dict[str, Any]:
         """Label -> value lines the report shows above the tables."""

@@ -2,7 +2,7 @@
 
 Every step records what it removed and why in ``removed_`` (feature, statistic,
 value, reason) so a report can show the funnel. Guard: a step that would leave
-no feature keeps its single best one and warns, rather than crash or hand an
+no feature keeps its single best one and notes it, rather than crash or hand an
 empty matrix to the classifier.
 """
 
@@ -18,12 +18,19 @@ from sklearn.feature_selection import SelectorMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from dlrn.errors import DlrnError
+from dlrn.notes import Note
 
 REMOVED_COLUMNS = ["feature", "statistic", "value", "reason"]
 
 
-class SelectionWarning(UserWarning):
-    """A selection step kept its best feature because it would otherwise have kept none."""
+class SelectionWarning(Note):
+    """A selection step kept its best feature because it would otherwise have kept none.
+
+    A caution (:class:`dlrn.notes.Note`): the feature was kept without passing the step.
+    """
+
+    def __init__(self, kind: str, reason: str = "", **details: object) -> None:
+        super().__init__(kind, reason, **{"caution": True, **details})
 
 
 def _binary_target(y: object) -> np.ndarray:
@@ -104,12 +111,10 @@ class _RecordingSelector(SelectorMixin, BaseEstimator):
         names = self._names()
         if not keep.any():
             keep[best] = True
-            warnings.warn(
-                f"{type(self).__name__} would keep no feature; keeping the best one "
-                f"({names[best]}, {statistic} = {values[best]:.4g})",
-                SelectionWarning,
-                stacklevel=3,
-            )
+            warnings.warn(SelectionWarning(
+                f"{type(self).__name__} would keep no feature; its best one is kept",
+                message=f"{type(self).__name__} would keep no feature; keeping the best one "
+                        f"({names[best]}, {statistic} = {values[best]:.4g})"), stacklevel=3)
         self.support_ = keep
         dropped = np.flatnonzero(~keep)
         self.removed_ = pd.DataFrame(

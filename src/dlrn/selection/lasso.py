@@ -291,14 +291,14 @@ class LassoSelector(_RecordingSelector):
         self.empty_at_rule_ = not nonzero[chosen]
         if self.empty_at_rule_ and nonzero.any():
             entered = int(np.argmax(nonzero))
-            warnings.warn(
-                f"LASSO keeps no feature at {self.lambda_used_} = {self.alphas_[chosen]:.4g}: "
-                "the cross-validated error is lowest without any feature, i.e. no feature "
-                "predicts the label out of fold; using the first lambda on the path with a "
-                f"non-zero coefficient ({self.alphas_[entered]:.4g}) instead",
-                SelectionWarning,
-                stacklevel=3,
-            )
+            warnings.warn(SelectionWarning(
+                "LASSO keeps no feature at its lambda rule (no feature predicts the label out "
+                "of fold); the first lambda on the path with a feature is used",
+                message=f"LASSO keeps no feature at {self.lambda_used_} = "
+                        f"{self.alphas_[chosen]:.4g}: the cross-validated error is lowest "
+                        "without any feature, i.e. no feature predicts the label out of fold; "
+                        "using the first lambda on the path with a non-zero coefficient "
+                        f"({self.alphas_[entered]:.4g}) instead"), stacklevel=3)
             self.lambda_used_ = f"first lambda with a feature ({self.lambda_used_} keeps none)"
             chosen = entered
         self.alpha_ = float(self.alphas_[chosen])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
+from dlrn.notes import Note
 from dlrn.stacking import DLR_SCORE
 from dlrn.study.bundle import BundleWriter, load_trusted_estimator
 from dlrn.study.runner import StudyContext
@@ -67,6 +69,15 @@ def _add_fold_cnns(writer: BundleWriter, run: Path, record: dict[str, Any]) -> l
     return names
 
 
+def _cache_reference(cache: Path, output_dir: Path) -> str:
+    """The study's feature cache as ``dlrn predict`` finds it: relative to the bundle when it
+    lies in the study folder (which may move whole), else its absolute path."""
+    cache, output_dir = cache.resolve(), output_dir.resolve()
+    if cache.is_relative_to(output_dir):
+        return Path("..", cache.relative_to(output_dir)).as_posix()
+    return str(cache)
+
+
 def write_study_bundle(context: StudyContext) -> None:
     """Write ``bundle/`` from the stages that were run (replacing the previous bundle)."""
     config = context.config
@@ -86,6 +97,8 @@ def write_study_bundle(context: StudyContext) -> None:
     if context.done("radiomics"):
         writer.add_json("radiomics/params", json.loads(
             (context.stage_dir("radiomics") / "params.json").read_text()))
+        settings["radiomics_cache"] = _cache_reference(config.radiomics_cache_dir,
+                                                       context.output_dir)
     for stage in FEATURE_STAGES:
         if context.done(stage):
             settings["models"][stage] = _add_models(writer, context, stage)
@@ -100,7 +113,9 @@ def write_study_bundle(context: StudyContext) -> None:
         writer.add_json("dlrn/nomogram", json.loads(
             (context.stage_dir("dlrn") / "nomogram.json").read_text()))
         settings["nomogram"] = best_model(context, "dlrn")  # DLRN or RadN
-        settings["cutoffs"] = {settings["nomogram"]: nomogram_cutoff(context)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Note)  # the comparison noted any tie when it chose
+            settings["cutoffs"] = {settings["nomogram"]: nomogram_cutoff(context)}
     writer.add_json("settings", settings)
     writer.add_json("study", config.to_dict())
     writer.finish(stages=[name for name in context.records if context.done(name)])

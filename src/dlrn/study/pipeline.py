@@ -20,6 +20,7 @@ from dlrn.study.runner import (
     STAGE_RECORD,
     STUDY_RECORD,
     Stage,
+    StageListener,
     StageRecord,
     StudyContext,
     StudyResult,
@@ -42,9 +43,10 @@ def report_sections(stages: list[Stage], records: dict[str, StageRecord]
 
 
 def run_study(config: StudyConfig, *, force: Iterable[str] = (), progress: bool = True,
-              overwrite: bool = False) -> StudyResult:
+              overwrite: bool = False, on_stage: StageListener | None = None) -> StudyResult:
     """Run (or resume) the whole study, then write the report and the model bundle."""
-    result = run_stages(STAGES, config, force=force, progress=progress, overwrite=overwrite)
+    result = run_stages(STAGES, config, force=force, progress=progress, overwrite=overwrite,
+                        on_stage=on_stage)
     context = StudyContext(config, progress, result.records)
     write_study_bundle(context)
     build_report(config.output_dir, report_sections(STAGES, result.records),
@@ -65,10 +67,12 @@ def clinical_stages(score: str | None = None) -> list[Stage]:
 
 
 def run_clinical_study(config: StudyConfig, *, score: str | None = None,
-                       progress: bool = True, overwrite: bool = False) -> StudyResult:
+                       progress: bool = True, overwrite: bool = False,
+                       on_stage: StageListener | None = None) -> StudyResult:
     """``dlrn clinical``: the clinical part of the study on a table, with its report."""
     stages = clinical_stages(score)
-    result = run_stages(stages, config, progress=progress, overwrite=overwrite)
+    result = run_stages(stages, config, progress=progress, overwrite=overwrite,
+                        on_stage=on_stage)
     context = StudyContext(config, progress, result.records)
     build_report(config.output_dir, report_sections(stages, result.records),
                  methods_summary(context, images=False))

@@ -1,16 +1,17 @@
 """Predict new cases with a study's bundle: every model's probability, the nomogram's points.
 
 Load the bundle (checksums verified), validate the new cases like the cohort reader
-(the label column is optional), compute the inputs each model was fitted on
-(the study's clinical encoder, PyRadiomics with the study's parameters, the CNN and
-its PCA) and call each frozen model's ``predict_proba``; the nomogram (DLRN, or the
-radiomics nomogram RadN) adds its points. A blank clinical value or a level the
-study never saw is handled by the study's rules and explained in the ``note``
-column. Nothing here is fitted, and nothing imports the study's orchestrator.
-"""
+(the label column is optional), compute the inputs each model was fitted on (the
+study's clinical encoder, PyRadiomics with the study's parameters, read from the
+study's feature cache where a case is in it, the CNN and its PCA) and call each frozen
+model's ``predict_proba``; the nomogram (DLRN, or the radiomics nomogram RadN) adds its
+points. A blank clinical value or a level the study never saw is handled by the study's
+rules and explained in the ``note`` column. Nothing here is fitted, and nothing imports
+the study's orchestrator."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from dlrn.errors import DlrnError
 from dlrn.stacking import DLRN, NOMOGRAMS, nomogram_inputs
 from dlrn.study.bundle import Bundle
 
-__all__ = ["Bundle", "predict_cases", "predict_table", "read_new_cases"]
+__all__ = ["Bundle", "FeatureCacheUse", "predict_cases", "predict_table", "read_new_cases",
+           "study_feature_cache"]
 
 
 def read_new_cases(table: str | Path, settings: dict[str, Any], *,
@@ -59,11 +61,31 @@ def _model_probabilities(bundle: Bundle, stage: str, names: list[str],
                          for name in names}, index=features.index)
 
 
-def _radiomics(bundle: Bundle, cases: pd.DataFrame, progress: bool) -> pd.DataFrame:
+@dataclass(frozen=True)
+class FeatureCacheUse:
+    """A PyRadiomics feature cache (keyed by content, as ``dlrn extract --cache``) that
+    ``predict`` reads the cases from, adding the new ones only when told to."""
+
+    folder: Path
+    add_new_cases: bool = False
+
+
+def study_feature_cache(bundle: Bundle) -> FeatureCacheUse | None:
+    """The study's own feature cache, read only, if the bundle names it and it is there."""
+    reference = bundle.json("settings").get("radiomics_cache")  # absent in older bundles
+    folder = None if reference is None else (bundle.folder / reference).resolve()
+    return FeatureCacheUse(folder) if folder is not None and folder.is_dir() else None
+
+
+def _radiomics(bundle: Bundle, cases: pd.DataFrame, progress: bool,
+               cache: FeatureCacheUse | None) -> pd.DataFrame:
     from dlrn.radiomics import extract_features
 
     result = extract_features(cases, bundle.json("radiomics/params"),
-                              **_image_options(bundle.json("settings")), progress=progress)
+                              **_image_options(bundle.json("settings")),
+                              cache_dir=None if cache is None else cache.folder,
+                              update_cache=cache is not None and cache.add_new_cases,
+                              progress=progress)
     if len(result.failures):
         listing = "; ".join(f"{r.case_id}: {r.error}" for r in result.failures.itertuples())
         raise DlrnError(f"feature extraction failed: {listing}")
@@ -178,12 +200,14 @@ def _nomogram(bundle: Bundle, settings: dict[str, Any], out: pd.DataFrame,
 
 
 def predict_cases(bundle: Bundle, cases: pd.DataFrame, *, gradcam_dir: str | Path | None = None,
-                  progress: bool = True) -> pd.DataFrame:
+                  progress: bool = True,
+                  feature_cache: FeatureCacheUse | None = None) -> pd.DataFrame:
     """One row per case: each model's probability, the nomogram's probability and points.
 
     ``note`` says how the study's clinical rules read each case (an imputed value, a
     level the study never saw); a case an ``exclude`` rule leaves out gets no clinical
-    model or nomogram probability, and the note says why.
+    model or nomogram probability, and the note says why. ``feature_cache``: where to read
+    the cases' PyRadiomics features from; None extracts every case and keeps nothing.
     """
     settings = bundle.json("settings")
     models = settings["models"]
@@ -197,7 +221,7 @@ def predict_cases(bundle: Bundle, cases: pd.DataFrame, *, gradcam_dir: str | Pat
         X = clinical_features(bundle.json("clinical/encoder"), selected, usable)
         out = out.join(_model_probabilities(bundle, "clinical_models",
                                             models["clinical_models"], X))
-    hcr = _radiomics(bundle, cases, progress) if models.get("hcr_models") else None
+    hcr = _radiomics(bundle, cases, progress, feature_cache) if models.get("hcr_models") else None
     if hcr is not None:
         out = out.join(_model_probabilities(bundle, "hcr_models", models["hcr_models"], hcr))
     if settings.get("deep"):
@@ -215,8 +239,17 @@ def predict_cases(bundle: Bundle, cases: pd.DataFrame, *, gradcam_dir: str | Pat
 
 
 def predict_table(bundle_dir: str | Path, table: str | Path, *,
-                  gradcam_dir: str | Path | None = None, progress: bool = True) -> pd.DataFrame:
-    """``dlrn predict``: open and verify the bundle, validate the table, predict every case."""
+                  gradcam_dir: str | Path | None = None, progress: bool = True,
+                  feature_cache: str | Path | None = None) -> pd.DataFrame:
+    """``dlrn predict``: open and verify the bundle, validate the table, predict every case.
+
+    A case whose image, mask and settings are in a feature cache is not extracted again:
+    ``feature_cache`` names one (the cases it lacks are added to it); by default the
+    study's own is read, where it still is, and left as it was.
+    """
     bundle = Bundle.open(bundle_dir)
     cases = read_new_cases(table, bundle.json("settings"), progress=progress)
-    return predict_cases(bundle, cases, gradcam_dir=gradcam_dir, progress=progress)
+    cache = (study_feature_cache(bundle) if feature_cache is None
+             else FeatureCacheUse(Path(feature_cache), add_new_cases=True))
+    return predict_cases(bundle, cases, gradcam_dir=gradcam_dir, progress=progress,
+                         feature_cache=cache)

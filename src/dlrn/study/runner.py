@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dlrn.errors import ConfigError, DlrnError
+from dlrn.notes import collect
 from dlrn.provenance import file_sha256, write_provenance
 from dlrn.report.summary import StageSummary
 from dlrn.study.config import StudyConfig
@@ -179,9 +180,17 @@ def claim_output(config: StudyConfig, *, overwrite: bool = False) -> None:
                      seed=config.seed)
 
 
+#: told of each stage's record as soon as the stage is done, reused or skipped
+StageListener = Callable[[StageRecord], None]
+
+
 def run_stages(stages: list[Stage], config: StudyConfig, *, force: Iterable[str] = (),
-               progress: bool = True, overwrite: bool = False) -> StudyResult:
-    """Run or reuse each stage in order; return every stage's record."""
+               progress: bool = True, overwrite: bool = False,
+               on_stage: StageListener | None = None) -> StudyResult:
+    """Run or reuse each stage in order; return every stage's record.
+
+    ``on_stage`` hears of each record when its stage ends (the console's status line).
+    """
     redo = dependants(stages, force)
     claim_output(config, overwrite=overwrite)
     context = StudyContext(config, progress)
@@ -193,13 +202,16 @@ def run_stages(stages: list[Stage], config: StudyConfig, *, force: Iterable[str]
         stored = _read_record(folder / STAGE_RECORD, stage)
         if stored and stored.fingerprint == fingerprint and stage.name not in redo:
             stored.reused = True
-            context.records[stage.name] = stored
             log.info("stage %s: up to date, reused", stage.name)
-            continue
-        if stored:
-            why = "forced" if stage.name in redo else "settings, code or inputs changed"
-            log.info("stage %s: recomputing (%s)", stage.name, why)
-        context.records[stage.name] = _execute(stage, context, fingerprint, folder)
+            record = stored
+        else:
+            if stored:
+                why = "forced" if stage.name in redo else "settings, code or inputs changed"
+                log.info("stage %s: recomputing (%s)", stage.name, why)
+            record = _execute(stage, context, fingerprint, folder)
+        context.records[stage.name] = record
+        if on_stage is not None:
+            on_stage(record)
     return StudyResult(config.output_dir, context.records)
 
 
@@ -214,13 +226,26 @@ def _execute(stage: Stage, context: StudyContext, fingerprint: str, folder: Path
                              summary=stage.summary_type())
     else:
         log.info("stage %s: running", stage.name)
-        with MemoryPeak() as memory:
+        with MemoryPeak() as memory, collect(stage.name) as raised:
             summary = stage.run(context)
+        summary.notes += raised.remarks
+        summary.cautions += raised.cautions
         record = StageRecord(stage.name, fingerprint, "done", summary=summary,
                              seconds=round(time.perf_counter() - started, 2),
                              peak_memory_mb=round(memory.peak_mb, 1))
+        _log_done(record)
     (folder / STAGE_RECORD).write_text(json.dumps(record.to_dict(), indent=2, default=str))
     return record
+
+
+def _log_done(record: StageRecord) -> None:
+    """The run log's account of a stage: its time, memory and every note it reported."""
+    log.info("stage %s: done in %.1f s, peak memory %.0f MB", record.name, record.seconds,
+             record.peak_memory_mb)
+    for caution in record.summary.cautions:
+        log.info("stage %s: caution: %s", record.name, caution)
+    for note in record.summary.notes:
+        log.info("stage %s: note: %s", record.name, note)
 
 
 def _upstream_skip(stage: Stage, context: StudyContext) -> str | None:

@@ -189,16 +189,19 @@ def _write_cohort(context: StudyContext, cases: pd.DataFrame, problems: pd.DataF
     ignored = problems[problems["action"] != CASE_EXCLUDED]
     save_tables(folder, {"cohort_counts": _counts(cases), "excluded_cases": excluded,
                          "ignored_repeat_masks": ignored})
+    # one row per problem: a case with two problems is one excluded case
+    n_excluded = (len(excluded[excluded["row"].notna()].drop_duplicates(["cohort", "row"]))
+                  + clinical["case_id"].nunique())
     return CohortSummary(
         tables={"tables/cohort_counts": "Cases per set (Figure 1)",
                 "tables/excluded_cases": "Excluded cases with reasons",
                 "tables/ignored_repeat_masks": "Repeat masks left out of the ICC analysis "
                                                "(their cases are kept)"},
         notes=notes,
+        cautions=[f"{n_excluded} case(s) excluded, each listed with its reason in the "
+                  "report's excluded cases"] if n_excluded else [],
         cases_analysed=len(cases),
-        # one row per problem: a case with two problems is one excluded case
-        cases_excluded=len(excluded[excluded["row"].notna()].drop_duplicates(["cohort", "row"]))
-        + clinical["case_id"].nunique(),
+        cases_excluded=n_excluded,
         ignored_repeat_masks=len(ignored.drop_duplicates(["cohort", "row", "column"])),
         split=split)
 

@@ -141,6 +141,7 @@ def train_and_save(folder: Path, cases: pd.DataFrame, settings: Any, *,
     save_tables(folder, tables)
     return DeepSummary(
         tables=_captions(tables), notes=[_crossfit_note(result, settings)],
+        cautions=[] if result.crossfit.results else [IN_SAMPLE_CAUTION],
         figures=_gradcam_figures(result, folder), chosen=result.chosen,
         deep_features=result.features.shape[1],
         components=0 if result.features_pca is None else result.features_pca.shape[1])
@@ -210,6 +211,11 @@ _CAPTIONS = {
 
 def _captions(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
     return {f"tables/{name}": _CAPTIONS[name] for name in tables}
+
+
+IN_SAMPLE_CAUTION = ("dl.fusion_features is in_sample: the CNN's cut-off and training-set "
+                     "numbers come from its own training predictions, as do the training "
+                     "rows of the deep features the DLR models fuse, so they are optimistic")
 
 
 def _crossfit_note(result: Any, settings: Any) -> str:
