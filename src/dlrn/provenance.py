@@ -39,12 +39,20 @@ def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
 
 
 def write_provenance(path: str | Path, **details: Any) -> Path:
-    """Write a JSON record of versions, platform and the given details (settings, seeds...)."""
+    """Write a JSON record of versions, platform and the given details (settings, seeds...).
+
+    ``lock`` says whether the running versions are those of the lock file that ``make
+    venv`` installs (:func:`dlrn.lockfile.lock_status`): a result made next month with
+    other versions can then say so.
+    """
+    from dlrn.lockfile import lock_status
+
     record = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
         "platform": platform.platform(),
         "versions": package_versions(),
+        "lock": lock_status(),
         **details,
     }
     path = Path(path)
