@@ -17,7 +17,7 @@ from dlrn import __version__
 from dlrn.errors import DlrnError
 
 COMMAND_MODULES: tuple[str, ...] = ("clinical", "deep", "evaluate", "extract", "model",
-                                     "serve", "study", "validate")
+                                     "reproduce", "serve", "study", "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:

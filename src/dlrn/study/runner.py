@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dlrn.errors import ConfigError, DlrnError
+from dlrn.lockfile import installed_versions
 from dlrn.provenance import file_sha256, write_provenance
 from dlrn.report.summary import StageSummary
 from dlrn.study.config import StudyConfig
@@ -102,6 +103,8 @@ class StudyContext:
 class StudyResult:
     output_dir: Path
     records: dict[str, StageRecord]
+    #: sha256 of every input file of every stage, as the fingerprints hashed them
+    input_hashes: dict[str, str] = field(default_factory=dict)
 
     @property
     def report(self) -> Path:
@@ -121,14 +124,16 @@ def _content_hashes(paths: Iterable[Path]) -> dict[str, str]:
     return {str(p): file_sha256(p) if p.is_file() else "missing" for p in paths}
 
 
-def stage_fingerprint(stage: Stage, config: StudyConfig, upstream: dict[str, str]) -> str:
-    """Hash of the stage's settings, version, upstream fingerprints and input file contents."""
+def stage_fingerprint(stage: Stage, config: StudyConfig, upstream: dict[str, str],
+                      files: dict[str, str] | None = None) -> str:
+    """Hash of the stage's settings, version, upstream fingerprints and input file contents
+    (``files``: their sha256 where already computed)."""
     return _hash({
         "stage": stage.name,
         "version": stage.version,
         "settings": _plain(stage.settings(config)),
         "upstream": {name: upstream[name] for name in stage.depends},
-        "files": _content_hashes(stage.inputs(config)),
+        "files": _content_hashes(stage.inputs(config)) if files is None else files,
     })
 
 
@@ -175,8 +180,11 @@ def claim_output(config: StudyConfig, *, overwrite: bool = False) -> None:
         check_output_folder(out, overwrite=overwrite,
                             remedy="it is not a dlrn study folder; choose another output "
                                    "folder or pass --overwrite")
+    # the study file's folder (its relative paths resolve there) and every installed
+    # package's version: what `dlrn reproduce` re-runs from and compares with
     write_provenance(record_path, identity=identity, settings=config.to_dict(),
-                     seed=config.seed)
+                     seed=config.seed, base_dir=str(config.base_dir),
+                     packages=installed_versions())
 
 
 def run_stages(stages: list[Stage], config: StudyConfig, *, force: Iterable[str] = (),
@@ -186,8 +194,11 @@ def run_stages(stages: list[Stage], config: StudyConfig, *, force: Iterable[str]
     claim_output(config, overwrite=overwrite)
     context = StudyContext(config, progress)
     fingerprints: dict[str, str] = {}
+    hashes: dict[str, str] = {}
     for stage in stages:
-        fingerprint = stage_fingerprint(stage, config, fingerprints)
+        files = _content_hashes(stage.inputs(config))
+        hashes.update(files)
+        fingerprint = stage_fingerprint(stage, config, fingerprints, files)
         fingerprints[stage.name] = fingerprint
         folder = context.stage_dir(stage.name)
         stored = _read_record(folder / STAGE_RECORD, stage)
@@ -200,7 +211,7 @@ def run_stages(stages: list[Stage], config: StudyConfig, *, force: Iterable[str]
             why = "forced" if stage.name in redo else "settings, code or inputs changed"
             log.info("stage %s: recomputing (%s)", stage.name, why)
         context.records[stage.name] = _execute(stage, context, fingerprint, folder)
-    return StudyResult(config.output_dir, context.records)
+    return StudyResult(config.output_dir, context.records, hashes)
 
 
 def _execute(stage: Stage, context: StudyContext, fingerprint: str, folder: Path) -> StageRecord:

@@ -51,28 +51,60 @@ def settings(config: StudyConfig) -> CohortStageSettings:
     return CohortStageSettings(config.cohort, config.split, config.split_seed)
 
 
-def table_paths(config: StudyConfig) -> list[Path]:
-    return [config.resolve(config.cohort.table),
-            *(config.resolve(e.table) for e in config.cohort.external)]
+COHORT_TABLE = "cohort table"
 
 
-def inputs(config: StudyConfig) -> list[Path]:
-    """The cohort tables and every image and mask file they name (content-hashed)."""
+@dataclass(frozen=True)
+class InputFile:
+    """A file the cohort stage reads: a cohort table, or the image or a mask of a case."""
+
+    path: Path
+    what: str  # COHORT_TABLE, or the file's role: image, mask, a repeat-mask column
+    cohort: str  # "main" or the external cohort's name
+    case_id: str = ""  # the case naming the file ("" for a table)
+
+
+def cohort_tables(config: StudyConfig) -> list[tuple[str, Path]]:
+    """Each cohort's name ("main", then the external ones) and table."""
+    return [("main", config.resolve(config.cohort.table)),
+            *((e.name, config.resolve(e.table)) for e in config.cohort.external)]
+
+
+def input_files(config: StudyConfig) -> list[InputFile]:
+    """Every cohort table and each image and mask file it names, with the naming case.
+
+    What the stage's fingerprint hashes, and what a study's record lists, so that
+    ``dlrn reproduce`` can name the case whose file changed.
+    """
     from dlrn.cohort import absolute_path
     from dlrn.io import read_table
 
     c = config.cohort
+    roles = {"image": c.image, "mask": c.mask, **{name: name for name in c.repeat_masks}}
     files = []
-    for table_path in table_paths(config):
-        columns = [c.image, c.mask, *c.repeat_masks]
+    for cohort, table_path in cohort_tables(config):
+        files.append(InputFile(table_path, COHORT_TABLE, cohort))
         try:
-            table = read_table(table_path, text_columns=columns)
+            table = read_table(table_path, text_columns=[c.case_id, *roles.values()])
         except DlrnError:  # the stage itself reports the unreadable table
             continue
-        for column in (name for name in columns if name in table.columns):
-            files += [Path(absolute_path(value.strip(), table_path.parent))
-                      for value in table[column].dropna() if value.strip()]
-    return table_paths(config) + sorted(set(files))
+        ids = [str(value).strip() if pd.notna(value) else f"(row {row + 2}, no case id)"
+               for row, value in enumerate(table.get(c.case_id, [None] * len(table)))]
+        for role, column in roles.items():
+            if column not in table.columns:
+                continue
+            files += [InputFile(Path(absolute_path(value.strip(), table_path.parent)), role,
+                                cohort, case_id)
+                      for case_id, value in zip(ids, table[column], strict=True)
+                      if isinstance(value, str) and value.strip()]
+    return files
+
+
+def inputs(config: StudyConfig) -> list[Path]:
+    """The cohort tables and every image and mask file they name (content-hashed)."""
+    files = input_files(config)
+    tables = [file.path for file in files if file.what == COHORT_TABLE]
+    return tables + sorted({file.path for file in files if file.what != COHORT_TABLE})
 
 
 def _counts(cases: pd.DataFrame) -> pd.DataFrame:
