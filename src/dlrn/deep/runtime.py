@@ -58,6 +58,22 @@ def is_deterministic(settings: TrainSettings, device: torch.device) -> bool:
     return device.type != "cuda" if settings.deterministic is None else settings.deterministic
 
 
+def repeatability(settings: TrainSettings, device: torch.device) -> str:
+    """Whether a training run on ``device`` repeats to the last digit, in words (the
+    report's methods): always on the CPU; on CUDA where torch has deterministic
+    algorithms for every op, when ``settings`` ask for them."""
+    if device.type == "cpu":
+        return "deterministic: the CPU repeats the training to the last digit"
+    if device.type != "cuda":
+        return f"not guaranteed to repeat on {device.type}"
+    if is_deterministic(settings, device):
+        return ("deterministic where torch allows it (torch.use_deterministic_algorithms, "
+                "cuDNN's deterministic kernels, no autotuning); an op with no deterministic "
+                "CUDA version still varies in the last digits, and torch warns of it")
+    return ("not deterministic: cuDNN chose its fastest kernels (dl.deterministic: false); "
+            "runs differ in the last digits")
+
+
 @contextlib.contextmanager
 def torch_runtime(settings: TrainSettings, device: torch.device) -> Iterator[None]:
     """Threads, determinism and cuDNN autotuning for one training run, restored afterwards."""

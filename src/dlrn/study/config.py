@@ -224,6 +224,10 @@ class DeepSettings:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata=_doc(
         "CUDA autocast precision: auto = bf16 where the GPU has it, else fp16 (CPU always "
         "trains in fp32)"))
+    deterministic: bool = field(default=True, metadata=_doc(
+        "repeatable training: torch's deterministic algorithms and cuDNN's deterministic "
+        "kernels on a GPU too (an op without one still varies; the CPU always repeats); "
+        "false = cuDNN autotunes on a GPU, faster, runs differ in the last digits"))
     threads: int | None = field(default=None, metadata=_doc(
         "CPU threads of torch; null = all allowed", minimum=1))
     workers: int = field(default=0, metadata=_doc("DataLoader worker processes", minimum=0))

@@ -47,10 +47,11 @@ class DeepSummary(StageSummary):
     chosen: str = ""
     deep_features: int = 0
     components: int = 0
+    repeatability: str = ""  # dlrn.deep.runtime.repeatability of the chosen CNN's training
 
     def facts(self) -> dict[str, Any]:
         return {"chosen backbone": self.chosen, "deep features": self.deep_features,
-                COMPONENTS_FACT: self.components}
+                COMPONENTS_FACT: self.components, "training": self.repeatability}
 
 
 def weights(config: StudyConfig) -> str | None:
@@ -83,6 +84,7 @@ def deep_stage_settings(dl: DeepSettings, *, seed: int, weights: str | None,
         learning_rate=dl.learning_rate, warmup_epochs=dl.warmup_epochs,
         class_weighted=dl.class_weighted, patience=dl.patience, val_fraction=dl.val_fraction,
         seed=seed, device=dl.device, amp=dl.amp, precision=dl.precision, threads=dl.threads,
+        deterministic=dl.deterministic,
         num_workers=dl.workers,
         normalization=dl.normalization, progress=progress,
         augmentation=Augmentation() if dl.augment else Augmentation.none())
@@ -120,6 +122,7 @@ def train_and_save(folder: Path, cases: pd.DataFrame, settings: Any, *,
     """Run :func:`dlrn.deep.workflow.run_deep_stage` into ``folder/run_dir``; save what
     later stages read (predictions, deep features, the chosen backbone) and the report
     tables. ``cases`` needs a ``set`` column (train, test, external names)."""
+    from dlrn.deep.runtime import repeatability
     from dlrn.deep.workflow import FOLDS_FILE, run_deep_stage, selection_rule
 
     result = run_deep_stage(cases, cases["set"], folder / run_dir, settings, resume=resume,
@@ -143,7 +146,8 @@ def train_and_save(folder: Path, cases: pd.DataFrame, settings: Any, *,
         tables=_captions(tables), notes=[_crossfit_note(result, settings)],
         figures=_gradcam_figures(result, folder), chosen=result.chosen,
         deep_features=result.features.shape[1],
-        components=0 if result.features_pca is None else result.features_pca.shape[1])
+        components=0 if result.features_pca is None else result.features_pca.shape[1],
+        repeatability=repeatability(settings.train, result.models[result.chosen].device))
 
 
 def _metrics(result: Any) -> pd.DataFrame:
