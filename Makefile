@@ -23,6 +23,7 @@ define install_base
 endef
 
 $(BIN)/dlrn: pyproject.toml $(LOCK)
+	PYTHONPATH=src $(PYTHON) -m dlrn.lockfile platform
 	$(call install_base,$(VENV),-c $(LOCK))
 	# every other package at its locked version; nothing the lock lacks comes in unseen
 	$(BIN)/pip install --no-deps -r $(LOCK)

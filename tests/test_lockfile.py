@@ -13,6 +13,7 @@ from dlrn.lockfile import (
     installed_versions,
     lock_problems,
     lock_status,
+    platform_problems,
     read_lock,
     status_text,
     write_lock,
@@ -72,3 +73,13 @@ def test_make_venv_installs_exactly_the_locks_versions():
         pytest.skip(f"not running in {ROOT / '.venv'} (made by `make venv` from the lock)")
     pins = read_lock(LOCK).pins
     assert installed_versions() == pins
+
+
+def test_a_lock_made_on_another_platform_is_refused_before_anything_installs(tmp_path):
+    lock = tmp_path / LOCK_NAME
+    lock.write_text(LOCK.read_text().replace(f"# platform: {read_lock(LOCK).platform}",
+                                             "# platform: darwin arm64"))
+    assert platform_problems(LOCK) == []
+    [problem] = platform_problems(lock)
+    assert problem.startswith("the lock was made on darwin arm64 with Python ")
+    assert "`make lock` makes a lock for this machine" in problem

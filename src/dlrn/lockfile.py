@@ -7,7 +7,8 @@ made on. pyproject.toml keeps its ranges, for those who install dlrn as a librar
 
     python -m dlrn.lockfile write requirements.lock   # the running environment, pinned
     python -m dlrn.lockfile check                     # pyproject.toml against the lock
-    python -m dlrn.lockfile verify                    # check, then installed == locked
+    python -m dlrn.lockfile platform                  # made for this platform and Python?
+    python -m dlrn.lockfile verify                    # both, then installed == locked
 
 ``make lock`` runs ``write`` in a fresh environment, ``make lock-check`` (part of
 ``make test``, hence CI) runs ``check``, ``make venv`` ends with ``verify``; every
@@ -189,14 +190,21 @@ def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
-def verify_problems(pyproject: Path, lock_path: Path) -> list[str]:
-    """:func:`lock_problems`, then every installed version against its pin."""
-    problems = lock_problems(pyproject, lock_path)
+def platform_problems(lock_path: Path) -> list[str]:
+    """The lock's platform and Python (major.minor) against the running ones: its wheels
+    (CUDA libraries, compiled extensions) exist for that platform only."""
     lock = read_lock(lock_path)
-    if (lock.platform, _minor(lock.python)) != (this_platform(),
+    if (lock.platform, _minor(lock.python)) == (this_platform(),
                                                 _minor(platform.python_version())):
-        problems.append(f"the lock was made on {lock.platform}, Python {lock.python}; this is "
-                        f"{this_platform()}, Python {platform.python_version()}")
+        return []
+    return [f"the lock was made on {lock.platform} with Python {lock.python}; this is "
+            f"{this_platform()} with Python {platform.python_version()}: `make lock` makes a "
+            "lock for this machine (the newest versions within pyproject.toml's ranges)"]
+
+
+def verify_problems(pyproject: Path, lock_path: Path) -> list[str]:
+    """:func:`lock_problems`, the platform, then every installed version against its pin."""
+    problems = lock_problems(pyproject, lock_path) + platform_problems(lock_path)
     for name, versions in lock_status(lock_path)["differ"].items():
         installed, locked = versions["installed"], versions["locked"]
         problems.append(f"{name} {installed} is installed but not in the lock"
@@ -210,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m dlrn.lockfile",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("write", "check", "verify"))
+    parser.add_argument("action", choices=("write", "check", "platform", "verify"))
     parser.add_argument("lock", nargs="?", type=Path, default=source_root() / LOCK_NAME)
     parser.add_argument("--pyproject", type=Path, default=source_root() / PYPROJECT)
     args = parser.parse_args(argv)
@@ -221,16 +229,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.lock.is_file():
         print(f"{args.lock} does not exist: {REFRESH}", file=sys.stderr)
         return 1
-    checking = args.action == "check"
-    problems = (lock_problems if checking else verify_problems)(args.pyproject, args.lock)
-    for problem in problems:
+    problems, remedy, fine = {
+        "check": (lambda: lock_problems(args.pyproject, args.lock), REFRESH,
+                  "agrees with pyproject.toml"),
+        "platform": (lambda: platform_problems(args.lock), "", "made for this platform"),
+        "verify": (lambda: verify_problems(args.pyproject, args.lock),
+                   "this environment is not the lock's", "every installed version is the "
+                                                         "lock's"),
+    }[args.action]
+    found = problems()
+    for problem in found:
         print(f"{args.lock.name}: {problem}", file=sys.stderr)
-    if problems:
-        remedy = REFRESH if checking else "this environment is not the lock's"
-        print(f"{len(problems)} problem(s): {remedy}", file=sys.stderr)
+    if found:
+        if remedy:
+            print(f"{len(found)} problem(s): {remedy}", file=sys.stderr)
         return 1
-    print(f"{args.lock.name}: " + ("agrees with pyproject.toml" if checking
-                                   else "every installed version is the lock's"))
+    print(f"{args.lock.name}: {fine}")
     return 0
 
 
