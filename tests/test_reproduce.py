@@ -1,8 +1,8 @@
 """Same cohort, same numbers: the demo study on row-shuffled tables, and `dlrn reproduce`.
 
-One demo study (the module fixture: 80 cases, the fewest the demo's clinical columns
-allow, plus a 30-case external centre; DL on) serves every test here: once more on
-the same tables with their rows shuffled, and re-run by `dlrn reproduce`.
+One small demo study (the module fixture, tests/small_demo.py) serves every test here:
+run once more on the same tables with their rows shuffled, and re-run by `dlrn
+reproduce`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import shutil
 
 import pandas as pd
 import pytest
+from small_demo import run_small_demo
 
 from dlrn.cli import main
 from dlrn.result_diff import compare_folders
@@ -24,10 +25,7 @@ TABLES = ("cohort/cohort.csv", "centre_b/cohort.csv")
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--out", str(out), "--cases", "80", "--external-cases", "30",
-                 "--quiet"]) == 0
-    return out
+    return run_small_demo(tmp_path_factory.mktemp("demo"))
 
 
 def _shuffled_study(demo):

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from small_demo import run_small_demo
 
 from dlrn.cli import main
 from dlrn.evaluation import TRAIN_APPARENT, TRAIN_OOF
@@ -28,10 +29,7 @@ EXTERNAL = "centre_b"
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--out", str(out), "--cases", "80", "--external-cases", "30",
-                 "--quiet"]) == 0
-    return out
+    return run_small_demo(tmp_path_factory.mktemp("demo"))
 
 
 def _run_predictions(study, stage):
