@@ -152,7 +152,9 @@ def test_the_study_asks_for_deterministic_training_and_the_report_says_how_it_ra
                                      weights=None).train
     gpu = torch.device("cuda")  # a device name: no GPU is needed to say how it would run
     assert is_deterministic(study_default, gpu) and not is_deterministic(turned_off, gpu)
-    assert repeatability(turned_off, torch.device("cpu")).startswith("deterministic: the CPU")
+    two_threads = deep_stage_settings(DeepSettings(threads=2), seed=0, weights=None).train
+    assert repeatability(two_threads, torch.device("cpu")).startswith(
+        "deterministic on the CPU with 2 thread(s): the same count repeats")
     assert repeatability(study_default, gpu).startswith("deterministic where torch allows it")
     assert repeatability(turned_off, gpu).startswith("not deterministic: cuDNN chose")
 

@@ -11,6 +11,7 @@ import pytest
 from dlrn.errors import DlrnError
 from dlrn.study.config import study_from_dict
 from dlrn.study.record import (
+    CNN_THREADS,
     FINISHED,
     StudyRecord,
     input_changes,
@@ -78,6 +79,17 @@ def test_versions_that_differ_from_the_record_are_named(cohort):
     assert any(c.startswith("numpy: 1.0.0 in the record, ") for c in changes)
     assert any(c.startswith("scikit-learn: 0.1 in the record, ") for c in changes)
     assert any(c.startswith("scipy: not installed in the record, ") for c in changes)
+
+
+def test_the_rerun_reads_the_recorded_settings_with_the_cnns_thread_count(cohort, tmp_path):
+    _, config, record = cohort
+    record.data["settings"]["radiomics"]["cache_dir"] = "shared-cache"
+    again = record.config(tmp_path / "again")
+    assert again.output_dir == tmp_path / "again" and again.cohort == config.cohort
+    assert again.radiomics.cache_dir is None  # a fresh cache in the new folder
+    assert again.dl.threads is None
+    record.data[CNN_THREADS] = 3
+    assert record.config(tmp_path / "again").dl.threads == 3
 
 
 def test_only_a_finished_study_can_be_read_back(tmp_path):

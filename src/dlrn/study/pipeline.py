@@ -51,7 +51,7 @@ def run_study(config: StudyConfig, *, force: Iterable[str] = (), progress: bool 
     write_study_bundle(context)
     build_report(config.output_dir, report_sections(STAGES, result.records),
                  methods_summary(context))
-    complete_record(config, result.input_hashes)
+    complete_record(config, result.input_hashes, context.summary("deep"))
     return result
 
 

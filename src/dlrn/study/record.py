@@ -25,6 +25,10 @@ from dlrn.study.stages import STAGES
 from dlrn.study.stages.cohort import COHORT_TABLE, input_files
 
 FINISHED = "finished"
+#: The CPU threads the deep stage ran with (dl.threads, or all the machine allowed).
+CNN_THREADS = "cnn_threads"
+#: The BLAS threads of numpy and scipy when the study ran (``runner.claim_output``).
+BLAS_THREADS = "blas_threads"
 MISSING = "missing"  # the runner's hash of a file that is not there
 
 
@@ -47,10 +51,13 @@ class StudyRecord:
 
     def config(self, output: Path) -> StudyConfig:
         """The recorded settings, writing into ``output`` and with no feature cache of the
-        original (a fresh one inside ``output``), relative paths resolved as they were."""
+        original (a fresh one inside ``output``), relative paths resolved as they were,
+        and the CNN on as many CPU threads as it had (its numbers depend on the count)."""
         settings = json.loads(json.dumps(self.data["settings"]))
         settings["output"] = str(output)
         settings["radiomics"]["cache_dir"] = None
+        if settings["dl"]["threads"] is None and self.data.get(CNN_THREADS):
+            settings["dl"]["threads"] = self.data[CNN_THREADS]
         return study_from_dict(settings, base_dir=self.data["base_dir"],
                                source=f"the settings in {self.folder / STUDY_RECORD}")
 
@@ -83,11 +90,14 @@ def _sha256(path: Path) -> str:
     return file_sha256(path) if path.is_file() else MISSING
 
 
-def complete_record(config: StudyConfig, hashes: dict[str, str]) -> None:
-    """Add the inputs' hashes and the finishing time to the study's ``study.json``."""
+def complete_record(config: StudyConfig, hashes: dict[str, str], deep: Any = None) -> None:
+    """Add the inputs' hashes, the deep stage's CPU threads (``deep``: its summary, if it
+    ran) and the finishing time to the study's ``study.json``."""
     path = config.output_dir / STUDY_RECORD
     data = json.loads(path.read_text())
     data["inputs"] = input_record(config, hashes)
+    if deep is not None:
+        data[CNN_THREADS] = deep.threads
     data[FINISHED] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     path.write_text(json.dumps(data, indent=2, default=str))
 
