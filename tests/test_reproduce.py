@@ -100,3 +100,25 @@ def test_reproduce_refuses_to_write_into_the_study(tmp_path, capsys):
     assert main(["reproduce", str(tmp_path / "study"),
                  "--out", str(tmp_path / "study" / "again")]) == 2
     assert "must lie outside the original study" in capsys.readouterr().err
+
+
+def test_a_difference_is_summarised_with_its_cells_and_size(tmp_path):
+    from dlrn.result_diff import DIFFERS, IDENTICAL, CellDifference, FileComparison
+    from dlrn.study.record import StudyRecord
+    from dlrn.study.reproduce import Reproduction, write_summary
+
+    differs = FileComparison("report/tables/comparison_metrics.csv", "table", DIFFERS,
+                             cells=2, largest=0.25, shown=[CellDifference(
+                                 "row 3 (DLRN)", "auc", "0.8", "0.6", 0.25)])
+    reproduction = Reproduction(tmp_path / "study", tmp_path / "again",
+                                StudyRecord(tmp_path / "study", {"finished": "today"}),
+                                files=[differs, FileComparison("f.png", "figure", IDENTICAL)])
+    assert reproduction.verdict == "different"
+    assert reproduction.headline().startswith("different: 1 of 1 tables, 1 figures")
+    assert differs.line() == ("report/tables/comparison_metrics.csv: 2 cell(s) differ, largest "
+                              "relative difference 0.25 (row 3 (DLRN) / auc: 0.8 -> 0.6)")
+    page = write_summary(reproduction)
+    summary = json.loads((tmp_path / "again" / SUMMARY_JSON).read_text())
+    assert summary["verdict"] == "different" and summary["files_compared"] == 2
+    assert summary["differences"][0]["largest"] == 0.25
+    assert "row 3 (DLRN) / auc: 0.8 -&gt; 0.6" in page.read_text()

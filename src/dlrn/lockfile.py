@@ -169,6 +169,13 @@ def lock_status(path: Path | None = None) -> dict[str, Any]:
             "matches": not differ, "differ": differ}
 
 
+def _difference(package: str, versions: dict[str, str]) -> str:
+    installed, locked = versions["installed"], versions["locked"]
+    if locked == "not locked":
+        return f"{package} {installed} (not in the lock)"
+    return f"{package} {installed} (locked {locked})"
+
+
 def status_text(status: dict[str, Any]) -> str:
     """One sentence for the report's methods: are these the lock's versions?"""
     if not status:
@@ -179,8 +186,8 @@ def status_text(status: dict[str, Any]) -> str:
     if status["matches"]:
         return f"the exact versions of {name} (sha256 {status['sha256'][:12]})"
     differ = status["differ"]
-    shown = ", ".join(f"{package} {versions['installed']} (locked {versions['locked']})"
-                      for package, versions in list(differ.items())[:5])
+    shown = ", ".join(_difference(package, versions) for package, versions in
+                      list(differ.items())[:5])
     more = f" and {len(differ) - 5} more" if len(differ) > 5 else ""
     return (f"not the versions of {name} (sha256 {status['sha256'][:12]}): "
             f"{len(differ)} package(s) differ: {shown}{more}")

@@ -28,7 +28,8 @@ def _reproduce(args: argparse.Namespace) -> int:
                         f"are not what the study read; nothing was re-run (summary: {page}):"
                         f"\n  {listing}")
     print(f"study: {reproduction.study} (finished {reproduction.record.data['finished']})")
-    print(f"lock: the study had {reproduction.lock_recorded}; now {reproduction.lock_now}")
+    print(f"versions when the study ran: {reproduction.lock_recorded}")
+    print(f"versions now: {reproduction.lock_now}")
     if reproduction.version_changes:
         print(f"versions that differ from the record ({len(reproduction.version_changes)}):")
         for line in reproduction.version_changes:

@@ -29,7 +29,14 @@ from dlrn.result_diff import (
     compare_table,
 )
 from dlrn.study.pipeline import run_study
-from dlrn.study.record import StudyRecord, input_changes, read_record, version_changes
+from dlrn.study.record import (
+    BLAS_THREADS,
+    CNN_THREADS,
+    StudyRecord,
+    input_changes,
+    read_record,
+    version_changes,
+)
 from dlrn.study.stages.cohort import cohort_tables
 
 SUMMARY_JSON = "reproduction.json"
@@ -115,9 +122,13 @@ def rerun(reproduction: Reproduction, *, progress: bool = True) -> None:
     """Run the whole study again into ``reproduction.out`` and compare everything."""
     if reproduction.input_changes:
         raise DlrnError("the inputs changed; nothing is re-run")
+    from threadpoolctl import threadpool_limits
+
     config = reproduction.record.config(reproduction.out)
     shutil.rmtree(reproduction.out, ignore_errors=True)  # nothing of an earlier one is reused
-    run_study(config, progress=progress)
+    # as many BLAS threads as the study had: a PCA's last digits depend on the count
+    with threadpool_limits(reproduction.record.data.get(BLAS_THREADS), user_api="blas"):
+        run_study(config, progress=progress)
     roots = ((reproduction.study, reproduction.record.output_dir), (reproduction.out,))
     files = []
     for folder in RESULT_FOLDERS:
@@ -168,6 +179,7 @@ def write_summary(reproduction: Reproduction) -> Path:
         "input_changes": reproduction.input_changes,
         "version_changes": reproduction.version_changes,
         "lock": {"study": reproduction.lock_recorded, "now": reproduction.lock_now},
+        "threads": _threads(reproduction.record),
         "files_compared": len(reproduction.files),
         "differences": [asdict(file) for file in reproduction.differing],
         "within_tolerance": [file.path for file in reproduction.files
@@ -177,6 +189,11 @@ def write_summary(reproduction: Reproduction) -> Path:
     page = reproduction.out / SUMMARY_PAGE
     page.write_text(_page(reproduction))
     return page
+
+
+def _threads(record: StudyRecord) -> dict[str, Any]:
+    """The CPU threads the study ran with, which the re-run used too."""
+    return {"cnn": record.data.get(CNN_THREADS), "blas": record.data.get(BLAS_THREADS)}
 
 
 def _items(lines: list[str], empty: str) -> str:
@@ -209,7 +226,7 @@ finished ({html.escape(str(reproduction.record.data.get("finished")))}).</p>
 <h2>Versions that differ from the record</h2>
 {_items(reproduction.version_changes, "None: every package has the recorded version.")}
 <p>Study: {html.escape(reproduction.lock_recorded)}. Now: {html.escape(reproduction.lock_now)}.
-</p>
+CPU threads of the study, used again: {html.escape(str(_threads(reproduction.record)))}.</p>
 <h2>Differences</h2>
 {table}
 </body></html>

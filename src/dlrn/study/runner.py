@@ -24,7 +24,7 @@ from typing import Any
 
 from dlrn.errors import ConfigError, DlrnError
 from dlrn.lockfile import installed_versions
-from dlrn.provenance import file_sha256, write_provenance
+from dlrn.provenance import blas_threads, file_sha256, write_provenance
 from dlrn.report.summary import StageSummary
 from dlrn.study.config import StudyConfig
 from dlrn.study.memory import MemoryPeak
@@ -180,11 +180,11 @@ def claim_output(config: StudyConfig, *, overwrite: bool = False) -> None:
         check_output_folder(out, overwrite=overwrite,
                             remedy="it is not a dlrn study folder; choose another output "
                                    "folder or pass --overwrite")
-    # the study file's folder (its relative paths resolve there) and every installed
-    # package's version: what `dlrn reproduce` re-runs from and compares with
+    # the study file's folder (its relative paths resolve there), every installed
+    # package's version and the BLAS threads: what `dlrn reproduce` re-runs from and with
     write_provenance(record_path, identity=identity, settings=config.to_dict(),
                      seed=config.seed, base_dir=str(config.base_dir),
-                     packages=installed_versions())
+                     packages=installed_versions(), blas_threads=blas_threads())
 
 
 def run_stages(stages: list[Stage], config: StudyConfig, *, force: Iterable[str] = (),
