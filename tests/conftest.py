@@ -24,6 +24,21 @@ def synthetic_cohort_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of a small `dlrn demo` (cohorts, study.yaml, study/), run once per session
+    for the end-to-end and the reproducibility tests; a test that changes its study puts
+    it back. 80 cases, the fewest for which the demo's clinical columns keep
+    cohort.min_level_count cases of every value (fewer stop the clinical stage), plus a
+    30-case second centre as external set; DL on."""
+    from dlrn.cli import main
+
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--out", str(out), "--cases", "80", "--external-cases", "30",
+                 "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def busbra_dir() -> Path:
     """The BUS-BRA folder (cases.csv, images/, masks/) from ../shared beside the clone."""
     if not (BUSBRA_DIR / "cases.csv").is_file():

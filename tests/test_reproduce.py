@@ -1,8 +1,8 @@
 """Same cohort, same numbers: the demo study on row-shuffled tables, and `dlrn reproduce`.
 
-One small demo study (the module fixture, tests/small_demo.py) serves every test here:
-run once more on the same tables with their rows shuffled, and re-run by `dlrn
-reproduce`.
+The small demo study of the session (conftest.py, shared with the end-to-end tests)
+serves every test here: run once more on the same tables with their rows shuffled, and
+re-run by `dlrn reproduce`; none of them changes it (an altered image is put back).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import shutil
 
 import pandas as pd
 import pytest
-from small_demo import run_small_demo
 
 from dlrn.cli import main
 from dlrn.result_diff import compare_folders
@@ -23,9 +22,9 @@ from dlrn.study.reproduce import SUMMARY_JSON
 TABLES = ("cohort/cohort.csv", "centre_b/cohort.csv")
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return run_small_demo(tmp_path_factory.mktemp("demo"))
+@pytest.fixture
+def demo(small_demo):
+    return small_demo
 
 
 def _shuffled_study(demo):

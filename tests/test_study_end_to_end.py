@@ -1,9 +1,10 @@
 """The whole study on a small synthetic cohort: demo, report, bundle, resume and predict.
 
-One study run (the module fixture) serves every test here: an internal train/test
-split of 80 cases (fewer leave a yes/no column with under cohort.min_level_count
-cases of one value, which stops the clinical stage) plus a second synthetic centre of
-30 cases as external set. Both tables are "messy" (blank ages, '&'-joined margin
+One study run (the session's small demo, conftest.py, shared with
+tests/test_reproduce.py) serves every test here: an internal train/test split of 80
+cases (fewer leave a yes/no column with under cohort.min_level_count cases of one
+value, which stops the clinical stage) plus a second synthetic centre of 30 cases as
+external set. Both tables are "messy" (blank ages, '&'-joined margin
 descriptors, a rare tissue level, and a level only the external centre has).
 """
 
@@ -16,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from small_demo import run_small_demo
 
 from dlrn.cli import main
 from dlrn.evaluation import TRAIN_APPARENT, TRAIN_OOF
@@ -27,9 +27,9 @@ MODEL_STAGES = ("clinical_models", "hcr_models", "deep", "dlr_models", "dlrn")
 EXTERNAL = "centre_b"
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return run_small_demo(tmp_path_factory.mktemp("demo"))
+@pytest.fixture
+def demo(small_demo):
+    return small_demo
 
 
 def _run_predictions(study, stage):
@@ -145,6 +145,7 @@ def test_second_run_reuses_everything_and_a_changed_setting_reruns_its_dependant
     changed = run_study(config, progress=False)
     rerun = [name for name, record in changed.records.items() if not record.reused]
     assert rerun == ["comparison"]
+    run_study(load_study(demo / "study.yaml"), progress=False)  # as it was, for the session
 
 
 def _new_cases(demo, cohort: str, ids: set[str]) -> pd.DataFrame:

@@ -114,8 +114,9 @@ def read_record(folder: Path) -> StudyRecord:
         raise DlrnError(f"{path} is not readable JSON: {error}") from error
     if FINISHED not in data or "inputs" not in data or "base_dir" not in data:
         raise DlrnError(f"{path} records no finished study (no input hashes): the study "
-                        "stopped before its end, or an older dlrn ran it; run `dlrn run` on "
-                        "its study file to finish it")
+                        "stopped before its end, an older dlrn ran it, or `dlrn clinical` "
+                        "made the folder (only `dlrn run` studies are reproduced); run `dlrn "
+                        "run` on its study file to finish it")
     return StudyRecord(folder, data)
 
 
