@@ -1,19 +1,35 @@
-# One-command set-up for users and CI. `make demo` and `make test` create .venv first.
+# One-command set-up for users and CI. `make demo` and `make test` create .venv first, with
+# the exact versions of requirements.lock; `make lock` refreshes the lock, `make lock-check`
+# (part of `make test`) fails while it and pyproject.toml disagree.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LOCK := requirements.lock
+LOCK_VENV := .lock-venv
 
-.PHONY: venv demo test lint clean browser
+.PHONY: venv demo test lint clean browser lock lock-check
 
-$(BIN)/dlrn: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
-	# PyRadiomics 3.0.1 needs numpy at build time (PyPI's 3.1.0 is broken).
-	$(BIN)/pip install numpy setuptools wheel
-	$(BIN)/pip install --no-build-isolation pyradiomics==3.0.1
-	# torch/torchvision pinned to a pair that import together.
-	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -e '.[dev]'
+# The install order that works, for `venv` (the lock's versions: $(2) = -c $(LOCK)) and
+# `lock` (the newest within pyproject.toml's ranges: $(2) empty); $(1) the environment.
+# PyRadiomics 3.0.1 needs numpy at build time (PyPI's 3.1.0 is broken); torch and
+# torchvision are pinned to a pair that import together.
+define install_base
+	rm -rf $(1)
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install $(2) --upgrade pip
+	$(1)/bin/pip install $(2) numpy setuptools wheel
+	$(1)/bin/pip install $(2) --no-build-isolation pyradiomics==3.0.1
+	$(1)/bin/pip install $(2) torch==2.14.1 torchvision==0.29.1
+endef
+
+$(BIN)/dlrn: pyproject.toml $(LOCK)
+	PYTHONPATH=src $(PYTHON) -m dlrn.lockfile platform
+	$(call install_base,$(VENV),-c $(LOCK))
+	# every other package at its locked version; nothing the lock lacks comes in unseen
+	$(BIN)/pip install --no-deps -r $(LOCK)
+	PYTHONPATH=src $(BIN)/python -m dlrn.lockfile verify
+	$(BIN)/pip install --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $(BIN)/dlrn
 
 venv: $(BIN)/dlrn
@@ -32,11 +48,23 @@ browser:
 		fi; \
 	fi
 
-test: venv browser
+test: venv browser lock-check
 	$(BIN)/python -m pytest -q
+
+# pyproject.toml's requirements against the lock's: run by `make test`, hence CI.
+lock-check: venv
+	$(BIN)/python -m dlrn.lockfile check
+
+# After changing pyproject.toml's dependencies: install them afresh (newest versions within
+# its ranges, the order above) and pin what got installed; commit requirements.lock.
+lock:
+	$(call install_base,$(LOCK_VENV),)
+	$(LOCK_VENV)/bin/pip install --no-build-isolation -e '.[dev]'
+	$(LOCK_VENV)/bin/python -m dlrn.lockfile write $(LOCK)
+	rm -rf $(LOCK_VENV)
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) dlrn-demo
+	rm -rf $(VENV) $(LOCK_VENV) dlrn-demo

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,29 @@ def synthetic_cohort_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("synthetic_cohort")
     return make_synthetic_cohort(folder, n_cases=60, seed=0, image_size=(128, 128))
+
+
+@pytest.fixture(scope="session")
+def small_demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A small `dlrn demo` in a process of its own, as a user runs it, once per session: its
+    folder (cohorts, study.yaml, study/), stdout and stderr (worker processes' output
+    included). Shared by the end-to-end and the reproducibility tests; a test that changes
+    its study puts it back. 80 cases, the fewest for which the demo's clinical columns
+    keep cohort.min_level_count cases of every value (fewer stop the clinical stage), plus
+    a 30-case second centre as external set; DL on."""
+    out = tmp_path_factory.mktemp("demo")
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from dlrn.cli import main; sys.exit(main())",
+         "demo", "--out", str(out), "--cases", "80", "--external-cases", "30"],
+        capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return out, done.stdout, done.stderr
+
+
+@pytest.fixture(scope="session")
+def small_demo(small_demo_run: tuple[Path, str, str]) -> Path:
+    """The folder of the small demo of :func:`small_demo_run`."""
+    return small_demo_run[0]
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,12 @@ from dlrn.deep.data import (
     augment_batch,
     resample_boxes,
 )
-from dlrn.deep.runtime import autocast_dtype, is_deterministic, precision_name
+from dlrn.deep.runtime import (
+    autocast_dtype,
+    is_deterministic,
+    precision_name,
+    repeatability,
+)
 from dlrn.deep.train import TrainSettings, train_backbone
 from dlrn.errors import DlrnError
 
@@ -136,6 +141,22 @@ def test_precision_setting_is_checked_and_cpu_stays_fp32():
         assert autocast_dtype(TrainSettings(precision=precision), cpu) is None
     assert is_deterministic(TrainSettings(), cpu)
     assert not is_deterministic(TrainSettings(deterministic=False), cpu)
+
+
+def test_the_study_asks_for_deterministic_training_and_the_report_says_how_it_ran():
+    from dlrn.study.config import DeepSettings
+    from dlrn.study.stages.deep import deep_stage_settings
+
+    study_default = deep_stage_settings(DeepSettings(), seed=0, weights=None).train
+    turned_off = deep_stage_settings(DeepSettings(deterministic=False), seed=0,
+                                     weights=None).train
+    gpu = torch.device("cuda")  # a device name: no GPU is needed to say how it would run
+    assert is_deterministic(study_default, gpu) and not is_deterministic(turned_off, gpu)
+    two_threads = deep_stage_settings(DeepSettings(threads=2), seed=0, weights=None).train
+    assert repeatability(two_threads, torch.device("cpu")).startswith(
+        "deterministic on the CPU with 2 thread(s): the same count repeats")
+    assert repeatability(study_default, gpu).startswith("deterministic where torch allows it")
+    assert repeatability(turned_off, gpu).startswith("not deterministic: cuDNN chose")
 
 
 @cuda

@@ -13,8 +13,8 @@ from dlrn.study.config import (
     StudyConfig,
     load_study,
     study_from_dict,
-    study_template,
 )
+from dlrn.study.template import study_template
 
 MINIMAL = {"cohort": {"table": "cases.csv", "case_id": "id", "image": "img", "mask": "roi",
                       "label": "malignant"}}

@@ -1,9 +1,10 @@
 """The whole study on a small synthetic cohort: demo, report, bundle, resume and predict.
 
-One study run (the module fixture: a `dlrn demo` process, its console kept) serves every
-test here: an internal train/test split of 80 cases (fewer leave a yes/no column with
-under cohort.min_level_count cases of one value, which stops the clinical stage) plus a
-second synthetic centre of 30 cases as external set. Both tables are "messy" (blank ages,
+One study run (the session's small demo, `dlrn demo` in a process of its own with its
+console kept: conftest.py, shared with tests/test_reproduce.py) serves every test here: an
+internal train/test split of 80 cases (fewer leave a yes/no column with under
+cohort.min_level_count cases of one value, which stops the clinical stage) plus a second
+synthetic centre of 30 cases as external set. Both tables are "messy" (blank ages,
 '&'-joined margin descriptors, a rare tissue level, and a level only the external centre
 has).
 """
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -29,22 +28,14 @@ MODEL_STAGES = ("clinical_models", "hcr_models", "deep", "dlr_models", "dlrn")
 EXTERNAL = "centre_b"
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """`dlrn demo` in a process of its own, as a user runs it: its folder, stdout and stderr
-    (worker processes' output included)."""
-    out = tmp_path_factory.mktemp("demo")
-    done = subprocess.run(
-        [sys.executable, "-c", "import sys; from dlrn.cli import main; sys.exit(main())",
-         "demo", "--out", str(out), "--cases", "80", "--external-cases", "30"],
-        capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return out, done.stdout, done.stderr
+@pytest.fixture
+def demo_run(small_demo_run):
+    return small_demo_run
 
 
-@pytest.fixture(scope="module")
-def demo(demo_run):
-    return demo_run[0]
+@pytest.fixture
+def demo(small_demo):
+    return small_demo
 
 
 def _run_predictions(study, stage):
@@ -208,6 +199,7 @@ def test_second_run_reuses_everything_and_a_changed_setting_reruns_its_dependant
     changed = run_study(config, progress=False)
     rerun = [name for name, record in changed.records.items() if not record.reused]
     assert rerun == ["comparison"]
+    run_study(load_study(demo / "study.yaml"), progress=False)  # as it was, for the session
 
 
 def _new_cases(demo, cohort: str, ids: set[str]) -> pd.DataFrame:

@@ -26,6 +26,8 @@ Rules worth knowing:
   or a mapping such as ``{"malignant": 1, "benign": 0}``.
 * ``label=None`` reads a table without outcome (feature extraction, prediction).
 * Backslashes in relative paths (tables written on Windows) are read as ``/``.
+* ``Cohort.cases`` lists the cases by case id (text order), whatever the table's row
+  order, so nothing downstream depends on how the table was sorted.
 * ``min_roi_mm`` applies to the ROI's maximum in-plane diameter where the
   spacing is known (DICOM calibration, NIfTI...); the study excluded lesions
   below 5 mm. ``min_roi_pixels`` always applies.
@@ -44,7 +46,7 @@ import pandas as pd
 
 from dlrn.case_files import Problem, file_problems, max_diameter_mm
 from dlrn.errors import DlrnError
-from dlrn.io import read_table
+from dlrn.io import in_case_order, read_table
 from dlrn.splitting import patients_on_both_sides, split_cohort
 
 logger = logging.getLogger(__name__)
@@ -143,6 +145,9 @@ def read_cohort(
     cases = cases.set_index("case_id")
     if given_split is not None:
         given_split.index = cases.index
+    cases = in_case_order(cases)  # results must not depend on the table's row order
+    if given_split is not None:
+        given_split = given_split.loc[cases.index]
     notes = _spacing_notes(min_roi_mm, unknown_spacing)
     return Cohort(
         cases=cases,

@@ -1,10 +1,12 @@
-"""Case tables in, results out: one reader, one output-folder guard, one 0/1 label check.
+"""Case tables in, results out: one reader, one case order, one output-folder guard, one
+0/1 label check.
 
 Every command and stage reads cohort, feature and prediction tables through
-:func:`read_table` (CSV, TSV/TAB with a tab separator, Excel), refuses to write
-into a folder holding something else through :func:`check_output_folder`, and
-checks outcome labels through :func:`binary_labels`, so the same mistake gets
-the same message wherever it is made.
+:func:`read_table` (CSV, TSV/TAB with a tab separator, Excel), puts their cases in
+one order through :func:`in_case_order`, refuses to write into a folder holding
+something else through :func:`check_output_folder`, and checks outcome labels
+through :func:`binary_labels`, so the same mistake gets the same message wherever it
+is made.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dlrn.errors import DlrnError, shown_items
@@ -48,8 +51,21 @@ def table_columns(path: str | Path, *, what: str = "table") -> list[str]:
     return [str(name).strip() for name in read_table(path, what=what, nrows=0).columns]
 
 
+def in_case_order(table: pd.DataFrame) -> pd.DataFrame:
+    """The table's rows sorted by case id (its index, compared as text).
+
+    Splits, CV folds, bootstraps, trees and CNN batches all draw on row positions, so
+    the same cases in another row order (a re-export, a sort in a spreadsheet) would
+    give other numbers. Readers put every case table in this one order, so results
+    depend on the cases alone.
+    """
+    order = np.argsort(table.index.astype(str).to_numpy(), kind="stable")
+    return table.iloc[order]
+
+
 def read_indexed_table(path: str | Path, id_column: str, *, what: str) -> pd.DataFrame:
-    """A case table indexed by its case id column (stripped text, unique), named ``case_id``."""
+    """A case table indexed by its case id column (stripped text, unique), named ``case_id``,
+    in case order (:func:`in_case_order`)."""
     table = read_table(path, what=what, text_columns=[id_column])
     if id_column not in table.columns:
         raise DlrnError(f"{what} {path} has no case id column {id_column!r} "
@@ -58,7 +74,7 @@ def read_indexed_table(path: str | Path, id_column: str, *, what: str) -> pd.Dat
     duplicated = table[id_column][table[id_column].duplicated()].unique()
     if len(duplicated):
         raise DlrnError(f"{what} {path}: duplicate case id(s) {list(duplicated[:10])}")
-    return table.set_index(id_column).rename_axis("case_id")
+    return in_case_order(table.set_index(id_column).rename_axis("case_id"))
 
 
 RUN_LOGS = "logs"

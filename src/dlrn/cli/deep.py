@@ -42,11 +42,11 @@ SETTING_OPTIONS = {
     "--feature-mode": "feature_mode", "--pca-components": "pca_components",
     "--gradcam-cases": "gradcam_cases", "--device": "device", "--no-amp": "amp",
     "--precision": "precision", "--fusion-features": "fusion_features",
-    "--select-on": "select_on",
+    "--select-on": "select_on", "--no-deterministic": "deterministic",
     "--threads": "threads", "--workers": "workers",
 }
 _SWITCHES = {"--class-weighted", "--keep-aspect"}  # on when given
-_NEGATIONS = {"--no-augment", "--no-amp"}  # off when given
+_NEGATIONS = {"--no-augment", "--no-amp", "--no-deterministic"}  # off when given
 _LISTS = {"--backbones", "--gradcam-cases"}  # comma-separated
 
 

@@ -59,7 +59,7 @@ seed: 0
 
 
 def _init(args: argparse.Namespace) -> int:
-    from dlrn.study.config import study_template
+    from dlrn.study.template import study_template
 
     path = Path(args.path)
     if path.exists() and not args.overwrite:

@@ -58,13 +58,53 @@ def is_deterministic(settings: TrainSettings, device: torch.device) -> bool:
     return device.type != "cuda" if settings.deterministic is None else settings.deterministic
 
 
+def resolved_threads(settings: TrainSettings) -> int:
+    """The CPU threads a run uses: ``settings.threads``, else all this process may use."""
+    return settings.threads or default_threads()
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int) -> Iterator[None]:
+    """torch's CPU threads set to ``count`` for a block, restored afterwards.
+
+    A CNN's numbers on the CPU depend on this count (oneDNN and other kernels split their
+    sums by thread: the demo's CNN reached a test AUC of 0.677 with 2 threads, 0.684
+    with 1), so a whole deep stage, inference included, runs with one recorded count.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def repeatability(settings: TrainSettings, device: torch.device) -> str:
+    """Whether a training run on ``device`` repeats to the last digit, in words (the
+    report's methods): on the CPU with the same number of threads (recorded); on CUDA
+    where torch has deterministic algorithms for every op, when ``settings`` ask for
+    them."""
+    if device.type == "cpu":
+        return (f"deterministic on the CPU with {resolved_threads(settings)} thread(s): the "
+                "same count repeats the training to the last digit, another one changes the "
+                "last digits (dl.threads fixes it; dlrn reproduce uses the recorded count)")
+    if device.type != "cuda":
+        return f"not guaranteed to repeat on {device.type}"
+    if is_deterministic(settings, device):
+        return ("deterministic where torch allows it (torch.use_deterministic_algorithms, "
+                "cuDNN's deterministic kernels, no autotuning); an op with no deterministic "
+                "CUDA version still varies in the last digits, and torch warns of it")
+    return ("not deterministic: cuDNN chose its fastest kernels (dl.deterministic: false); "
+            "runs differ in the last digits")
+
+
 @contextlib.contextmanager
 def torch_runtime(settings: TrainSettings, device: torch.device) -> Iterator[None]:
     """Threads, determinism and cuDNN autotuning for one training run, restored afterwards."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     benchmark = torch.backends.cudnn.benchmark
     repeatable = is_deterministic(settings, device)
-    torch.set_num_threads(settings.threads or default_threads())
+    torch.set_num_threads(resolved_threads(settings))
     if repeatable and device.type == "cuda":  # cuBLAS is repeatable only with this workspace
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(repeatable, warn_only=True)

@@ -4,7 +4,7 @@ Every setting is a dataclass field whose metadata carries its one-line help and,
 where it matters, the allowed values. The same metadata drives validation (all
 problems reported at once, each naming its path in the file, with a difflib
 suggestion for misspelt keys) and the commented template written by
-``dlrn init``, so the two can never disagree.
+``dlrn init`` (:mod:`dlrn.study.template`), so the two can never disagree.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import yaml
 
 from dlrn.errors import ConfigError
 from dlrn.io import DEFAULT_NA_VALUES
-from dlrn.study.validation import Validator, public_fields, suggest
+from dlrn.study.validation import Validator, suggest
 
 CLASSIFIER_NAMES = ("LR", "SVM", "RandomForest", "ExtraTrees", "XGBoost", "LightGBM", "MLP")
 ColumnType = Literal["continuous", "categorical", "ordinal", "multilabel"]
@@ -224,6 +224,10 @@ class DeepSettings:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata=_doc(
         "CUDA autocast precision: auto = bf16 where the GPU has it, else fp16 (CPU always "
         "trains in fp32)"))
+    deterministic: bool = field(default=True, metadata=_doc(
+        "repeatable training: torch's deterministic algorithms and cuDNN's deterministic "
+        "kernels on a GPU too (an op without one still varies; the CPU always repeats); "
+        "false = cuDNN autotunes on a GPU, faster, runs differ in the last digits"))
     threads: int | None = field(default=None, metadata=_doc(
         "CPU threads of torch; null = all allowed", minimum=1))
     workers: int = field(default=0, metadata=_doc("DataLoader worker processes", minimum=0))
@@ -408,38 +412,3 @@ def load_study(path: str | Path) -> StudyConfig:
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from error
     return study_from_dict(data, base_dir=path.parent, source=str(path))
-
-
-# ---------------------------------------------------------------- template
-
-def _yaml_value(value: Any) -> str:
-    if isinstance(value, (list, dict)) and not value:
-        return "[]" if isinstance(value, list) else "{}"
-    text = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
-    return text.removesuffix("\n...").removesuffix("...").strip()
-
-
-def _template_lines(obj: Any, indent: str) -> list[str]:
-    lines = []
-    for spec in public_fields(type(obj)):
-        value = getattr(obj, spec.name)
-        help_text, example = spec.metadata["help"], spec.metadata.get("example")
-        if dataclasses.is_dataclass(value):
-            lines += ["", f"{indent}# {help_text}", f"{indent}{spec.name}:"]
-            lines += _template_lines(value, indent + "  ")
-            continue
-        if example and value != "":
-            help_text += f"; e.g. {example}"
-        lines.append(f"{indent}# {help_text}")
-        rendered = example if value == "" else _yaml_value(value)
-        lines.append(f"{indent}{spec.name}: {rendered}")
-    return lines
-
-
-def study_template() -> str:
-    """A commented study file listing every setting with its default."""
-    header = [
-        "# dlrn study file. Every setting is shown with its default; delete what you",
-        "# do not change. Only cohort.table and the four cohort columns are needed.",
-    ]
-    return "\n".join(header + _template_lines(StudyConfig(), "")) + "\n"

@@ -317,8 +317,25 @@ def methods_summary(context: StudyContext, *, images: bool = True) -> list[tuple
          + (f"; external sets {_listing(external)} evaluated with the frozen models"
             if external else "") + "."),
         ("Statistics", _statistics_text(context)),
-        ("Reproducibility", f"Seed {config.seed} for every random step; software versions "
-         "below; a model bundle (bundle/) with checksums predicts new cases "
-         "(dlrn predict)."),
+        ("Reproducibility", _reproducibility_text(context)),
     ]
     return items
+
+
+def _reproducibility_text(context: StudyContext) -> str:
+    """Order, seeds, the CNN's repeatability, the versions against the lock, the record."""
+    from dlrn.lockfile import status_text
+    from dlrn.study.runner import STUDY_RECORD
+    from dlrn.study.stages.deep import DeepSummary
+
+    record_path = context.output_dir / STUDY_RECORD
+    lock = json.loads(record_path.read_text()).get("lock") if record_path.exists() else None
+    deep = context.summary("deep")
+    training = (f"; CNN training {deep.repeatability}"
+                if isinstance(deep, DeepSummary) and deep.repeatability else "")
+    return (f"Cases taken in case-id order, whatever the tables' row order; seed "
+            f"{context.config.seed} for every random step{training}; software versions below, "
+            f"{status_text(lock or {})}; study.json records the settings, versions and the "
+            "sha256 of every input, from which `dlrn reproduce` re-runs the study and "
+            "compares every table; a model bundle (bundle/) with checksums predicts new cases "
+            "(dlrn predict).")

@@ -16,6 +16,7 @@ from dlrn.stacking import GIVEN_SCORE_STAGE
 from dlrn.study.bundle_stage import write_study_bundle
 from dlrn.study.config import StudyConfig
 from dlrn.study.methods import methods_summary
+from dlrn.study.record import complete_record
 from dlrn.study.runner import (
     STAGE_RECORD,
     STUDY_RECORD,
@@ -44,13 +45,15 @@ def report_sections(stages: list[Stage], records: dict[str, StageRecord]
 
 def run_study(config: StudyConfig, *, force: Iterable[str] = (), progress: bool = True,
               overwrite: bool = False, on_stage: StageListener | None = None) -> StudyResult:
-    """Run (or resume) the whole study, then write the report and the model bundle."""
+    """Run (or resume) the whole study, then write the report and the model bundle, and
+    complete the study's record (the inputs' hashes) for ``dlrn reproduce``."""
     result = run_stages(STAGES, config, force=force, progress=progress, overwrite=overwrite,
                         on_stage=on_stage)
     context = StudyContext(config, progress, result.records)
     write_study_bundle(context)
     build_report(config.output_dir, report_sections(STAGES, result.records),
                  methods_summary(context))
+    complete_record(config, result.input_hashes, context.summary("deep"))
     return result
 
 

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from dlrn.errors import ConfigError, DlrnError
+from dlrn.lockfile import installed_versions
 from dlrn.notes import collect
-from dlrn.provenance import file_sha256, write_provenance
+from dlrn.provenance import blas_threads, file_sha256, write_provenance
 from dlrn.report.summary import StageSummary
 from dlrn.study.config import StudyConfig
 from dlrn.study.memory import MemoryPeak
@@ -103,6 +104,8 @@ class StudyContext:
 class StudyResult:
     output_dir: Path
     records: dict[str, StageRecord]
+    #: sha256 of every input file of every stage, as the fingerprints hashed them
+    input_hashes: dict[str, str] = field(default_factory=dict)
 
     @property
     def report(self) -> Path:
@@ -122,14 +125,16 @@ def _content_hashes(paths: Iterable[Path]) -> dict[str, str]:
     return {str(p): file_sha256(p) if p.is_file() else "missing" for p in paths}
 
 
-def stage_fingerprint(stage: Stage, config: StudyConfig, upstream: dict[str, str]) -> str:
-    """Hash of the stage's settings, version, upstream fingerprints and input file contents."""
+def stage_fingerprint(stage: Stage, config: StudyConfig, upstream: dict[str, str],
+                      files: dict[str, str] | None = None) -> str:
+    """Hash of the stage's settings, version, upstream fingerprints and input file contents
+    (``files``: their sha256 where already computed)."""
     return _hash({
         "stage": stage.name,
         "version": stage.version,
         "settings": _plain(stage.settings(config)),
         "upstream": {name: upstream[name] for name in stage.depends},
-        "files": _content_hashes(stage.inputs(config)),
+        "files": _content_hashes(stage.inputs(config)) if files is None else files,
     })
 
 
@@ -176,8 +181,11 @@ def claim_output(config: StudyConfig, *, overwrite: bool = False) -> None:
         check_output_folder(out, overwrite=overwrite,
                             remedy="it is not a dlrn study folder; choose another output "
                                    "folder or pass --overwrite")
+    # the study file's folder (its relative paths resolve there), every installed
+    # package's version and the BLAS threads: what `dlrn reproduce` re-runs from and with
     write_provenance(record_path, identity=identity, settings=config.to_dict(),
-                     seed=config.seed)
+                     seed=config.seed, base_dir=str(config.base_dir),
+                     packages=installed_versions(), blas_threads=blas_threads())
 
 
 #: told of each stage's record as soon as the stage is done, reused or skipped
@@ -195,8 +203,11 @@ def run_stages(stages: list[Stage], config: StudyConfig, *, force: Iterable[str]
     claim_output(config, overwrite=overwrite)
     context = StudyContext(config, progress)
     fingerprints: dict[str, str] = {}
+    hashes: dict[str, str] = {}
     for stage in stages:
-        fingerprint = stage_fingerprint(stage, config, fingerprints)
+        files = _content_hashes(stage.inputs(config))
+        hashes.update(files)
+        fingerprint = stage_fingerprint(stage, config, fingerprints, files)
         fingerprints[stage.name] = fingerprint
         folder = context.stage_dir(stage.name)
         stored = _read_record(folder / STAGE_RECORD, stage)
@@ -212,7 +223,7 @@ def run_stages(stages: list[Stage], config: StudyConfig, *, force: Iterable[str]
         context.records[stage.name] = record
         if on_stage is not None:
             on_stage(record)
-    return StudyResult(config.output_dir, context.records)
+    return StudyResult(config.output_dir, context.records, hashes)
 
 
 def _execute(stage: Stage, context: StudyContext, fingerprint: str, folder: Path) -> StageRecord:

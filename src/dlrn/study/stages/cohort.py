@@ -22,7 +22,8 @@ from dlrn.study.stages.files import (
     study_encoder,
 )
 
-VERSION = 3  # 2: cases a clinical column's "exclude" rule leaves out; 3: cohort.na_values
+VERSION = 4  # 2: cases a clinical column's "exclude" rule leaves out; 3: cohort.na_values;
+# 4: cases (and exclusions) by case id, whatever the tables' row order
 CASE_EXCLUDED = "case excluded"  # dlrn.cohort's action; the other is "repeat mask ignored"
 IGNORED_REPEATS = "repeat masks ignored (case kept, left out of the ICC subset)"
 
@@ -50,33 +51,68 @@ def settings(config: StudyConfig) -> CohortStageSettings:
     return CohortStageSettings(config.cohort, config.split, config.split_seed)
 
 
-def table_paths(config: StudyConfig) -> list[Path]:
-    return [config.resolve(config.cohort.table),
-            *(config.resolve(e.table) for e in config.cohort.external)]
+COHORT_TABLE = "cohort table"
 
 
-def inputs(config: StudyConfig) -> list[Path]:
-    """The cohort tables and every image and mask file they name (content-hashed)."""
+@dataclass(frozen=True)
+class InputFile:
+    """A file the cohort stage reads: a cohort table, or the image or a mask of a case."""
+
+    path: Path
+    what: str  # COHORT_TABLE, or the file's role: image, mask, a repeat-mask column
+    cohort: str  # "main" or the external cohort's name
+    case_id: str = ""  # the case naming the file ("" for a table)
+
+
+def cohort_tables(config: StudyConfig) -> list[tuple[str, Path]]:
+    """Each cohort's name ("main", then the external ones) and table."""
+    return [("main", config.resolve(config.cohort.table)),
+            *((e.name, config.resolve(e.table)) for e in config.cohort.external)]
+
+
+def input_files(config: StudyConfig) -> list[InputFile]:
+    """Every cohort table and each image and mask file it names, with the naming case.
+
+    What the stage's fingerprint hashes, and what a study's record lists, so that
+    ``dlrn reproduce`` can name the case whose file changed.
+    """
     from dlrn.cohort import absolute_path
     from dlrn.io import read_table
 
     c = config.cohort
+    roles = {"image": c.image, "mask": c.mask, **{name: name for name in c.repeat_masks}}
     files = []
-    for table_path in table_paths(config):
-        columns = [c.image, c.mask, *c.repeat_masks]
+    for cohort, table_path in cohort_tables(config):
+        files.append(InputFile(table_path, COHORT_TABLE, cohort))
         try:
-            table = read_table(table_path, text_columns=columns)
+            table = read_table(table_path, text_columns=[c.case_id, *roles.values()])
         except DlrnError:  # the stage itself reports the unreadable table
             continue
-        for column in (name for name in columns if name in table.columns):
-            files += [Path(absolute_path(value.strip(), table_path.parent))
-                      for value in table[column].dropna() if value.strip()]
-    return table_paths(config) + sorted(set(files))
+        ids = [str(value).strip() if pd.notna(value) else f"(row {row + 2}, no case id)"
+               for row, value in enumerate(table.get(c.case_id, [None] * len(table)))]
+        for role, column in roles.items():
+            if column not in table.columns:
+                continue
+            files += [InputFile(Path(absolute_path(value.strip(), table_path.parent)), role,
+                                cohort, case_id)
+                      for case_id, value in zip(ids, table[column], strict=True)
+                      if isinstance(value, str) and value.strip()]
+    return files
+
+
+def inputs(config: StudyConfig) -> list[Path]:
+    """The cohort tables and every image and mask file they name (content-hashed)."""
+    files = input_files(config)
+    tables = [file.path for file in files if file.what == COHORT_TABLE]
+    return tables + sorted({file.path for file in files if file.what != COHORT_TABLE})
 
 
 def _counts(cases: pd.DataFrame) -> pd.DataFrame:
+    """Cases, patients, positives and negatives per set: train, test, then each external
+    cohort (the cases come main cohort first, each cohort by case id)."""
     rows = []
-    for name, rows_in_set in cases.groupby("set", sort=False):
+    names = sorted(pd.unique(cases["set"]), key=lambda name: (name != "train", name != "test"))
+    for name, rows_in_set in ((name, cases[cases["set"] == name]) for name in names):
         rows.append({"set": name, "cases": len(rows_in_set),
                      "patients": rows_in_set["patient_id"].nunique(),
                      "positive": int(rows_in_set["label"].sum()),
@@ -93,7 +129,13 @@ def _split_text(config: StudyConfig) -> str:
 
 def read_all_cohorts(config: StudyConfig, progress: bool) -> tuple[pd.DataFrame, pd.DataFrame,
                                                                     list[str]]:
-    """Every case with its set, the exclusions of every cohort, and the readers' notes."""
+    """Every case with its set, the exclusions of every cohort, and the readers' notes.
+
+    The cases come in one canonical order, whatever the tables' row order: the main
+    cohort's by case id, then each external cohort's by case id (``read_cohort``'s
+    order), and so do the exclusions (their ``row`` still points into the table). Every
+    later stage reads them in this order.
+    """
     from dlrn.cohort import read_cohort, split_cohort
 
     options = {"min_roi_pixels": config.cohort.min_roi_pixels,
@@ -106,13 +148,13 @@ def read_all_cohorts(config: StudyConfig, progress: bool) -> tuple[pd.DataFrame,
         split = split_cohort(cohort.cases, test_size=config.split.test_size,
                              seed=config.split_seed)
     sets = [cohort.cases.assign(set=split)]
-    exclusions = [cohort.exclusions.assign(cohort="main")]
+    exclusions = [_by_case(cohort.exclusions).assign(cohort="main")]
     notes = list(cohort.notes)
     for external in config.cohort.external:
         other = read_cohort(config.resolve(external.table),
                             cohort_columns(config, with_split=False), **options)
         sets.append(other.cases.assign(set=external.name))
-        exclusions.append(other.exclusions.assign(cohort=external.name))
+        exclusions.append(_by_case(other.exclusions).assign(cohort=external.name))
         notes += [f"{external.name}: {note}" for note in other.notes]
     cases = pd.concat(sets)
     duplicated = cases.index[cases.index.duplicated()]
@@ -120,6 +162,12 @@ def read_all_cohorts(config: StudyConfig, progress: bool) -> tuple[pd.DataFrame,
         raise DlrnError(f"case ids occur in more than one cohort: "
                         f"{', '.join(map(str, duplicated[:5]))}; case ids must be unique")
     return cases, pd.concat(exclusions, ignore_index=True), notes
+
+
+def _by_case(exclusions: pd.DataFrame) -> pd.DataFrame:
+    """A cohort's exclusions listed by case id (then as read), not by table row."""
+    return exclusions.sort_values("case_id", key=lambda ids: ids.fillna("").astype(str),
+                                  kind="stable")
 
 
 def clinical_exclusions(config: StudyConfig, cases: pd.DataFrame) -> pd.DataFrame:

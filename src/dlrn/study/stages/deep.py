@@ -47,10 +47,12 @@ class DeepSummary(StageSummary):
     chosen: str = ""
     deep_features: int = 0
     components: int = 0
+    repeatability: str = ""  # dlrn.deep.runtime.repeatability of the chosen CNN's training
+    threads: int = 0  # CPU threads of the whole stage (a CNN's CPU numbers depend on it)
 
     def facts(self) -> dict[str, Any]:
         return {"chosen backbone": self.chosen, "deep features": self.deep_features,
-                COMPONENTS_FACT: self.components}
+                COMPONENTS_FACT: self.components, "training": self.repeatability}
 
 
 def weights(config: StudyConfig) -> str | None:
@@ -83,6 +85,7 @@ def deep_stage_settings(dl: DeepSettings, *, seed: int, weights: str | None,
         learning_rate=dl.learning_rate, warmup_epochs=dl.warmup_epochs,
         class_weighted=dl.class_weighted, patience=dl.patience, val_fraction=dl.val_fraction,
         seed=seed, device=dl.device, amp=dl.amp, precision=dl.precision, threads=dl.threads,
+        deterministic=dl.deterministic,
         num_workers=dl.workers,
         normalization=dl.normalization, progress=progress,
         augmentation=Augmentation() if dl.augment else Augmentation.none())
@@ -120,10 +123,13 @@ def train_and_save(folder: Path, cases: pd.DataFrame, settings: Any, *,
     """Run :func:`dlrn.deep.workflow.run_deep_stage` into ``folder/run_dir``; save what
     later stages read (predictions, deep features, the chosen backbone) and the report
     tables. ``cases`` needs a ``set`` column (train, test, external names)."""
+    from dlrn.deep.runtime import cpu_threads, repeatability, resolved_threads
     from dlrn.deep.workflow import FOLDS_FILE, run_deep_stage, selection_rule
 
-    result = run_deep_stage(cases, cases["set"], folder / run_dir, settings, resume=resume,
-                            overwrite=overwrite, source=source)
+    threads = resolved_threads(settings.train)
+    with cpu_threads(threads):  # training and inference: the CPU's sums depend on it
+        result = run_deep_stage(cases, cases["set"], folder / run_dir, settings,
+                                resume=resume, overwrite=overwrite, source=source)
     # as float64, the CSV keeps each float32 probability exactly: a cut-off chosen on it
     # later (Table 7) is dlrn.deep's to the last digit
     scores = [column for column in result.predictions if column.startswith("DL-")]
@@ -144,7 +150,9 @@ def train_and_save(folder: Path, cases: pd.DataFrame, settings: Any, *,
         cautions=[] if result.crossfit.results else [IN_SAMPLE_CAUTION],
         figures=_gradcam_figures(result, folder), chosen=result.chosen,
         deep_features=result.features.shape[1],
-        components=0 if result.features_pca is None else result.features_pca.shape[1])
+        components=0 if result.features_pca is None else result.features_pca.shape[1],
+        repeatability=repeatability(settings.train, result.models[result.chosen].device),
+        threads=threads)
 
 
 def _metrics(result: Any) -> pd.DataFrame:
