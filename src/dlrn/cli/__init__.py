@@ -17,7 +17,8 @@ from dlrn.cli._console import console_level, console_logging
 from dlrn.errors import DlrnError
 
 COMMAND_MODULES: tuple[str, ...] = ("clinical", "deep", "evaluate", "extract", "model",
-                                     "reproduce", "serve", "study", "validate")
+                                     "reproduce", "segmentation", "serve", "study",
+                                     "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -132,12 +132,18 @@ def _predict(args: argparse.Namespace) -> int:
         raise DlrnError(f"{out} exists; pass --overwrite to replace it")
     gradcam = None if args.gradcam is None else check_output_folder(
         args.gradcam, overwrite=args.overwrite, what="Grad-CAM folder")
+    masks = out.with_name(f"{out.stem}_masks")
+    check_output_folder(masks, overwrite=args.overwrite, what="folder of predicted masks")
     console = Console(args)
     with run_log(out.absolute().parent, args) as log_path:
         predictions = predict_table(args.bundle, args.table, gradcam_dir=gradcam,
-                                    progress=console.progress, feature_cache=args.cache)
+                                    progress=console.progress, feature_cache=args.cache,
+                                    masks_dir=masks)
         predictions.to_csv(out)
     console.say(f"wrote predictions of {len(predictions)} case(s) to {out}")
+    if masks.is_dir() and any(masks.iterdir()):
+        console.say(f"wrote the masks the study's U-Net predicted (cases without one) to "
+                    f"{masks}")
     if gradcam is not None:
         console.say(f"wrote Grad-CAM overlays of the CNN to {gradcam}")
     console.say(f"log: {log_path}")
@@ -196,8 +202,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("study", help="study YAML file (see `dlrn init`)")
     run.add_argument("--force", action="append", metavar="STAGE",
                      help="recompute this stage and those after it (repeatable): cohort, "
-                          "clinical, clinical_models, radiomics, hcr_models, deep, dlr_models, "
-                          "dlrn, comparison")
+                          "segmentation, clinical, clinical_models, radiomics, hcr_models, deep, "
+                          "dlr_models, dlrn, comparison, automatic_masks")
     run.add_argument("--overwrite", action="store_true",
                      help="replace the results of another study in the output folder")
     add_console_options(run)
@@ -205,7 +211,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     predict = subparsers.add_parser("predict", help="predict new cases with a study's bundle")
     predict.add_argument("bundle", help="bundle folder written by `dlrn run`")
-    predict.add_argument("table", help="cohort table of the new cases (label optional)")
+    predict.add_argument("table", help="cohort table of the new cases (label optional; a "
+                                       "case without a mask gets the study's U-Net's, when "
+                                       "it trained one)")
     predict.add_argument("--out", required=True, help="predictions CSV to write")
     predict.add_argument("--gradcam", metavar="DIR", help="also write Grad-CAM overlays here")
     predict.add_argument("--cache", metavar="DIR", type=Path,

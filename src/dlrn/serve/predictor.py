@@ -243,10 +243,19 @@ class Predictor:
         None when the bundle has no segmentation model.
 
         The one place where the calculator asks for an automatic ROI (the page's proposal
-        and the API's image-only requests). Bundles carry no segmentation model yet, so
-        the answer is None and the calculator asks for a drawn ROI or a mask file.
+        and the API's image-only requests). Where the U-Net finds no lesion the ROI is
+        empty: the page then says so and offers the drawing tools.
         """
-        return None
+        from dlrn.segmentation import NoLesionFound
+
+        model = self.bundle.segmentation()
+        if model is None:
+            return None
+        try:
+            return model.predict(image)
+        except NoLesionFound:
+            width, height = image.GetSize()
+            return np.zeros((height, width), dtype=bool)
 
     def preview(self, image: bytes, mask: bytes | None = None) -> Preview:
         """The image as the cohort reader reads it, to draw on, and the ROI to start from:

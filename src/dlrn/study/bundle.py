@@ -44,6 +44,11 @@ TRUSTED_TYPES: tuple[str, ...] = (
 TRUSTED_MODULES: tuple[str, ...] = ("dlrn.",)
 
 
+#: the bundle's U-Net (when the study trained one): its weights and its card
+SEGMENTATION_WEIGHTS = "segmentation/unet"
+SEGMENTATION_CARD = "segmentation/model"
+
+
 class BundleError(DlrnError):
     """A bundle is missing, tampered with, or from an incompatible dlrn version."""
 
@@ -117,6 +122,7 @@ class Bundle:
         self.folder = folder
         self.manifest = manifest
         self._cnns: dict[tuple[str, str], Any] = {}
+        self._segmentation: Any = None
 
     @classmethod
     def open(cls, folder: str | Path) -> Bundle:
@@ -162,6 +168,20 @@ class Bundle:
                                        self.manifest["files"][f"{name}.safetensors"]})
             self._cnns[key] = build_model(backbone, weights=path).eval()
         return self._cnns[key]
+
+    def segmentation(self) -> Any:
+        """The study's U-Net (:class:`dlrn.segmentation.SegmentationModel`), built once per
+        bundle object, or None where the study trained none."""
+        if not self.has(SEGMENTATION_CARD, ".json"):
+            return None
+        if self._segmentation is None:
+            from dlrn.segmentation import SegmentationModel
+
+            weights = f"{SEGMENTATION_WEIGHTS}.safetensors"  # checked again as it is read
+            _check_files(self.folder, {weights: self.manifest["files"][weights]})
+            self._segmentation = SegmentationModel.from_parts(
+                self.json(SEGMENTATION_CARD), self.arrays(SEGMENTATION_WEIGHTS))
+        return self._segmentation
 
     def arrays(self, name: str) -> dict[str, np.ndarray]:
         from safetensors.numpy import load_file

@@ -10,7 +10,12 @@ from typing import Any
 
 from dlrn.notes import Note
 from dlrn.stacking import DLR_SCORE
-from dlrn.study.bundle import BundleWriter, load_trusted_estimator
+from dlrn.study.bundle import (
+    SEGMENTATION_CARD,
+    SEGMENTATION_WEIGHTS,
+    BundleWriter,
+    load_trusted_estimator,
+)
 from dlrn.study.runner import StudyContext
 from dlrn.study.stages.comparison import MODEL_STAGES
 from dlrn.study.stages.files import (
@@ -21,6 +26,7 @@ from dlrn.study.stages.files import (
     image_options,
 )
 from dlrn.study.stages.nomogram import nomogram_cutoff
+from dlrn.study.stages.segmentation import MODEL_DIR
 
 FEATURE_STAGES = ("clinical_models", "hcr_models", "dlr_models")
 
@@ -69,6 +75,21 @@ def _add_fold_cnns(writer: BundleWriter, run: Path, record: dict[str, Any]) -> l
     return names
 
 
+def _add_segmentation(writer: BundleWriter, context: StudyContext) -> None:
+    """The U-Net (weights as safetensors, its card as JSON, both sealed by the manifest):
+    ``dlrn predict`` segments the cases that come without a mask, and ``dlrn serve``
+    proposes the ROI."""
+    from safetensors.numpy import load_file
+
+    from dlrn.segmentation import SegmentationModel
+    from dlrn.segmentation.model import CARD_FILE, WEIGHTS_FILE
+
+    folder = context.stage_dir("segmentation") / MODEL_DIR
+    SegmentationModel.load(folder)  # its checksum and card checked before they are sealed
+    writer.add_arrays(SEGMENTATION_WEIGHTS, load_file(str(folder / WEIGHTS_FILE)))
+    writer.add_json(SEGMENTATION_CARD, json.loads((folder / CARD_FILE).read_text()))
+
+
 def _cache_reference(cache: Path, output_dir: Path) -> str:
     """The study's feature cache as ``dlrn predict`` finds it: relative to the bundle when it
     lies in the study folder (which may move whole), else its absolute path."""
@@ -78,12 +99,13 @@ def _cache_reference(cache: Path, output_dir: Path) -> str:
     return str(cache)
 
 
-def write_study_bundle(context: StudyContext) -> None:
-    """Write ``bundle/`` from the stages that were run (replacing the previous bundle)."""
+def write_study_bundle(context: StudyContext, folder: Path | None = None) -> None:
+    """Write ``bundle/`` (or ``folder``) from the stages that were run, replacing the
+    previous bundle."""
     config = context.config
     if not context.done("cohort"):
         return
-    writer = BundleWriter(context.output_dir / "bundle", overwrite=True)
+    writer = BundleWriter(folder or context.output_dir / "bundle", overwrite=True)
     settings: dict[str, Any] = {
         "columns": {k: v for k, v in cohort_columns(config).__dict__.items()
                     if k not in ("split",)},
@@ -107,6 +129,8 @@ def write_study_bundle(context: StudyContext) -> None:
             settings["best"][stage] = best_model(context, stage)
     if context.done("deep"):
         settings["deep"] = _add_deep(writer, context)
+    if context.done("segmentation"):
+        _add_segmentation(writer, context)
     if context.done("clinical"):  # the one clinical encoder, as JSON (no pickle)
         writer.add_json("clinical/encoder", clinical_encoder(context))
     if context.done("dlrn"):

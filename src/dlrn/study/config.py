@@ -234,6 +234,35 @@ class DeepSettings:
 
 
 @dataclass
+class SegmentationConfig:
+    """The lesion segmentation (a 2D U-Net): off unless asked for; its device, threads,
+    precision and determinism are the ``dl`` section's."""
+
+    enabled: bool = field(default=False, metadata=_doc(
+        "train a U-Net on the training cases' masks and report Dice, IoU and HD95 on the "
+        "test and external cases; the bundle then proposes the ROI of new images"))
+    image_size: int = field(default=128, metadata=_doc(
+        "side (pixels) of the square the whole image is resized to for the U-Net; the mask "
+        "is resized back to the image's own grid", minimum=16))
+    epochs: int = field(default=40, metadata=_doc("training epochs (cosine learning-rate "
+                                                  "decay)", minimum=1))
+    batch_size: int = field(default=16, metadata=_doc("images per training step", minimum=2))
+    learning_rate: float = field(default=1e-3, metadata=_doc("initial learning rate (AdamW)",
+                                                             minimum=0.0))
+    patience: int | None = field(default=10, metadata=_doc(
+        "stop after this many epochs without a better validation Dice; null = never",
+        minimum=1))
+    val_fraction: float = field(default=0.15, metadata=_doc(
+        "part of the training patients held out to choose the best epoch (validation Dice)",
+        minimum=0.01, maximum=0.99))
+    automatic_masks: bool = field(default=True, metadata=_doc(
+        "also predict the test and external cases from the U-Net's masks (radiomics, CNN "
+        "crops, every model and the nomogram) and report their AUCs beside the expert "
+        "masks' (DeLong): what a fully automatic pipeline reaches. Training stays on the "
+        "expert masks"))
+
+
+@dataclass
 class EvaluationSettings:
     clinical_p_threshold: float = field(default=0.05, metadata=_doc(
         "p-value selecting clinical features (univariate, then multivariate logistic "
@@ -274,6 +303,9 @@ class StudyConfig:
     classifiers: ClassifierSettings = field(default_factory=ClassifierSettings,
                                             metadata=_doc("the machine-learning classifiers"))
     dl: DeepSettings = field(default_factory=DeepSettings, metadata=_doc("deep learning"))
+    segmentation: SegmentationConfig = field(
+        default_factory=SegmentationConfig,
+        metadata=_doc("automatic lesion segmentation (U-Net)"))
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings,
                                            metadata=_doc("statistics and figures"))
     output: str = field(default="dlrn-study", metadata=_doc(

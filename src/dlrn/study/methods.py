@@ -132,10 +132,35 @@ def _extraction_text(config: StudyConfig, setting: dict[str, Any] | None,
             "in the settings section and the bundle.")
 
 
+def _automatic_text(context: StudyContext) -> str:
+    """The U-Net's sentence, where the study trained one."""
+    from dlrn.study.stages.segmentation import SegmentationSummary
+
+    summary = context.summary("segmentation")
+    if not isinstance(summary, SegmentationSummary):
+        return ""
+    section = context.config.segmentation
+    text = (f" Automatic segmentation: a 2D U-Net (MONAI) on the whole image resized to "
+            f"{summary.image_size} x {summary.image_size} pixels (per-image z-score), Dice + "
+            f"cross-entropy loss, AdamW (learning rate {section.learning_rate:g}, cosine "
+            f"decay), trained on the {summary.cases_trained} training cases' expert masks; "
+            f"epoch chosen on the validation Dice of {summary.cases_validated} held-out "
+            f"training cases (grouped by patient; best epoch {summary.best_epoch} of "
+            f"{summary.epochs_run}); its mask is resized back to the image's grid, "
+            "thresholded at 0.5 and reduced to its largest connected component. Dice, IoU "
+            "and HD95 against the expert masks on the test and external cases, 95% CIs by "
+            "resampling patients.")
+    if context.done("automatic_masks"):
+        text += (" Every model (trained on expert masks) also predicted the test and "
+                 "external cases from the U-Net's masks; AUCs compared with the paired "
+                 "DeLong test.")
+    return text
+
+
 def _segmentation_text(context: StudyContext) -> str:
     config = context.config
     text = (f"Manual 2D region of interest from the mask column '{config.cohort.mask}' "
-            f"({_roi_text(config)}).")
+            f"({_roi_text(config)}).") + _automatic_text(context)
     if not config.cohort.repeat_masks:
         return text + " No repeat segmentations: no ICC reproducibility filter."
     if not _icc_filtered(context):

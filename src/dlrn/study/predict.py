@@ -240,16 +240,24 @@ def predict_cases(bundle: Bundle, cases: pd.DataFrame, *, gradcam_dir: str | Pat
 
 def predict_table(bundle_dir: str | Path, table: str | Path, *,
                   gradcam_dir: str | Path | None = None, progress: bool = True,
-                  feature_cache: str | Path | None = None) -> pd.DataFrame:
+                  feature_cache: str | Path | None = None,
+                  masks_dir: str | Path | None = None) -> pd.DataFrame:
     """``dlrn predict``: open and verify the bundle, validate the table, predict every case.
 
     A case whose image, mask and settings are in a feature cache is not extracted again:
     ``feature_cache`` names one (the cases it lacks are added to it); by default the
-    study's own is read, where it still is, and left as it was.
+    study's own is read, where it still is, and left as it was. A case without a mask
+    (no mask column, or an empty cell) gets the bundle's U-Net's, written into
+    ``masks_dir`` (:mod:`dlrn.study.missing_masks`); its note says so.
     """
+    from dlrn.study.missing_masks import fill_missing_masks, with_unpredicted
+
     bundle = Bundle.open(bundle_dir)
-    cases = read_new_cases(table, bundle.json("settings"), progress=progress)
+    filled = fill_missing_masks(bundle, table, None if masks_dir is None else Path(masks_dir),
+                                progress=progress)
+    cases = read_new_cases(filled.table, bundle.json("settings"), progress=progress)
     cache = (study_feature_cache(bundle) if feature_cache is None
              else FeatureCacheUse(Path(feature_cache), add_new_cases=True))
-    return predict_cases(bundle, cases, gradcam_dir=gradcam_dir, progress=progress,
-                         feature_cache=cache)
+    predictions = predict_cases(bundle, cases, gradcam_dir=gradcam_dir, progress=progress,
+                                feature_cache=cache)
+    return with_unpredicted(predictions, filled)

@@ -16,7 +16,17 @@ from dlrn.clinical_predictors import clinical_choice, independent_predictors
 from dlrn.model_comparison import comparison_metrics
 from dlrn.stacking import DLR_SCORE, nomogram_inputs
 from dlrn.study.runner import Stage
-from dlrn.study.stages import clinical, cohort, comparison, deep, models, nomogram, radiomics
+from dlrn.study.stages import (
+    automatic,
+    clinical,
+    cohort,
+    comparison,
+    deep,
+    models,
+    nomogram,
+    radiomics,
+    segmentation,
+)
 from dlrn.study.stages.cohort import IGNORED_REPEATS
 from dlrn.study.stages.deep import deep_settings
 from dlrn.study.stages.files import CASES_FILE, OOF_FILE, PREDICTIONS_FILE
@@ -24,6 +34,7 @@ from dlrn.study.stages.models import fit_models
 
 STAGES: list[Stage] = [
     cohort.STAGE,
+    segmentation.STAGE,
     clinical.STAGE,
     models.CLINICAL_MODELS,
     radiomics.STAGE,
@@ -32,6 +43,7 @@ STAGES: list[Stage] = [
     models.DLR_MODELS,
     nomogram.STAGE,
     comparison.STAGE,
+    automatic.STAGE,
 ]
 
 __all__ = ["CASES_FILE", "DLR_SCORE", "IGNORED_REPEATS", "OOF_FILE", "PREDICTIONS_FILE",

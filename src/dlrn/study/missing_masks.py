@@ -1,0 +1,106 @@
+"""Masks for new cases that come without one: ``dlrn predict`` asks the bundle's U-Net.
+
+A table of new cases may lack the mask column, or leave some of its cells empty. Where
+the study trained a segmentation model, each such case's mask is predicted from its image,
+written as a file beside the predictions, and the table is read as if the user had given
+it; the case's ``note`` says so. An image where the U-Net finds no lesion keeps its row
+with no probability and a note saying what to do (draw the ROI, or give a mask). Without a
+segmentation model nothing changes here: the cohort reader's error names the cases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dlrn.errors import DlrnError
+
+#: the table of the new cases with the predicted masks filled in (paths made absolute)
+FILLED_TABLE = "cases_with_masks.csv"
+
+
+@dataclass
+class FilledMasks:
+    """The table to read, and what the U-Net did for each case it was asked about."""
+
+    table: Path
+    #: case id -> note ("mask predicted by ..."), for every case whose mask was predicted
+    predicted: dict[str, str] = field(default_factory=dict)
+    #: case id -> why it has no prediction (no lesion found)
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+def _blank(values: pd.Series) -> pd.Series:
+    return values.isna() | values.astype(str).str.strip().eq("")
+
+
+def _absolute(values: pd.Series, folder: Path) -> pd.Series:
+    """Paths made absolute against the table's folder (the filled table lies elsewhere)."""
+    from dlrn.cohort import absolute_path
+
+    return values.where(_blank(values), values.astype(str).str.strip()).map(
+        lambda value: value if pd.isna(value) or not str(value).strip()
+        else absolute_path(value, folder))
+
+
+def fill_missing_masks(bundle: Any, table: str | Path, masks_dir: Path | None, *,
+                       progress: bool = True) -> FilledMasks:
+    """The table with every missing mask predicted by the bundle's U-Net into ``masks_dir``.
+
+    Unchanged (``table`` itself) when no mask is missing or the bundle has no U-Net.
+    """
+    from dlrn.io import read_table
+
+    table = Path(table)
+    columns = bundle.json("settings")["columns"]
+    case_id, image, mask = columns["case_id"], columns["image"], columns["mask"]
+    raw = read_table(table, what="table of new cases", text_columns=(case_id, image, mask))
+    lacking = (pd.Series(True, index=raw.index) if mask not in raw.columns
+               else _blank(raw[mask]))
+    model = bundle.segmentation()
+    if not lacking.any() or model is None or image not in raw.columns \
+            or case_id not in raw.columns:
+        return FilledMasks(table)
+    if masks_dir is None:
+        raise DlrnError(f"{int(lacking.sum())} case(s) of {table} have no mask: the "
+                        "bundle's U-Net can predict them, given a folder for the masks")
+    from dlrn.segmentation import segment_cases
+
+    raw[image] = _absolute(raw[image], table.parent)
+    if mask in raw.columns:
+        raw[mask] = _absolute(raw[mask], table.parent)
+    asked = raw.loc[lacking, [case_id, image]].astype({case_id: str})
+    cases = pd.DataFrame({"image": asked[image].to_numpy()}, index=asked[case_id].to_numpy())
+    segmented = segment_cases(model, cases, list(cases.index), masks_dir, progress=progress)
+    found = segmented["mask"].notna()
+    filled = FilledMasks(masks_dir / FILLED_TABLE)
+    for case in segmented.index[found]:
+        filled.predicted[case] = (f"no mask given: the ROI was predicted by the study's "
+                                  f"U-Net ({Path(segmented.at[case, 'mask']).name})")
+    for case in segmented.index[~found]:
+        filled.missing[case] = (f"no prediction: {segmented.at[case, 'note']}; draw the ROI "
+                                "(dlrn serve) or give a mask file")
+    by_id = raw[case_id].astype(str)
+    raw.loc[lacking.to_numpy(), mask] = by_id[lacking].map(segmented["mask"]).to_numpy()
+    keep = ~by_id.isin(list(filled.missing))
+    raw[keep.to_numpy()].to_csv(filled.table, index=False)
+    return filled
+
+
+def with_unpredicted(predictions: pd.DataFrame, filled: FilledMasks) -> pd.DataFrame:
+    """The predictions with the U-Net's notes, and a row for each case it found no lesion
+    in (no probability; the note says why), in case-id order."""
+    out = predictions.copy()
+    for case, note in filled.predicted.items():
+        if case in out.index:
+            earlier = out.at[case, "note"]
+            out.at[case, "note"] = note + (f"; {earlier}" if earlier else "")
+    if filled.missing:
+        missing = pd.DataFrame({"note": pd.Series(filled.missing)}, dtype=object)
+        out = pd.concat([out, missing])
+        out.index.name = "case_id"
+        out = out.loc[sorted(out.index, key=str)]
+    return out
