@@ -96,13 +96,14 @@ def test_predict_raises_no_lesion_found_with_what_to_do(tmp_path):
         certain.predict(image)  # no probability is above 1.0
 
 
-def test_predict_keeps_the_largest_region_on_the_image_grid():
+def test_predict_keeps_the_largest_region_solid_on_the_image_grid():
     pixels = np.zeros((50, 70), dtype=np.float32)
     pixels[10:30, 10:30] = 200  # the lesion
+    pixels[18:22, 18:22] = 0  # a dark hole inside it
     pixels[40:44, 60:64] = 200  # a small bright spot elsewhere
     mask = pixel_rule(8.0, -6.0).predict(sitk.GetImageFromArray(pixels))
     assert mask.shape == (50, 70) and mask.dtype == bool
-    assert mask[20, 20] and not mask[42, 62]
+    assert mask[12, 12] and mask[20, 20] and not mask[42, 62]  # one solid region
 
 
 def test_write_mask_refuses_a_mask_of_another_size_and_unknown_formats(tmp_path):

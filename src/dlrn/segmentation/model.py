@@ -42,14 +42,15 @@ def build_network(settings: SegmentationSettings) -> nn.Module:
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected component of a boolean mask (an empty mask stays empty)."""
+    """The largest 8-connected region of a boolean mask, its holes filled (a lesion ROI
+    is one solid region); an empty mask stays empty."""
     from scipy import ndimage
 
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-    if count <= 1:
+    if count == 0:
         return labels > 0
     sizes = np.bincount(labels.ravel())[1:]
-    return labels == (int(np.argmax(sizes)) + 1)
+    return ndimage.binary_fill_holes(labels == (int(np.argmax(sizes)) + 1))
 
 
 @dataclass
@@ -82,8 +83,8 @@ class SegmentationModel:
     def predict(self, image: sitk.Image, *, name: str = "this image") -> np.ndarray:
         """The lesion mask of ``image`` (as :func:`dlrn.imaging.read_image` returns it):
         boolean (rows, cols) on the image's grid, probabilities above ``threshold``, the
-        largest connected region kept. :class:`NoLesionFound` (naming ``name``) when no
-        pixel is above the threshold."""
+        largest connected region kept and its holes filled. :class:`NoLesionFound`
+        (naming ``name``) when no pixel is above the threshold."""
         mask = largest_component(self.probabilities(image) > self.settings.threshold)
         if not mask.any():
             raise NoLesionFound(no_lesion_message(name))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from dlrn.errors import DlrnError
 from dlrn.segmentation.data import SegmentationArrays, fit_validation_split
@@ -86,8 +87,12 @@ def train_segmentation(cases: pd.DataFrame, train_ids: Sequence[str],
     device = select_device(settings.device)
     started = time.perf_counter()
     with torch_runtime(settings, device):
+        memory = PeakMemory.start(device)  # before the model: weights and optimiser count
         engine = EpochEngine(task, settings, learning_rate=settings.learning_rate or 1e-3,
-                             device=device, memory=PeakMemory.start(device))
+                             device=device, memory=memory)
+        if resume and resume_path.exists():
+            engine.restore(torch.load(resume_path, map_location="cpu", weights_only=True),
+                           resume_path)
         fit(engine, last_epoch=settings.epochs, score=epoch_score, resume_path=resume_path,
             label="segmentation")
         network = engine.load_best()
