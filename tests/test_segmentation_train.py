@@ -67,3 +67,17 @@ def test_cases_without_a_mask_are_refused(cases):
     broken.loc["case001", "mask"] = None
     with pytest.raises(DlrnError, match="case001 has no mask"):
         train_segmentation(broken, list(broken.index), TINY)
+
+
+def test_a_finished_run_resumes_to_the_same_model(cases, tmp_path):
+    first = train_segmentation(cases, list(cases.index), TINY, out_dir=tmp_path / "run")
+    assert (tmp_path / "run" / "resume.pt").is_file()
+    again = train_segmentation(cases, list(cases.index), TINY, out_dir=tmp_path / "run",
+                               resume=True)
+    assert again.best_epoch == first.best_epoch
+    assert again.history["val_dice"].tolist() == first.history["val_dice"].tolist()
+    before, after = (result.model.network.state_dict() for result in (first, again))
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    with pytest.raises(DlrnError, match="other settings"):
+        train_segmentation(cases, list(cases.index), replace(TINY, image_size=48),
+                           out_dir=tmp_path / "run", resume=True)
