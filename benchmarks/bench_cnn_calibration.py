@@ -28,10 +28,10 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
-from dlrn.deep.calibration import fit_platt
+from dlrn.deep.classifier.calibration import fit_platt
+from dlrn.deep.classifier.train import load_trained_model
 from dlrn.deep.data import CropCache, CropSettings
 from dlrn.deep.inference import batched_outputs
-from dlrn.deep.train import load_trained_model
 from dlrn.evaluation.threshold import youden_threshold
 
 

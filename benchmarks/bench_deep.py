@@ -29,7 +29,7 @@ import torch
 def raw_rate(name: str, images: int, batch_size: int, size: int, device: torch.device,
              amp: bool) -> float:
     """Images/s of a bare fine-tuning loop on random tensors."""
-    from dlrn.deep.nets import build_model
+    from dlrn.deep.networks import build_model
 
     model = build_model(name, weights=None).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -52,8 +52,9 @@ def raw_rate(name: str, images: int, batch_size: int, size: int, device: torch.d
 def dlrn_rate(name: str, images: int, batch_size: int, size: int, device: str, amp: bool,
               threads: int) -> float:
     """Images/s of dlrn's training loop (one epoch on ``images`` cached crops)."""
+    from dlrn.deep.classifier.settings import TrainSettings
+    from dlrn.deep.classifier.train import train_backbone
     from dlrn.deep.data import CropCache, CropSettings
-    from dlrn.deep.train import TrainSettings, train_backbone
 
     n_cases = round(images / 0.8)  # 20 % go to the validation split
     rng = np.random.default_rng(0)

@@ -36,19 +36,20 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from dlrn.deep.crossfit import (
+from dlrn.deep.classifier.crossfit import (
     CrossfitSettings,
     crossfit_cutoff,
     crossfit_deep,
     crossfit_folds,
     fusion_features,
 )
+from dlrn.deep.classifier.diagnostics import feature_agreement
+from dlrn.deep.classifier.features import DeepFeaturePCA, extract_deep_features
+from dlrn.deep.classifier.scores import cnn_probabilities
+from dlrn.deep.classifier.settings import TrainSettings
+from dlrn.deep.classifier.train import train_backbone
+from dlrn.deep.classifier.workflow import DeepStageSettings
 from dlrn.deep.data import Augmentation, CropCache, CropSettings
-from dlrn.deep.features import DeepFeaturePCA, extract_deep_features
-from dlrn.deep.foldmean import feature_agreement
-from dlrn.deep.inference import cnn_probabilities
-from dlrn.deep.train import TrainSettings, train_backbone
-from dlrn.deep.workflow import DeepStageSettings
 from dlrn.modeling import fit_feature_set
 from dlrn.splitting import split_cohort
 

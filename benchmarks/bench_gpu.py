@@ -5,7 +5,7 @@ All in one process, on the GPU when there is one (else on CPU, with the same cod
 (a) bare: a plain fine-tuning loop of the same model, batch size and precision on
     synthetic tensors already on the device (channels-last, fused AdamW, cuDNN
     autotuning: what a careful torch user writes), images/s after warm-up steps;
-(b) dlrn: ``dlrn.deep.train.train_backbone`` on in-memory uint8 crops of the same
+(b) dlrn: ``dlrn.deep.classifier.train.train_backbone`` on in-memory uint8 crops of the same
     image count (augmentation, normalisation, scheduler, loss bookkeeping included),
     images/s of its second epoch (the first one is the warm-up), and the ratio b / a;
 (c) the deep stage end to end (``run_deep_stage``: crops, three backbones trained
@@ -52,7 +52,7 @@ def bare_rate(name: str, batch_size: int, size: int, device: torch.device,
               dtype: torch.dtype | None, warmup: int, steps: int) -> dict:
     """Images/s and peak memory of a plain training loop on tensors already on the device."""
     from dlrn.deep.memory import PeakMemory
-    from dlrn.deep.nets import build_model
+    from dlrn.deep.networks import build_model
 
     torch.backends.cudnn.benchmark = device.type == "cuda"
     memory = PeakMemory.start(device)
@@ -90,8 +90,9 @@ def bare_rate(name: str, batch_size: int, size: int, device: torch.device,
 def dlrn_rate(name: str, batch_size: int, size: int, device: torch.device, images: int,
               seed: int = 0) -> dict:
     """Images/s of ``train_backbone``'s second epoch on ``images`` in-memory random crops."""
+    from dlrn.deep.classifier.settings import TrainSettings
+    from dlrn.deep.classifier.train import train_backbone
     from dlrn.deep.data import CropCache, CropSettings
-    from dlrn.deep.train import TrainSettings, train_backbone
 
     n_cases = round(images / 0.8)  # a fifth of the training cases go to validation
     rng = np.random.default_rng(seed)
@@ -170,10 +171,10 @@ def _pillow_reader_if_no_simpleitk() -> str:
 def deep_stage(args: argparse.Namespace, cases: pd.DataFrame, folder: Path) -> dict:
     """(c): ``run_deep_stage`` on a synthetic cohort, timed from crops to written tables."""
     from dlrn.cohort import split_cohort
-    from dlrn.deep.crossfit import CrossfitSettings
+    from dlrn.deep.classifier.crossfit import CrossfitSettings
+    from dlrn.deep.classifier.settings import TrainSettings
+    from dlrn.deep.classifier.workflow import DeepStageSettings, run_deep_stage
     from dlrn.deep.data import CropSettings
-    from dlrn.deep.train import TrainSettings
-    from dlrn.deep.workflow import DeepStageSettings, run_deep_stage
 
     split = split_cohort(cases, test_size=0.3, seed=0)
     settings = DeepStageSettings(
@@ -236,8 +237,8 @@ def main() -> None:
     cases = (synthetic_cohort(folder / "cohort", args.stage_cases, os.cpu_count() or 1)
              if args.stage_cases else None)
     written_s = time.perf_counter() - started
+    from dlrn.deep.classifier.settings import TrainSettings
     from dlrn.deep.runtime import autocast_dtype
-    from dlrn.deep.train import TrainSettings
 
     device = _device()
     dtype = autocast_dtype(TrainSettings(), device)

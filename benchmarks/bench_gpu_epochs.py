@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dlrn.deep.classifier.lockstep import train_folds_lockstep
+from dlrn.deep.classifier.settings import TrainSettings
+from dlrn.deep.classifier.train import train_backbone
 from dlrn.deep.data import CropCache, CropSettings
-from dlrn.deep.lockstep import train_folds_lockstep
-from dlrn.deep.train import TrainSettings, train_backbone
 
 
 def random_cohort(n_cases: int, size: int, seed: int = 0) -> tuple[CropCache, pd.DataFrame]:

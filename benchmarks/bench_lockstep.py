@@ -30,9 +30,9 @@ import pandas as pd
 from bench_fusion_optimism import cohort_arguments, make_cohort, resnet18_settings
 from sklearn.metrics import roc_auc_score
 
-from dlrn.deep.crossfit import crossfit_deep, crossfit_folds
-from dlrn.deep.inference import cnn_probabilities
-from dlrn.deep.train import train_backbone
+from dlrn.deep.classifier.crossfit import crossfit_deep, crossfit_folds
+from dlrn.deep.classifier.scores import cnn_probabilities
+from dlrn.deep.classifier.train import train_backbone
 
 
 def _timed(function, *args, **kwargs):

@@ -125,7 +125,7 @@ def test_bundle_and_predict_import_no_orchestrator_code():
     graph = import_graph()
     for module in ("dlrn.study.predict", "dlrn.study.bundle"):
         reached = _reachable(graph, module)
-        assert "dlrn.deep.features" in reached or module.endswith("bundle")
+        assert "dlrn.deep.classifier.features" in reached or module.endswith("bundle")
         orchestration = {m for m in reached if m.startswith(("dlrn.study.stages",
                                                              "dlrn.study.pipeline",
                                                              "dlrn.study.runner"))}

@@ -14,8 +14,9 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import roc_auc_score
 
-from dlrn.deep.calibration import PlattScaling, fit_platt, platt_columns, pooling_check
-from dlrn.deep.crossfit import CrossfitResult, crossfit_cutoff
+from dlrn.deep.classifier.calibration import PlattScaling, fit_platt, platt_columns
+from dlrn.deep.classifier.crossfit import CrossfitResult, crossfit_cutoff
+from dlrn.deep.classifier.diagnostics import pooling_check
 
 
 class _LogitColumn(ClassifierMixin, BaseEstimator):

@@ -67,7 +67,8 @@ def cpu_training_run() -> dict:
     sys.path.insert(0, str(Path(__file__).parent))
     from deep_cohort import planted_crops
 
-    from dlrn.deep.train import TrainSettings, train_backbone
+    from dlrn.deep.classifier.settings import TrainSettings
+    from dlrn.deep.classifier.train import train_backbone
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -12,8 +12,8 @@ import torch
 from deep_cohort import one_torch_thread, two_views_planted_crops  # noqa: F401 (autouse)
 
 from dlrn.classifiers import make_cv
-from dlrn.deep.calibration import PlattScaling
-from dlrn.deep.crossfit import (
+from dlrn.deep.classifier.calibration import PlattScaling
+from dlrn.deep.classifier.crossfit import (
     CrossfitSettings,
     check_folds,
     choose_backbone,
@@ -26,11 +26,12 @@ from dlrn.deep.crossfit import (
     out_of_fold_scores,
     trainings_needed,
 )
+from dlrn.deep.classifier.foldmean import fold_mean_features
+from dlrn.deep.classifier.scores import cnn_probabilities
+from dlrn.deep.classifier.settings import TrainSettings
+from dlrn.deep.classifier.train import load_trained_model
+from dlrn.deep.classifier.workflow import DeepStageSettings
 from dlrn.deep.data import Augmentation
-from dlrn.deep.foldmean import fold_mean_features
-from dlrn.deep.inference import cnn_probabilities
-from dlrn.deep.train import TrainSettings, load_trained_model
-from dlrn.deep.workflow import DeepStageSettings
 from dlrn.errors import ConfigError, DlrnError
 from dlrn.evaluation.threshold import youden_threshold
 

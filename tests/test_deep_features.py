@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 
-from dlrn.deep.features import DeepFeaturePCA
+from dlrn.deep.classifier.features import DeepFeaturePCA
 from dlrn.errors import DlrnError
 
 RNG = np.random.default_rng(0)

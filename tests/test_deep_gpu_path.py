@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from deep_cohort import one_torch_thread, planted_crops  # noqa: F401 (autouse fixture)
 
+from dlrn.deep.classifier.settings import TrainSettings
+from dlrn.deep.classifier.train import train_backbone
 from dlrn.deep.data import (
     Augmentation,
     DeviceCrops,
@@ -28,7 +30,6 @@ from dlrn.deep.runtime import (
     precision_name,
     repeatability,
 )
-from dlrn.deep.train import TrainSettings, train_backbone
 from dlrn.errors import DlrnError
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

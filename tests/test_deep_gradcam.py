@@ -29,9 +29,9 @@ import torch
 from deep_cohort import one_torch_thread  # noqa: F401 (autouse fixture)
 from torch import nn
 
-import dlrn.deep.gradcam as gradcam_module
+import dlrn.deep.classifier.gradcam as gradcam_module
+from dlrn.deep.classifier.gradcam import gradcam_maps, gradcam_overlays, known_label, overlay_image
 from dlrn.deep.data import CropCache, CropSettings
-from dlrn.deep.gradcam import gradcam_maps, gradcam_overlays, known_label, overlay_image
 
 BLOB = 12
 BACKGROUND, BRIGHT = 100, 250

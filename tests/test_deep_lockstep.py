@@ -11,16 +11,17 @@ import pytest
 import torch
 from deep_cohort import one_torch_thread, two_views_planted_crops  # noqa: F401 (autouse)
 
-import dlrn.deep.trainer as trainer_module
-from dlrn.deep.crossfit import crossfit_deep, crossfit_folds
+import dlrn.deep.engine as engine_module
+from dlrn.deep.classifier.crossfit import crossfit_deep, crossfit_folds
+from dlrn.deep.classifier.features import extract_deep_features
+from dlrn.deep.classifier.scores import cnn_probabilities
+from dlrn.deep.classifier.settings import TrainSettings
+from dlrn.deep.classifier.task import classifier_engine
+from dlrn.deep.classifier.train import load_trained_model, train_backbone
+from dlrn.deep.classifier.workflow import DeepStageSettings
 from dlrn.deep.data import Augmentation
-from dlrn.deep.features import extract_deep_features
-from dlrn.deep.inference import cnn_probabilities
 from dlrn.deep.memory import PeakMemory
 from dlrn.deep.runtime import torch_runtime
-from dlrn.deep.train import TrainSettings, load_trained_model, train_backbone
-from dlrn.deep.trainer import EpochTrainer
-from dlrn.deep.workflow import DeepStageSettings
 from dlrn.errors import DlrnError
 
 TINY = DeepStageSettings(
@@ -94,11 +95,12 @@ def test_no_fold_cnn_trained_on_the_cases_it_scores(lockstep, planted, folds):
     assert (lockstep.fold_table["n_val"] == 0).all()
     fit_ids = list(folds.index[folds != 1])
     with torch_runtime(TINY.train, CPU):
-        alone = EpochTrainer("resnet18", cache, cases.loc[fit_ids], fit_ids, TINY.train,
-                             weights=None, device=CPU, memory=PeakMemory.start(CPU))
+        alone = classifier_engine("resnet18", cache, cases.loc[fit_ids], fit_ids, TINY.train,
+                                  weights=None, device=CPU, memory=PeakMemory.start(CPU))
         for _ in range(lockstep.epoch):
             alone.run_epoch()
-            alone.logits(cache.positions(fit_ids[:3]))  # its random state moves as in lockstep
+            # its random state moves as in lockstep
+            alone.apply(lambda model: alone.task.logits(model, cache.positions(fit_ids[:3])))
     fold1, _ = load_trained_model(lockstep.model_dirs[0])
     for key, value in alone.model.state_dict().items():
         assert torch.equal(value, fold1.state_dict()[key]), key
@@ -126,7 +128,7 @@ def test_final_cnn_fits_every_training_case_and_stops_at_the_epoch(planted, trai
 def test_an_interrupted_lockstep_resumes_to_the_same_result(planted, folds, lockstep,
                                                             tmp_path, monkeypatch):
     cache, cases = planted
-    real_epoch, calls = trainer_module._train_epoch, []
+    real_epoch, calls = engine_module._train_epoch, []
 
     def crash_in_second_epoch(*args, **kwargs):
         calls.append(1)
@@ -134,11 +136,11 @@ def test_an_interrupted_lockstep_resumes_to_the_same_result(planted, folds, lock
             raise KeyboardInterrupt
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "_train_epoch", crash_in_second_epoch)
+    monkeypatch.setattr(engine_module, "_train_epoch", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         crossfit_deep(cases, folds, TINY, backbone="resnet18", cache=cache, lockstep=True,
                       out_dir=tmp_path)
-    monkeypatch.setattr(trainer_module, "_train_epoch", real_epoch)
+    monkeypatch.setattr(engine_module, "_train_epoch", real_epoch)
     with pytest.raises(DlrnError, match="--resume"):
         crossfit_deep(cases, folds, TINY, backbone="resnet18", cache=cache, lockstep=True,
                       out_dir=tmp_path)
@@ -150,7 +152,7 @@ def test_an_interrupted_lockstep_resumes_to_the_same_result(planted, folds, lock
 
 
 def test_patience_counts_epochs_without_a_better_pooled_auc(planted, folds, monkeypatch):
-    import dlrn.deep.lockstep as lockstep_module
+    import dlrn.deep.classifier.lockstep as lockstep_module
 
     cache, cases = planted
     real_epoch, planned = lockstep_module._lockstep_epoch, iter([0.6, 0.7, 0.65, 0.9])
@@ -170,7 +172,7 @@ def test_fold_cnns_in_lockstep_train_as_each_would_alone_dropout_included(plante
                                                                           monkeypatch):
     """Each trainer keeps its own random state: MobileNetV3's dropout draws of fold 1 do
     not depend on the other folds' epochs run in between."""
-    import dlrn.deep.lockstep as lockstep_module
+    import dlrn.deep.classifier.lockstep as lockstep_module
 
     cache, cases = planted
     real_epoch, planned = lockstep_module._lockstep_epoch, iter([0.6, 0.7])
@@ -183,11 +185,12 @@ def test_fold_cnns_in_lockstep_train_as_each_would_alone_dropout_included(plante
     assert run.best_epoch == 2
     fit_ids = list(folds.index[folds != 1])
     with torch_runtime(settings, CPU):
-        alone = EpochTrainer("mobilenet_v3_small", cache, cases.loc[fit_ids], fit_ids,
-                             settings, weights=None, device=CPU, memory=PeakMemory.start(CPU))
+        alone = classifier_engine("mobilenet_v3_small", cache, cases.loc[fit_ids], fit_ids,
+                                  settings, weights=None, device=CPU,
+                                  memory=PeakMemory.start(CPU))
         for _ in range(2):
             alone.run_epoch()
-            alone.logits(cache.positions(fit_ids[:3]))
+            alone.apply(lambda model: alone.task.logits(model, cache.positions(fit_ids[:3])))
     fold1 = run.models[1].model.state_dict()
     for key, value in alone.model.state_dict().items():
         assert torch.equal(value, fold1[key]), key

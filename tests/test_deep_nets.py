@@ -11,10 +11,10 @@ import torchvision
 from deep_cohort import one_torch_thread  # noqa: F401 (autouse fixture)
 from torch import nn
 
+from dlrn.deep.classifier.features import extract_deep_features
+from dlrn.deep.classifier.train import save_checkpoint
 from dlrn.deep.data import CropCache, CropSettings
-from dlrn.deep.features import extract_deep_features
-from dlrn.deep.nets import build_model, feature_map, gradcam_target_layer
-from dlrn.deep.train import save_checkpoint
+from dlrn.deep.networks import build_model, feature_map, gradcam_target_layer
 from dlrn.errors import DlrnError
 
 STUDY_SHAPES = {"densenet121": (1024, 2), "vgg19": (512, 2), "resnet50": (2048, 2)}

@@ -12,12 +12,15 @@ import torchvision
 from deep_cohort import one_torch_thread, planted_crops  # noqa: F401 (autouse fixture)
 from sklearn.metrics import roc_auc_score
 
-import dlrn.deep.trainer as trainer_module
-from dlrn.deep.calibration import PlattScaling, fit_platt
-from dlrn.deep.gradcam import confident_cases, gradcam_maps, gradcam_overlays
-from dlrn.deep.inference import batched_outputs, cnn_probabilities
-from dlrn.deep.nets import build_model
-from dlrn.deep.train import TrainSettings, load_trained_model, train_backbone, warmup_cosine
+import dlrn.deep.engine as engine_module
+from dlrn.deep.classifier.calibration import PlattScaling, fit_platt
+from dlrn.deep.classifier.gradcam import confident_cases, gradcam_maps, gradcam_overlays
+from dlrn.deep.classifier.scores import cnn_probabilities
+from dlrn.deep.classifier.settings import TrainSettings
+from dlrn.deep.classifier.train import load_trained_model, train_backbone
+from dlrn.deep.engine import warmup_cosine
+from dlrn.deep.inference import batched_outputs
+from dlrn.deep.networks import build_model
 from dlrn.errors import DlrnError
 
 FAST = TrainSettings(epochs=5, batch_size=8, val_fraction=0.25, threads=1, progress=False,
@@ -124,7 +127,7 @@ def test_interrupted_run_resumes_to_the_same_result(planted, tmp_path, monkeypat
     settings = TrainSettings(epochs=2, batch_size=8, val_fraction=0.25, threads=1,
                              progress=False, patience=None)
     straight = train_backbone("resnet18", cache, cases, ids, weights=None, settings=settings)
-    real_epoch, calls = trainer_module._train_epoch, []
+    real_epoch, calls = engine_module._train_epoch, []
 
     def crash_in_second_epoch(*args, **kwargs):
         calls.append(1)
@@ -132,11 +135,11 @@ def test_interrupted_run_resumes_to_the_same_result(planted, tmp_path, monkeypat
             raise KeyboardInterrupt
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "_train_epoch", crash_in_second_epoch)
+    monkeypatch.setattr(engine_module, "_train_epoch", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         train_backbone("resnet18", cache, cases, ids, weights=None, settings=settings,
                        out_dir=tmp_path / "run")
-    monkeypatch.setattr(trainer_module, "_train_epoch", real_epoch)
+    monkeypatch.setattr(engine_module, "_train_epoch", real_epoch)
     resumed = train_backbone("resnet18", cache, cases, ids, weights=None, settings=settings,
                              out_dir=tmp_path / "run", resume=True)
     columns = ["epoch", "train_loss", "val_loss", "val_auc"]

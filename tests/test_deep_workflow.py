@@ -11,7 +11,7 @@ import pytest
 from deep_cohort import one_torch_thread, write_png_cohort  # noqa: F401 (autouse fixture)
 
 from dlrn.cli import main
-from dlrn.deep.features import DeepFeaturePCA
+from dlrn.deep.classifier.features import DeepFeaturePCA
 
 COHORT = ["--label", "malignant", "--patient", "patient", "--no-progress"]
 TINY = ["--weights", "none", "--epochs", "2", "--image-size", "32", "--batch-size", "8",

@@ -182,7 +182,7 @@ def test_a_required_predictor_left_blank_is_refused():
 
 
 def test_a_long_lived_bundle_builds_each_cnn_once(predictor, cohort, monkeypatch):
-    from dlrn.deep import nets
+    from dlrn.deep import networks as nets
 
     backbone = predictor.settings["deep"]["backbone"]
     assert predictor.bundle.cnn(backbone) is predictor.bundle.cnn(backbone)

@@ -109,7 +109,7 @@ def test_pandas_attributes_survive_the_skops_round_trip(tmp_path):
 def test_each_cnn_is_built_once_per_bundle_from_checked_weights(tmp_path):
     import torch
 
-    from dlrn.deep.nets import build_model
+    from dlrn.deep.networks import build_model
 
     trained = build_model("resnet18", weights=None)
     writer = BundleWriter(tmp_path / "bundle")

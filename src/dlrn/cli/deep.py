@@ -181,10 +181,10 @@ def _features_crop(trained: Any, args: argparse.Namespace) -> Any:
 def run_features(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from dlrn.deep.classifier.features import DeepFeaturePCA, extract_deep_features
+    from dlrn.deep.classifier.train import load_trained_model
     from dlrn.deep.data import CropSettings, build_crop_cache
-    from dlrn.deep.features import DeepFeaturePCA, extract_deep_features
     from dlrn.deep.runtime import select_device
-    from dlrn.deep.train import load_trained_model
     from dlrn.io import check_output_folder
     from dlrn.provenance import write_provenance
 
@@ -218,12 +218,12 @@ def _pca_features(args: argparse.Namespace, card: dict, features: Any,
     train-dl's PCA (``OUT/pca``) was fitted on what the DLR fuses: under
     ``fusion_features: crossfit`` the cross-fitted rows, i.e. the fold CNNs' feature
     space, whose rows for new cases are the MEAN of the fold CNNs' features
-    (:func:`dlrn.deep.crossfit.fold_mean_features`); under ``in_sample`` the final
+    (:func:`dlrn.deep.classifier.crossfit.fold_mean_features`); under ``in_sample`` the final
     CNN's. ``OUT/chosen.json`` says which.
     """
     import json
 
-    from dlrn.deep.foldmean import fold_mean_features
+    from dlrn.deep.classifier.foldmean import fold_mean_features
     from dlrn.deep.runtime import select_device
 
     run_dir = args.pca.resolve().parent

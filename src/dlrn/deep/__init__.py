@@ -1,2 +1,5 @@
-"""Deep learning stage: lesion crops (data), backbones (nets), fine-tuning (train),
-deep features + PCA (features), Grad-CAM (gradcam), and the whole stage (workflow)."""
+"""Deep learning, in layers (each imports only those below it; see docs/ARCHITECTURE.md):
+settings, runtime, memory (bottom); data (crops, augmentation, loaders); networks
+(classifier backbones, the U-Net); engine (the one training loop) and inference
+(batched forward passes); classifier/ (the classifier CNNs: their task, training,
+cross-fitting, features, Grad-CAM and the deep stage)."""

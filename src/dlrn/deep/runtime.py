@@ -9,14 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import torch
 
+from dlrn.deep.settings import LoopSettings
 from dlrn.errors import DlrnError
 
-if TYPE_CHECKING:
-    from dlrn.deep.train import TrainSettings
 
 def select_device(spec: str = "auto") -> torch.device:
     """``auto``: CUDA, then Apple MPS, then CPU; an explicit device must exist."""
@@ -35,7 +33,7 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def autocast_dtype(settings: TrainSettings, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(settings: LoopSettings, device: torch.device) -> torch.dtype | None:
     """The autocast type of a run: None (fp32) off CUDA, with ``amp=False`` or ``fp32``."""
     if device.type != "cuda" or not settings.amp or settings.precision == "fp32":
         return None
@@ -53,12 +51,13 @@ def precision_name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
-def is_deterministic(settings: TrainSettings, device: torch.device) -> bool:
-    """``deterministic=None`` resolved: True except on CUDA (see :class:`TrainSettings`)."""
+def is_deterministic(settings: LoopSettings, device: torch.device) -> bool:
+    """``deterministic=None`` resolved: True except on CUDA (see
+    :class:`dlrn.deep.settings.LoopSettings`)."""
     return device.type != "cuda" if settings.deterministic is None else settings.deterministic
 
 
-def resolved_threads(settings: TrainSettings) -> int:
+def resolved_threads(settings: LoopSettings) -> int:
     """The CPU threads a run uses: ``settings.threads``, else all this process may use."""
     return settings.threads or default_threads()
 
@@ -79,7 +78,7 @@ def cpu_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def repeatability(settings: TrainSettings, device: torch.device) -> str:
+def repeatability(settings: LoopSettings, device: torch.device) -> str:
     """Whether a training run on ``device`` repeats to the last digit, in words (the
     report's methods): on the CPU with the same number of threads (recorded); on CUDA
     where torch has deterministic algorithms for every op, when ``settings`` ask for
@@ -99,7 +98,7 @@ def repeatability(settings: TrainSettings, device: torch.device) -> str:
 
 
 @contextlib.contextmanager
-def torch_runtime(settings: TrainSettings, device: torch.device) -> Iterator[None]:
+def torch_runtime(settings: LoopSettings, device: torch.device) -> Iterator[None]:
     """Threads, determinism and cuDNN autotuning for one training run, restored afterwards."""
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     benchmark = torch.backends.cudnn.benchmark
@@ -116,6 +115,15 @@ def torch_runtime(settings: TrainSettings, device: torch.device) -> Iterator[Non
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.benchmark = benchmark
+
+
+def cuda_oom_error(name: str, batch_size: int, device: torch.device) -> DlrnError:
+    """The message for a GPU that ran out of memory with ``name`` (a backbone, the U-Net):
+    what to change."""
+    return DlrnError(
+        f"{device} ran out of memory with {name} at batch size {batch_size}; "
+        f"try --batch-size {max(1, batch_size // 2)} (or a smaller --image-size)"
+    )
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:

@@ -161,7 +161,7 @@ class Bundle:
         """
         key = (backbone, name)
         if key not in self._cnns:
-            from dlrn.deep.nets import build_model
+            from dlrn.deep.networks import build_model
 
             path = self._path(name, ".safetensors")
             _check_files(self.folder, {f"{name}.safetensors":

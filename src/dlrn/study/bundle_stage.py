@@ -41,8 +41,8 @@ def _add_models(writer: BundleWriter, context: StudyContext, stage: str) -> list
 
 
 def _add_deep(writer: BundleWriter, context: StudyContext) -> dict[str, Any]:
-    from dlrn.deep.features import DeepFeaturePCA
-    from dlrn.deep.nets import read_state_dict
+    from dlrn.deep.classifier.features import DeepFeaturePCA
+    from dlrn.deep.networks import read_state_dict
 
     run = context.stage_dir("deep") / "run"
     record = json.loads((run / "chosen.json").read_text())
@@ -64,8 +64,8 @@ def _add_deep(writer: BundleWriter, context: StudyContext) -> dict[str, Any]:
 
 def _add_fold_cnns(writer: BundleWriter, run: Path, record: dict[str, Any]) -> list[str]:
     """The chosen backbone's cross-fitting CNNs: the DLR's deep features of new cases are
-    the mean of theirs, as the study's test rows were (see dlrn.deep.crossfit)."""
-    from dlrn.deep.nets import read_state_dict
+    the mean of theirs, as the study's test rows were (see dlrn.deep.classifier.crossfit)."""
+    from dlrn.deep.networks import read_state_dict
 
     names = []
     for number, folder in enumerate(record.get("fold_model_dirs", []), start=1):

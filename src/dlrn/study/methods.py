@@ -87,7 +87,7 @@ def weights_text(weights: str | None) -> str:
 
 
 def _learning_rate(learning_rate: float | None, weights: str | None) -> str:
-    from dlrn.deep.train import initial_learning_rate
+    from dlrn.deep.classifier.task import initial_learning_rate
 
     rate = f"{initial_learning_rate(learning_rate, weights):g}"
     if learning_rate is not None:
@@ -97,7 +97,7 @@ def _learning_rate(learning_rate: float | None, weights: str | None) -> str:
 
 
 def _deep_text(config: StudyConfig) -> str:
-    from dlrn.deep.crossfit import CrossfitSettings, describe
+    from dlrn.deep.classifier.crossfit import CrossfitSettings, describe
 
     dl = config.dl
     if not dl.enabled:

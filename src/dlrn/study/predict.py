@@ -93,8 +93,8 @@ def _radiomics(bundle: Bundle, cases: pd.DataFrame, progress: bool,
 
 
 def bundle_pca(bundle: Bundle) -> Any:
-    """The deep-feature PCA fitted in the study, as dlrn.deep.features.DeepFeaturePCA."""
-    from dlrn.deep.features import DeepFeaturePCA
+    """The deep-feature PCA fitted in the study, as dlrn.deep.classifier.features.DeepFeaturePCA."""
+    from dlrn.deep.classifier.features import DeepFeaturePCA
 
     meta, arrays = bundle.json("deep/pca"), bundle.arrays("deep/pca")
     return DeepFeaturePCA.from_arrays(arrays["mean"], arrays["components"],
@@ -113,8 +113,8 @@ def _dlr_deep_features(bundle: Bundle, deep: dict[str, Any], model: Any, cache: 
                        ids: list[str]) -> pd.DataFrame:
     """The deep features the DLR was fitted on: the mean of the cross-fitting CNNs'
     (as the study's test rows), or the final CNN's (dl.fusion_features: in_sample)."""
-    from dlrn.deep.features import extract_deep_features
-    from dlrn.deep.foldmean import mean_features
+    from dlrn.deep.classifier.features import extract_deep_features
+    from dlrn.deep.classifier.foldmean import mean_features
 
     backbone, mode = deep["backbone"], deep.get("feature_mode", "pooled")
     options = {"normalization": deep["normalization"], "mode": mode,
@@ -132,9 +132,9 @@ def _deep(bundle: Bundle, settings: dict[str, Any], cases: pd.DataFrame,
     """The CNN's probability and the PCA of its deep features for each case."""
     import torch
 
-    from dlrn.deep.calibration import PlattScaling
+    from dlrn.deep.classifier.calibration import PlattScaling
+    from dlrn.deep.classifier.scores import cnn_probabilities
     from dlrn.deep.data import CropSettings, build_crop_cache
-    from dlrn.deep.inference import cnn_probabilities
 
     deep = settings["deep"]
     backbone, normalization = deep["backbone"], deep["normalization"]
@@ -150,7 +150,7 @@ def _deep(bundle: Bundle, settings: dict[str, Any], cases: pd.DataFrame,
                             index=cases.index, name=f"DL-{backbone}")
     features = _dlr_deep_features(bundle, deep, model, cache, ids)
     if gradcam_dir is not None:
-        from dlrn.deep.gradcam import gradcam_overlays
+        from dlrn.deep.classifier.gradcam import gradcam_overlays
 
         unknown = pd.Series(np.nan, index=cases.index)  # shown as "label unknown"
         frame = pd.DataFrame({"label": cases.get("label", unknown),

@@ -69,16 +69,16 @@ def inputs(config: StudyConfig) -> list[Path]:
 def deep_stage_settings(dl: DeepSettings, *, seed: int, weights: str | None,
                         mask_label: int | None = None, frame: int = 0,
                         progress: bool = True, cv_folds: int = 5) -> Any:
-    """The study file's dl section as dlrn.deep.workflow.DeepStageSettings.
+    """The study file's dl section as dlrn.deep.classifier.workflow.DeepStageSettings.
 
     ``cv_folds``: classifiers.cv_folds, the folds of the cross-fitting.
 
     ``dlrn run`` and ``dlrn train-dl`` both build their deep-learning settings here.
     """
-    from dlrn.deep.crossfit import CrossfitSettings
+    from dlrn.deep.classifier.crossfit import CrossfitSettings
+    from dlrn.deep.classifier.settings import TrainSettings
+    from dlrn.deep.classifier.workflow import DeepStageSettings
     from dlrn.deep.data import Augmentation, CropSettings
-    from dlrn.deep.train import TrainSettings
-    from dlrn.deep.workflow import DeepStageSettings
 
     train = TrainSettings(
         epochs=dl.epochs, batch_size=dl.batch_size, optimizer=dl.optimizer,
@@ -120,11 +120,11 @@ def _gradcam_figures(result: Any, folder: Path) -> dict[str, str]:
 def train_and_save(folder: Path, cases: pd.DataFrame, settings: Any, *,
                    source: Path | None = None, run_dir: str = "run", resume: bool = False,
                    overwrite: bool = False) -> DeepSummary:
-    """Run :func:`dlrn.deep.workflow.run_deep_stage` into ``folder/run_dir``; save what
+    """Run :func:`dlrn.deep.classifier.workflow.run_deep_stage` into ``folder/run_dir``; save what
     later stages read (predictions, deep features, the chosen backbone) and the report
     tables. ``cases`` needs a ``set`` column (train, test, external names)."""
+    from dlrn.deep.classifier.workflow import FOLDS_FILE, run_deep_stage, selection_rule
     from dlrn.deep.runtime import cpu_threads, repeatability, resolved_threads
-    from dlrn.deep.workflow import FOLDS_FILE, run_deep_stage, selection_rule
 
     threads = resolved_threads(settings.train)
     with cpu_threads(threads):  # training and inference: the CPU's sums depend on it
@@ -172,7 +172,7 @@ def _metrics(result: Any) -> pd.DataFrame:
 def _crossfit_tables(result: Any) -> dict[str, pd.DataFrame]:
     """The fold CNNs' log, the pooled out-of-fold AUC per epoch (select_on: crossfit) and
     how far the fold CNNs' features agree with the final CNN's."""
-    from dlrn.deep.workflow import crossfit_epochs
+    from dlrn.deep.classifier.workflow import crossfit_epochs
 
     tables = {}
     if result.crossfit.results:
@@ -228,9 +228,9 @@ IN_SAMPLE_CAUTION = ("dl.fusion_features is in_sample: the CNN's cut-off and tra
 
 def _crossfit_note(result: Any, settings: Any) -> str:
     """Methods-style sentences on the cross-fitting; under in_sample, the optimism warning."""
-    from dlrn.deep.calibration import pooling_check
-    from dlrn.deep.crossfit import describe
-    from dlrn.deep.workflow import selection_rule
+    from dlrn.deep.classifier.crossfit import describe
+    from dlrn.deep.classifier.diagnostics import pooling_check
+    from dlrn.deep.classifier.workflow import selection_rule
 
     scores = ("its cross-fitted training scores" if result.crossfit.results
               else "its own training predictions (optimistic)")
@@ -246,7 +246,7 @@ def check_crossfit_folds(context: StudyContext) -> None:
     """Refuse DLR models whose CV folds are not the deep stage's cross-fitting folds:
     a held-out row whose deep features came from a CNN that trained on it would bring
     back the leakage cross-fitting removes."""
-    from dlrn.deep.workflow import FOLDS_FILE
+    from dlrn.deep.classifier.workflow import FOLDS_FILE
     from dlrn.errors import DlrnError
 
     path = context.stage_dir("deep") / FOLDS_FILE

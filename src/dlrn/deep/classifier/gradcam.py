@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from dlrn.deep.data import CropCache, Normalization, normalize
-from dlrn.deep.nets import gradcam_target_layer
+from dlrn.deep.networks import gradcam_target_layer
 from dlrn.errors import DlrnError
 
 CATEGORIES = ("TP", "TN", "FP", "FN")

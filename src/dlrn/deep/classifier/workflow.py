@@ -3,9 +3,9 @@
 Train each backbone, compare them, choose one on VALIDATION AUC (a split of the
 training set; choosing on the test AUC would make the test set part of model
 building) and cross-fit the chosen backbone over the DLR classifiers' CV folds
-(:mod:`dlrn.deep.crossfit`), or (``crossfit.select_on: crossfit``) cross-fit every
+(:mod:`dlrn.deep.classifier.crossfit`), or (``crossfit.select_on: crossfit``) cross-fit every
 backbone first, its epoch chosen on the pooled out-of-fold AUC
-(:mod:`dlrn.deep.lockstep`), train each final CNN for that many epochs and choose the
+(:mod:`dlrn.deep.classifier.lockstep`), train each final CNN for that many epochs and choose the
 backbone on the same AUC; fit the PCA
 of the fused deep features on training cases only and draw Grad-CAM overlays for the
 most confident test TP/TN/FP/FN at the cut-off chosen on the cross-fitted scores.
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dlrn.deep.calibration import platt_columns
-from dlrn.deep.crossfit import (
+from dlrn.deep.classifier.calibration import platt_columns
+from dlrn.deep.classifier.crossfit import (
     CrossfitSettings,
     StageCrossfit,
     crossfit_cutoff,
@@ -31,13 +31,14 @@ from dlrn.deep.crossfit import (
     fusion_features,
     out_of_fold_scores,
 )
+from dlrn.deep.classifier.diagnostics import feature_agreement
+from dlrn.deep.classifier.features import DeepFeaturePCA, FeatureMode, extract_deep_features
+from dlrn.deep.classifier.gradcam import gradcam_overlays
+from dlrn.deep.classifier.scores import cnn_probabilities
+from dlrn.deep.classifier.settings import TrainSettings
+from dlrn.deep.classifier.train import TrainResult, train_backbone
 from dlrn.deep.data import CropCache, CropSettings, build_crop_cache
-from dlrn.deep.features import DeepFeaturePCA, FeatureMode, extract_deep_features
-from dlrn.deep.foldmean import feature_agreement
-from dlrn.deep.gradcam import gradcam_overlays
-from dlrn.deep.inference import cnn_probabilities
-from dlrn.deep.nets import STUDY_BACKBONES
-from dlrn.deep.train import TrainResult, TrainSettings, train_backbone
+from dlrn.deep.networks import STUDY_BACKBONES
 from dlrn.errors import DlrnError
 from dlrn.io import check_output_folder
 
@@ -74,7 +75,7 @@ class DeepStageResult:
     """Predictions (wide shape), metrics, the chosen backbone, its features and Grad-CAM rows.
 
     ``features``: the final CNN's features of every case; ``fused``: what the DLR fuses
-    (cross-fitted training rows, see :func:`dlrn.deep.crossfit.fusion_features`), of
+    (cross-fitted training rows, see :func:`dlrn.deep.classifier.crossfit.fusion_features`), of
     which ``features_pca`` is the PCA; ``crossfit``: the folds and fold CNNs.
     """
 
@@ -112,7 +113,7 @@ def _check_inputs(cases: pd.DataFrame, split: pd.Series, backbones: tuple[str, .
 def predict_probabilities(result: TrainResult, cache: CropCache, case_ids: list[str],
                           batch_size: int) -> np.ndarray:
     """P(positive) for the given cases from a trained backbone, through its Platt map
-    where it has one (:mod:`dlrn.deep.calibration`)."""
+    where it has one (:mod:`dlrn.deep.classifier.calibration`)."""
     return cnn_probabilities(result.model, result.backbone, cache, case_ids,
                              normalization=result.normalization, device=result.device,
                              batch_size=batch_size, amp=result.device.type == "cuda",
@@ -126,7 +127,7 @@ def compare_backbones(models: dict[str, TrainResult], metrics: pd.DataFrame) -> 
     cross-fitted AUC, see :func:`run_deep_stage`); none is then ``chosen`` here.
 
     ``platt_intercept``/``platt_slope``: the map from the CNN's logit to its reported
-    probability (:mod:`dlrn.deep.calibration`), blank where none was fitted.
+    probability (:mod:`dlrn.deep.classifier.calibration`), blank where none was fitted.
 
     Cost: ``train_time_s`` (all epochs, validation included), ``images_per_s`` (training
     throughput), ``peak_memory_mib`` (memory training added at its peak; NaN where not

@@ -1,105 +1,37 @@
-"""Fine-tune one backbone on cached crops: the training run, checkpoints and resume.
+"""Fine-tune one classifier backbone on cached crops: the training run, checkpoints, resume.
 
 Best-epoch selection uses a validation split drawn from the TRAINING cases only
 (grouped by patient, stratified by label), or an epoch chosen on cross-fitted
-predictions (``stop_after``, see :mod:`dlrn.deep.lockstep`); the test set is never
-looked at here. The epoch loop itself is :class:`dlrn.deep.trainer.EpochTrainer`.
+predictions (``stop_after``, see :mod:`dlrn.deep.classifier.lockstep`); the test set is
+never looked at here. The epochs run in the one training engine
+(:func:`dlrn.deep.engine.fit` over a :class:`dlrn.deep.classifier.task.ClassifierTask`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from dlrn.deep.calibration import PlattScaling, fit_platt
-from dlrn.deep.data import Augmentation, CropCache, Normalization
+from dlrn.deep.classifier.calibration import PlattScaling, fit_platt
+from dlrn.deep.classifier.settings import TrainSettings
+from dlrn.deep.classifier.task import classifier_engine
+from dlrn.deep.data import CropCache, Normalization
+from dlrn.deep.engine import fit
 from dlrn.deep.memory import PeakMemory
-from dlrn.deep.nets import build_model
+from dlrn.deep.networks import build_model
 from dlrn.deep.runtime import precision_name, select_device, torch_runtime
-from dlrn.deep.trainer import (
-    CheckpointClock,
-    EpochTrainer,
-    held_out_loss_auc,
-    initial_learning_rate,
-    warmup_cosine,
-)
 from dlrn.errors import DlrnError
-
-__all__ = ["BEST_CHECKPOINT", "MODEL_CARD", "RESUME_STATE", "EpochTrainer", "TrainResult",
-           "TrainSettings", "initial_learning_rate", "load_trained_model", "save_checkpoint",
-           "train_backbone", "validation_split", "warmup_cosine", "write_model_card"]
 
 BEST_CHECKPOINT = "best.safetensors"
 RESUME_STATE = "resume.pt"
 MODEL_CARD = "model.json"
-
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Fine-tuning settings; ``learning_rate=None`` means 1e-4 pretrained, 1e-3 random init.
-
-    GPU (CUDA) only, CPU and MPS train in fp32 as before: ``precision`` ``auto`` is bf16
-    autocast where the GPU supports it, else fp16 with a gradient scaler; ``amp=False``
-    is ``fp32``. ``deterministic=None``: bit-repeatable on CPU; on CUDA off, so cuDNN
-    may pick its fastest kernels (``cudnn.benchmark``); ``True`` there trades speed for
-    repeatable runs.
-
-    ``checkpoint_every_s``: ``resume.pt`` (weights, optimizer, best weights: 2.3 GB for
-    VGG19) is written after the first epoch, then after an epoch once this many seconds
-    have passed since the last write, and after the last one; ``best.safetensors`` at the
-    end. On a CPU every epoch takes longer than that, so every epoch is written; on a GPU
-    writing every epoch cost more than VGG19's training itself. 0 = every epoch.
-    """
-
-    epochs: int = 30
-    batch_size: int = 16
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    learning_rate: float | None = None
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    warmup_epochs: float = 1.0
-    class_weighted: bool = False
-    patience: int | None = 10
-    val_fraction: float = 0.2
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    precision: Precision = "auto"
-    channels_last: bool = True
-    deterministic: bool | None = None
-    threads: int | None = None
-    num_workers: int = 0
-    normalization: Normalization | None = None
-    augmentation: Augmentation = field(default_factory=Augmentation)
-    progress: bool = True
-    checkpoint_every_s: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 2:
-            raise DlrnError("epochs must be >= 1 and batch size >= 2 (batch norm needs 2)")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise DlrnError(f"optimizer {self.optimizer!r} is not 'adamw' or 'sgd'")
-        if not 0 < self.val_fraction < 1:
-            raise DlrnError(f"val_fraction {self.val_fraction} must be between 0 and 1")
-        if self.precision not in PRECISIONS:
-            raise DlrnError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if not self.checkpoint_every_s >= 0:  # NaN too
-            raise DlrnError(f"checkpoint_every_s {self.checkpoint_every_s} must be 0 (every "
-                            "epoch) or a positive number of seconds")
-
 
 @dataclass
 class TrainResult:
@@ -108,7 +40,7 @@ class TrainResult:
     ``best_val_auc`` is NaN and ``val_ids`` empty where no validation split chose the
     epoch (``train_backbone(stop_after=...)``, the lockstep fold CNNs).
     ``calibration``: the Platt map of the best epoch's logit, fitted on the validation
-    cases (:mod:`dlrn.deep.calibration`); None without a validation split or where the
+    cases (:mod:`dlrn.deep.classifier.calibration`); None without a validation split or where the
     fitted slope is not positive. Pass it to ``cnn_probabilities``.
     """
 
@@ -139,6 +71,11 @@ class TrainResult:
     def peak_memory_mib(self) -> float:
         """Peak memory training added (see :class:`dlrn.deep.memory.PeakMemory`)."""
         return float(self.history["peak_memory_mib"].max())
+
+
+def _auc_then_lower_loss(scores: dict[str, float]) -> tuple[float, float]:
+    """An epoch's validation score: AUC, ties to the lower loss."""
+    return scores["val_auc"], -scores["val_loss"]
 
 
 def validation_split(cases: pd.DataFrame, train_ids: Sequence[str], fraction: float,
@@ -187,7 +124,7 @@ def train_backbone(
     ``out_dir``, the best epoch is saved as ``best.safetensors`` and the full state
     after every epoch as ``resume.pt`` (``resume=True`` continues from it).
     ``stop_after``: an epoch chosen elsewhere (the cross-fitted choice of
-    :mod:`dlrn.deep.lockstep`): no validation split, every training case is fitted and
+    :mod:`dlrn.deep.classifier.lockstep`): no validation split, every training case is fitted and
     the run stops after that epoch of the ``settings.epochs`` schedule (the same
     warm-up and cosine decay, cut there).
     """
@@ -206,21 +143,23 @@ def train_backbone(
 
     with torch_runtime(settings, device):
         memory = PeakMemory.start(device)  # before the model: weights and optimizer count
-        trainer = EpochTrainer(backbone, cache, cases, fit_ids, settings, weights=weights,
-                               device=device, memory=memory)
+        engine = classifier_engine(backbone, cache, cases, fit_ids, settings, weights=weights,
+                                   device=device, memory=memory, val_ids=val_ids)
+        task = engine.task
         if resume and out_dir is not None and (out_dir / RESUME_STATE).exists():
-            trainer.restore(torch.load(out_dir / RESUME_STATE, map_location="cpu",
-                                       weights_only=True), out_dir / RESUME_STATE)
-        _run_epochs(trainer, cases.loc[val_ids, "label"].to_numpy(), val_ids, out_dir,
-                    stop_after or settings.epochs)
-        model = trainer.load_best()
+            engine.restore(torch.load(out_dir / RESUME_STATE, map_location="cpu",
+                                      weights_only=True), out_dir / RESUME_STATE)
+        fit(engine, last_epoch=stop_after or settings.epochs,
+            score=_auc_then_lower_loss if val_ids else None,
+            resume_path=None if out_dir is None else out_dir / RESUME_STATE)
+        model = engine.load_best()
         if out_dir is not None:
             save_checkpoint(model, out_dir / BEST_CHECKPOINT)
-        calibration = (fit_platt(trainer.logits(trainer.cache.positions(val_ids)),
-                                 cases.loc[val_ids, "label"].to_numpy()) if val_ids else None)
-    result = TrainResult(backbone, model, pd.DataFrame(trainer.history), trainer.best_epoch,
-                         trainer.best_auc if val_ids else math.nan, fit_ids, val_ids,
-                         trainer.normalization, device, out_dir, precision_name(trainer.dtype),
+        calibration = (fit_platt(engine.apply(lambda net: task.logits(net, task.val_positions)),
+                                 task.val_labels) if val_ids else None)
+    result = TrainResult(backbone, model, pd.DataFrame(engine.history), engine.best_epoch,
+                         engine.best_score[0] if val_ids else math.nan, fit_ids, val_ids,
+                         task.normalization, device, out_dir, precision_name(engine.dtype),
                          calibration)
     if out_dir is not None:
         write_model_card(result, cache, settings, weights)
@@ -256,39 +195,6 @@ def load_trained_model(model_dir: str | Path) -> tuple[nn.Module, dict]:
     card = json.loads(card_path.read_text())
     model = build_model(card["backbone"], weights=model_dir / card["checkpoint"])
     return model.eval(), card
-
-
-def _run_epochs(trainer: EpochTrainer, val_labels: np.ndarray, val_ids: list[str],
-                out_dir: Path | None, last_epoch: int) -> None:
-    """Epochs from ``trainer.epoch`` to ``last_epoch``, with best-epoch tracking on the
-    validation cases (without them every epoch is kept: the last one counts), early
-    stopping and checkpoints."""
-    from tqdm.auto import tqdm
-
-    settings = trainer.settings
-    bar = tqdm(range(trainer.epoch, last_epoch), desc=trainer.backbone,
-               disable=not settings.progress, initial=trainer.epoch, total=last_epoch,
-               leave=False)
-    val_positions = trainer.cache.positions(val_ids)
-    clock, written = CheckpointClock(settings.checkpoint_every_s), trainer.epoch
-    for _ in bar:
-        if settings.patience is not None and trainer.stale >= settings.patience:
-            break
-        started = time.perf_counter()
-        step = trainer.run_epoch()
-        val_loss, val_auc = (held_out_loss_auc(trainer.logits(val_positions), val_labels)
-                             if val_ids else (math.nan, math.nan))
-        trainer.record(step, started, val_loss=val_loss, val_auc=val_auc)
-        bar.set_postfix(loss=f"{step['train_loss']:.4f}", val_auc=f"{val_auc:.3f}")
-        if not val_ids or (val_auc, -val_loss) > (trainer.best_auc, -trainer.best_loss):
-            trainer.keep(val_auc, val_loss)  # AUC, then lower loss
-        else:
-            trainer.stale += 1
-        if out_dir is not None and clock.due():
-            torch.save(trainer.state(), out_dir / RESUME_STATE)
-            written = trainer.epoch
-    if out_dir is not None and written != trainer.epoch:
-        torch.save(trainer.state(), out_dir / RESUME_STATE)
 
 
 def save_checkpoint(model: nn.Module, path: Path) -> Path:

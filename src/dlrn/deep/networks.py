@@ -1,7 +1,8 @@
-"""torchvision backbones with a one-logit head, their weights, and the layers we read.
+"""The networks: torchvision classifier backbones with a one-logit head, their weights
+and the layers we read, and the segmentation U-Net (MONAI's).
 
-Knows nothing about files of images: it builds networks, loads weights and says
-which layer holds the last feature map (for deep features and Grad-CAM).
+Knows nothing about files of images or training: it builds networks, loads weights and
+says which layer holds the last feature map (for deep features and Grad-CAM).
 """
 
 from __future__ import annotations
@@ -152,3 +153,17 @@ def gradcam_target_layer(model: nn.Module, name: str) -> nn.Module:
     if name.startswith("vgg"):
         return model.features[-2]
     return model.features[-1]
+
+
+def build_unet(channels: tuple[int, ...] = (16, 32, 64, 128, 256), *,
+               dropout: float = 0.0) -> nn.Module:
+    """MONAI's 2D U-Net for lesion segmentation: one grey channel in, one mask logit out.
+
+    ``channels``: feature channels per level (each level halves the resolution: an
+    input side must divide by ``2 ** (len(channels) - 1)``); two residual units per
+    block. Random initialisation (seed torch first for repeatable weights).
+    """
+    from monai.networks.nets import UNet
+
+    return UNet(spatial_dims=2, in_channels=1, out_channels=1, channels=channels,
+                strides=(2,) * (len(channels) - 1), num_res_units=2, dropout=dropout)

@@ -16,14 +16,12 @@ from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_is_fitted
 
 from dlrn.deep.data import CropCache, Normalization
-from dlrn.deep.inference import batched_outputs, cuda_oom_error
-from dlrn.deep.nets import feature_map
+from dlrn.deep.inference import batched_outputs
+from dlrn.deep.networks import feature_map
 from dlrn.errors import DlrnError
 from dlrn.notes import Note
 
 FeatureMode = Literal["pooled", "map"]
-__all__ = ["DeepFeaturePCA", "FeatureMode", "batched_outputs", "cuda_oom_error",
-           "extract_deep_features"]
 
 
 def extract_deep_features(

@@ -13,14 +13,14 @@ Design (simple, and honest where it matters):
   :func:`dlrn.classifiers.make_cv` does: stratified, grouped by patient, same seed),
   so in DLR CV fold k the held-out rows' features come from the CNN of fold k, which
   trained on exactly the other folds' cases.
-- Each fold's CNN is trained by :func:`dlrn.deep.train.train_backbone` with the final
-  CNN's settings: same seed (hence the same initial weights, so the i-th feature
-  means nearly the same thing in every fold's CNN; :func:`feature_agreement`
+- Each fold's CNN is trained by :func:`dlrn.deep.classifier.train.train_backbone`
+  with the final CNN's settings: same seed (hence the same initial weights, so the
+  i-th feature means nearly the same thing in every fold's CNN; ``diagnostics``
   measures it) and the same inner validation split rule for its best epoch. Its
   held-out scores therefore estimate the whole procedure, epoch choice included.
   Under ``select_on: crossfit`` the fold CNNs instead fit all cases outside their
   fold and train in lockstep, the epoch chosen on their pooled out-of-fold AUC
-  (:mod:`dlrn.deep.lockstep`); the final CNN then stops at that epoch.
+  (:mod:`dlrn.deep.classifier.lockstep`); the final CNN then stops at that epoch.
 - Raw features, no per-fold PCA: principal axes fitted fold by fold differ in sign,
   order and rotation, so "PC3" would mean something else in every fold and the
   stacked rows would not form one feature space. The caller fits ONE PCA
@@ -37,7 +37,7 @@ Design (simple, and honest where it matters):
   ``predict`` therefore needs the K fold CNNs (:func:`fold_mean_features`).
 - The CNN as a model of its own (its test score, Table 5, Grad-CAM) stays the CNN
   trained on all training cases; its training rows and cut-off use the cross-fitted
-  scores, Platt-scaled where the CNNs have validation splits (:mod:`dlrn.deep.calibration`).
+  scores, Platt-scaled where the CNNs have validation splits (``calibration``).
 
 Known second-order effect: a DLR CV fold's *training* rows come from CNNs that did
 train on that fold's held-out cases (as in any stacking with shared folds); no
@@ -55,14 +55,15 @@ from typing import TYPE_CHECKING, Literal, Protocol
 import numpy as np
 import pandas as pd
 
-from dlrn.deep.calibration import CALIBRATION_TEXT, NO_CALIBRATION_TEXT, platt_columns
-from dlrn.deep.foldmean import mean_features
+from dlrn.deep.classifier.calibration import CALIBRATION_TEXT, NO_CALIBRATION_TEXT, platt_columns
+from dlrn.deep.classifier.foldmean import mean_features
 from dlrn.errors import ConfigError, DlrnError
 
 if TYPE_CHECKING:
+    from dlrn.deep.classifier.features import FeatureMode
+    from dlrn.deep.classifier.settings import TrainSettings
+    from dlrn.deep.classifier.train import TrainResult
     from dlrn.deep.data import CropCache, CropSettings
-    from dlrn.deep.features import FeatureMode
-    from dlrn.deep.train import TrainResult, TrainSettings
 
 FusionFeatures = Literal["crossfit", "in_sample"]
 SelectOn = Literal["validation", "crossfit"]
@@ -74,8 +75,7 @@ IN_SAMPLE_NOTE = ("deep features of the training cases come from the CNN fine-tu
 
 
 class DeepSettingsLike(Protocol):
-    """What the fold CNNs copy from the deep stage (``workflow.DeepStageSettings``; a
-    protocol, so that the workflow can import this module without a circle)."""
+    """What the fold CNNs copy from the deep stage (a protocol: ``workflow`` imports us)."""
 
     backbones: tuple[str, ...]
     weights: str | None
@@ -104,7 +104,7 @@ class CrossfitSettings:
     ``crossfit``: both on cross-fitted predictions over all training cases, a steadier
     yardstick than a split of a few dozen cases. Per backbone the K fold CNNs (no
     inner split) train in lockstep and the epoch E* with the best pooled out-of-fold
-    AUC is kept (:mod:`dlrn.deep.lockstep`: ordinary CV selection of one
+    AUC is kept (:mod:`dlrn.deep.classifier.lockstep`: ordinary CV selection of one
     hyperparameter); the final CNN fits all training cases on the same schedule and
     stops after E*; the highest pooled AUC wins. B x (K+1) trainings (18): about 2.2x
     the default's time (41 h instead of 18 h for the study's three backbones, 30
@@ -284,12 +284,12 @@ def crossfit_deep(
     when None). With ``out_dir`` each fold CNN is saved in ``fold<k>/`` (resumable
     like any training; :func:`fold_mean_features` reads them back for ``predict``).
     ``lockstep``: the fold CNNs fit every case outside their fold and share the epoch
-    with the best pooled out-of-fold AUC (:mod:`dlrn.deep.lockstep`); else each is a
-    :func:`dlrn.deep.train.train_backbone` run with its own inner validation split.
+    with the best pooled out-of-fold AUC (:mod:`dlrn.deep.classifier.lockstep`); else each is a
+    :func:`dlrn.deep.classifier.train.train_backbone` run with its own inner validation split.
     """
+    from dlrn.deep.classifier.features import extract_deep_features
+    from dlrn.deep.classifier.scores import cnn_probabilities
     from dlrn.deep.data import build_crop_cache
-    from dlrn.deep.features import extract_deep_features
-    from dlrn.deep.inference import cnn_probabilities
 
     cases = cases.set_axis(cases.index.astype(str))
     folds = check_folds(folds, cases)
@@ -331,8 +331,8 @@ def _fold_cnns(backbone: str, cache: CropCache, training: pd.DataFrame, folds: p
                settings: DeepSettingsLike, lockstep: bool, **run: object) -> tuple:
     """(fold, fold CNN) pairs and the lockstep's epoch table (None when sequential, where
     the CNNs come one at a time: each one's memory is freed before the next trains)."""
-    from dlrn.deep.lockstep import train_folds_lockstep
-    from dlrn.deep.train import train_backbone
+    from dlrn.deep.classifier.lockstep import train_folds_lockstep
+    from dlrn.deep.classifier.train import train_backbone
 
     if lockstep:
         done = train_folds_lockstep(backbone, cache, training, folds, settings.train,
@@ -439,7 +439,7 @@ def choose_backbone(results: Mapping[str, CrossfitResult]) -> tuple[str, pd.Data
 
     Ties (to 10 decimals) go to the backbone listed first. Returns it and the table
     (``crossfit_epoch``: the epoch each backbone's AUC was reached at, see
-    :mod:`dlrn.deep.lockstep`).
+    :mod:`dlrn.deep.classifier.lockstep`).
     """
     table = pd.DataFrame({"backbone": list(results),
                           "crossfit_auc": [result.auc for result in results.values()],

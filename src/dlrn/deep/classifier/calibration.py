@@ -25,15 +25,12 @@ erase it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy.special import expit
 
-if TYPE_CHECKING:
-    from dlrn.deep.crossfit import CrossfitResult
-
-# methods text (dlrn.deep.crossfit.describe): with validation splits, and without
+# methods text (dlrn.deep.classifier.crossfit.describe): with validation splits, and without
 CALIBRATION_TEXT = ("Each CNN's output (the final CNN's and every fold CNN's) was "
                     "Platt-scaled on its own validation cases, which it did not train on, "
                     "so that all of them give probabilities on one scale before the "
@@ -100,20 +97,3 @@ def platt_columns(calibration: PlattScaling | None) -> dict[str, float]:
     if calibration is None:
         return {"platt_intercept": np.nan, "platt_slope": np.nan}
     return {"platt_intercept": calibration.intercept, "platt_slope": calibration.slope}
-
-
-def pooling_check(crossfit: CrossfitResult, tolerance: float = 0.03) -> str:
-    """The pooled out-of-fold AUC beside the fold CNNs' own held-out AUCs, in words.
-
-    Within a fold the AUC compares one CNN's scores; pooled, it also compares the fold
-    CNNs' scales. A pooled AUC more than ``tolerance`` below the folds' mean means the
-    scales differ, and a cut-off chosen on the pooled scores will not carry over well.
-    """
-    folds = crossfit.fold_table["held_out_auc"]
-    text = (f"Pooled out-of-fold AUC of the cross-fitted {crossfit.backbone} scores "
-            f"{crossfit.auc:.3f}; each fold CNN on its own held-out fold "
-            f"{folds.min():.3f}-{folds.max():.3f} (mean {folds.mean():.3f}).")
-    if crossfit.auc < folds.mean() - tolerance:
-        text += (" The pooled AUC is lower: the fold CNNs' scores sit on different scales, "
-                 "so the cut-off chosen on them may transfer poorly to the test cases.")
-    return text

@@ -16,9 +16,10 @@ score of a tuned setting.) The caller then trains the backbone's final CNN on al
 training cases with the same schedule and stops it after E*
 (``train_backbone(stop_after=E*)``).
 
-Each fold CNN is an :class:`dlrn.deep.trainer.EpochTrainer` with its own optimiser,
-schedule, seeded generator and random state: fold k here trains exactly as it would
-alone on the same cases. Memory: K models with their optimiser states at once, plus K
+Each fold CNN is a :class:`dlrn.deep.engine.EpochEngine` over a
+:class:`dlrn.deep.classifier.task.ClassifierTask`, with its own optimiser, schedule,
+seeded generator and random state: fold k here trains exactly as it would alone on the
+same cases. Memory: K models with their optimiser states at once, plus K
 CPU copies of the best weights.
 """
 
@@ -33,17 +34,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dlrn.deep.data import CropCache, DeviceCrops
-from dlrn.deep.memory import PeakMemory
-from dlrn.deep.runtime import precision_name, select_device, torch_runtime
-from dlrn.deep.train import (
+from dlrn.deep.classifier.settings import TrainSettings
+from dlrn.deep.classifier.task import classifier_engine, held_out_loss_auc
+from dlrn.deep.classifier.train import (
     MODEL_CARD,
     TrainResult,
-    TrainSettings,
     save_checkpoint,
     write_model_card,
 )
-from dlrn.deep.trainer import CheckpointClock, EpochTrainer, held_out_loss_auc
+from dlrn.deep.data import CropCache, DeviceCrops
+from dlrn.deep.engine import CheckpointClock, EpochEngine
+from dlrn.deep.memory import PeakMemory
+from dlrn.deep.runtime import precision_name, select_device, torch_runtime
 from dlrn.errors import DlrnError
 
 LOCKSTEP_STATE = "lockstep.pt"
@@ -64,7 +66,7 @@ class LockstepResult:
 
 
 def _probabilities(logits: np.ndarray) -> np.ndarray:
-    """P(positive) as :func:`dlrn.deep.inference.cnn_probabilities` gives it (float32)."""
+    """P(positive) as :func:`dlrn.deep.classifier.scores.cnn_probabilities` gives it (float32)."""
     return torch.sigmoid(torch.from_numpy(logits)).numpy()
 
 
@@ -80,44 +82,50 @@ def _check_output(out_dir: Path | None, folds: list[int], resume: bool,
                         f"pass --resume to continue them or --overwrite to replace them")
 
 
-def _save_state(trainers: dict[int, EpochTrainer], rows: list[dict], path: Path) -> None:
+def _save_state(engines: dict[int, EpochEngine], rows: list[dict], path: Path) -> None:
     """All fold CNNs' states in one file, replaced whole (a crash leaves the last epoch)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    torch.save({"folds": [trainer.state() for trainer in trainers.values()], "rows": rows},
+    torch.save({"folds": [engine.state() for engine in engines.values()], "rows": rows},
                partial)
     partial.replace(path)
 
 
-def _restore(trainers: dict[int, EpochTrainer], path: Path) -> list[dict]:
+def _restore(engines: dict[int, EpochEngine], path: Path) -> list[dict]:
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if len(state["folds"]) != len(trainers):
+    if len(state["folds"]) != len(engines):
         raise DlrnError(f"cannot resume from {path}: it holds {len(state['folds'])} fold CNNs, "
-                        f"this run has {len(trainers)} folds")
-    for trainer, fold_state in zip(trainers.values(), state["folds"], strict=True):
-        trainer.restore(fold_state, path)
+                        f"this run has {len(engines)} folds")
+    for engine, fold_state in zip(engines.values(), state["folds"], strict=True):
+        engine.restore(fold_state, path)
     return state["rows"]
 
 
-def _share_crops(trainer: EpochTrainer, first: EpochTrainer) -> None:
-    """Under CUDA, one copy of the crops on the GPU for all fold CNNs (each trainer's
+def _share_crops(engine: EpochEngine, first: EpochEngine) -> None:
+    """Under CUDA, one copy of the crops on the GPU for all fold CNNs (each engine's
     :class:`dlrn.deep.data.DeviceCrops` made its own; its rows differ, not its crops)."""
-    if isinstance(trainer.loader, DeviceCrops) and isinstance(first.loader, DeviceCrops):
-        trainer.loader.crops = first.loader.crops
+    loader, first_loader = engine.task.loader, first.task.loader
+    if isinstance(loader, DeviceCrops) and isinstance(first_loader, DeviceCrops):
+        loader.crops = first_loader.crops
 
 
-def _lockstep_epoch(trainers: dict[int, EpochTrainer], held_out: dict[int, np.ndarray],
+def _held_out_logits(engine: EpochEngine, positions: np.ndarray) -> np.ndarray:
+    """A fold CNN's logits of its held-out fold, under its own random state."""
+    return engine.apply(lambda model: engine.task.logits(model, positions))
+
+
+def _lockstep_epoch(engines: dict[int, EpochEngine], held_out: dict[int, np.ndarray],
                     labels: dict[int, np.ndarray]) -> dict:
     """One epoch of every fold CNN, each followed by the prediction of its held-out fold."""
     started = time.perf_counter()
     probabilities = {}
-    for fold, trainer in trainers.items():
+    for fold, engine in engines.items():
         fold_started = time.perf_counter()
-        step = trainer.run_epoch()
-        logits = trainer.logits(held_out[fold])
+        step = engine.run_epoch()
+        logits = _held_out_logits(engine, held_out[fold])
         probabilities[fold] = _probabilities(logits)
         loss, auc = held_out_loss_auc(logits, labels[fold])
-        trainer.record(step, fold_started, held_out_loss=loss, held_out_auc=auc)
+        engine.record(step, fold_started, held_out_loss=loss, held_out_auc=auc)
     pooled = np.concatenate(list(probabilities.values())).astype(np.float64)
     every_label = np.concatenate(list(labels.values()))
     loss = float(torch.nn.functional.binary_cross_entropy(
@@ -126,9 +134,9 @@ def _lockstep_epoch(trainers: dict[int, EpochTrainer], held_out: dict[int, np.nd
     from sklearn.metrics import roc_auc_score
 
     auc = float(roc_auc_score(every_label, pooled))
-    epoch = next(iter(trainers.values())).epoch
-    for trainer in trainers.values():
-        trainer.history[-1]["pooled_oof_auc"] = auc
+    epoch = next(iter(engines.values())).epoch
+    for engine in engines.values():
+        engine.history[-1]["pooled_oof_auc"] = auc
     return {"epoch": epoch, "pooled_oof_auc": auc, "pooled_oof_loss": loss,
             "seconds": time.perf_counter() - started}
 
@@ -163,20 +171,20 @@ def train_folds_lockstep(
     labels = {k: training.loc[held_ids[k], "label"].astype(int).to_numpy() for k in numbers}
     with torch_runtime(settings, device):
         memory = PeakMemory.start(device)
-        trainers: dict[int, EpochTrainer] = {}
+        engines: dict[int, EpochEngine] = {}
         for k in numbers:
-            trainers[k] = EpochTrainer(backbone, cache, training, fit[k], settings,
-                                       weights=weights, device=device, memory=memory)
-            _share_crops(trainers[k], trainers[numbers[0]])
+            engines[k] = classifier_engine(backbone, cache, training, fit[k], settings,
+                                           weights=weights, device=device, memory=memory)
+            _share_crops(engines[k], engines[numbers[0]])
         state_path = None if out_dir is None else out_dir / LOCKSTEP_STATE
-        rows = (_restore(trainers, state_path)
+        rows = (_restore(engines, state_path)
                 if resume and state_path is not None and state_path.exists() else [])
         held_out = {k: cache.positions(held_ids[k]) for k in numbers}
-        lead = trainers[numbers[0]]
-        _epochs(trainers, lead, held_out, labels, rows, state_path, backbone)
-        models = {k: trainer.load_best() for k, trainer in trainers.items()}
-    results = {k: TrainResult(backbone, models[k], pd.DataFrame(trainers[k].history),
-                              lead.best_epoch, math.nan, fit[k], [], lead.normalization,
+        lead = engines[numbers[0]]
+        _epochs(engines, lead, held_out, labels, rows, state_path, backbone)
+        models = {k: engine.load_best() for k, engine in engines.items()}
+    results = {k: TrainResult(backbone, models[k], pd.DataFrame(engines[k].history),
+                              lead.best_epoch, math.nan, fit[k], [], lead.task.normalization,
                               device, None if out_dir is None else out_dir / f"fold{k}",
                               precision_name(lead.dtype)) for k in numbers}
     for result in results.values():
@@ -186,32 +194,32 @@ def train_folds_lockstep(
     return LockstepResult(results, pd.DataFrame(rows), lead.best_epoch)
 
 
-def _epochs(trainers: dict[int, EpochTrainer], lead: EpochTrainer,
+def _epochs(engines: dict[int, EpochEngine], lead: EpochEngine,
             held_out: dict[int, np.ndarray], labels: dict[int, np.ndarray], rows: list[dict],
             state_path: Path | None, backbone: str) -> None:
-    """Lockstep epochs from where the trainers stand, with early stopping on the pooled AUC."""
+    """Lockstep epochs from where the engines stand, with early stopping on the pooled AUC."""
     from tqdm.auto import tqdm
 
     settings = lead.settings
-    bar = tqdm(range(lead.epoch, settings.epochs), desc=f"{backbone} x{len(trainers)} folds",
+    bar = tqdm(range(lead.epoch, settings.epochs), desc=f"{backbone} x{len(engines)} folds",
                disable=not settings.progress, initial=lead.epoch, total=settings.epochs,
                leave=False)
     clock, written = CheckpointClock(settings.checkpoint_every_s), lead.epoch
     for _ in bar:
         if settings.patience is not None and lead.stale >= settings.patience:
             break
-        row = _lockstep_epoch(trainers, held_out, labels)
+        row = _lockstep_epoch(engines, held_out, labels)
         rows.append(row)
         bar.set_postfix(pooled_oof_auc=f"{row['pooled_oof_auc']:.3f}")
         auc, loss = row["pooled_oof_auc"], row["pooled_oof_loss"]
-        better = (auc, -loss) > (lead.best_auc, -lead.best_loss)  # AUC, then lower loss
-        for trainer in trainers.values():
+        better = (auc, -loss) > lead.best_score  # AUC, then lower loss
+        for engine in engines.values():
             if better:
-                trainer.keep(auc, loss)
+                engine.keep((auc, -loss))
             else:
-                trainer.stale += 1
+                engine.stale += 1
         if state_path is not None and clock.due():
-            _save_state(trainers, rows, state_path)
+            _save_state(engines, rows, state_path)
             written = lead.epoch
     if state_path is not None and written != lead.epoch:
-        _save_state(trainers, rows, state_path)
+        _save_state(engines, rows, state_path)
