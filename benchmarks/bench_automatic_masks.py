@@ -45,7 +45,7 @@ def summary(out: Path) -> None:
           f" {record['summary']['cases_trained']} fit / "
           f"{record['summary']['cases_validated']} validation cases")
     print(pd.read_csv(stages / "segmentation" / "tables" / "segmentation_test.csv",
-                      index_col=0).round(3).to_string())
+                      index_col="metric").round(3).to_string())
     automatic = json.loads((stages / "automatic_masks" / "stage.json").read_text())
     print(f"automatic masks: {automatic['summary']['cases']} test cases, "
           f"{automatic['summary']['no_lesion']} with no lesion found; "

@@ -59,13 +59,13 @@ def test_the_stage_scores_every_test_case_against_its_expert_mask(study):
     per_case = pd.read_csv(stage / "per_case.csv", dtype={"case_id": str}, index_col="case_id")
     assert test_ids <= set(per_case.index)
     assert per_case["dice"].between(0, 1).all() and (per_case["iou"] <= per_case["dice"]).all()
-    summary = pd.read_csv(stage / "tables" / "segmentation_test.csv", index_col=0)
+    summary = pd.read_csv(stage / "tables" / "segmentation_test.csv", index_col="metric")
     assert {"dice", "iou", "hd95"} <= set(summary.index)
     dice = summary.loc["dice"]
     assert dice["ci_low"] <= dice["mean"] <= dice["ci_high"]
     record = json.loads((stage / "stage.json").read_text())["summary"]
     assert record["cases_trained"] + record["cases_validated"] == (cases["set"] == "train").sum()
-    assert any(name.startswith("overlay_test_worst") for name in record["figures"])
+    assert any(name.startswith("figures/overlay_test_worst") for name in record["figures"])
     assert (stage / "model" / "unet.safetensors").is_file()
     for path in masks["mask"].dropna():  # each written mask reads back at its image's grid
         case = Path(path).stem

@@ -8,8 +8,10 @@ file, checked on load).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -143,9 +145,16 @@ class SegmentationModel:
             raise DlrnError(f"segmentation model: {weights} does not match its checksum in "
                             f"{card_path} (sha256 {actual}, recorded {expected}); the file "
                             "was changed or damaged")
+        return cls.from_parts(card, load_file(str(weights)), device=device)
+
+    @classmethod
+    def from_parts(cls, card: dict, state: Mapping[str, Any], *,
+                   device: str | torch.device = "cpu") -> SegmentationModel:
+        """The model of a card (``segmentation.json``'s content) and its weights (tensors
+        or numpy arrays), checked by the caller: a study bundle seals both by checksum."""
         settings = SegmentationSettings.from_dict(card["settings"])
         network = build_network(settings)
-        network.load_state_dict(load_file(str(weights)))
+        network.load_state_dict({name: torch.as_tensor(value) for name, value in state.items()})
         network.to(device).eval()
         return cls(network, settings, epochs_trained=int(card["epochs_trained"]),
                    best_epoch=int(card["best_epoch"]), normalisation=card["normalisation"])

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from dlrn.report.html import ReportSection, build_report
 from dlrn.stacking import GIVEN_SCORE_STAGE
+from dlrn.study import automatic
 from dlrn.study.bundle_stage import write_study_bundle
 from dlrn.study.config import StudyConfig
 from dlrn.study.methods import methods_summary
@@ -30,9 +31,13 @@ from dlrn.study.runner import (
 from dlrn.study.stages import STAGES, clinical, cohort, models, nomogram
 from dlrn.study.stages.score import score_stage
 
-__all__ = ["STAGE_RECORD", "STUDY_RECORD", "Stage", "StageRecord", "StudyContext",
-           "StudyResult", "clinical_stages", "report_sections", "run_clinical_study",
-           "run_stages", "run_study"]
+__all__ = ["STAGE_RECORD", "STUDY_RECORD", "STUDY_STAGES", "Stage", "StageRecord",
+           "StudyContext", "StudyResult", "clinical_stages", "report_sections",
+           "run_clinical_study", "run_stages", "run_study"]
+
+
+#: every stage of ``dlrn run``, in order: the stages, then the fully automatic pipeline
+STUDY_STAGES: list[Stage] = [*STAGES, automatic.STAGE]
 
 
 def report_sections(stages: list[Stage], records: dict[str, StageRecord]
@@ -47,11 +52,11 @@ def run_study(config: StudyConfig, *, force: Iterable[str] = (), progress: bool 
               overwrite: bool = False, on_stage: StageListener | None = None) -> StudyResult:
     """Run (or resume) the whole study, then write the report and the model bundle, and
     complete the study's record (the inputs' hashes) for ``dlrn reproduce``."""
-    result = run_stages(STAGES, config, force=force, progress=progress, overwrite=overwrite,
+    result = run_stages(STUDY_STAGES, config, force=force, progress=progress, overwrite=overwrite,
                         on_stage=on_stage)
     context = StudyContext(config, progress, result.records)
     write_study_bundle(context)
-    build_report(config.output_dir, report_sections(STAGES, result.records),
+    build_report(config.output_dir, report_sections(STUDY_STAGES, result.records),
                  methods_summary(context))
     complete_record(config, result.input_hashes, context.summary("deep"))
     return result

@@ -17,7 +17,6 @@ from dlrn.model_comparison import comparison_metrics
 from dlrn.stacking import DLR_SCORE, nomogram_inputs
 from dlrn.study.runner import Stage
 from dlrn.study.stages import (
-    automatic,
     clinical,
     cohort,
     comparison,
@@ -43,7 +42,6 @@ STAGES: list[Stage] = [
     models.DLR_MODELS,
     nomogram.STAGE,
     comparison.STAGE,
-    automatic.STAGE,
 ]
 
 __all__ = ["CASES_FILE", "DLR_SCORE", "IGNORED_REPEATS", "OOF_FILE", "PREDICTIONS_FILE",

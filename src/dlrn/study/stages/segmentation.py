@@ -3,7 +3,7 @@ the test and external cases, and how well they agree with the experts' (Dice, Io
 
 :func:`train_and_evaluate` is the stage's work on a cohort with a ``set`` column; the study
 and ``dlrn train-seg`` both call it. The predicted masks it writes feed the stage
-``automatic_masks`` (:mod:`dlrn.study.stages.automatic`).
+``automatic_masks`` (:mod:`dlrn.study.automatic`).
 """
 
 from __future__ import annotations
@@ -125,8 +125,9 @@ def _overlays(cases: pd.DataFrame, per_case: pd.DataFrame, predicted: pd.DataFra
             stem = f"overlay_{set_name}_{end}{rank}"
             overlay_figure(image, expert, auto, folder / f"{stem}.png",
                            f"{case} ({set_name}): Dice {per_case.at[case, 'dice']:.2f}")
-            figures[stem] = (f"{end.capitalize()} {rank} of the {set_name} set by Dice: case "
-                             f"{case}, expert contour and the U-Net's")
+            figures[f"figures/{stem}"] = (f"{end.capitalize()} {rank} of the {set_name} set "
+                                          f"by Dice: case {case}, expert contour and the "
+                                          "U-Net's")
     return figures
 
 
@@ -159,7 +160,7 @@ def train_and_evaluate(cases: pd.DataFrame, settings: Any, folder: Path, *,
         patients = (evaluated.loc[rows.index, "patient_id"].astype(str)
                     if "patient_id" in evaluated.columns else None)
         table = metric_summary(rows.drop(columns=["set"]), patients, seed=settings.seed)
-        tables[f"segmentation_{name}"] = table
+        tables[f"segmentation_{name}"] = table.rename_axis("metric").reset_index()
         summary.results[name] = {metric: _format(table.loc[metric], 1 if metric == "hd95" else 3)
                                  for metric in table.index}
         summary.no_lesion[name] = int(predicted.loc[rows.index, "mask"].isna().sum())

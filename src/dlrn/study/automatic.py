@@ -1,5 +1,9 @@
 """Stage ``automatic_masks``: the test and external cases predicted from the U-Net's masks.
 
+It comes after the bundle's pieces exist and predicts through a bundle, so it lives
+beside :mod:`dlrn.study.bundle_stage`, not in :mod:`dlrn.study.stages` (whose stages the
+bundle is made of); :mod:`dlrn.study.pipeline` puts it last.
+
 What a fully automatic pipeline reaches: every fitted model of the study (clinical models
 aside, which need no mask) predicts the test and external cases twice, from the expert
 masks and from the segmentation stage's masks, through the study's own bundle (the
