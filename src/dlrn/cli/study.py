@@ -120,6 +120,24 @@ def results_lines(result: Any) -> list[str]:
     if len(chosen):
         lines += ["", *model_auc_lines(chosen, title="The model each stage chose, and the "
                                                      "nomogram: AUC (95% CI)")]
+    return lines + _segmentation_lines(result, list(chosen["model"].unique())
+                                       if len(chosen) else [])
+
+
+def _segmentation_lines(result: Any, models: list[str]) -> list[str]:
+    """The U-Net's Dice per set, and the chosen models' AUC from expert vs its masks."""
+    from dlrn.study.results import automatic_mask_aucs, segmentation_dice
+
+    dice = segmentation_dice(result.records)
+    if not dice:
+        return []
+    lines = ["", "Lesion segmentation (U-Net), Dice (95% CI): " + "; ".join(
+        f"{name} {value}" for name, value in dice.items())]
+    aucs = automatic_mask_aucs(result.output_dir, result.records, models)
+    if len(aucs):
+        lines.append("AUC with the expert masks vs the U-Net's (DeLong p):")
+        lines += [f"  {row.model} ({row.set}, {row.cases} cases): {row.auc_expert:.3f} vs "
+                  f"{row.auc_automatic:.3f} (p {row.p_value:.3g})" for row in aucs.itertuples()]
     return lines
 
 

@@ -19,7 +19,8 @@ from dlrn.study.stages.comparison import STAGE as COMPARISON
 from dlrn.study.stages.evaluating import EVALUATION_DIR
 from dlrn.study.stages.models import CLINICAL_MODELS, DLR_MODELS, HCR_MODELS, ModelsSummary
 
-__all__ = ["AUC_COLUMNS", "chosen_model_aucs", "classifier_aucs"]
+__all__ = ["AUC_COLUMNS", "automatic_mask_aucs", "chosen_model_aucs", "classifier_aucs",
+           "segmentation_dice"]
 
 AUC_COLUMNS = ["model", "set", "auc", "auc_ci_low", "auc_ci_high"]
 CLASSIFIER_STAGES = tuple(stage.name for stage in (CLINICAL_MODELS, HCR_MODELS, DLR_MODELS))
@@ -56,3 +57,24 @@ def chosen_model_aucs(output_dir: Path, records: Mapping[str, StageRecord]) -> p
     if record is None or record.status != "done":
         return pd.DataFrame(columns=AUC_COLUMNS)
     return _held_out(output_dir / "stages" / COMPARISON.name / EVALUATION_DIR / "metrics.csv")
+
+
+def segmentation_dice(records: Mapping[str, StageRecord]) -> dict[str, str]:
+    """The U-Net's Dice (mean and 95% CI, as text) on each held-out set; empty without it."""
+    record = records.get("segmentation")
+    if record is None or record.status != "done":
+        return {}
+    return {name: metrics["dice"] for name, metrics in
+            getattr(record.summary, "results", {}).items() if "dice" in metrics}
+
+
+def automatic_mask_aucs(output_dir: Path, records: Mapping[str, StageRecord],
+                        models: list[str]) -> pd.DataFrame:
+    """``models``' AUCs with the expert and the U-Net's masks per held-out set, and the
+    paired test (stage ``automatic_masks``); empty where it did not run."""
+    record = records.get("automatic_masks")
+    if record is None or record.status != "done":
+        return pd.DataFrame()
+    table = pd.read_csv(output_dir / "stages" / "automatic_masks" / "tables" /
+                        "expert_vs_automatic.csv")
+    return table[table["model"].isin(models)].reset_index(drop=True)

@@ -133,15 +133,13 @@ def _overlays(cases: pd.DataFrame, per_case: pd.DataFrame, predicted: pd.DataFra
 
 def train_and_evaluate(cases: pd.DataFrame, settings: Any, folder: Path, *,
                        progress: bool = True) -> SegmentationSummary:
-    """Train the U-Net on the ``train`` cases (patient-grouped validation split), write it to
-    ``folder/model``, segment every other case into ``folder/masks`` and compare them with
-    the expert masks: per case, and per set with patient-level bootstrap CIs."""
+    """Train the U-Net on the ``train`` cases (patient-grouped validation split), write it and
+    its history to ``folder/model``, segment every other case into ``folder/masks`` and
+    compare them with the expert masks: per case, and per set with patient-level bootstrap
+    CIs."""
     from dlrn.segmentation import mask_metrics, metric_summary, segment_cases, train_segmentation
 
-    result = train_segmentation(cases, train_ids(cases), settings,
-                                out_dir=folder / "training")
-    result.model.save(folder / MODEL_DIR)
-    result.history.to_csv(folder / "history.csv", index=False)
+    result = train_segmentation(cases, train_ids(cases), settings, out_dir=folder / MODEL_DIR)
     evaluated = cases[cases["set"] != "train"]
     predicted = segment_cases(result.model, cases, list(evaluated.index), folder / MASKS_DIR,
                               progress=progress)
