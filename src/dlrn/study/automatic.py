@@ -64,9 +64,11 @@ def _skip(context: StudyContext) -> str | None:
     return None
 
 
-def _models(predictions: pd.DataFrame) -> list[str]:
-    return [c for c in predictions.columns
-            if c not in NOT_MODELS and not str(c).startswith("points_")]
+def _models(predictions: pd.DataFrame, maskless: list[str]) -> list[str]:
+    """The models whose probability depends on the mask (not ``maskless``: the clinical
+    models)."""
+    return [c for c in predictions.columns if c not in NOT_MODELS and c not in maskless
+            and not str(c).startswith("points_")]
 
 
 def _compare(label: pd.Series, expert: pd.Series, automatic: pd.Series,
@@ -85,8 +87,8 @@ def _compare(label: pd.Series, expert: pd.Series, automatic: pd.Series,
     return row | {"auc_difference": float(test["auc_diff"]), "p_value": float(test["p_value"])}
 
 
-def comparison_table(cases: pd.DataFrame, expert: pd.DataFrame, automatic: pd.DataFrame
-                     ) -> pd.DataFrame:
+def comparison_table(cases: pd.DataFrame, expert: pd.DataFrame, automatic: pd.DataFrame,
+                     models: list[str]) -> pd.DataFrame:
     """One row per set and model: cases, AUC with expert and automatic masks, DeLong p."""
     rows = []
     patients = (cases["patient_id"].astype(str) if "patient_id" in cases.columns
@@ -96,7 +98,7 @@ def comparison_table(cases: pd.DataFrame, expert: pd.DataFrame, automatic: pd.Da
         label = cases.loc[ids, "label"].astype(int)
         if label.nunique() < 2:
             continue
-        for model in _models(automatic):
+        for model in models:
             both = expert.loc[ids, model].notna() & automatic.loc[ids, model].notna()
             kept = ids[both.to_numpy()]
             rows.append({"set": set_name, "model": model, "cases": len(kept),
@@ -123,12 +125,14 @@ def run(context: StudyContext) -> AutomaticSummary:
                                feature_cache=cache)
         automatic = predict_cases(bundle, automatic_cases, progress=context.progress,
                                   feature_cache=cache)
+        models = _models(automatic, bundle.json("settings")["models"].get("clinical_models",
+                                                                         []))
     automatic.to_csv(folder / "predictions_automatic.csv")
     expert.to_csv(folder / "predictions_expert.csv")
-    table = comparison_table(cases, expert, automatic)
+    table = comparison_table(cases, expert, automatic, models)
     save_tables(folder, {TABLE: table})
     summary = AutomaticSummary(cases=len(found), no_lesion=len(masks) - len(found),
-                               models=len(_models(automatic)))
+                               models=len(models))
     summary.tables = {f"tables/{TABLE}": (
         "Expert masks vs the U-Net's masks: each model's AUC on the test and external cases "
         "predicted from either (the models and every fitted step frozen, trained on expert "
