@@ -173,3 +173,16 @@ def test_train_seg_and_segment_commands(synthetic_cohort_csv, tmp_path):
     assert len(masks) == len(pd.read_csv(synthetic_cohort_csv))  # every case: a mask or a note
     assert (masks["mask"].notna() | masks["note"].notna()).all()
     assert (segmented / "summary.csv").is_file()  # the table's expert masks: scored
+
+
+def test_without_a_unet_in_the_bundle_a_missing_mask_is_the_reader_s_error(bundle_dir, cohort,
+                                                                           tmp_path):
+    """The serve tests' bundle has no U-Net: a table without masks stops as it always did,
+    naming the column, and nothing is written."""
+    from dlrn.cohort import CohortValidationError
+
+    table = tmp_path / "new.csv"
+    cohort.head(3).drop(columns="mask").to_csv(table, index=False)
+    with pytest.raises(CohortValidationError, match="missing column.*'mask'"):
+        predict_table(bundle_dir, table, progress=False, masks_dir=tmp_path / "masks")
+    assert not (tmp_path / "masks").exists()
