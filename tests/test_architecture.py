@@ -40,11 +40,13 @@ def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
     return nodes
 
 
-def _imports(name: str, path: Path, known: set[str]) -> set[str]:
-    """Every dlrn module ``path`` imports when it runs, at the top or inside functions."""
+def _imports(name: str, path: Path, known: set[str], type_only: bool = False) -> set[str]:
+    """Every dlrn module ``path`` imports when it runs, at the top or inside functions;
+    with ``type_only`` also those under ``if TYPE_CHECKING:``."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in _runtime_nodes(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for node in (ast.walk(tree) if type_only else _runtime_nodes(tree)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -58,10 +60,10 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
     return {module for module in found if module in known and module != name}
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(type_only: bool = False) -> dict[str, set[str]]:
     modules = _modules()
     known = set(modules)
-    return {name: _imports(name, path, known) for name, path in modules.items()}
+    return {name: _imports(name, path, known, type_only) for name, path in modules.items()}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -130,3 +132,51 @@ def test_bundle_and_predict_import_no_orchestrator_code():
                                                              "dlrn.study.pipeline",
                                                              "dlrn.study.runner"))}
         assert not orchestration, f"{module} imports {sorted(orchestration)}"
+
+
+# dlrn.deep's layers, bottom first: a module imports dlrn.deep modules of its own layer
+# or below only (docs/ARCHITECTURE.md, "The deep package")
+DEEP_LAYERS = (
+    ("dlrn.deep", "dlrn.deep.settings", "dlrn.deep.memory"),
+    ("dlrn.deep.runtime",),
+    ("dlrn.deep.data", "dlrn.deep.networks"),
+    ("dlrn.deep.inference", "dlrn.deep.engine"),
+    ("dlrn.deep.classifier",),  # and every module in it
+)
+
+
+def _deep_layer(module: str) -> int:
+    for rank, layer in enumerate(DEEP_LAYERS):
+        if module in layer or (rank == len(DEEP_LAYERS) - 1
+                               and module.startswith("dlrn.deep.classifier.")):
+            return rank
+    raise AssertionError(f"{module} is in no layer of DEEP_LAYERS: place it there")
+
+
+def _deep_graph() -> dict[str, set[str]]:
+    """dlrn.deep's own imports, type-only (``if TYPE_CHECKING:``) and lazy ones included."""
+    return {name: {target for target in targets if target.startswith("dlrn.deep")}
+            for name, targets in import_graph(type_only=True).items()
+            if name.startswith("dlrn.deep")}
+
+
+def test_no_import_circle_in_deep_type_only_imports_included():
+    graph = _deep_graph()
+    assert "dlrn.deep.classifier.crossfit" in graph["dlrn.deep.classifier.diagnostics"]  # type-only
+    assert "dlrn.deep.classifier.lockstep" in graph["dlrn.deep.classifier.crossfit"]  # lazy
+    assert find_cycle(graph) is None
+
+
+def test_deep_layers_import_only_their_own_layer_or_below():
+    graph = _deep_graph()
+    upward = {f"{name} -> {target}" for name, targets in graph.items() for target in targets
+              if _deep_layer(target) > _deep_layer(name)}
+    assert not upward, f"imports from a higher layer of dlrn.deep: {sorted(upward)}"
+    for name, targets in graph.items():
+        if _deep_layer(name) < _deep_layer("dlrn.deep.classifier"):
+            assert not {t for t in targets if t.startswith("dlrn.deep.classifier")}, name
+
+
+def test_the_engine_knows_no_data_network_or_classifier():
+    assert _deep_graph()["dlrn.deep.engine"] <= {"dlrn.deep.settings", "dlrn.deep.runtime",
+                                                 "dlrn.deep.memory"}

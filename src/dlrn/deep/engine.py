@@ -44,8 +44,10 @@ class TrainingTask(Protocol):
     ``build_model`` is called right after ``torch.manual_seed(settings.seed)`` (equal
     seeds, equal initial weights); ``batches`` gives one epoch of ``(inputs, targets)``
     on ``device``, shuffled and augmented with ``generator``, with ``len()`` = steps per
-    epoch (called once when the engine is built, then once per epoch); ``evaluate``
-    scores the model on held-out cases after an epoch (``{}`` when there are none).
+    epoch (called once when the engine is built, then once per epoch); ``loss`` gets the
+    model's outputs as autocast left them (bf16/fp16 on CUDA: cast to float32 in it);
+    ``evaluate`` scores the model on held-out cases after an epoch (``{}`` when there are
+    none), under the engine's random state and autocast type (:meth:`EpochEngine.apply`).
     """
 
     name: str
