@@ -25,6 +25,8 @@ from real_cohort import busbra_cases
 
 from dlrn.imaging import read_image, read_mask
 from dlrn.segmentation import (
+    SegmentationModel,
+    SegmentationResult,
     SegmentationSettings,
     mask_metrics,
     metric_summary,
@@ -32,6 +34,7 @@ from dlrn.segmentation import (
     segment_cases,
     train_segmentation,
 )
+from dlrn.segmentation.data import fit_validation_split
 from dlrn.splitting import split_cohort
 
 
@@ -54,6 +57,24 @@ def overlays(cases: pd.DataFrame, predicted: pd.DataFrame, per_case: pd.DataFram
     return paths
 
 
+def from_resume_state(folder: Path, settings: SegmentationSettings) -> SegmentationResult:
+    """The best epoch so far of the training whose resume state is in ``folder``."""
+    import torch
+
+    from dlrn.segmentation.model import build_network
+
+    state = torch.load(folder / "resume.pt", map_location="cpu", weights_only=True)
+    network = build_network(settings)
+    network.load_state_dict(state["best_state"])
+    history = pd.DataFrame(state["history"])
+    model = SegmentationModel(network.eval(), settings, epochs_trained=int(state["epoch"]),
+                              best_epoch=int(state["best_epoch"]))
+    print(f"from the resume state of {folder}: {state['epoch']} epochs trained so far",
+          flush=True)
+    return SegmentationResult(model, history, [], [], int(state["best_epoch"]),
+                              float(history["seconds"].sum()))
+
+
 def summary_lines(summary: pd.DataFrame) -> list[str]:
     return [f"  {name:5s} mean {row['mean']:.3f}  median {row['median']:.3f}  95% CI "
             f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]  ({int(row['n_cases'])} cases, "
@@ -69,6 +90,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None,
                         help="first N patients only (a quick trial)")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--from-resume", action="store_true",
+                        help="no training: score the best epoch so far of the resume state "
+                             "in --out/model (a run still training, or stopped)")
     args = parser.parse_args()
 
     cases = busbra_cases()
@@ -84,8 +108,13 @@ def main() -> None:
     print(f"BUS-BRA: {len(cases)} images, {cases['patient_id'].nunique()} patients; "
           f"train {len(train_ids)}, test {len(test_ids)}; settings {settings}", flush=True)
 
-    result = train_segmentation(cases, train_ids, settings, out_dir=args.out / "model",
-                                resume=args.resume)
+    if args.from_resume:
+        result = from_resume_state(args.out / "model", settings)
+        result.fit_ids, result.val_ids = fit_validation_split(cases, train_ids,
+                                                              settings.val_fraction, settings.seed)
+    else:
+        result = train_segmentation(cases, train_ids, settings, out_dir=args.out / "model",
+                                    resume=args.resume)
     history = result.history
     epoch_seconds = history["seconds"] if "seconds" in history else pd.Series(dtype=float)
     print(f"fit {len(result.fit_ids)} / validation {len(result.val_ids)} images; "
@@ -112,7 +141,8 @@ def main() -> None:
         print(f"scanner {device}:")
         print("\n".join(summary_lines(by_device[device])))
     figures = overlays(cases, predicted, per_case, args.out / "figures")
-    record = {"settings": settings.to_dict(), "train": len(train_ids), "test": len(test_ids),
+    record = {"settings": settings.to_dict(), "from_resume_state": args.from_resume,
+              "train": len(train_ids), "test": len(test_ids),
               "fit": len(result.fit_ids), "validation": len(result.val_ids),
               "epochs_run": len(history), "best_epoch": result.best_epoch,
               "read_time_s": result.read_time_s, "train_time_s": result.train_time_s,

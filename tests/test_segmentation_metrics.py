@@ -111,3 +111,17 @@ def test_metrics_of_segmented_cases_include_those_without_a_lesion(tmp_path):
     summary = metric_summary(table, cases["patient_id"], n_boot=50)
     assert summary.loc["dice", "n_cases"] == 4 and summary.loc["dice", "mean"] == 0
     assert summary.loc["hd95", "n_cases"] == 0
+
+
+def test_overlay_figure_draws_both_contours_or_says_none(tmp_path):
+    import SimpleITK as sitk
+    from PIL import Image
+
+    from dlrn.segmentation import overlay_figure
+
+    image = sitk.GetImageFromArray(np.random.default_rng(0).normal(size=(30, 40)))
+    expert = square(5, 5, shape=(30, 40))
+    for predicted, name in ((square(6, 8, shape=(30, 40)), "both.png"), (None, "none.png")):
+        path = overlay_figure(image, expert, predicted, tmp_path / name, "case x")
+        assert path.is_file() and Image.open(path).format == "PNG"
+    assert (tmp_path / "both.png").read_bytes() != (tmp_path / "none.png").read_bytes()
