@@ -93,7 +93,8 @@ def test_expert_masks_through_the_bundle_give_the_study_s_own_test_auc(study):
     np.testing.assert_allclose(expert["HCR-LR"], study_rows.loc[expert.index, "HCR-LR"],
                                rtol=1e-9)
     assert 0 <= hcr["p_value"] <= 1 and hcr["cases"] == hcr["cases"]
-    assert {"DL-resnet18", "DLR-LR"} <= set(table["model"])  # CNN crops of the U-Net's masks
+    # the CNN crops of the U-Net's masks too; the clinical model needs no mask
+    assert set(table["model"]) == {"HCR-LR", "DL-resnet18", "DLR-LR", "DLRN"}
 
 
 def _table_without_masks(study: Path, folder: Path, blank_only: str | None = None) -> Path:

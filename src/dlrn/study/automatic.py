@@ -33,8 +33,6 @@ from dlrn.study.stages.segmentation import MASKS_FILE
 
 VERSION = 1
 TABLE = "expert_vs_automatic"
-#: the columns of ``predict_cases`` that are not a model's probability
-NOT_MODELS = ("label", "note")
 
 
 @dataclass(frozen=True)
@@ -64,11 +62,16 @@ def _skip(context: StudyContext) -> str | None:
     return None
 
 
-def _models(predictions: pd.DataFrame, maskless: list[str]) -> list[str]:
-    """The models whose probability depends on the mask (not ``maskless``: the clinical
-    models)."""
-    return [c for c in predictions.columns if c not in NOT_MODELS and c not in maskless
-            and not str(c).startswith("points_")]
+def image_models(settings: dict[str, Any]) -> list[str]:
+    """The bundle's models whose probability depends on the mask: the HCR and DLR
+    classifiers, the CNN and the nomogram (not the clinical models)."""
+    models = settings["models"]
+    names = [*models.get("hcr_models", []), *models.get("dlr_models", [])]
+    if settings.get("deep"):
+        names.append(f"DL-{settings['deep']['backbone']}")
+    if settings.get("nomogram"):
+        names.append(settings["nomogram"])
+    return names
 
 
 def _compare(label: pd.Series, expert: pd.Series, automatic: pd.Series,
@@ -125,8 +128,7 @@ def run(context: StudyContext) -> AutomaticSummary:
                                feature_cache=cache)
         automatic = predict_cases(bundle, automatic_cases, progress=context.progress,
                                   feature_cache=cache)
-        models = _models(automatic, bundle.json("settings")["models"].get("clinical_models",
-                                                                         []))
+        models = image_models(bundle.json("settings"))
     automatic.to_csv(folder / "predictions_automatic.csv")
     expert.to_csv(folder / "predictions_expert.csv")
     table = comparison_table(cases, expert, automatic, models)
