@@ -19,6 +19,7 @@ from dlrn.segmentation import (
     NoLesionFound,
     SegmentationModel,
     SegmentationSettings,
+    mask_metrics,
     segment_cases,
     write_mask,
 )
@@ -123,3 +124,27 @@ def test_segment_cases_refuses_unknown_ids(tmp_path):
     cases = pd.DataFrame({"image": [], "mask": []})
     with pytest.raises(DlrnError, match="nope"):
         segment_cases(pixel_rule(1.0, 0.0), cases, ["nope"], tmp_path, progress=False)
+
+
+def test_masks_are_written_with_the_study_s_roi_label_and_read_back_with_it(tmp_path):
+    """A study whose masks mark the lesion with label 2 (``cohort.mask_label``): the
+    predicted masks carry 2 too, so the reader finds the lesion with that label, and the
+    scores read the experts' masks with it."""
+    from dataclasses import replace
+
+    cases = lesion_cases(tmp_path / "cases", 4, nifti_every=2)
+    for path in cases["mask"]:  # relabel the expert lesions 1 -> 2
+        mask = read_mask(path)
+        relabelled = sitk.Cast(mask != 0, sitk.sitkUInt8) * 2
+        relabelled.CopyInformation(mask)
+        sitk.WriteImage(relabelled, path)
+    model = pixel_rule(8.0, -6.0)
+    model.settings = replace(model.settings, mask_label=2)
+    out = segment_cases(model, cases, list(cases.index), tmp_path / "pred", progress=False)
+    for path in out["mask"]:
+        values = np.unique(sitk.GetArrayFromImage(sitk.ReadImage(path)))
+        assert values.tolist() == [0, 2]
+        assert sitk.GetArrayFromImage(read_mask(path, label=2)).any()
+        assert not sitk.GetArrayFromImage(read_mask(path, label=1)).any()
+    scores = mask_metrics(cases, out, label=2)
+    assert (scores["dice"] > 0.5).all()

@@ -184,6 +184,6 @@ def test_without_a_unet_in_the_bundle_a_missing_mask_is_the_reader_s_error(bundl
 
     table = tmp_path / "new.csv"
     cohort.head(3).drop(columns="mask").to_csv(table, index=False)
-    with pytest.raises(CohortValidationError, match="missing column.*'mask'"):
+    with pytest.raises(CohortValidationError, match=r"missing column.*'mask'"):
         predict_table(bundle_dir, table, progress=False, masks_dir=tmp_path / "masks")
     assert not (tmp_path / "masks").exists()

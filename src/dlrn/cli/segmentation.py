@@ -68,7 +68,8 @@ def run_train(args: argparse.Namespace) -> int:
     console = Console(args)
     section, dl = _sections(args)
     settings = segmentation_settings(section, dl, seed=args.seed,
-                                     progress=console.progress and not args.no_progress)
+                                     progress=console.progress and not args.no_progress,
+                                     mask_label=args.mask_label, frame=args.frame)
     if args.split_column is None and label_column(args) is None:
         raise ConfigError("train-seg splits by label: give --label, or --split-column")
     cohort = read_cohort_from_args(args)
@@ -117,7 +118,8 @@ def run_segment(args: argparse.Namespace) -> int:
         if args.mask_column in table.columns:
             expert = cases.assign(mask=[absolute_path(str(p), args.table.parent)
                                         for p in table[args.mask_column]])
-            per_case = mask_metrics(expert, masks)
+            per_case = mask_metrics(expert, masks, label=model.settings.mask_label,
+                                    frame=model.settings.frame)
             per_case.to_csv(out / "per_case.csv")
             summary = metric_summary(per_case)
             summary.to_csv(out / "summary.csv")

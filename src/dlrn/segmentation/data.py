@@ -60,8 +60,10 @@ class SegmentationArrays:
 
     @classmethod
     def read(cls, cases: pd.DataFrame, ids: Sequence[str], size: int, *,
-             progress: bool = True, desc: str = "reading images") -> SegmentationArrays:
-        """Read each case's image and mask once (``cases``: columns ``image``, ``mask``)."""
+             label: int | None = None, frame: int = 0, progress: bool = True,
+             desc: str = "reading images") -> SegmentationArrays:
+        """Read each case's image and mask once (``cases``: columns ``image``, ``mask``;
+        ``label`` and ``frame`` as :func:`dlrn.imaging.read_image_and_mask`)."""
         from tqdm.auto import tqdm
 
         from dlrn.imaging import read_image_and_mask
@@ -78,7 +80,8 @@ class SegmentationArrays:
             if pd.isna(row["mask"]):
                 raise DlrnError(f"segmentation: case {ids[k]} has no mask; the U-Net trains "
                                 "on cases with an expert mask only")
-            image, mask = read_image_and_mask(row["image"], row["mask"])
+            image, mask = read_image_and_mask(row["image"], row["mask"], label=label,
+                                              frame=frame)
             images[k], masks[k] = image_tensor(image, size), mask_tensor(mask, size)
         return cls(ids, images, masks)
 

@@ -37,10 +37,12 @@ def mask_suffix(image: sitk.Image) -> str:
     return ".nrrd" if has_geometry(image) else ".png"
 
 
-def write_mask(mask: np.ndarray, image: sitk.Image, path: Path) -> Path:
+def write_mask(mask: np.ndarray, image: sitk.Image, path: Path, *,
+               label: int | None = None) -> Path:
     """Write boolean ``mask`` ((rows, cols) on ``image``'s grid) to ``path``: ``.png`` as
     0/255 8-bit grey; ``.nrrd``, ``.nii``, ``.nii.gz``, ``.mha`` as 0/1 uint8 with the
-    image's spacing, origin and orientation. The path written."""
+    image's spacing, origin and orientation; with ``label`` (the study's ROI label), the
+    lesion is that value instead. The path written."""
     path = Path(path)
     mask = np.asarray(mask)
     rows_cols = sitk.GetArrayViewFromImage(image).shape
@@ -53,9 +55,9 @@ def write_mask(mask: np.ndarray, image: sitk.Image, path: Path) -> Path:
     if name.endswith(".png"):
         from PIL import Image
 
-        Image.fromarray(pixels * 255, mode="L").save(path)
+        Image.fromarray(pixels * (label or 255), mode="L").save(path)
     elif name.endswith(_GEOMETRY_SUFFIXES):
-        written = sitk.GetImageFromArray(pixels)
+        written = sitk.GetImageFromArray(pixels * (label or 1))
         written.CopyInformation(image)
         sitk.WriteImage(written, str(path), useCompression=True)
     else:
@@ -89,9 +91,10 @@ def segment_cases(model: SegmentationModel, cases: pd.DataFrame, ids: Sequence[s
         for stale in (folder / f"{case_id}.png", folder / f"{case_id}.nrrd"):
             stale.unlink(missing_ok=True)  # an earlier run's mask must not outlive its row
         try:
-            image = read_image(cases.at[case_id, "image"])
+            image = read_image(cases.at[case_id, "image"], frame=model.settings.frame)
             mask = model.predict(image, name=f"case {case_id}")
-            path = str(write_mask(mask, image, folder / f"{case_id}{mask_suffix(image)}"))
+            path = str(write_mask(mask, image, folder / f"{case_id}{mask_suffix(image)}",
+                                  label=model.settings.mask_label))
         except NoLesionFound:
             note = NO_LESION_NOTE
         except ImageReadError as error:

@@ -74,12 +74,13 @@ def case_metrics(predicted: np.ndarray | None, expert: np.ndarray,
     return {"dice": dice, "iou": iou, "hd95": hd95(predicted, expert, spacing)}
 
 
-def mask_metrics(cases: pd.DataFrame, predicted: pd.DataFrame, *,
-                 progress: bool = False) -> pd.DataFrame:
+def mask_metrics(cases: pd.DataFrame, predicted: pd.DataFrame, *, label: int | None = None,
+                 frame: int = 0, progress: bool = False) -> pd.DataFrame:
     """Dice, IoU and HD95 of each case of ``predicted`` (column ``mask``: path of the
     predicted mask, NA where no lesion was found) against the expert's ``cases['mask']``.
 
-    Masks are read with the image's geometry (:func:`dlrn.imaging.read_image_and_mask`);
+    Masks are read with the image's geometry (:func:`dlrn.imaging.read_image_and_mask`;
+    ``label`` and ``frame`` as the cohort reads them, the predicted masks with ``label``);
     HD95 is in mm where the image's spacing is known (``hd95_unit`` ``mm``), else in
     pixels (``pixel``). Columns: dice, iou, hd95, hd95_unit, lesion_found.
     """
@@ -94,12 +95,13 @@ def mask_metrics(cases: pd.DataFrame, predicted: pd.DataFrame, *,
     for case_id, path in tqdm(predicted["mask"].items(), total=len(predicted), unit="case",
                               desc="scoring masks", disable=not progress, leave=False):
         image, expert = read_image_and_mask(cases.at[case_id, "image"],
-                                            cases.at[case_id, "mask"])
+                                            cases.at[case_id, "mask"], label=label,
+                                            frame=frame)
         known = spacing_is_known(image)
         spacing = tuple(reversed(image.GetSpacing())) if known else None  # (row, col)
         mask = None
         if not pd.isna(path):
-            mask = _array(align_mask_to_image(image, read_mask(path),
+            mask = _array(align_mask_to_image(image, read_mask(path, label=label),
                                               cases.at[case_id, "image"], path))
         rows[case_id] = {**case_metrics(mask, _array(expert), spacing),
                          "hd95_unit": "mm" if known else "pixel",

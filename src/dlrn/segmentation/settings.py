@@ -35,6 +35,10 @@ class SegmentationSettings:
     that fraction and shifts by up to that fraction of the side (0 turns it off).
     Engine settings (``device``, ``amp``, ``precision``, ``deterministic``, ``threads``,
     ``checkpoint_every_s``) mean what they mean for the CNNs (``dl`` section).
+    ``mask_label`` and ``frame``: how the cohort's images and masks are read (the study's
+    ``cohort.mask_label`` and ``cohort.frame``): the expert masks' ROI label (None: any
+    non-zero pixel) and the frame of a multi-frame image; predicted masks are written
+    with that label, so the cohort reader reads them back as it reads the experts'.
     """
 
     epochs: int = 40
@@ -61,6 +65,8 @@ class SegmentationSettings:
     threshold: float = 0.5
     flip: bool = True
     scale_shift: float = 0.1
+    mask_label: int | None = None
+    frame: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -113,5 +119,9 @@ def _problems(settings: SegmentationSettings):
         yield f"dropout must be in [0, 1), got {settings.dropout}"
     if not 0 < settings.threshold <= 1 or math.isnan(settings.threshold):
         yield f"threshold must be in (0, 1], got {settings.threshold}"
+    if settings.mask_label is not None and not 1 <= settings.mask_label <= 255:
+        yield f"mask_label must be None or 1-255, got {settings.mask_label}"
+    if settings.frame < 0:
+        yield f"frame must be >= 0, got {settings.frame}"
     if not 0 <= settings.scale_shift < 0.5:
         yield f"scale_shift must be in [0, 0.5), got {settings.scale_shift}"

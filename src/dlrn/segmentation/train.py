@@ -81,6 +81,7 @@ def train_segmentation(cases: pd.DataFrame, train_ids: Sequence[str],
                                             settings.seed)
     started = time.perf_counter()
     arrays = SegmentationArrays.read(cases, fit_ids + val_ids, settings.image_size,
+                                     label=settings.mask_label, frame=settings.frame,
                                      progress=settings.progress)
     read_time = time.perf_counter() - started
     task = SegmentationTask(arrays.subset(fit_ids), arrays.subset(val_ids), settings)

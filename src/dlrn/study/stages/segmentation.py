@@ -17,7 +17,13 @@ import pandas as pd
 from dlrn.report.summary import StageSummary
 from dlrn.study.config import DeepSettings, SegmentationConfig, StudyConfig
 from dlrn.study.runner import Stage, StudyContext
-from dlrn.study.stages.files import figure_dir, read_cases, save_tables, train_ids
+from dlrn.study.stages.files import (
+    figure_dir,
+    image_options,
+    read_cases,
+    save_tables,
+    train_ids,
+)
 
 VERSION = 1
 MODEL_DIR = "model"
@@ -74,9 +80,11 @@ def stage_settings(config: StudyConfig) -> SegmentationStageSettings:
 
 
 def segmentation_settings(section: SegmentationConfig, dl: DeepSettings, *, seed: int,
-                          progress: bool) -> Any:
+                          progress: bool, mask_label: int | None = None,
+                          frame: int = 0) -> Any:
     """The U-Net's training settings from the study file's ``segmentation`` and ``dl``
-    (device, precision, determinism and threads) sections."""
+    (device, precision, determinism and threads) sections, reading the images and masks
+    as the cohort does (``mask_label``, ``frame``)."""
     from dlrn.segmentation import SegmentationSettings
 
     return SegmentationSettings(
@@ -84,7 +92,7 @@ def segmentation_settings(section: SegmentationConfig, dl: DeepSettings, *, seed
         learning_rate=section.learning_rate, patience=section.patience,
         val_fraction=section.val_fraction, seed=seed, device=dl.device,
         precision=dl.precision, amp=dl.amp, deterministic=dl.deterministic,
-        threads=dl.threads, progress=progress)
+        threads=dl.threads, progress=progress, mask_label=mask_label, frame=frame)
 
 
 def _skip(context: StudyContext) -> str | None:
@@ -104,7 +112,7 @@ def _set_names(cases: pd.DataFrame) -> list[str]:
 
 
 def _overlays(cases: pd.DataFrame, per_case: pd.DataFrame, predicted: pd.DataFrame,
-              folder: Path, set_name: str) -> dict[str, str]:
+              folder: Path, set_name: str, settings: Any) -> dict[str, str]:
     """The best and worst cases of one set by Dice: image, expert and predicted contours."""
     import SimpleITK as sitk
 
@@ -117,11 +125,13 @@ def _overlays(cases: pd.DataFrame, per_case: pd.DataFrame, predicted: pd.DataFra
     figures = {}
     for end, rows in ends.items():
         for rank, case in enumerate(rows.index, start=1):
-            image = read_image(cases.at[case, "image"])
-            expert = sitk.GetArrayFromImage(read_mask(cases.at[case, "mask"])) != 0
+            image = read_image(cases.at[case, "image"], frame=settings.frame)
+            expert = sitk.GetArrayFromImage(read_mask(
+                cases.at[case, "mask"], label=settings.mask_label, frame=settings.frame)) != 0
             mask_path = predicted.at[case, "mask"]
             auto = (None if pd.isna(mask_path)
-                    else sitk.GetArrayFromImage(read_mask(mask_path)) != 0)
+                    else sitk.GetArrayFromImage(read_mask(mask_path,
+                                                          label=settings.mask_label)) != 0)
             stem = f"overlay_{set_name}_{end}{rank}"
             overlay_figure(image, expert, auto, folder / f"{stem}.png",
                            f"{case} ({set_name}): Dice {per_case.at[case, 'dice']:.2f}")
@@ -145,7 +155,8 @@ def train_and_evaluate(cases: pd.DataFrame, settings: Any, folder: Path, *,
                               progress=progress)
     predicted.index.name = "case_id"
     predicted.to_csv(folder / MASKS_FILE)
-    per_case = mask_metrics(cases, predicted).join(evaluated[["set"]])
+    per_case = mask_metrics(cases, predicted, label=settings.mask_label,
+                            frame=settings.frame).join(evaluated[["set"]])
     per_case.index.name = "case_id"
     per_case.to_csv(folder / PER_CASE_FILE)
     summary = SegmentationSummary(
@@ -162,7 +173,8 @@ def train_and_evaluate(cases: pd.DataFrame, settings: Any, folder: Path, *,
         summary.results[name] = {metric: _format(table.loc[metric], 1 if metric == "hd95" else 3)
                                  for metric in table.index}
         summary.no_lesion[name] = int(predicted.loc[rows.index, "mask"].isna().sum())
-        summary.figures.update(_overlays(cases, rows, predicted, figures, name))
+        summary.figures.update(_overlays(cases, rows, predicted, figures, name,
+                                              settings))
     save_tables(folder, tables)
     summary.tables = {f"tables/{name}": (
         f"Segmentation of the {name.removeprefix('segmentation_')} set: Dice, IoU and HD95 "
@@ -174,7 +186,7 @@ def train_and_evaluate(cases: pd.DataFrame, settings: Any, folder: Path, *,
 def run(context: StudyContext) -> SegmentationSummary:
     config = context.config
     settings = segmentation_settings(config.segmentation, config.dl, seed=config.seed,
-                                     progress=context.progress)
+                                     progress=context.progress, **image_options(config))
     return train_and_evaluate(read_cases(context), settings,
                               context.stage_dir("segmentation"), progress=context.progress)
 
