@@ -37,10 +37,10 @@ def _changed_pyproject(tmp_path: Path, old: str, new: str) -> Path:
 
 
 def test_a_requirement_added_to_pyproject_fails_the_check_until_the_lock_is_refreshed(tmp_path):
-    pyproject = _changed_pyproject(tmp_path, '"psutil>=5.9",', '"psutil>=5.9",\n    "monai>=1.3",')
+    pyproject = _changed_pyproject(tmp_path, '"psutil>=5.9",', '"psutil>=5.9",\n    "einops>=0.7",')
     problems = lock_problems(pyproject, LOCK)
-    assert "pyproject.toml requires monai>=1.3, which the lock was not made from" in problems
-    assert "monai (monai>=1.3) is not pinned in the lock" in problems
+    assert "pyproject.toml requires einops>=0.7, which the lock was not made from" in problems
+    assert "einops (einops>=0.7) is not pinned in the lock" in problems
 
 
 def test_a_pin_outside_a_changed_range_and_a_removed_requirement_are_named(tmp_path):
