@@ -108,10 +108,17 @@ def _map_serial(function: Callable, pairs: list[tuple[Key, Any]]) -> Iterator[tu
 def _map_processes(
     function: Callable, pairs: list[tuple[Key, Any]], jobs: int
 ) -> Iterator[tuple[Key, Any]]:
-    """Spawned worker processes with at most ``jobs * TASKS_IN_FLIGHT_PER_WORKER`` tasks queued."""
+    """Spawned worker processes with at most ``jobs * TASKS_IN_FLIGHT_PER_WORKER`` tasks queued.
+
+    When a worker dies (killed for memory, a native crash), every task of its pool fails
+    with it, though only one caused it: the rest carry on in a fresh pool, and each task
+    of the broken pool is run again at the end, alone in a worker of its own, so only the
+    one that kills its worker again is reported as a :class:`WorkerDiedError`.
+    """
     pending = iter(pairs)
     executor = _new_executor(jobs)
-    in_flight: dict[Future, Key] = {}
+    in_flight: dict[Future, tuple[Key, Any]] = {}
+    suspects: list[tuple[Key, Any]] = []
     try:
         while True:
             for key, item in _take(pending, jobs * TASKS_IN_FLIGHT_PER_WORKER - len(in_flight)):
@@ -121,12 +128,30 @@ def _map_processes(
                     executor.shutdown(wait=False, cancel_futures=True)
                     executor = _new_executor(jobs)
                     future = executor.submit(function, item)
-                in_flight[future] = key
+                in_flight[future] = (key, item)
             if not in_flight:
-                return
+                break
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in done:
-                yield in_flight.pop(future), _outcome(future)
+                key, item = in_flight.pop(future)
+                if isinstance(future.exception(), BrokenProcessPool):
+                    suspects.append((key, item))
+                else:
+                    yield key, _outcome(future)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+    for key, item in suspects:
+        yield key, _run_alone(function, item)
+
+
+def _run_alone(function: Callable, item: Any) -> Any:
+    """``function(item)`` in a worker process of its own: its result, its exception, or a
+    :class:`WorkerDiedError` when it kills that worker too."""
+    executor = _new_executor(1)
+    try:
+        future = executor.submit(function, item)
+        wait([future])
+        return _outcome(future)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 
