@@ -174,6 +174,19 @@ def test_train_seg_and_segment_commands(synthetic_cohort_csv, tmp_path):
     assert len(masks) == len(pd.read_csv(synthetic_cohort_csv))  # every case: a mask or a note
     assert (masks["mask"].notna() | masks["note"].notna()).all()
     assert (segmented / "summary.csv").is_file()  # the table's expert masks: scored
+    # a case without an expert mask is segmented, and left out of the scores only
+    table = pd.read_csv(synthetic_cohort_csv)
+    table.loc[0, "mask"] = None
+    for column in ("image", "mask"):  # the copy lies elsewhere: its paths absolute
+        table[column] = [p if pd.isna(p) else str(synthetic_cohort_csv.parent / p)
+                         for p in table[column]]
+    partial = tmp_path / "partial.csv"
+    table.to_csv(partial, index=False)
+    assert main(["segment", str(out / "model"), str(partial), "--out",
+                 str(tmp_path / "partial"), "--quiet"]) == 0
+    assert len(pd.read_csv(tmp_path / "partial" / "masks.csv")) == len(table)
+    scored = pd.read_csv(tmp_path / "partial" / "per_case.csv")
+    assert len(scored) == len(table) - 1
 
 
 def test_without_a_unet_in_the_bundle_a_missing_mask_is_the_reader_s_error(bundle_dir, cohort,

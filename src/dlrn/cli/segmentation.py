@@ -89,41 +89,40 @@ def run_train(args: argparse.Namespace) -> int:
 def run_segment(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from dlrn.cohort import absolute_path
     from dlrn.io import check_output_folder, read_table
-    from dlrn.segmentation import SegmentationModel, mask_metrics, metric_summary, segment_cases
+    from dlrn.segmentation import SegmentationModel, mask_metrics, metric_summary
+    from dlrn.segmentation.masks import absolute_paths, segment_table
 
     out = check_output_folder(args.out, overwrite=args.overwrite)
     console = Console(args)
     model = SegmentationModel.load(args.model)
-    table = read_table(args.table, what="table", text_columns=(args.id_column,
-                                                                args.image_column))
+    table = read_table(args.table, what="table", text_columns=(
+        args.id_column, args.image_column, args.mask_column))
     for column in (args.id_column, args.image_column):
         if column not in table.columns:
             raise ConfigError(f"{args.table} has no column {column!r}")
-    ids = table[args.id_column].astype(str)
-    cases = pd.DataFrame({"image": [absolute_path(str(p), args.table.parent)
-                                    for p in table[args.image_column]]}, index=ids.to_numpy())
     with run_log(out, args) as log_path:
-        masks = segment_cases(model, cases, list(cases.index), out / "masks",
-                              progress=console.progress)
-        masks.index.name = "case_id"
+        filled, masks = segment_table(model, table, args.table.parent, out / "masks",
+                                      case_id=args.id_column, image=args.image_column,
+                                      mask=args.mask_column, progress=console.progress)
         masks.to_csv(out / "masks.csv")
-        filled = table.assign(**{args.mask_column: ids.map(masks["mask"]).to_numpy()})
-        filled[args.image_column] = cases["image"].to_numpy()
         filled.to_csv(out / "cases_with_masks.csv", index=False)
         lines = [f"{int(masks['mask'].notna().sum())} of {len(masks)} case(s) segmented into "
                  f"{out / 'masks'}; the table with them: {out / 'cases_with_masks.csv'}"]
         lines += [f"{case}: {note}" for case, note in masks["note"].dropna().items() if note]
         if args.mask_column in table.columns:
-            expert = cases.assign(mask=[absolute_path(str(p), args.table.parent)
-                                        for p in table[args.mask_column]])
-            per_case = mask_metrics(expert, masks, label=model.settings.mask_label,
-                                    frame=model.settings.frame)
+            expert = pd.DataFrame({"image": filled[args.image_column].to_numpy(),
+                                   "mask": absolute_paths(table[args.mask_column],
+                                                          args.table.parent).to_numpy()},
+                                  index=masks.index)
+            scored = expert["mask"].notna()  # the cases that have an expert mask
+            per_case = mask_metrics(expert[scored], masks[scored.to_numpy()],
+                                    label=model.settings.mask_label, frame=model.settings.frame)
             per_case.to_csv(out / "per_case.csv")
             summary = metric_summary(per_case)
             summary.to_csv(out / "summary.csv")
-            lines += ["", "against the expert masks:", summary.round(3).to_string()]
+            lines += ["", f"against the expert masks ({int(scored.sum())} case(s)):",
+                      summary.round(3).to_string()]
     console.say(*lines, f"log: {log_path}")
     return 0
 

@@ -103,3 +103,38 @@ def segment_cases(model: SegmentationModel, cases: pd.DataFrame, ids: Sequence[s
     table = pd.DataFrame.from_dict(rows, orient="index", columns=["mask", "note"])
     table.index.name = "case_id"
     return table
+
+
+def blank_cells(values: pd.Series) -> pd.Series:
+    """True where a table's cell is empty (NaN, or only spaces)."""
+    return values.isna() | values.astype(str).str.strip().eq("")
+
+
+def absolute_paths(values: pd.Series, folder: Path) -> pd.Series:
+    """A table's path column made absolute against the table's folder (empty cells stay
+    NA), so the table can be written elsewhere."""
+    from dlrn.cohort import absolute_path
+
+    return values.astype(object).where(~blank_cells(values)).map(
+        lambda value: value if pd.isna(value) else absolute_path(str(value).strip(), folder))
+
+
+def segment_table(model: SegmentationModel, table: pd.DataFrame, folder: Path,
+                  masks_dir: Path, *, case_id: str, image: str, mask: str,
+                  only_missing: bool = False,
+                  progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A case table (as read from ``folder``) with its ``mask`` column filled by the
+    U-Net's masks, written into ``masks_dir``: every case, or with ``only_missing`` the
+    cases whose mask cell is empty or absent. Returns the table with absolute paths and
+    :func:`segment_cases`' answer (the mask of each segmented case, or why there is none)."""
+    table = table.copy()
+    table[image] = absolute_paths(table[image], folder)
+    if mask in table.columns:
+        table[mask] = absolute_paths(table[mask], folder)
+    asked = (blank_cells(table[mask]) if only_missing and mask in table.columns
+             else pd.Series(True, index=table.index))
+    ids = table.loc[asked, case_id].astype(str)
+    cases = pd.DataFrame({"image": table.loc[asked, image].to_numpy()}, index=ids.to_numpy())
+    segmented = segment_cases(model, cases, list(cases.index), masks_dir, progress=progress)
+    table.loc[asked, mask] = ids.map(segmented["mask"]).to_numpy()
+    return table, segmented

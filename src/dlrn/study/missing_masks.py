@@ -33,19 +33,6 @@ class FilledMasks:
     missing: dict[str, str] = field(default_factory=dict)
 
 
-def _blank(values: pd.Series) -> pd.Series:
-    return values.isna() | values.astype(str).str.strip().eq("")
-
-
-def _absolute(values: pd.Series, folder: Path) -> pd.Series:
-    """Paths made absolute against the table's folder (the filled table lies elsewhere)."""
-    from dlrn.cohort import absolute_path
-
-    return values.where(_blank(values), values.astype(str).str.strip()).map(
-        lambda value: value if pd.isna(value) or not str(value).strip()
-        else absolute_path(value, folder))
-
-
 def fill_missing_masks(bundle: Any, table: str | Path, masks_dir: Path | None, *,
                        progress: bool = True) -> FilledMasks:
     """The table with every missing mask predicted by the bundle's U-Net into ``masks_dir``.
@@ -53,28 +40,24 @@ def fill_missing_masks(bundle: Any, table: str | Path, masks_dir: Path | None, *
     Unchanged (``table`` itself) when no mask is missing or the bundle has no U-Net.
     """
     from dlrn.io import read_table
+    from dlrn.segmentation.masks import blank_cells, segment_table
 
     table = Path(table)
     columns = bundle.json("settings")["columns"]
     case_id, image, mask = columns["case_id"], columns["image"], columns["mask"]
     raw = read_table(table, what="table of new cases", text_columns=(case_id, image, mask))
-    lacking = (pd.Series(True, index=raw.index) if mask not in raw.columns
-               else _blank(raw[mask]))
     model = bundle.segmentation()
-    if not lacking.any() or model is None or image not in raw.columns \
-            or case_id not in raw.columns:
+    if model is None or image not in raw.columns or case_id not in raw.columns:
+        return FilledMasks(table)
+    lacking = blank_cells(raw[mask]) if mask in raw.columns else pd.Series(True, raw.index)
+    if not lacking.any():
         return FilledMasks(table)
     if masks_dir is None:
         raise DlrnError(f"{int(lacking.sum())} case(s) of {table} have no mask: the "
                         "bundle's U-Net can predict them, given a folder for the masks")
-    from dlrn.segmentation import segment_cases
-
-    raw[image] = _absolute(raw[image], table.parent)
-    if mask in raw.columns:
-        raw[mask] = _absolute(raw[mask], table.parent)
-    asked = raw.loc[lacking, [case_id, image]].astype({case_id: str})
-    cases = pd.DataFrame({"image": asked[image].to_numpy()}, index=asked[case_id].to_numpy())
-    segmented = segment_cases(model, cases, list(cases.index), masks_dir, progress=progress)
+    filled_table, segmented = segment_table(model, raw, table.parent, masks_dir,
+                                            case_id=case_id, image=image, mask=mask,
+                                            only_missing=True, progress=progress)
     found = segmented["mask"].notna()
     filled = FilledMasks(masks_dir / FILLED_TABLE)
     for case in segmented.index[found]:
@@ -83,10 +66,8 @@ def fill_missing_masks(bundle: Any, table: str | Path, masks_dir: Path | None, *
     for case in segmented.index[~found]:
         filled.missing[case] = (f"no prediction: {segmented.at[case, 'note']}; draw the ROI "
                                 "(dlrn serve) or give a mask file")
-    by_id = raw[case_id].astype(str)
-    raw.loc[lacking.to_numpy(), mask] = by_id[lacking].map(segmented["mask"]).to_numpy()
-    keep = ~by_id.isin(list(filled.missing))
-    raw[keep.to_numpy()].to_csv(filled.table, index=False)
+    keep = ~filled_table[case_id].astype(str).isin(list(filled.missing))
+    filled_table[keep].to_csv(filled.table, index=False)
     return filled
 
 
