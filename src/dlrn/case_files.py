@@ -38,10 +38,13 @@ def file_problems(
     mask_label: int | None,
     frame: int,
     progress: bool,
+    data_root: Path | None = None,
 ) -> tuple[list[Problem], int]:
     """Problems of each case's files, and how many images lack a known spacing.
 
     ``mask_columns``: (column in ``cases``, column named in messages), reader 1's first.
+    ``data_root``: the table's folder; a detached header (NRRD ``data file``, MetaImage
+    ``ElementDataFile``) may name a data file only inside it (:mod:`dlrn.data_files`).
     Each case's files are read once and released: one case in memory at a time.
     """
     from tqdm.auto import tqdm
@@ -52,12 +55,14 @@ def file_problems(
     for record in tqdm(rows.to_dict("records"), desc="checking cases", disable=not progress,
                        unit="case", leave=False):
         case = CaseCheck(record["_row"], record["case_id"] or "", min_roi_mm, min_roi_pixels)
-        image = case.read(record["image"], image_column, lambda p: read_image(p, frame=frame))
+        image = case.read(record["image"], image_column, lambda p: read_image(p, frame=frame,
+                                                                   data_root=data_root))
         for name, column in mask_columns:
             if pd.isna(record[name]) and name != "mask":
                 continue  # repeat segmentations exist for a subset of cases only
             mask = case.read(record[name], column,
-                             lambda p: read_mask(p, label=mask_label, frame=frame))
+                             lambda p: read_mask(p, label=mask_label, frame=frame,
+                                                 data_root=data_root))
             if image is not None and mask is not None:
                 case.check_mask(image, mask, record[name], column)
         if image is not None and not spacing_is_known(image):

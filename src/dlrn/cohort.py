@@ -26,6 +26,9 @@ Rules worth knowing:
   or a mapping such as ``{"malignant": 1, "benign": 0}``.
 * ``label=None`` reads a table without outcome (feature extraction, prediction).
 * Backslashes in relative paths (tables written on Windows) are read as ``/``.
+* A detached header (NRRD ``data file``, MetaImage ``ElementDataFile``) is followed only
+  to a data file inside the table's folder tree; one naming a file elsewhere is a
+  problem of its case (:mod:`dlrn.data_files`).
 * ``Cohort.cases`` lists the cases by case id (text order), whatever the table's row
   order, so nothing downstream depends on how the table was sorted.
 * ``min_roi_mm`` applies to the ROI's maximum in-plane diameter where the
@@ -128,7 +131,7 @@ def read_cohort(
     mask_columns = [("mask", columns.mask)] + [(name, name) for name in columns.repeat_masks]
     file_problems_, unknown_spacing = file_problems(
         cases, columns.image, mask_columns, min_roi_mm=min_roi_mm, min_roi_pixels=min_roi_pixels,
-        mask_label=mask_label, frame=frame, progress=progress,
+        mask_label=mask_label, frame=frame, progress=progress, data_root=source.parent,
     )
     problem_table = _problem_table(problems + file_problems_)
     if len(problem_table) and on_error == "stop":

@@ -10,7 +10,9 @@ Formats
       the spacing is 1 pixel and is recorded as *unknown* (see
       :func:`spacing_is_known`). Multi-page TIFF: page ``frame``.
     * NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``), MetaImage
-      (``.mha``, ``.mhd``) (read with SimpleITK). 3D volumes with a single slice
+      (``.mha``, ``.mhd``) (read with SimpleITK). A detached header is followed only
+      to a data file inside ``data_root`` (the cohort reader: the table's folder tree;
+      default: the header's folder tree; :mod:`dlrn.data_files`). 3D volumes with a single slice
       (ITK-SNAP saves 2D segmentations as 1xHxW or HxWx1) are squeezed to 2D,
       keeping the spacing, origin and orientation of the two in-plane axes. A
       volume with more than one slice is an error naming the file.
@@ -61,6 +63,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from dlrn.data_files import DataFileError, check_data_files
 from dlrn.errors import DlrnError
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -93,22 +96,28 @@ class _Pixels:
     spacing_source: str = SPACING_UNKNOWN
 
 
-def read_image(path: str | Path, *, frame: int = 0) -> sitk.Image:
-    """Read an image as a 2D float32 grey SimpleITK image (conversion rules: module doc)."""
+def read_image(path: str | Path, *, frame: int = 0,
+               data_root: Path | None = None) -> sitk.Image:
+    """Read an image as a 2D float32 grey SimpleITK image (conversion rules: module doc).
+
+    ``data_root``: the folder tree a detached header's data file must lie in (default:
+    the header's own folder; :mod:`dlrn.data_files`).
+    """
     path = Path(path)
-    pixels = _read_pixels(path, frame, mask=False)
+    pixels = _read_pixels(path, frame, mask=False, data_root=data_root)
     grey = _to_grey(pixels.array, path)
     return _to_sitk(grey.astype(np.float32), pixels)
 
 
-def read_mask(path: str | Path, *, label: int | None = None, frame: int = 0) -> sitk.Image:
+def read_mask(path: str | Path, *, label: int | None = None, frame: int = 0,
+              data_root: Path | None = None) -> sitk.Image:
     """Read a mask as a 2D uint8 0/1 SimpleITK image (non-zero, or exactly ``label``, is ROI).
 
     ``frame`` picks the frame of a multi-frame mask; a single-frame mask is used as it is
-    (one ROI drawn on frame ``frame`` of a cine loop).
+    (one ROI drawn on frame ``frame`` of a cine loop). ``data_root``: as :func:`read_image`.
     """
     path = Path(path)
-    pixels = _read_pixels(path, frame, mask=True)
+    pixels = _read_pixels(path, frame, mask=True, data_root=data_root)
     roi = _binarize(pixels.array, path, label, lossy=_suffix(path) in LOSSY_SUFFIXES)
     return _to_sitk(roi.astype(np.uint8), pixels)
 
@@ -189,12 +198,18 @@ def image_size(path: str | Path, *, frame: int = 0) -> tuple[int, int]:
     return read_image(path, frame=frame).GetSize()
 
 
-def _read_pixels(path: Path, frame: int, *, mask: bool) -> _Pixels:
+def _read_pixels(path: Path, frame: int, *, mask: bool, data_root: Path | None) -> _Pixels:
     """Decode one frame; palette PNGs give indices (masks) or colours (images)."""
     _check_exists(path)
     if frame < 0:
         raise ImageReadError(f"frame must be >= 0, got {frame} for {path}")
     suffix = _suffix(path)
+    if suffix in VOLUME_SUFFIXES:  # ITK follows a header to the file it names: not anywhere
+        try:
+            check_data_files(path, data_root or path.parent, "the table's folder"
+                             if data_root is not None else "the header's folder")
+        except DataFileError as error:
+            raise ImageReadError(str(error)) from None
     try:
         if suffix in RASTER_SUFFIXES:
             return _read_raster(path, frame, mask)
