@@ -9,8 +9,10 @@ image (a decompression bomb) is refused cheaply.
 
 Formats are those ``dlrn validate`` reads, as single files: PNG, JPEG, BMP, TIFF,
 DICOM, NIfTI (``.nii``, ``.nii.gz``), NRRD and MetaImage (``.mha``) with their data
-inside. Detached headers (``.nhdr``, ``.mhd``, NRRD ``data file``, MetaImage
-``ElementDataFile`` other than LOCAL) name another file and are refused.
+inside. A header that names another file (NRRD ``data file``, MetaImage
+``ElementDataFile`` other than LOCAL, found anywhere in the whole header as
+:mod:`dlrn.data_files` reads it; a NIfTI pair's ``ni1`` header) is refused: the
+calculator never reads a file other than the upload itself.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from dlrn.data_files import named_data_files
 from dlrn.errors import DlrnError
 
 DEFAULT_MAX_UPLOAD_MB = 50
 _MB = 1024 * 1024
 DEFAULT_MAX_MEGAPIXELS = 40
-_HEADER_BYTES = 64 * 1024  # text headers (NRRD, MetaImage) must end within this
+_SNIFF_BYTES = 64 * 1024  # enough to recognise every format (never to judge a header)
 
 
 class UploadError(DlrnError):
@@ -83,15 +86,25 @@ def check_pixels(data: bytes, suffix: str, what: str, limits: UploadLimits) -> N
                           "upload the 2D frame alone", status=413)
 
 
+def check_size(size: int, what: str, limits: UploadLimits) -> None:
+    """Refuse a file of ``size`` bytes above the limit, both said in the same unit."""
+    if size > limits.max_bytes:
+        raise UploadError(f"the {what} file is {_megabytes(size)}, more than this server "
+                          f"accepts ({_megabytes(limits.max_bytes)})", status=413)
+
+
+def _megabytes(size: int) -> str:
+    """Bytes as MB (2**20) with the digits that tell sizes apart near a limit."""
+    return f"{size / _MB:,.2f}".rstrip("0").rstrip(".") + f" MB ({size:,} bytes)"
+
+
 def save_upload(data: bytes, folder: Path, stem: str, limits: UploadLimits) -> Path:
     """Check one upload (size, type by content, pixel count) and write it as ``folder/stem``."""
     what = stem
     if not data:
         raise UploadError(f"the {what} file is empty")
-    if len(data) > limits.max_bytes:
-        raise UploadError(f"the {what} file is {len(data) / _MB:.1f} MB, more than this server "
-                          f"accepts ({limits.max_bytes / _MB:.1f} MB)", status=413)
-    suffix = detect_suffix(data[:_HEADER_BYTES])
+    check_size(len(data), what, limits)
+    suffix = detect_suffix(data[:_SNIFF_BYTES])
     if suffix is None:
         raise UploadError(f"the {what} file is not an image format dlrn reads (PNG, JPEG, BMP, "
                           "TIFF, DICOM, NIfTI, NRRD, MetaImage .mha); its content, not its "
@@ -108,10 +121,13 @@ def _declared_dims(data: bytes, suffix: str, what: str) -> tuple[int, ...]:
             return _raster_dims(data)
         if suffix == ".dcm":
             return _dicom_dims(data)
-        if suffix == ".nii":
-            return _nifti_dims(data[:544]) or ()
-        if suffix == ".nii.gz":
-            return _nifti_dims(gzip.GzipFile(fileobj=io.BytesIO(data)).read(544)) or ()
+        if suffix in (".nii", ".nii.gz"):
+            head = data[:544] if suffix == ".nii" else gzip.GzipFile(
+                fileobj=io.BytesIO(data)).read(544)
+            if head[344:347] in (b"ni1", b"ni2") or head[4:7] in (b"ni1", b"ni2"):
+                raise UploadError(f"the {what} is the header of a NIfTI pair (.hdr + .img: "
+                                  "it names another file); upload a single .nii file")
+            return _nifti_dims(head) or ()
         return _text_header_dims(data, suffix, what)
     except UploadError:
         raise
@@ -160,22 +176,19 @@ def _nifti_dims(head: bytes) -> tuple[int, ...] | None:
 
 
 def _text_header_dims(data: bytes, suffix: str, what: str) -> tuple[int, ...]:
-    """NRRD ``sizes:`` or MetaImage ``DimSize =``; a header naming another file is refused."""
-    head = data[:_HEADER_BYTES].decode("latin-1")
-    if suffix == ".nrrd":
-        fields = dict(re.findall(r"^([^:#\n]+):=?\s*(.*?)\s*$", head.split("\n\n")[0], re.M))
-        fields = {key.strip().lower(): value for key, value in fields.items()}
-        if "data file" in fields or "datafile" in fields:
-            raise UploadError(f"the {what} is a detached NRRD header (it names another file); "
-                              "upload a single .nrrd file with its data inside")
-        sizes = fields.get("sizes", "")
-    else:
-        fields = dict(re.findall(r"^\s*(\w+)\s*=\s*(.*?)\s*$", head, re.M))
-        if fields.get("ElementDataFile", "LOCAL").upper() != "LOCAL":
-            raise UploadError(f"the {what} is a MetaImage header naming another file "
-                              "(ElementDataFile); upload a single .mha file with its data inside")
-        sizes = fields.get("DimSize", "")
-    dims = tuple(int(size) for size in sizes.split())
+    """NRRD ``sizes:`` or MetaImage ``DimSize =``, read from the whole header; a header
+    naming another file is refused wherever the name stands in it."""
+    kind = "nrrd" if suffix == ".nrrd" else "meta"
+    named = named_data_files(data, kind)
+    if named:
+        raise UploadError(f"the {what} file's header names another file (NRRD 'data file' "
+                          "or MetaImage 'ElementDataFile'); the calculator reads only the "
+                          f"file uploaded: upload a single {suffix} file with its data inside")
+    header = data.split(b"\n\n", 1)[0] if kind == "nrrd" else data.split(
+        b"ElementDataFile", 1)[0]
+    pattern = rb"^\s*sizes\s*:\s*([^\r\n]*)" if kind == "nrrd" else rb"^\s*DimSize\s*=\s*([^\r\n]*)"
+    found = re.search(pattern, header, re.M | re.I)
+    dims = tuple(int(size) for size in (found[1].split() if found else ()))
     if not dims:
         raise UploadError(f"the {what} file's {suffix} header declares no image size")
     return dims
