@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +32,13 @@ import numpy as np
 from dlrn.serve.uploads import UploadError
 
 MAX_POLYGON_POINTS = 10_000
+MAX_POLYGON_CHARACTERS = 64 * MAX_POLYGON_POINTS  # 30 digits a coordinate, and spaces
+_CROSSINGS_AT_ONCE = 1 << 20  # candidate (edge, row) pairs rasterised per block
+# JSON's number, and the only shape accepted: [[x, y], ...], decoded only once it matches
+_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_POINT = rf"\[[ \t\r\n]*{_NUMBER}[ \t\r\n]*,[ \t\r\n]*{_NUMBER}[ \t\r\n]*\]"
+_POLYGON = re.compile(rf"[ \t\r\n]*\[[ \t\r\n]*(?:{_POINT}[ \t\r\n]*"
+                      rf"(?:,[ \t\r\n]*{_POINT}[ \t\r\n]*)*)?\][ \t\r\n]*")
 _POLYGON_FORMAT = ("The polygon must be a JSON list of [x, y] points in image pixels, "
                    "e.g. [[10, 12], [40, 12], [25, 30]]")
 _OUTLINE = (255, 210, 0)  # the ROI's outline on the overlay
@@ -68,13 +78,21 @@ class Preview:
 
 def parse_polygon(text: str, width: int, height: int) -> np.ndarray:
     """The ``polygon`` field as an (n, 2) array of (x, y), refused with the reason when it
-    is not a list of at least 3 finite points on the image."""
-    try:
-        points = json.loads(text)
-    except ValueError:
-        raise UploadError(f"{_POLYGON_FORMAT}; got text that is not JSON.") from None
-    if not isinstance(points, list) or not all(_is_point(point) for point in points):
-        raise UploadError(f"{_POLYGON_FORMAT}.")
+    is not a list of 3 to ``MAX_POLYGON_POINTS`` finite points on the image.
+
+    The text is bounded in length and must have the shape ``[[x, y], ...]`` with JSON
+    numbers (ASCII digits only) before it is decoded, so no nesting, size or number
+    (integers are read as floats: a 400-digit one is infinite, hence refused) reaches
+    the JSON decoder or NumPy unchecked.
+    """
+    if len(text) > MAX_POLYGON_CHARACTERS:
+        raise UploadError(f"The polygon's text has {len(text):,} characters, more than this "
+                          f"server reads ({MAX_POLYGON_CHARACTERS:,}): simplify the outline "
+                          f"(at most {MAX_POLYGON_POINTS:,} points).")
+    if not _POLYGON.fullmatch(text):
+        raise UploadError(f"{_POLYGON_FORMAT}: numbers as JSON writes them, nothing nested "
+                          "deeper.")
+    points = json.loads(text, parse_int=float)
     if len(points) < 3:
         raise UploadError(f"The polygon has {len(points)} point(s); an outline needs at least "
                           "3: place 3 or more points around the lesion.")
@@ -83,7 +101,7 @@ def parse_polygon(text: str, width: int, height: int) -> np.ndarray:
                           f"accepts ({MAX_POLYGON_POINTS:,}): simplify the outline.")
     vertices = np.asarray(points, dtype=float)
     if not np.isfinite(vertices).all():
-        raise UploadError(f"{_POLYGON_FORMAT}; NaN and infinity are not coordinates.")
+        raise UploadError(f"{_POLYGON_FORMAT}; a coordinate is too large to be a number.")
     x, y = vertices[:, 0], vertices[:, 1]
     outside = np.flatnonzero((x < 0) | (x > width) | (y < 0) | (y > height))
     if outside.size:
@@ -95,35 +113,73 @@ def parse_polygon(text: str, width: int, height: int) -> np.ndarray:
     return vertices
 
 
-def _is_point(point: object) -> bool:
-    return (isinstance(point, list) and len(point) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point))
-
-
-def polygon_mask(vertices: np.ndarray, height: int, width: int) -> np.ndarray:
+def polygon_mask(vertices: np.ndarray, height: int, width: int, *,
+                 max_crossings: int | None = None) -> np.ndarray:
     """The (height, width) boolean ROI of a polygon by the module's rule (pnpoly's
-    crossings at pixel centres; memory in proportion to the crossings, not the image)."""
+    crossings at pixel centres).
+
+    The work is the rows each edge spans, counted before anything is allocated and
+    refused above ``max_crossings`` (the server's pixel budget); it is then done in
+    blocks of ``_CROSSINGS_AT_ONCE``, so memory is the image's bytes plus a fixed block,
+    whatever the polygon.
+    """
     x, y = vertices[:, 0], vertices[:, 1]
     x_prev, y_prev = np.roll(x, 1), np.roll(y, 1)
     # candidate rows of each edge, one too many on each side; the exact test below decides
-    low = np.floor(np.minimum(y, y_prev) - 0.5).astype(int) - 1
-    high = np.ceil(np.maximum(y, y_prev) - 0.5).astype(int) + 2
-    first, counts = np.clip(low, 0, height), np.clip(high, 0, height) - np.clip(low, 0, height)
-    edges = np.repeat(np.arange(len(x)), counts)
-    rows = first[edges] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    low = np.floor(np.minimum(y, y_prev) - 0.5).astype(np.int64) - 1
+    high = np.ceil(np.maximum(y, y_prev) - 0.5).astype(np.int64) + 2
+    first = np.clip(low, 0, height)
+    counts = np.clip(high, 0, height) - first
+    total = int(counts.sum())
+    if max_crossings is not None and total > max_crossings:
+        raise UploadError(f"The polygon's edges span {total:,} image rows in all, more than "
+                          f"this server rasterises ({max_crossings:,}, its pixel limit): "
+                          "outline the lesion with fewer back-and-forth edges.")
+    toggles = np.zeros((height, width + 1), dtype=np.uint8)
+    for edges, rows in _candidate_blocks(first, counts):
+        _toggle_crossings(toggles, rows, x[edges], y[edges], x_prev[edges], y_prev[edges])
+    # counts modulo 256 (uint8 wraps) keep their parity, all the rule needs, in a byte a pixel
+    crossings_right = np.cumsum(toggles[:, :0:-1], axis=1, dtype=np.uint8)[:, ::-1]
+    return crossings_right % 2 == 1
+
+
+def _toggle_crossings(toggles: np.ndarray, rows: np.ndarray, xi: np.ndarray, yi: np.ndarray,
+                      xj: np.ndarray, yj: np.ndarray) -> None:
+    """Add each edge's crossing of its candidate row's centre line where it crosses it."""
     centre_y = rows + 0.5
-    xi, yi, xj, yj = x[edges], y[edges], x_prev[edges], y_prev[edges]
     crosses = (yi > centre_y) != (yj > centre_y)
     rows, centre_y = rows[crosses], centre_y[crosses]
     xi, yi, xj, yj = xi[crosses], yi[crosses], xj[crosses], yj[crosses]
     crossing = (xj - xi) * (centre_y - yi) / (yj - yi) + xi
-    # how many centres c + 0.5 lie strictly left of each crossing
-    left_of = np.searchsorted(np.arange(width) + 0.5, crossing, side="left")
-    # counts modulo 256 (uint8 wraps) keep their parity, all the rule needs, in a byte a pixel
-    toggles = np.zeros((height, width + 1), dtype=np.uint8)
-    np.add.at(toggles, (rows, left_of), 1)
-    crossings_right = np.cumsum(toggles[:, :0:-1], axis=1, dtype=np.uint8)[:, ::-1]
-    return crossings_right % 2 == 1
+    # how many centres c + 0.5 lie strictly left of each crossing: c < crossing - 0.5
+    # (exact: 0.5 is a multiple of the spacing of doubles below 2**52)
+    width = toggles.shape[1] - 1
+    left_of = np.clip(np.ceil(crossing - 0.5), 0, width).astype(np.int64)
+    # each edge's cells ascend: a stable sort (timsort, merging those runs) is near linear
+    cells = np.sort(rows * (width + 1) + left_of, kind="stable")
+    first_of_run = np.flatnonzero(np.diff(cells, prepend=-1))
+    times = np.diff(first_of_run, append=len(cells))
+    toggles.reshape(-1)[cells[first_of_run]] += times.astype(np.uint8)  # distinct cells
+
+
+def _candidate_blocks(first: np.ndarray, counts: np.ndarray
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(edge, row) pairs of every edge's candidate rows, in blocks of at most twice
+    ``_CROSSINGS_AT_ONCE`` pairs: long edges cut into pieces, pieces grouped."""
+    step = _CROSSINGS_AT_ONCE
+    pieces = -(-counts // step)
+    piece_edge = np.repeat(np.arange(len(counts)), pieces)
+    offset = (np.arange(len(piece_edge)) - np.repeat(np.cumsum(pieces) - pieces, pieces)) * step
+    piece_first = first[piece_edge] + offset
+    piece_count = np.minimum(step, counts[piece_edge] - offset)
+    starts = np.cumsum(piece_count) - piece_count
+    bounds = np.searchsorted(starts, np.arange(0, int(piece_count.sum()) + step, step))
+    for low, high in itertools.pairwise(bounds):
+        if high > low:
+            size = piece_count[low:high]
+            within = np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size)
+            yield (np.repeat(piece_edge[low:high], size),
+                   np.repeat(piece_first[low:high], size) + within)
 
 
 def roi_pixel_value(mask_label: int | None) -> int:
