@@ -12,6 +12,9 @@ from typing import Any
 
 from dlrn.serve.uploads import UploadError
 
+# a number as the study's reader (pandas) reads a table cell: ASCII digits, one optional
+# sign, point and exponent; no digit separators, other scripts' digits, hex, nan or inf
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _UNITS = {"mm": "mm", "cm": "cm", "ml": "mL", "years": "years", "yr": "years", "kg": "kg",
           "pct": "%", "percent": "%"}
 
@@ -66,10 +69,12 @@ class Field:
                 raise UploadError(f"unknown level {text!r} for {self.name!r}; the study saw: "
                                   f"{', '.join(self.levels)}")
             return text
-        try:
-            value = float(text)
-        except ValueError:
-            raise UploadError(f"{self.name!r} must be a number, got {text!r}") from None
+        if text.casefold() in ("nan", "inf", "+inf", "-inf", "infinity"):
+            raise UploadError(f"{self.name!r} must be a finite number, got {text!r}")
+        if not _NUMBER.fullmatch(text):
+            raise UploadError(f"{self.name!r} must be a number written with the digits 0-9 "
+                              f"(e.g. 42 or 42.5), got {text!r}")
+        value = float(text)
         if not math.isfinite(value):
             raise UploadError(f"{self.name!r} must be a finite number, got {text!r}")
         if self.minimum is not None and self.maximum is not None \
