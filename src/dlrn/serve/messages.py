@@ -51,7 +51,24 @@ def mask_size_message(mask_size: str, image_size: str) -> str:
             f"{_OTHER_MASK}.")
 
 
+# the decoder's words, without the server's internals: SimpleITK's prefix, source and
+# temporary file paths with their line numbers, heap addresses
+_INTERNALS = (re.compile(r"Exception thrown in SimpleITK \w+:\s*"),
+              re.compile(r"\(0x[0-9a-fA-F]+\)"),
+              re.compile(r"(?:[A-Za-z]:)?(?:[/\\][^\s/\\:'\"]+){2,}[/\\]?(?::\d+)*:?"))
+_MAX_REASON = 240
+
+
+def plain_reason(reason: str) -> str:
+    """A library's error text as the page may show it: no paths, addresses or build lines."""
+    for internal in _INTERNALS:
+        reason = internal.sub("", reason)
+    reason = " ".join(reason.split()).strip(" :")
+    return reason if len(reason) <= _MAX_REASON else reason[:_MAX_REASON].rstrip() + "..."
+
+
 def unreadable_message(what: str, reason: str) -> str:
+    reason = plain_reason(reason) or "damaged or incomplete file"
     if what == "image":
         return (f"The image file could not be read ({reason}): upload the image again, as "
                 "exported by the ultrasound system (PNG, JPEG, BMP, TIFF, DICOM, NIfTI, NRRD "
@@ -86,7 +103,7 @@ def problem_message(what: str, problem: str, source: str) -> str:
                              problem):
         return (f"{_ROI[source]} is {match[1]} mm across; this model needs at least "
                 f"{match[2]} mm: {_LARGER}.")
-    return f"The {'image' if what == 'image' else 'ROI'} cannot be used: {problem}."
+    return f"The {'image' if what == 'image' else 'ROI'} cannot be used: {plain_reason(problem)}."
 
 
 def problems_message(problems: Iterable[tuple[str, str]], source: str) -> str:
