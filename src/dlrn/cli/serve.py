@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                         help=f"largest image or mask file (default {DEFAULT_MAX_UPLOAD_MB})")
     parser.add_argument("--max-megapixels", type=float, default=DEFAULT_MAX_MEGAPIXELS,
-                        help="largest image a header may declare, in millions of pixels "
+                        help="largest image a header may declare, in millions of pixels, "
+                             "and the most image rows a polygon's edges may span in all "
                              f"(default {DEFAULT_MAX_MEGAPIXELS})")
     parser.add_argument("--cutoff", type=float,
                         help="the study's nomogram cut-off (Table 7), for bundles that do not "
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from dlrn.serve.app import create_app
+    from dlrn.serve.http import server_config
     from dlrn.serve.predictor import Predictor
     from dlrn.serve.uploads import UploadLimits
 
@@ -103,6 +105,6 @@ def run(args: argparse.Namespace) -> int:
     Console(args).say(f"dlrn serve: bundle {predictor.bundle.folder} verified; open {address}"
                       + ("?token=TOKEN" if args.token else "") + f" (API: {address}docs)")
     level = {QUIET: "error", NORMAL: "warning", VERBOSE: "info"}[console_level(args)]
-    uvicorn.run(app, host=args.host, port=args.port, log_level=level,
-                access_log=args.access_log or level == "info", server_header=False)
+    uvicorn.Server(server_config(app, args.host, args.port, log_level=level,
+                                 access_log=args.access_log or level == "info")).run()
     return 0

@@ -2,15 +2,20 @@
 ``POST /api/predict`` and ``POST /api/preview`` (the image to draw the ROI on).
 
 Requests never share state beyond the :class:`~dlrn.serve.predictor.Predictor`
-(which serializes predictions with a lock); any failure is answered (4xx with the
-reason, or 500) and the server goes on serving the other requests.
+(which serializes the work on images with a lock); at most
+:func:`~dlrn.serve.http.admission_slots` requests hold their uploads at once, the others
+wait before their body is read. Any failure is answered (4xx with the reason, or 500
+without internals), every answer with the private headers, and the server goes on
+serving the other requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -21,6 +26,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from dlrn import __version__
 from dlrn.errors import DlrnError
+from dlrn.serve.http import Admission, admission_slots
 from dlrn.serve.models import (
     ImagePreview,
     Prediction,
@@ -32,7 +38,7 @@ from dlrn.serve.models import (
 )
 from dlrn.serve.predictor import Answer, Predictor
 from dlrn.serve.roi import roi_pixel_value
-from dlrn.serve.uploads import UploadError
+from dlrn.serve.uploads import UploadError, check_size
 from dlrn.study.bundle import BundleError
 
 LOG = logging.getLogger(__name__)
@@ -41,6 +47,8 @@ _FILE_FIELDS = ("image", "mask")
 _OPTION_FIELDS = ("gradcam", "token", "polygon")
 _REFUSALS = {401: "missing or wrong token", 413: "file or image too large",
              415: "not an image format dlrn reads"}
+BODY_IDLE_SECONDS = 15.0  # longest wait for the next part of a request's body
+BODY_SECONDS = 120.0  # longest time to receive a whole request body
 _PRIVATE_HEADERS = [(b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
                     (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
 Scope = MutableMapping[str, Any]
@@ -57,6 +65,7 @@ def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
                               "medical device.")
     pages = _templates()
     limit = 2 * predictor.limits.max_bytes + 1024 * 1024  # two files and the form fields
+    admission = Admission(admission_slots(predictor.limits.max_bytes))
 
     @app.exception_handler(UploadError)
     async def _refused(request: Request, error: UploadError) -> Response:
@@ -72,10 +81,12 @@ def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _failed(request: Request, error: Exception) -> Response:
-        LOG.exception("prediction failed")
-        return _problem(request, pages, predictor, "the server could not process this case "
-                        f"({type(error).__name__}); it keeps running, and the log has the "
-                        "details", 500)
+        # outside the middleware (Starlette answers 500s last): the private headers here
+        LOG.exception("request failed: %s %s", request.method, request.url.path)
+        response = _problem(request, pages, predictor, "the server could not process this "
+                            "case; it keeps running, and its log has the details", 500)
+        response.headers.update({k.decode(): v.decode() for k, v in _PRIVATE_HEADERS})
+        return response
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def form_page() -> str:
@@ -83,9 +94,10 @@ def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
 
     @app.post("/", response_class=HTMLResponse, include_in_schema=False)
     async def answer_page(request: Request) -> str:
-        form, files = await _read_form(request, predictor)
-        answer = await run_in_threadpool(_predict, predictor, form, files,
-                                         gradcam="gradcam" in form)
+        async with admission.slot():  # the body is read, and held, only with a slot
+            form, files = await _read_form(request, predictor)
+            answer = await run_in_threadpool(_predict, predictor, form, files,
+                                             gradcam="gradcam" in form)
         return pages.render(predictor, answer=answer)
 
     @app.post("/api/predict", response_model=Prediction,
@@ -100,8 +112,10 @@ def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
                                                                 "overlay (PNG, base64)")) -> Any:
         """Predict one patient: multipart form with the image, its ROI (a mask file, a
         polygon, or neither for the bundle's segmentation model) and the clinical values."""
-        form, files = await _read_form(request, predictor)
-        answer = await run_in_threadpool(_predict, predictor, form, files, gradcam=gradcam)
+        async with admission.slot():
+            form, files = await _read_form(request, predictor)
+            answer = await run_in_threadpool(_predict, predictor, form, files,
+                                             gradcam=gradcam)
         return prediction_of(answer)
 
     @app.post("/api/preview", response_model=ImagePreview,
@@ -113,8 +127,10 @@ def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
         ROI on at its pixel grid, with the ROI to start from (a mask file's, or the one
         the bundle's segmentation model proposes). The page calls it when an image or a
         mask file is chosen; the uploads are checked as for a prediction."""
-        _, files = await _read_form(request, predictor, clinical=False)
-        shown = await run_in_threadpool(predictor.preview, files["image"], files.get("mask"))
+        async with admission.slot():
+            _, files = await _read_form(request, predictor, clinical=False)
+            shown = await run_in_threadpool(predictor.preview, files["image"],
+                                            files.get("mask"))
         return preview_of(shown)
 
     @app.get("/api/form")
@@ -148,7 +164,7 @@ async def _read_form(request: Request, predictor: Predictor, *, clinical: bool =
     name."""
     try:
         form = await request.form(max_files=len(_FILE_FIELDS), max_fields=64)
-    except _TooLarge:
+    except (_TooLarge, _TooSlow):
         raise
     except Exception as error:  # malformed multipart bodies raise several types
         raise UploadError(f"could not read the form: {error}", 400) from error
@@ -177,6 +193,8 @@ async def _form_contents(request: Request, form: Any, predictor: Predictor,
     for name in _FILE_FIELDS:
         upload = form.get(name)
         if isinstance(upload, UploadFile):
+            if upload.size is not None:  # the whole file's size, not what fits the limit
+                check_size(upload.size, name, predictor.limits)
             data = await upload.read(predictor.limits.max_bytes + 1)
             if data or upload.filename:  # a browser sends a file input left empty as ""
                 files[name] = data
@@ -234,7 +252,9 @@ def _nomogram_fragment(predictor: Predictor) -> str:
 
 
 class _BodyLimit:
-    """Refuse request bodies above ``limit`` bytes (declared or streamed) with 413."""
+    """Refuse request bodies above ``limit`` bytes (declared or streamed) with 413, and
+    bodies that stall (``BODY_IDLE_SECONDS`` without data) or take longer than
+    ``BODY_SECONDS`` with 408."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -248,10 +268,15 @@ class _BodyLimit:
                                     f"than this server accepts ({self.limit:,})")
         received = 0
         started = False
+        deadline = time.monotonic() + BODY_SECONDS
 
         async def counted_receive() -> dict:
             nonlocal received
-            message = await receive()
+            wait = min(BODY_IDLE_SECONDS, deadline - time.monotonic())
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(wait, 0.001))
+            except TimeoutError:
+                raise _TooSlow from None
             received += len(message.get("body", b""))
             if received > self.limit:
                 raise _TooLarge
@@ -268,6 +293,12 @@ class _BodyLimit:
             if not started:
                 await _send_json(send, 413, f"request larger than this server accepts "
                                  f"({self.limit:,} bytes)")
+        except _TooSlow:
+            if not started:
+                await _send_json(send, 408, "the request's body arrived too slowly (more "
+                                 f"than {BODY_IDLE_SECONDS:g} s without data, or "
+                                 f"{BODY_SECONDS:g} s in all); send it again",
+                                 [(b"connection", b"close")])
 
 
 class _PrivateHeaders:
@@ -289,38 +320,48 @@ class _TooLarge(Exception):
     pass
 
 
-class _TokenCheck:
-    """Every request carries the token: ``Authorization: Bearer``, the cookie, or ``?token=``.
+class _TooSlow(Exception):
+    pass
 
-    A page opened with ``?token=`` sets the cookie, so the form's later posts carry it.
+
+class _TokenCheck:
+    """Every request carries the token: ``Authorization: Bearer TOKEN`` (the scheme in any
+    case, RFC 7235), the cookie, or ``?token=``.
+
+    A page opened with a valid ``?token=`` sets the cookie to the server's token (never
+    to text the client sent), so the form's later posts carry it.
     """
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app, self.token = app, token.encode()
 
+    def _valid(self, offered: str) -> bool:
+        return bool(offered) and hmac.compare_digest(offered.encode(), self.token)
+
     async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         request = Request(scope)
-        offered = [request.headers.get("authorization", "").removeprefix("Bearer ").strip(),
-                   request.cookies.get(TOKEN_COOKIE, ""), request.query_params.get("token", "")]
-        if not any(hmac.compare_digest(o.encode(), self.token) for o in offered if o):
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        bearer = credentials.strip() if scheme.lower() == "bearer" else ""
+        query = request.query_params.get("token", "")
+        if not any(self._valid(o) for o in (bearer, request.cookies.get(TOKEN_COOKIE, ""),
+                                             query)):
             return await _send_json(send, 401, "this server needs its access token: "
                                     "'Authorization: Bearer TOKEN' (API) or open "
                                     "/?token=TOKEN once (browser)",
                                     [(b"www-authenticate", b"Bearer")])
-        if request.query_params.get("token"):
-            cookie = (f"{TOKEN_COOKIE}={request.query_params['token']}; HttpOnly; "
-                      "SameSite=Strict; Path=/")
+        if not self._valid(query):
+            return await self.app(scope, receive, send)
+        cookie = (TOKEN_COOKIE.encode() + b"=" + self.token
+                  + b"; HttpOnly; SameSite=Strict; Path=/")
 
-            async def with_cookie(message: dict) -> None:
-                if message["type"] == "http.response.start":
-                    message["headers"] = [*message.get("headers", []),
-                                          (b"set-cookie", cookie.encode())]
-                await send(message)
+        async def with_cookie(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie)]
+            await send(message)
 
-            return await self.app(scope, receive, with_cookie)
-        return await self.app(scope, receive, send)
+        return await self.app(scope, receive, with_cookie)
 
 
 async def _send_json(send: Callable, status: int, detail: str,
