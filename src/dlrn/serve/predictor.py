@@ -15,7 +15,7 @@ import functools
 import math
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import SimpleITK as sitk
 from dlrn.case_files import CaseCheck
 from dlrn.errors import DlrnError
 from dlrn.imaging import read_image, read_mask
+from dlrn.serve.budget import check_grey_levels
 from dlrn.serve.form import form_fields
 from dlrn.serve.messages import (
     AUTOMATIC,
@@ -115,8 +116,18 @@ class _LoadedBundle(Bundle):
         return super().arrays(name)
 
 
-# One prediction at a time in the process: a loaded CNN is shared (Grad-CAM hooks it).
-_PREDICTION_LOCK = threading.Lock()
+# One request's work on images at a time in the process: a loaded CNN is shared (Grad-CAM
+# hooks it), and reading, rasterising and extracting are what takes memory
+# (dlrn.serve.budget). Re-entrant: a locked method calls others that lock.
+_PREDICTION_LOCK = threading.RLock()
+
+
+def _one_at_a_time(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _PREDICTION_LOCK:
+            return method(*args, **kwargs)
+    return locked
 
 
 def _file_signature(path: Path) -> tuple[int, int]:
@@ -202,6 +213,7 @@ class Predictor:
         """Every predictor's value from the form, checked (missing, unknown level, range)."""
         return {f.name: f.parse(form.get(f.name)) for f in self.fields}
 
+    @_one_at_a_time
     def predict(self, form: Mapping[str, Any], image: bytes, mask: bytes | None = None, *,
                 polygon: str | None = None, gradcam: bool = False) -> Answer:
         """One patient through ``read_new_cases`` and ``predict_cases``, as ``dlrn predict``.
@@ -220,6 +232,7 @@ class Predictor:
                 image_path = save_upload(image, root, "image", self.limits)
                 mask_path = (save_upload(mask, root, "mask", self.limits) if mask is not None
                              else self._mask_file(root, image_path, polygon, source))
+                self._check_budget(image_path, mask_path, source)
                 table = self._case_table(root, image_path, mask_path, values)
                 gradcam_dir = root / "gradcam" if gradcam and self.has_cnn else None
                 with _PREDICTION_LOCK:
@@ -257,6 +270,7 @@ class Predictor:
             width, height = image.GetSize()
             return np.zeros((height, width), dtype=bool)
 
+    @_one_at_a_time
     def preview(self, image: bytes, mask: bytes | None = None) -> Preview:
         """The image as the cohort reader reads it, to draw on, and the ROI to start from:
         the mask file's, else the segmentation model's proposal."""
@@ -294,7 +308,8 @@ class Predictor:
         picture = self._read(image_path, "image", source)
         width, height = picture.GetSize()
         if polygon is not None:
-            roi = polygon_mask(parse_polygon(polygon, width, height), height, width)
+            roi = polygon_mask(parse_polygon(polygon, width, height), height, width,
+                               max_crossings=self.limits.max_pixels)
         else:
             roi = self._automatic_roi(picture)
             if roi is None:
@@ -315,6 +330,16 @@ class Predictor:
             raise UploadError(problems_message([(what, p.problem) for p in check.problems],
                                                source))
         return picture
+
+    def _check_budget(self, image_path: Path, mask_path: Path, source: str) -> None:
+        """Refuse, before extraction, an image the study's radiomics would cut into more
+        grey levels than the server computes (:mod:`dlrn.serve.budget`)."""
+        params = (self.bundle.json("radiomics/params")
+                  if self.bundle.has("radiomics/params", ".json") else None)
+        image = sitk.GetArrayFromImage(self._read(image_path, "image", source))
+        roi = sitk.GetArrayFromImage(self._read(mask_path, "mask", source)) != 0
+        if roi.shape == image.shape:  # else the reader refuses the pair, in its words
+            check_grey_levels(image, roi, params)
 
     def _roi_used(self, image_path: Path, mask_path: Path, source: str) -> Roi:
         """The ROI as ``dlrn predict`` read it, and the image with it outlined."""

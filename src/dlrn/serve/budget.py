@@ -1,0 +1,60 @@
+"""What one request may cost the server, checked before the costly step starts.
+
+* Pixels: an upload's header may declare at most ``--max-megapixels`` (checked before
+  decoding, :mod:`dlrn.serve.uploads`); a polygon's edges may span at most as many
+  image rows in all (checked before rasterising, :func:`dlrn.serve.roi.polygon_mask`).
+* Grey levels: PyRadiomics' texture matrices grow with the square of the number of grey
+  levels its discretisation makes of the ROI (GLCM: levels x levels per angle). The
+  study's settings fix that discretisation (``binWidth`` or ``binCount``, from the
+  bundle's parameters); an image whose ROI intensities it would cut into more than
+  ``MAX_GREY_LEVELS`` levels (a 16-bit or float image under an 8-bit study's bin width
+  of 5: 13,108 levels, 3 GB and 9 s) is refused with the reason before extraction.
+* Time and memory: the work on images runs one request at a time (the predictor's lock),
+  and :class:`dlrn.serve.http.Admission` bounds the requests holding uploads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from dlrn.serve.uploads import UploadError
+
+MAX_GREY_LEVELS = 1024  # GLCM: 1024**2 x 4 angles x 8 bytes = 34 MB, RLM/SZM alike
+
+
+def grey_levels(values: np.ndarray, setting: Mapping[str, Any]) -> int:
+    """How many grey levels PyRadiomics' discretisation makes of the ROI's ``values``
+    under ``setting`` (its fixed bin count, else its bin width, default 25)."""
+    if setting.get("binCount"):
+        return int(setting["binCount"])
+    width = float(setting.get("binWidth", 25))
+    low, high = float(values.min()), float(values.max())
+    return math.floor(high / width) - math.floor(low / width) + 1
+
+
+def check_grey_levels(image: np.ndarray, roi: np.ndarray,
+                      params: Mapping[str, Any] | None) -> None:
+    """Refuse an image whose ROI the study's discretisation cuts into too many levels,
+    or whose ROI holds pixels that are not numbers."""
+    values = image[roi]
+    if not values.size or params is None:
+        return  # the reader says "empty ROI"; without radiomics nothing is discretised
+    if not np.isfinite(values).all():
+        raise UploadError("The image has pixels in the ROI that are not numbers (NaN or "
+                          "infinite): export it again as the ultrasound system saves it.")
+    setting = params.get("setting") or {}
+    if setting.get("normalize"):
+        return  # z-scored (times normalizeScale) first: any image's scale becomes the study's
+    levels = grey_levels(values, setting)
+    if levels > MAX_GREY_LEVELS:
+        raise UploadError(
+            f"The image's intensities in the ROI span {float(values.min()):g} to "
+            f"{float(values.max()):g}; the study's radiomics (bin width "
+            f"{float(setting.get('binWidth', 25)):g}) would cut them into {levels:,} grey "
+            f"levels, more than this server computes ({MAX_GREY_LEVELS:,}). The image is "
+            "not on the scale of the study's images (16-bit or floating point?): upload it "
+            "as the study's images were saved (8-bit grey, for example).")
