@@ -230,7 +230,7 @@ def extract_case(task: CaseTask) -> dict[str, float]:
     image, mask = read_image_and_mask(
         task.image, task.mask, label=task.mask_label, frame=task.frame
     )
-    image = as_float64(image)
+    image, mask = with_background(as_float64(image), mask)
     extractor = extractor_for(task.params)
     with warnings.catch_warnings(), _quiet_pyradiomics():
         # LBP2D on float32 images: skimage's advice does not apply (same values as PyRadiomics').
@@ -243,6 +243,15 @@ def extract_case(task: CaseTask) -> dict[str, float]:
     }
     _check_complete(features, task)
     return features
+
+
+def with_background(image: sitk.Image, mask: sitk.Image) -> tuple[sitk.Image, sitk.Image]:
+    """A mask marking every pixel (PyRadiomics: "nothing is segmented") gets a one-pixel
+    background border, the image its edge pixels: the ROI's pixels and outline are kept."""
+    if sitk.GetArrayViewFromImage(mask).all():
+        return (sitk.ZeroFluxNeumannPad(image, [1, 1], [1, 1]),
+                sitk.ConstantPad(mask, [1, 1], [1, 1], 0))
+    return image, mask
 
 
 def as_float64(image: sitk.Image) -> sitk.Image:
