@@ -9,12 +9,18 @@ The cases (image, mask, clinical values) come from a cohort table, e.g. the demo
     python benchmarks/bench_serve.py --cohort dlrn-demo/cohort/cohort.csv \\
         --bundle with-CNN=dlrn-demo/study/bundle --bundle without-CNN=nodl/study/bundle
 
+``--worst`` then sends, one at a time, the costliest requests the server's limits let
+through (issue 28): a 10,000-point zigzag polygon on a blank 4000 x 4000 PNG, a 16-bit
+PNG and a float TIFF of full-range noise, and prints each one's status, latency and the
+server's peak RSS while it ran (sampled every 10 ms).
+
 Only 127.0.0.1 is ever contacted; the server is stopped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import socket
 import subprocess
@@ -112,6 +118,70 @@ def _load(url: str, cases: list, *, clients: int, total: int, max_seconds: float
             "rss_mb": [(n, round(mb, 1)) for n, mb in rss]}
 
 
+def _png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _worst_requests() -> list[tuple[str, dict, dict]]:
+    """(name, files, extra form fields) of the costliest requests the limits let through."""
+    from PIL import Image
+
+    side = 4000
+    xs = np.linspace(0, side, 10_000)
+    zigzag = [[round(float(x), 3), float(side if i % 2 else 0)] for i, x in enumerate(xs)]
+    noise = np.random.default_rng(0)
+    grey16 = noise.integers(0, 65536, size=(128, 128)).astype(np.uint16)
+    tiff = io.BytesIO()
+    Image.fromarray(noise.uniform(-1e6, 1e6, size=(128, 128)).astype(np.float32)).save(
+        tiff, format="TIFF")
+    square = json.dumps([[16, 16], [112, 16], [112, 112], [16, 112]])
+    return [("16-bit PNG 128 x 128, full-range noise", {"image": ("16.png", _png(grey16))},
+             {"polygon": square}),
+            ("float32 TIFF 128 x 128, noise in +-1e6",
+             {"image": ("float.tif", tiff.getvalue())}, {"polygon": square}),
+            ("zigzag polygon, 10,000 points, 4000 x 4000 PNG",
+             {"image": ("blank.png", _png(np.zeros((side, side), np.uint8)))},
+             {"polygon": json.dumps(zigzag)})]
+
+
+def _worst(url: str, form: dict, process: psutil.Process, timeout: float) -> list[dict]:
+    """Each worst request alone: status (or "timeout" after ``timeout`` s), latency, the
+    server's peak RSS while it ran."""
+    results = []
+    for name, files, extra in _worst_requests():
+        base = process.memory_info().rss
+        peak = [base]
+        done = threading.Event()
+
+        def sample(peak: list = peak, done: threading.Event = done) -> None:
+            while not done.wait(0.01):
+                peak[0] = max(peak[0], process.memory_info().rss)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        start = time.perf_counter()
+        try:
+            response = httpx.post(f"{url}/api/predict", data={**form, **extra}, files=files,
+                                  timeout=timeout)
+            status, detail = response.status_code, ("" if response.status_code == 200
+                                                     else response.json().get("detail", ""))
+        except httpx.TimeoutException:
+            status, detail = "timeout", f"no answer within {timeout:g} s"
+        seconds = time.perf_counter() - start
+        done.set()
+        sampler.join()
+        results.append({"request": name, "status": status,
+                        "seconds": round(seconds, 2),
+                        "rss_before_mb": round(base / 2**20), "peak_rss_mb": round(
+                            peak[0] / 2**20), "detail": detail[:160]})
+        print(json.dumps(results[-1]), flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cohort", type=Path, required=True, help="cohort table of the cases")
@@ -124,8 +194,12 @@ def main() -> None:
     parser.add_argument("--rss-every", type=int, default=100)
     parser.add_argument("--cases", type=int, default=20, help="distinct cases to cycle")
     parser.add_argument("--torch-threads", type=int, help="passed to dlrn serve")
+    parser.add_argument("--worst", action="store_true",
+                        help="then the costliest requests the limits allow, one at a time")
+    parser.add_argument("--worst-timeout", type=float, default=300,
+                        help="seconds to wait for each of them")
     args = parser.parse_args()
-    results = []
+    results, worst = [], []
     for spec in args.bundle:
         name, folder = spec.split("=", 1)
         port = _free_port()
@@ -145,9 +219,16 @@ def main() -> None:
                 result.update(bundle=name, gradcam=gradcam, clients=args.clients)
                 print(json.dumps(result), flush=True)
                 results.append(result)
+            if args.worst:
+                worst += [{"bundle": name, **row} for row in _worst(url, cases[0][0], process,
+                                                                 args.worst_timeout)]
         finally:
             server.terminate()
-            server.wait(30)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:  # still busy with a worst request
+                server.kill()
+                server.wait(30)
     print("\n| bundle | Grad-CAM | clients | requests | req/s | p50 ms | p95 ms | errors | "
           "RSS MB (start -> end) |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -155,6 +236,12 @@ def main() -> None:
         print(f"| {r['bundle']} | {'yes' if r['gradcam'] else 'no'} | {r['clients']} | "
               f"{r['requests']} | {r['requests_per_s']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} "
               f"| {r['errors']} | {r['rss_mb'][0][1]} -> {r['rss_mb'][-1][1]} |")
+    if worst:
+        print("\n| bundle | request | status | seconds | server RSS MiB (before -> peak) |")
+        print("|---|---|---|---|---|")
+        for r in worst:
+            print(f"| {r['bundle']} | {r['request']} | {r['status']} | {r['seconds']} | "
+                  f"{r['rss_before_mb']} -> {r['peak_rss_mb']} |")
 
 
 if __name__ == "__main__":
