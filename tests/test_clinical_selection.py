@@ -194,5 +194,7 @@ def test_events_per_term_count_the_rarer_class_and_warn_below_ten():
     assert (counts.events, counts.event_class, counts.per_term) == (30, 1, 5.0)
     assert "30 positive cases of 100, 6 terms, 5.0 events per term" in counts.statement("m")
     assert "below the usual 10" in counts.note("m")
+    assert counts.note("m", brief=True) == (
+        "M has 5.0 events per term (30 events, 6 terms), also below 10.")
     flipped = events_per_term([1] * 80 + [0] * 20, 2)
     assert (flipped.events, flipped.event_class, flipped.note("m")) == (20, 0, None)

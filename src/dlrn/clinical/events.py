@@ -41,10 +41,15 @@ class EventsPerTerm:
         return (f"{what}: {self.events} {outcome} cases of {self.n}, {self.terms} terms, "
                 f"{per_term} events per term")
 
-    def note(self, what: str) -> str | None:
-        """A caution where the events per term are below the usual 10, else None."""
+    def note(self, what: str, *, brief: bool = False) -> str | None:
+        """A caution where the events per term are below the usual 10, else None; ``brief``:
+        the figures alone (a second model of the same analysis)."""
         if not self.terms or self.per_term >= MIN_EVENTS_PER_TERM:
             return None
+        if brief:
+            return (f"{what[:1].upper()}{what[1:]} has {self.per_term:.1f} events per term "
+                    f"({self.events} events, {self.terms} terms), also below "
+                    f"{MIN_EVENTS_PER_TERM}.")
         return (f"{what[:1].upper()}{what[1:]} has {self.per_term:.1f} events per term "
                 f"({self.events} events, {self.terms} terms), below the usual "
                 f"{MIN_EVENTS_PER_TERM} (Peduzzi 1996): "

@@ -223,9 +223,11 @@ def model_events(analysis: Any, training: pd.DataFrame) -> tuple[list[str], list
         if selection.model is not None:
             models["final multivariate model"] = selection.model.fit.rank - 1
     counts = {what: events_per_term(labels, terms) for what, terms in models.items()}
-    notes = [counts[what].note(what) for what in counts]
-    return ([counts[what].statement(what) for what in counts],
-            [n for n in notes if n is not None])
+    notes: list[str] = []
+    for what, count in counts.items():
+        note = count.note(what, brief=bool(notes))
+        notes += [note] if note else []
+    return [count.statement(what) for what, count in counts.items()], notes
 
 
 def constant_variables(encoder: Any, training: pd.DataFrame,
