@@ -12,6 +12,13 @@ patient (``split.seed`` 1-5).
     for k in 1 2 3 4 5; do dlrn run OUT/split$k.yaml > OUT/run$k.log 2>&1; done
     python benchmarks/descriptor_study.py summary OUT
 
+Issue 27 (the clinical selection procedure): ``write OUT --shared-severity 0.9
+--selection enter`` (Margin, Shape and Echogenicity share one latent severity,
+:func:`~dlrn.synthetic_descriptors.descriptor_table`), run the five studies, ``selection
+OUT``; then ``write OUT --shared-severity 0.9 --selection backward`` and run them again
+in the same folders (only the clinical stages, the nomogram and the comparison rerun:
+the radiomics and HCR models' fingerprints do not depend on the clinical selection).
+
 ``--blank-markers`` writes "not available" as a blank cell (what a user of a dlrn
 without ``cohort.na_values`` had to do by hand). ``summary`` prints, per split: the
 clinical variables used, the best clinical model's and the nomogram's (RadN) test AUC,
@@ -36,13 +43,14 @@ SPLITS = (1, 2, 3, 4, 5)
 CACHE = Path("/work/cache/descriptor-radiomics")
 
 
-def write(out: Path, blank_markers: bool) -> None:
+def write(out: Path, blank_markers: bool, shared_severity: float = 0.0,
+          selection: str | None = None, cache: Path = CACHE) -> None:
     from dlrn.synthetic_descriptors import DESCRIPTOR_COLUMNS, NOT_AVAILABLE, descriptor_table
 
     out.mkdir(parents=True, exist_ok=True)
     cases = one_image_per_patient(busbra_cases())
     table = cases[["patient_id", "image", "mask", "label"]].join(
-        descriptor_table(cases["label"], seed=0))
+        descriptor_table(cases["label"], seed=0, shared_severity=shared_severity))
     if blank_markers:
         table = table.replace(NOT_AVAILABLE, np.nan)
     table.to_csv(out / "cases.csv", index_label="case_id")
@@ -50,7 +58,9 @@ def write(out: Path, blank_markers: bool) -> None:
         study = {"cohort": {"table": "cases.csv", "patient": "patient_id",
                             "clinical": DESCRIPTOR_COLUMNS},
                  "split": {"seed": k}, "dl": {"enabled": False},
-                 "radiomics": {"cache_dir": str(CACHE)}, "output": f"split{k}"}
+                 "radiomics": {"cache_dir": str(cache)}, "output": f"split{k}"}
+        if selection is not None:
+            study["evaluation"] = {"clinical_selection": selection}
         (out / f"split{k}.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
 
 
@@ -136,16 +146,59 @@ def summary(out: Path) -> None:
           f"{mean[5]:.0f} | {mean[6]:.0f}% | |")
 
 
+def _events(study: Path) -> tuple[str, str]:
+    """Events per term of the multivariate model(s) and of the nomogram, from the summaries."""
+    def summary(stage: str) -> dict:
+        return json.loads((study / "stages" / stage / "stage.json").read_text())["summary"]
+
+    per_term = [line.rsplit(", ", 1)[1].split()[0] for line in summary("clinical")["events"]]
+    nomogram = summary("dlrn").get("events", "")
+    return " -> ".join(per_term), nomogram.rsplit(", ", 1)[1].split()[0] if nomogram else ""
+
+
+def selection_summary(out: Path) -> None:
+    """Per split: the procedure, its predictors, the clinical and RadN test AUCs, the
+    hand-built references and the events per term."""
+    print("| split | procedure | univariately significant | predictors | Clinical best | "
+          "test AUC | RadN test AUC | hand-built clinical | hand-built combined | "
+          "events per term (multivariate) | events per term (RadN) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for k in SPLITS:
+        study = out / f"split{k}"
+        record = json.loads((study / "stages/clinical/selected.json").read_text())
+        procedure = json.loads((study / "stages/clinical/stage.json").read_text())[
+            "summary"]["procedure"]
+        best, clinical = (_test_auc(study / "stages/clinical_models")
+                          if (study / "stages/clinical_models/best.json").exists()
+                          else ("none", np.nan))
+        _, radn = _test_auc(study / "stages/dlrn")
+        hand, combined = _hand_built(study, False), _hand_built(study, True)
+        multivariate, nomogram = _events(study)
+        rows.append((clinical, radn, hand, combined))
+        print(f"| {k} | {procedure} | {', '.join(record['univariate'])} | "
+              f"{', '.join(record['selected'])} | {best} | {clinical:.3f} | {radn:.3f} | "
+              f"{hand:.3f} | {combined:.3f} | {multivariate} | {nomogram} |")
+    mean = np.nanmean(np.array(rows, dtype=float), axis=0)
+    print(f"| mean | | | | | {mean[0]:.3f} | {mean[1]:.3f} | {mean[2]:.3f} | {mean[3]:.3f} "
+          "| | |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["write", "summary"])
+    parser.add_argument("command", choices=["write", "summary", "selection"])
     parser.add_argument("out", type=Path)
     parser.add_argument("--blank-markers", action="store_true")
+    parser.add_argument("--shared-severity", type=float, default=0.0)
+    parser.add_argument("--selection", choices=["backward", "enter", "none"], default=None)
+    parser.add_argument("--cache", type=Path, default=CACHE)
     args = parser.parse_args()
     if args.command == "write":
-        write(args.out, args.blank_markers)
-    else:
+        write(args.out, args.blank_markers, args.shared_severity, args.selection, args.cache)
+    elif args.command == "summary":
         summary(args.out)
+    else:
+        selection_summary(args.out)
 
 
 if __name__ == "__main__":

@@ -75,17 +75,38 @@ def test_the_given_score_gets_its_nomogram_with_the_clinical_predictors(analysed
     assert oof["Nomogram"].notna().all() and len(oof) == 126
 
 
-def test_a_study_file_gives_the_settings_and_options_override_it(table, tmp_path):
+def test_a_study_file_gives_the_settings_and_options_override_it(table, tmp_path, capsys):
     study = tmp_path / "study.yaml"
     study.write_text(yaml.safe_dump({
         "cohort": {"table": str(table), "label": "malignant", "clinical": COLUMNS},
-        "evaluation": {"clinical_regression": "standard"},
+        "evaluation": {"clinical_regression": "standard", "clinical_selection": "enter"},
         "classifiers": {"models": ["LR"]}, "dl": {"enabled": False}}))
     out = tmp_path / "out"
-    assert main(["clinical", "--study", str(study), "--regression", "firth", "--out", str(out),
-                 "--quiet"]) == 0
+    assert main(["clinical", "--study", str(study), "--regression", "firth", "--selection",
+                 "none", "--out", str(out)]) == 0
     variables = pd.read_csv(out / "stages/clinical/tables/variables.csv")
     assert (variables["method"] == "Firth").all()
+    assert variables["independent"].all()  # none: every declared variable, Halo too
+    path = pd.read_csv(out / "stages/clinical/tables/selection_path.csv")
+    assert len(path) == 1 and sorted(path.loc[0, "model"].split(", ")) == sorted(COLUMNS)
+    printed = capsys.readouterr().out
+    heading = printed.index("Events per term (the usual rule asks for at least 10")
+    assert f"positive cases of 126, {path.loc[0, 'terms']} terms" in printed[heading:]
+    assert printed[heading:].splitlines()[1].startswith("  multivariate model: ")
+
+
+def test_the_default_selection_is_backward_and_the_report_shows_its_path(analysed):
+    facts = _summary(analysed, "clinical")["summary"]
+    assert facts["procedure"] == "backward" and facts["basis"] == "backward"
+    path = pd.read_csv(analysed / "report/tables/selection_path.csv")
+    assert path["removed"].iloc[:-1].all() and not path["removed"].iloc[-1]
+    assert facts["removed"] == path.loc[path["removed"], "variable"].tolist()
+    assert facts["events"][0].startswith("multivariate model before backward elimination: ")
+    nomogram = _summary(analysed, "dlrn")["summary"]["events"]
+    assert nomogram.startswith("Nomogram model: ") and "events per term" in nomogram
+    html = (analysed / "report" / "report.html").read_text()
+    assert "Backward elimination: each model fitted" in html
+    assert "removed by backward elimination, in order" in html
 
 
 def test_without_clinical_columns_the_error_says_what_to_give(table, tmp_path, capsys):

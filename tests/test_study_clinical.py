@@ -55,18 +55,19 @@ def collinear_table(synthetic_cohort_csv, tmp_path):
     return path
 
 
-def _study(table, tmp_path, fallback: str):
+def _study(table, tmp_path, fallback: str, selection: str = "enter"):
     return study_from_dict({
         "cohort": {"table": str(table), "patient": "patient_id",
                    "clinical": {"size_a": "continuous", "size_b": "continuous"}},
         "classifiers": {"models": ["LR"], "cv_folds": 3, "grids": {"LR": {"C": [1.0]}}},
         "dl": {"weights": None},
-        "evaluation": {"clinical_fallback": fallback},
+        "evaluation": {"clinical_fallback": fallback, "clinical_selection": selection},
         "output": str(tmp_path / "out")}, base_dir=tmp_path)
 
 
 def test_no_independent_predictor_falls_back_to_univariate_or_skips_as_set(collinear_table,
                                                                            tmp_path):
+    """Under the enter rule, neither near-copy is significant beside the other."""
     config = _study(collinear_table, tmp_path, "univariate")
     result = run_stages(CLINICAL_STAGES, config, progress=False)
     folder = config.output_dir / "stages"
@@ -87,6 +88,47 @@ def test_no_independent_predictor_falls_back_to_univariate_or_skips_as_set(colli
     assert again.records["cohort"].reused and not again.records["clinical"].reused
     skipped = again.records["clinical_models"]
     assert skipped.status == "skipped" and "clinical_fallback is none" in skipped.reason
+
+
+def test_backward_elimination_keeps_one_of_two_near_copies_and_the_report_shows_its_path(
+        collinear_table, tmp_path):
+    """The default procedure refits after dropping the weaker copy: the other one stays, as R's
+    drop1 loop keeps it; the path, the events per term and the methods text say so, and
+    changing the procedure reruns the clinical stage."""
+    config = _study(collinear_table, tmp_path, "univariate", selection="backward")
+    stages = CLINICAL_STAGES[:2]
+    result = run_stages(stages, config, progress=False)
+    folder = config.output_dir / "stages" / "clinical"
+    record = json.loads((folder / "selected.json").read_text())
+    assert len(record["independent"]) == 1 and record["basis"] == "backward"
+    path = pd.read_csv(folder / "tables" / "selection_path.csv")
+    assert path["removed"].tolist() == [True, False]
+    assert path.loc[0, "model"] == "size_a, size_b" and path.loc[0, "df"] == 1
+    assert path.loc[1, "variable"] == record["independent"][0]
+    assert path.loc[1, "p_value"] < 0.05 <= path.loc[0, "p_value"]
+    summary = result.records["clinical"].summary
+    facts = summary.facts()
+    assert facts["removed by backward elimination, in order"] == path.loc[0, "variable"]
+    cases = pd.read_csv(config.output_dir / "stages" / "cohort" / "cases.csv")
+    labels = cases.loc[cases["set"] == "train", "label"]
+    events = min(labels.sum(), len(labels) - labels.sum())  # training cases only
+    outcome = "positive" if events == labels.sum() else "negative (the rarer class)"
+    counted = f"{events} {outcome} cases of {len(labels)}"
+    assert summary.events == [
+        f"multivariate model before backward elimination: {counted}, 2 terms, "
+        f"{events / 2:.1f} events per term",
+        f"final multivariate model: {counted}, 1 terms, {events:.1f} events per term"]
+    sentences = " ".join(s for _, s in methods_summary(StudyContext(config, False,
+                                                                    result.records)))
+    assert "then backward elimination by likelihood-ratio tests (p < 0.05" in sentences
+    assert "drop1(fit, test = \"LRT\") in a loop" in sentences
+    assert "Events per term: multivariate model before backward elimination" in sentences
+
+    config.evaluation.clinical_selection = "enter"
+    again = run_stages(stages, config, progress=False)
+    assert again.records["cohort"].reused and not again.records["clinical"].reused
+    assert json.loads((folder / "selected.json").read_text())["independent"] == []
+    assert len(pd.read_csv(folder / "tables" / "selection_path.csv")) == 1
 
 
 def test_methods_name_the_initial_weights_in_words(tmp_path):

@@ -1,10 +1,11 @@
 """Which clinical features the clinical models and the nomogram use, and the study's encoder.
 
 The reference study uses the independent predictors of the multivariate logistic
-regression (:mod:`dlrn.clinical`, joint likelihood-ratio tests of each variable's
-terms); these helpers turn that analysis into the list of features the models
-see. Every model encodes them with the one :class:`~dlrn.clinical.ClinicalEncoder`
-the clinical stage fitted on the training cases and saved as JSON
+regression (:mod:`dlrn.clinical`: those its selection procedure kept, by likelihood-ratio
+tests of each variable's terms); these helpers turn that analysis into the list of
+features the models see. Every model encodes them with the one
+:class:`~dlrn.clinical.ClinicalEncoder` the clinical stage fitted on the training cases
+and saved as JSON
 (:func:`encoder_for` restricts it to the selected columns, :func:`nomogram_columns`
 gives the nomogram the same column rules).
 """
@@ -29,7 +30,7 @@ class ClinicalChoice:
     """
 
     selected: list[str] = field(default_factory=list)
-    basis: str = "none"  # multivariate, univariate or none
+    basis: str = "none"  # multivariate, backward, pre-specified, univariate or none
     note: str | None = None
     univariate: list[str] = field(default_factory=list)
     independent: list[str] = field(default_factory=list)
@@ -38,7 +39,10 @@ class ClinicalChoice:
         """The features in words, for the report."""
         if not self.selected:
             return "none (no clinical model; nomogram of the DLR score alone)"
-        return f"{', '.join(self.selected)} ({self.basis}ly significant)"
+        why = {"backward": "kept by backward elimination",
+               "pre-specified": "pre-specified: every declared variable"}.get(
+                   self.basis, f"{self.basis}ly significant")
+        return f"{', '.join(self.selected)} ({why})"
 
 
 def independent_predictors(multivariate: pd.DataFrame, variables: list[str],
@@ -51,18 +55,24 @@ def independent_predictors(multivariate: pd.DataFrame, variables: list[str],
     return [v for v in variables if v in significant]
 
 
+#: The basis of the independent predictors under each selection procedure.
+PROCEDURE_BASIS = {"backward": "backward", "enter": "multivariate", "none": "pre-specified"}
+
+
 def clinical_choice(univariate: list[str], independent: list[str], *, fallback: str,
-                    p_threshold: float) -> tuple[list[str], str, str | None]:
+                    p_threshold: float, procedure: str = "enter"
+                    ) -> tuple[list[str], str, str | None]:
     """The clinical features the models and the nomogram use, on what basis, and a note.
 
-    The reference study uses the independent predictors (multivariate p below the
-    threshold). Small cohorts often have none; then, with ``fallback="univariate"``,
+    The reference study uses the independent predictors (those the selection
+    ``procedure`` kept: backward elimination, multivariate p below the threshold, or
+    every declared variable). Small cohorts often have none; then, with ``fallback="univariate"``,
     the univariately significant features are used and the note says so; otherwise
     (or with none of those either) no clinical model is built and the nomogram has
     the DLR score alone.
     """
     if independent:
-        return independent, "multivariate", None
+        return independent, PROCEDURE_BASIS[procedure], None
     if fallback == "univariate" and univariate:
         return univariate, "univariate", (
             f"No clinical feature was significant in the multivariate analysis (p < "

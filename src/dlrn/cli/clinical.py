@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dlrn.cli._cohort_args import add_cohort_arguments
-from dlrn.cli._console import add_console_options
+from dlrn.cli._console import Console, add_console_options
 from dlrn.cli._settings import option_help, parse_value
 from dlrn.errors import ConfigError
 from dlrn.study.config import CohortSettings, EvaluationSettings, SplitSettings
@@ -29,6 +29,7 @@ SETTING_OPTIONS = {
     "--na-values": (CohortSettings, "cohort", "na_values"),
     "--regression": (EvaluationSettings, "evaluation", "clinical_regression"),
     "--p-threshold": (EvaluationSettings, "evaluation", "clinical_p_threshold"),
+    "--selection": (EvaluationSettings, "evaluation", "clinical_selection"),
     "--fallback": (EvaluationSettings, "evaluation", "clinical_fallback"),
     "--test-size": (SplitSettings, "split", "test_size"),
 }
@@ -119,5 +120,22 @@ def run(args: argparse.Namespace) -> int:
 
     data, base = study_data(args)
     config = study_from_dict(data, base_dir=base, source=str(args.study or "the options"))
-    run_and_show(config, args, partial(run_clinical_study, score=args.score))
+    result = run_and_show(config, args, partial(run_clinical_study, score=args.score))
+    Console(args).say(*events_lines(result.records))
     return 0
+
+
+def events_lines(records: dict[str, Any]) -> list[str]:
+    """Events per term of the multivariate model(s) and of the nomogram, for the console,
+    with the usual rule's warning where a model has fewer than 10."""
+    from dlrn.clinical.events import MIN_EVENTS_PER_TERM
+
+    lines = []
+    for name in ("clinical", "dlrn"):
+        record = records.get(name)
+        events = getattr(record.summary, "events", None) if record is not None else None
+        lines += [events] if isinstance(events, str) and events else list(events or [])
+    if not lines:
+        return []
+    return ["", f"Events per term (the usual rule asks for at least {MIN_EVENTS_PER_TERM}; "
+                "the report's notes say more):", *[f"  {line}" for line in lines]]

@@ -207,7 +207,6 @@ FIRTH_TEXT = ("Firth's penalised likelihood (as R's logistf), which gives finite
 
 def regression_methods_text(analysis: LogisticAnalysis) -> str:
     """A methods paragraph on the univariate and multivariate logistic regression."""
-    threshold = analysis.p_threshold
     variables = analysis.variables
     if analysis.regression == "firth":
         fitting = f"Logistic regression used {FIRTH_TEXT}."
@@ -231,9 +230,24 @@ def regression_methods_text(analysis: LogisticAnalysis) -> str:
     aliased = ("" if analysis.univariate.empty or analysis.univariate["beta"].notna().all() else
                " A term that was a linear combination of the others (aliased) was given no "
                "estimate, as R's glm does.")
-    return (f"{fitting}{joint}{aliased} Variables with a univariate p < {threshold:g} entered "
-            f"the multivariate model; those with a multivariate p < {threshold:g} were taken "
-            "as independent predictors.")
+    return f"{fitting}{joint}{aliased} {selection_methods_text(analysis)}"
+
+
+def selection_methods_text(analysis: LogisticAnalysis) -> str:
+    """How the multivariate step chose the predictors (evaluation.clinical_selection)."""
+    threshold = analysis.p_threshold
+    if analysis.procedure == "none":
+        return ("Every declared variable entered one pre-specified multivariate model (no "
+                "selection); its drop-one likelihood-ratio p-values are reported, not used.")
+    entered = f"Variables with a univariate p < {threshold:g} entered the multivariate model"
+    if analysis.procedure == "enter":
+        return (f"{entered}; those with a multivariate p < {threshold:g} were taken as "
+                "independent predictors.")
+    return (f"{entered}, which was reduced by backward elimination: the variable whose "
+            "drop-one likelihood-ratio test (all its terms together; penalised for a Firth "
+            "fit) had the largest p was removed and the model refitted, until every remaining "
+            f"variable had p < {threshold:g} (R's drop1(fit, test = \"LRT\") in a loop; SPSS "
+            "Backward: LR); the remaining variables were taken as independent predictors.")
 
 
 def statistics_table(encoder: ClinicalEncoder) -> dict[str, Reading]:

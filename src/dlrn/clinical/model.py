@@ -2,7 +2,7 @@
 
 The reference study's clinical model is a logistic regression of the clinical
 predictors. :class:`LogisticModel` with ``C=None`` fits it exactly as the clinical
-analysis and the nomogram do (:func:`dlrn.clinical.regression.fit_logistic_model`):
+analysis and the nomogram do (:func:`dlrn.clinical.fitting.fit_logistic_model`):
 R's glm, aliased terms set aside (coefficient 0, as R's ``predict`` ignores an
 ``NA`` term), and with ``regression="auto"`` Firth's penalised regression where the
 maximum-likelihood fit shows separation, so that its probabilities stay finite.
@@ -21,7 +21,7 @@ from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from dlrn.clinical.regression import INTERCEPT, check_regression, fit_logistic_model
+from dlrn.clinical.fitting import INTERCEPT, check_regression, fit_logistic_model
 
 __all__ = ["LogisticModel"]
 

@@ -7,8 +7,9 @@ terms together: the likelihood-ratio test of its terms (univariate: against the
 intercept-only model; multivariate: against the model without the variable, R's
 ``anova(reduced, full, test = "Chisq")``), or, for a one-term variable, its Wald p
 (its likelihood-ratio p where separation makes the Wald test meaningless). The
-univariately significant variables enter the multivariate model; its significant
-variables are the "independent predictors".
+univariately significant variables enter the multivariate model, where a selection
+procedure (:mod:`dlrn.clinical.selection`: backward elimination by drop-one
+likelihood-ratio tests, enter, or none) decides the "independent predictors".
 
 Every fit is R's ``glm`` (:func:`dlrn.clinical.glm.fit_glm`): an aliased term
 (descriptor tokens that add up to another term) gets no estimate, as R shows
@@ -36,34 +37,32 @@ from sklearn.utils.validation import check_is_fitted
 
 from dlrn.clinical.baseline import _require_columns, _require_complete
 from dlrn.clinical.encoding import ClinicalEncoder
-from dlrn.clinical.firth import firth_interval, firth_lrt_p, fit_firth
-from dlrn.clinical.glm import (
-    SEPARATION_ADVICE,
-    LogisticFit,
-    alias_notes,
-    fit_glm,
-    separated_terms,
-    separation_notes,
+from dlrn.clinical.firth import firth_interval, firth_lrt_p
+from dlrn.clinical.fitting import (
+    INTERCEPT,
+    REGRESSIONS,
+    FittedModel,
+    check_regression,
+    encoded_design,
+    fit_logistic_model,
+    joint_p,
 )
+from dlrn.clinical.glm import LogisticFit, fit_glm
 from dlrn.clinical.reading import MISSING, term
-from dlrn.errors import DlrnError
+from dlrn.clinical.selection import ClinicalSelection, check_procedure, select_variables
 
-__all__ = ["REGRESSIONS", "FittedModel", "LogisticAnalysis", "fit_logistic_model",
-           "logistic_analysis"]
-
-REGRESSIONS = ("auto", "standard", "firth")
-REGRESSION_SETTING = "evaluation.clinical_regression"
-INTERCEPT = "(Intercept)"
-AUTO_REMEDY = (f"fitted by Firth's penalised regression instead ({REGRESSION_SETTING}: auto), "
-               "which keeps the estimate finite")
+__all__ = ["INTERCEPT", "REGRESSIONS", "FittedModel", "LogisticAnalysis", "check_regression",
+           "fit_logistic_model", "logistic_analysis"]
 
 
 @dataclass
 class LogisticAnalysis:
     """Univariate screen, the selected variables, the multivariate model and its predictors.
 
-    ``variables``: one row per variable with its joint p-values (univariate and
-    multivariate), which decide ``selected`` and ``independent``. ``notes``: what the
+    ``variables``: one row per variable with its p-values (univariate; in the final
+    multivariate model; backward: the step at which it left). ``selected``: the
+    variables that entered the multivariate model; ``independent``: the predictors the
+    selection procedure kept (``selection`` holds its path). ``notes``: what the
     report says about the fits (separation, Firth used, aliased terms).
     """
 
@@ -79,50 +78,11 @@ class LogisticAnalysis:
     excluded: pd.DataFrame = field(default_factory=pd.DataFrame)
     p_threshold: float = 0.05
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class FittedModel:
-    """One fitted model: its fit, design, the notes on its terms and the separated terms."""
-
-    fit: LogisticFit
-    design: pd.DataFrame
-    notes: dict[str, str]
-    separated: list[str] = field(default_factory=list)
+    selection: ClinicalSelection | None = None
 
     @property
-    def method(self) -> str:
-        return self.fit.method
-
-
-def check_regression(regression: str) -> None:
-    if regression not in REGRESSIONS:
-        raise DlrnError(f"{REGRESSION_SETTING} is {regression!r}; choose one of "
-                        f"{list(REGRESSIONS)}")
-
-
-def fit_logistic_model(y: pd.Series, design: pd.DataFrame, terms: Mapping[str, list[str]],
-                       references: Mapping[str, str], *, regression: str,
-                       what: str) -> FittedModel:
-    """One logistic model by the rule ``regression`` (auto, standard or firth), with notes.
-
-    ``terms`` maps each variable to its columns of ``design`` (which also holds the
-    constant). Notes: aliased terms (what they equal), separated terms (which level
-    is all one class) and, under ``auto``, that Firth's regression was used.
-    """
-    check_regression(regression)
-    variable_of = {t: name for name, columns in terms.items() for t in columns}
-    if regression == "firth":
-        fit = fit_firth(y, design, what=what)
-        return FittedModel(fit, design, alias_notes(design, fit, variable_of))
-    fit = fit_glm(y, design, what=what)
-    separated = separated_terms(y, design)
-    remedy = AUTO_REMEDY if regression == "auto" else SEPARATION_ADVICE
-    notes = separation_notes(y, design, separated, terms, references, remedy=remedy)
-    if separated and regression == "auto":
-        fit = fit_firth(y, design, what=what)
-    notes.update(alias_notes(design, fit, variable_of))
-    return FittedModel(fit, design, notes, separated)
+    def procedure(self) -> str:
+        return self.selection.procedure if self.selection is not None else "enter"
 
 
 def _profile_interval(y: pd.Series, design: pd.DataFrame, fit: LogisticFit, name: str,
@@ -213,47 +173,6 @@ def _note_last(table: pd.DataFrame) -> pd.DataFrame:
     return table[[c for c in table.columns if c != "note"] + ["note"]]
 
 
-def _joint_p(y: pd.Series, model: FittedModel, tested: list[str]) -> float:
-    """Likelihood-ratio p of ``tested`` terms together (penalised for Firth).
-
-    Maximum likelihood: R's ``anova(reduced, full, test = "Chisq")``: the deviance
-    difference on the difference in rank (aliased terms count for nothing).
-    """
-    if model.method == "Firth":
-        return firth_lrt_p(y, model.design, model.fit, tested)
-    reduced = fit_glm(y, model.design.drop(columns=tested))
-    df = model.fit.rank - reduced.rank
-    if df == 0:
-        return np.nan
-    statistic = max(reduced.deviance - model.fit.deviance, 0.0)
-    return float(stats.chi2.sf(statistic, df))
-
-
-def _variable_p(table: pd.DataFrame, joint: float, separated: bool) -> float:
-    """A one-term variable's own p (its likelihood-ratio p where it is separated: the Wald p
-    of a diverging estimate is near 1); a several-term variable's joint p."""
-    if len(table) == 1 and not separated:
-        return float(table["p_value"].iloc[0])
-    return joint
-
-
-def _encoded(cases: pd.DataFrame, predictors: Sequence[str], encoder: ClinicalEncoder
-             ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Design matrix (constant first) of the predictors' terms, and the excluded cases."""
-    terms = encoder.terms_of(list(predictors))
-    excluded = encoder.exclusions(cases)
-    kept = cases.drop(index=excluded["case"].unique())
-    encoded = encoder.transform(kept)
-    design = pd.concat([pd.Series(1.0, index=kept.index, name=INTERCEPT), encoded[terms]],
-                       axis=1)
-    for name in predictors:
-        for one in encoder.terms_[name]:
-            if design[one].nunique() < 2:
-                raise DlrnError(f"predictor {name!r} is constant ({one}); it cannot be "
-                                "estimated")
-    return design, excluded
-
-
 def _default_encoder(predictors: Sequence[str], categorical: Sequence[str],
                      reference: Mapping[str, object] | None) -> ClinicalEncoder:
     """Every level its own term, a missing value an error: the plain R-style coding."""
@@ -270,9 +189,10 @@ def logistic_analysis(cases: pd.DataFrame, label: str, predictors: Sequence[str]
                       categorical: Sequence[str] = (),
                       reference: Mapping[str, object] | None = None,
                       encoder: ClinicalEncoder | None = None, regression: str = "auto",
-                      p_threshold: float = 0.05, profile_ci: bool = False,
-                      conf_level: float = 0.95) -> LogisticAnalysis:
-    """Univariate logistic regression per variable, multivariate on those with p < threshold.
+                      p_threshold: float = 0.05, procedure: str = "backward",
+                      profile_ci: bool = False, conf_level: float = 0.95) -> LogisticAnalysis:
+    """Univariate logistic regression per variable, then the multivariate selection
+    ``procedure`` (:mod:`dlrn.clinical.selection`: backward, enter or none).
 
     ``encoder``: the study's :class:`ClinicalEncoder`, fitted on training rows
     (fitted here on ``cases`` if it is not); without one, ``categorical`` columns
@@ -283,6 +203,7 @@ def logistic_analysis(cases: pd.DataFrame, label: str, predictors: Sequence[str]
     from dlrn.evaluation._checks import binary_labels
 
     check_regression(regression)
+    check_procedure(procedure)
     _require_complete(cases, [label])
     _require_columns(cases, predictors)
     encoder = encoder or _default_encoder(predictors, categorical, reference)
@@ -290,66 +211,55 @@ def logistic_analysis(cases: pd.DataFrame, label: str, predictors: Sequence[str]
         check_is_fitted(encoder, "state_")
     except NotFittedError:
         encoder.fit(cases)
-    design, excluded = _encoded(cases, predictors, encoder)
+    design, excluded = encoded_design(cases, predictors, encoder)
     y = pd.Series(binary_labels(cases.loc[design.index, label], what=f"label column {label!r}"),
                   index=design.index)
-    terms = {name: encoder.terms_[name] for name in predictors}
+    terms = {name: list(encoder.terms_[name]) for name in predictors}
     references = dict(encoder.reference_levels_)
+    selection = select_variables(y, design, terms, references, procedure=procedure,
+                                 p_threshold=p_threshold, regression=regression, notes=True)
     univariate, rows, notes = [], [], []
     for name in predictors:
-        what = f"univariate model of {name}"
-        model = fit_logistic_model(y, design[[INTERCEPT, *terms[name]]], {name: terms[name]},
-                                   references, regression=regression, what=what)
-        lrt_p = _joint_p(y, model, terms[name])
+        model = selection.univariate_models[name]
         table = _coefficient_table(y, model, terms[name], {t: name for t in terms[name]},
                                    references, profile=profile_ci, conf_level=conf_level)
         table.insert(0, "variable", name)
-        table["p_variable"] = _variable_p(table, lrt_p, bool(model.separated))
-        table["p_lrt"] = lrt_p
+        table["p_variable"] = selection.univariate_p[name]
+        table["p_lrt"] = joint_p(y, model, terms[name])
         univariate.append(_note_last(table))
-        notes += _model_notes(model, what)
+        notes += _model_notes(model, f"univariate model of {name}")
         rows.append({"variable": name, "terms": len(terms[name]),
-                     "p_univariate": table["p_variable"].iloc[0], "method": model.method})
+                     "p_univariate": selection.univariate_p[name], "method": model.method})
     variables = pd.DataFrame(rows)
-    variables["selected"] = variables["p_univariate"] < p_threshold
-    selected = variables.loc[variables["selected"], "variable"].tolist()
-    multivariate, fitted = _multivariate(y, design, terms, selected, references,
-                                         regression=regression, profile=profile_ci,
-                                         conf_level=conf_level)
-    p_multivariate = (multivariate.groupby("variable", sort=False)["p_variable"].first()
-                      if not multivariate.empty else pd.Series(dtype=float))
-    variables["p_multivariate"] = variables["variable"].map(p_multivariate)
-    variables["independent"] = variables["p_multivariate"] < p_threshold
-    if fitted is not None:
-        notes += _model_notes(fitted, "multivariate model")
+    variables["selected"] = variables["variable"].isin(selection.entered)
+    variables["p_multivariate"] = variables["variable"].map(selection.final_p)
+    if procedure == "backward":
+        left = selection.path.loc[selection.path["removed"].astype(bool)].set_index("variable")
+        variables["removed_at_step"] = variables["variable"].map(left["step"])
+        variables["p_at_removal"] = variables["variable"].map(left["p_value"])
+    variables["independent"] = variables["variable"].isin(selection.selected)
+    multivariate = pd.DataFrame()
+    if selection.model is not None:
+        multivariate = _multivariate_table(y, selection, terms, references,
+                                           profile=profile_ci, conf_level=conf_level)
+        notes += _model_notes(selection.model, "multivariate model")
     return LogisticAnalysis(
-        pd.concat(univariate, ignore_index=True), multivariate, selected, references,
-        None if fitted is None else fitted.fit,
-        variables.loc[variables["independent"], "variable"].tolist(), variables,
-        regression, encoder, excluded, p_threshold, notes)
+        pd.concat(univariate, ignore_index=True), multivariate, list(selection.entered),
+        references, None if selection.model is None else selection.model.fit,
+        list(selection.selected), variables, regression, encoder, excluded, p_threshold,
+        notes, selection)
 
 
-def _multivariate(y: pd.Series, design: pd.DataFrame, terms: Mapping[str, list[str]],
-                  selected: list[str], references: Mapping[str, str], *, regression: str,
-                  profile: bool, conf_level: float
-                  ) -> tuple[pd.DataFrame, FittedModel | None]:
-    """The model of the selected variables; each variable's p of all its terms together."""
-    if not selected:
-        return pd.DataFrame(), None
-    chosen = {name: terms[name] for name in selected}
-    columns = [INTERCEPT, *[t for name in selected for t in terms[name]]]
-    model = fit_logistic_model(y, design[columns], chosen, references, regression=regression,
-                               what="multivariate model")
-    variable_of = {t: name for name in selected for t in terms[name]}
+def _multivariate_table(y: pd.Series, selection: ClinicalSelection,
+                        terms: Mapping[str, list[str]], references: Mapping[str, str], *,
+                        profile: bool, conf_level: float) -> pd.DataFrame:
+    """The final model's coefficients; each variable's p as the procedure read it."""
+    model = selection.model
+    chosen = list(selection.final_p.index)
+    columns = [INTERCEPT, *[t for name in chosen for t in terms[name]]]
+    variable_of = {t: name for name in chosen for t in terms[name]}
     table = _coefficient_table(y, model, columns, variable_of, references, profile=profile,
                                conf_level=conf_level)
     table.insert(0, "variable", table["term"].map(variable_of).fillna(INTERCEPT))
-    p_variable = {INTERCEPT: np.nan}
-    for name in selected:
-        own = table[table["variable"] == name]
-        separated = bool(set(terms[name]) & set(model.separated))
-        joint = (_joint_p(y, model, terms[name])
-                 if len(terms[name]) > 1 or separated else np.nan)
-        p_variable[name] = _variable_p(own, joint, separated)
-    table["p_variable"] = table["variable"].map(p_variable)
-    return _note_last(table), model
+    table["p_variable"] = table["variable"].map(selection.final_p)
+    return _note_last(table)

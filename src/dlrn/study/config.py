@@ -267,6 +267,10 @@ class EvaluationSettings:
     clinical_p_threshold: float = field(default=0.05, metadata=_doc(
         "p-value selecting clinical features (univariate, then multivariate logistic "
         "regression)", minimum=0.0, maximum=1.0))
+    clinical_selection: Literal["backward", "enter", "none"] = field(default="backward",
+        metadata=_doc("multivariate step: backward = drop the least significant feature "
+                      "(drop-one LR test of all its terms), refit, until all p < threshold "
+                      "(R's drop1 loop); enter = one model, keep p < threshold; none = all"))
     clinical_fallback: Literal["univariate", "none"] = field(default="univariate", metadata=_doc(
         "if no clinical feature is multivariately significant: univariate = use the "
         "univariately significant ones (the report says so); none = no clinical model, "

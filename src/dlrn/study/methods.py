@@ -241,12 +241,19 @@ def _nomogram_text(context: StudyContext) -> str:
 def _clinical_text(context: StudyContext) -> str:
     config = context.config
     p = config.evaluation.clinical_p_threshold
-    text = (f"clinical predictors by univariate then multivariate logistic regression (p < {p}, "
-            "training set)")
+    text = {"backward": "clinical predictors by univariate logistic regression, then backward "
+                        f"elimination by likelihood-ratio tests (p < {p}, training set)",
+            "enter": "clinical predictors by univariate then multivariate logistic regression "
+                     f"(p < {p}, training set)",
+            "none": "clinical predictors pre-specified (every declared variable in one "
+                    "multivariate logistic regression, training set)",
+            }[config.evaluation.clinical_selection]
     note = clinical_record(context).note
     summary = context.summary("clinical")
+    events = "; ".join(getattr(summary, "events", []))
     encoding = " ".join(filter(None, (getattr(summary, "encoding", ""),
-                                      getattr(summary, "regression", ""))))
+                                      getattr(summary, "regression", ""),
+                                      f"Events per term: {events}." if events else "")))
     if note:
         return f"{text}. {note} {encoding}".strip()
     if config.evaluation.clinical_fallback == "univariate":

@@ -28,9 +28,10 @@ from dlrn.study.stages.files import (
     train_ids,
 )
 
-VERSION = 5  # 2: the clinical encoder, joint tests; 3: constant variables left out, noted;
+VERSION = 6  # 2: the clinical encoder, joint tests; 3: constant variables left out, noted;
 #             4: R's aliasing, Firth where separated (auto), usual reference levels;
-#             5: Table 2's Monte Carlo Fisher p-values seeded
+#             5: Table 2's Monte Carlo Fisher p-values seeded; 6: the selection procedure
+#             (evaluation.clinical_selection), its path, events per term
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class ClinicalStageSettings:
     min_level_count: int = 5
     regression: str = "auto"
     na_values: tuple[str, ...] = ()
+    selection: str = "backward"
 
 
 @dataclass
@@ -54,16 +56,26 @@ class ClinicalSummary(StageSummary):
     p_threshold: float = 0.05
     encoding: str = ""  # the methods text of the encoder and of the regressions
     regression: str = ""
+    procedure: str = "backward"  # evaluation.clinical_selection
+    removed: list[str] = field(default_factory=list)  # backward: in the order they left
+    events: list[str] = field(default_factory=list)  # events per term, one line per model
 
     def facts(self) -> dict[str, Any]:
         p = self.p_threshold
-        return {"clinical features": ", ".join(self.variables),
-                f"significant in univariate analysis (p < {p})":
-                    ", ".join(self.univariate) or "none",
-                f"independent predictors (multivariate p < {p})":
-                    ", ".join(self.independent) or "none",
-                "used by the clinical models and the nomogram":
-                    ClinicalChoice(self.selected, self.basis).use()}
+        independent = {"backward": f"independent predictors (backward elimination, "
+                                   f"likelihood-ratio p < {p})",
+                       "enter": f"independent predictors (multivariate p < {p})",
+                       "none": "predictors (pre-specified: every declared variable)"}
+        facts = {"clinical features": ", ".join(self.variables),
+                 f"significant in univariate analysis (p < {p})":
+                     ", ".join(self.univariate) or "none",
+                 independent[self.procedure]: ", ".join(self.independent) or "none"}
+        if self.procedure == "backward":
+            facts["removed by backward elimination, in order"] = ", ".join(self.removed) or "none"
+        facts["used by the clinical models and the nomogram"] = ClinicalChoice(
+            self.selected, self.basis).use()
+        facts["events per term"] = "; ".join(self.events) or "no multivariate model"
+        return facts
 
 
 def settings(config: StudyConfig) -> ClinicalStageSettings:
@@ -71,7 +83,7 @@ def settings(config: StudyConfig) -> ClinicalStageSettings:
     c = config.cohort
     return ClinicalStageSettings(c.clinical, e.clinical_p_threshold, e.clinical_fallback,
                                  c.missing, c.min_level_count, e.clinical_regression,
-                                 tuple(c.na_values))
+                                 tuple(c.na_values), e.clinical_selection)
 
 
 def fit_study_encoder(config: StudyConfig, training: pd.DataFrame) -> tuple[Any, dict[str, str]]:
@@ -117,19 +129,34 @@ def baseline_tables(cases: pd.DataFrame, variables: list[str], columns: dict[str
     return tables, notes
 
 
-def _captions(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
+_MULTIVARIATE_CAPTIONS = {
+    "backward": "The final multivariate logistic regression after backward elimination "
+                "(drop-one likelihood-ratio tests), training set (Supplementary Table 1)",
+    "enter": "Multivariate logistic regression of the univariately significant features, "
+             "training set (Supplementary Table 1)",
+    "none": "Multivariate logistic regression of every declared feature (pre-specified "
+            "model), training set (Supplementary Table 1)"}
+_PATH_CAPTIONS = {
+    "backward": "Backward elimination: each model fitted, the variable with the largest "
+                "drop-one likelihood-ratio p (all its terms; R's drop1), whether it left, "
+                "the model's AIC and deviance",
+    "enter": "The multivariate model (enter): its variables, terms, AIC and deviance",
+    "none": "The pre-specified model: its variables, terms, AIC, deviance and its "
+            "least significant variable (drop-one likelihood-ratio test, not used)"}
+
+
+def _captions(tables: dict[str, pd.DataFrame], procedure: str) -> dict[str, str]:
     captions = {"tables/baseline": "Baseline characteristics, training vs test set (Table 2)"}
     captions.update({f"tables/{key}": f"Baseline characteristics, training vs "
                                       f"{key.removeprefix('baseline_')} set (external)"
                      for key in tables if key != "baseline"})
     captions["tables/univariate"] = ("Univariate logistic regression, training set "
                                      "(Supplementary Table 1)")
-    captions["tables/multivariate"] = ("Multivariate logistic regression of the univariately "
-                                       "significant features, training set "
-                                       "(Supplementary Table 1)")
+    captions["tables/multivariate"] = _MULTIVARIATE_CAPTIONS[procedure]
+    captions["tables/selection_path"] = _PATH_CAPTIONS[procedure]
     captions["tables/variables"] = ("Each clinical variable's p-value (likelihood-ratio test "
                                     "of all its terms together where it has several), "
-                                    "univariate and multivariate")
+                                    "univariate and in the final multivariate model")
     return captions
 
 
@@ -151,25 +178,56 @@ def run(context: StudyContext) -> ClinicalSummary:
     analysis = logistic_analysis(training, "label",
                                  [v for v in variables if v not in constant], encoder=encoder,
                                  regression=config.evaluation.clinical_regression,
-                                 p_threshold=p_threshold)
-    selected, basis, note = clinical_choice(list(analysis.selected), analysis.independent,
+                                 p_threshold=p_threshold,
+                                 procedure=config.evaluation.clinical_selection)
+    selection = analysis.selection
+    selected, basis, note = clinical_choice(selection.univariate_kept, analysis.independent,
                                             fallback=config.evaluation.clinical_fallback,
-                                            p_threshold=p_threshold)
+                                            p_threshold=p_threshold,
+                                            procedure=selection.procedure)
     folder = context.stage_dir("clinical")
     (folder / ENCODER_FILE).write_text(json.dumps(encoder.to_dict(), indent=1))
-    choice = ClinicalChoice(selected, basis, note, list(analysis.selected),
+    choice = ClinicalChoice(selected, basis, note, selection.univariate_kept,
                             analysis.independent)
     (folder / CLINICAL_FILE).write_text(json.dumps(dataclasses.asdict(choice)))
     save_tables(folder, {**tables, "univariate": analysis.univariate,
                          "multivariate": analysis.multivariate,
+                         "selection_path": selection.path,
                          "variables": analysis.variables})
     notes += [f"training set: {n}" for n in encoder.notes_] + _applied_notes(encoder, cases)
     notes += analysis.notes
-    return ClinicalSummary(tables=_captions(tables), notes=notes + ([note] if note else []),
-                           variables=variables, univariate=list(analysis.selected),
+    events, cautions = model_events(analysis, training)
+    return ClinicalSummary(tables=_captions(tables, selection.procedure),
+                           notes=notes + cautions + ([note] if note else []),
+                           variables=variables, univariate=selection.univariate_kept,
                            independent=analysis.independent, selected=selected, basis=basis,
                            p_threshold=p_threshold, encoding=methods_text(encoder),
-                           regression=regression_methods_text(analysis))
+                           regression=regression_methods_text(analysis),
+                           procedure=selection.procedure, removed=selection.removed,
+                           events=events)
+
+
+def model_events(analysis: Any, training: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Events per term of the multivariate model the selection started from and of the one it
+    ended with (one line each), and a caution for each below the usual 10."""
+    from dlrn.clinical.events import events_per_term
+
+    selection = analysis.selection
+    if selection.path.empty:
+        return [], []
+    labels = training.drop(index=analysis.excluded["case"].unique())["label"]
+    models = {"multivariate model": int(selection.path["terms"].iloc[0])}
+    if selection.procedure == "backward":
+        models = {"multivariate model before backward elimination": models[
+            "multivariate model"]}
+        if selection.model is not None:
+            models["final multivariate model"] = selection.model.fit.rank - 1
+    counts = {what: events_per_term(labels, terms) for what, terms in models.items()}
+    notes: list[str] = []
+    for what, count in counts.items():
+        note = count.note(what, brief=bool(notes))
+        notes += [note] if note else []
+    return [count.statement(what) for what, count in counts.items()], notes
 
 
 def constant_variables(encoder: Any, training: pd.DataFrame,

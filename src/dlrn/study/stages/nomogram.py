@@ -62,6 +62,7 @@ class NomogramSummary(StageSummary):
     title: str = DLRN.title
     method: str = "ML"  # ML or Firth: how its logistic model was fitted
     score_share: float = 0.0  # the image score's share of the points ranges
+    events: str = ""  # events per term of its logistic model
 
     def facts(self) -> dict[str, Any]:
         fitted = ("Firth's penalised regression" if self.method == "Firth"
@@ -69,7 +70,8 @@ class NomogramSummary(StageSummary):
         return {"nomogram": self.title, "image score (out-of-fold on training cases)":
                 self.dlr_model, "clinical predictors": self.clinical_predictors,
                 "logistic model fitted by": fitted,
-                "image score's share of the points": f"{self.score_share:.0%}"}
+                "image score's share of the points": f"{self.score_share:.0%}",
+                **({"events per term": self.events} if self.events else {})}
 
 
 def nomogram_kind(context: StudyContext) -> NomogramKind:
@@ -133,6 +135,8 @@ def run(context: StudyContext) -> NomogramSummary:
     predictions.to_csv(folder / PREDICTIONS_FILE)
     notes = ([choice.note] if choice.note else []) + _encoding_notes(nomogram, X, cases)
     notes += _model_notes(nomogram, kind, len(training))
+    events = _events(nomogram, y, kind)
+    notes += [note for note in [events.note(f"The {kind.name} model")] if note]
     try:
         oof = out_of_fold_probability(make_nomogram(context, kind, choice.selected),
                                       X.loc[training], y, read_folds(context, kind.score_stage),
@@ -161,7 +165,17 @@ def run(context: StudyContext) -> NomogramSummary:
         notes=notes, dlr_model=best_model(context, kind.score_stage),
         clinical_predictors=(choice.use() if choice.selected
                              else f"none ({kind.score_model} score only)"),
-        out_of_fold=(folder / OOF_FILE).exists(), nomogram=kind.name, title=kind.title)
+        out_of_fold=(folder / OOF_FILE).exists(), nomogram=kind.name, title=kind.title,
+        events=events.statement(f"{kind.name} model"))
+
+
+def _events(nomogram: Any, y: pd.Series, kind: NomogramKind) -> Any:
+    """Events per term of the nomogram's logistic model (its fitted cases, its estimated
+    terms: the image score and the clinical predictors' terms)."""
+    from dlrn.clinical.events import events_per_term
+
+    fitted = y.drop(index=nomogram.excluded_["case"].unique())
+    return events_per_term(fitted, nomogram.model_.rank - 1)
 
 
 def nomogram_cutoff(context: StudyContext) -> float:
