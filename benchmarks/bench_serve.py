@@ -9,10 +9,11 @@ The cases (image, mask, clinical values) come from a cohort table, e.g. the demo
     python benchmarks/bench_serve.py --cohort dlrn-demo/cohort/cohort.csv \\
         --bundle with-CNN=dlrn-demo/study/bundle --bundle without-CNN=nodl/study/bundle
 
-``--worst`` then sends, one at a time, the costliest requests the server's limits let
-through (issue 28): a 10,000-point zigzag polygon on a blank 4000 x 4000 PNG, a 16-bit
-PNG and a float TIFF of full-range noise, and prints each one's status, latency and the
-server's peak RSS while it ran (sampled every 10 ms).
+``--worst`` then sends, one at a time, the costliest requests of issue 28's probes and
+the costliest the server's limits let through: a 16-bit PNG and a float TIFF of
+full-range noise, a 16-bit PNG at the grey-level limit, a 10,000-point zigzag polygon on
+a blank 4000 x 4000 PNG, a whole-image polygon on a 4000 x 4000 noise PNG; it prints each
+one's status, latency and the server's peak RSS while it ran (sampled every 10 ms).
 
 Only 127.0.0.1 is ever contacted; the server is stopped at the end.
 """
@@ -143,9 +144,15 @@ def _worst_requests() -> list[tuple[str, dict, dict]]:
              {"polygon": square}),
             ("float32 TIFF 128 x 128, noise in +-1e6",
              {"image": ("float.tif", tiff.getvalue())}, {"polygon": square}),
+            ("16-bit PNG 128 x 128, noise 0-5115 (1,024 levels: the limit)",
+             {"image": ("16.png", _png((grey16 % 5116).astype(np.uint16)))},
+             {"polygon": square}),
             ("zigzag polygon, 10,000 points, 4000 x 4000 PNG",
              {"image": ("blank.png", _png(np.zeros((side, side), np.uint8)))},
-             {"polygon": json.dumps(zigzag)})]
+             {"polygon": json.dumps(zigzag)}),
+            ("whole-image polygon, 4000 x 4000 8-bit noise PNG",
+             {"image": ("noise.png", _png(noise.integers(0, 256, (side, side), np.uint8)))},
+             {"polygon": json.dumps([[0, 0], [side, 0], [side, side], [0, side]])})]
 
 
 def _worst(url: str, form: dict, process: psutil.Process, timeout: float) -> list[dict]:

@@ -253,7 +253,8 @@ def test_an_unexpected_failure_is_answered_and_the_server_goes_on(predictor, coh
 
     monkeypatch.setattr(predictor, "predict", broken)
     failed = client.post("/api/predict", data=form_of(predictor, case), files=files_of(case))
-    assert failed.status_code == 500 and "RuntimeError" in failed.json()["detail"]
+    assert failed.status_code == 500 and "could not process" in failed.json()["detail"]
+    assert "RuntimeError" not in failed.text and failed.headers["cache-control"] == "no-store"
     page = client.post("/", data=form_of(predictor, case), files=files_of(case))
     assert page.status_code == 500 and 'id="error"' in page.text
     monkeypatch.undo()

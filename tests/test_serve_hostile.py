@@ -115,12 +115,13 @@ def _nrrd(data_file: str, *, padding: int = 0, field: str = "data file",
     return (newline.join(lines) + newline).encode()
 
 
-def _meta(data_file: str, *, padding: int = 0, decoy: bool = False) -> bytes:
+def _meta(data_file: str, *, padding: int = 0, decoy: bool = False,
+          separator: str = "=") -> bytes:
     lines = ["ObjectType = Image", "NDims = 2", "DimSize = 8 8", "ElementType = MET_UCHAR",
              *[f"Extra{i} = {'y' * 70}" for i in range(padding // 80)]]
     if decoy:  # a LOCAL that a case-insensitive, first-match reader stops at
         lines.append("elementdatafile = LOCAL")
-    lines.append(f"ElementDataFile = {data_file}")
+    lines.append(f"ElementDataFile {separator} {data_file}")
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -128,9 +129,11 @@ def _detached_uploads(secret: Path) -> dict[str, bytes]:
     return {"nrrd, 83 KB of comments first": _nrrd(str(secret), padding=83_000),
             "nrrd, 'DataFile' in capitals, CR LF": _nrrd(str(secret), field="DataFile",
                                                          newline="\r\n"),
+            "nrrd, CR line ends (teem reads them)": _nrrd(str(secret), newline="\r"),
             "nrrd, relative path out of the folder": _nrrd("../../../../" + str(secret)),
             "mha, extra fields first": _meta(str(secret), padding=83_000),
-            "mha, a LOCAL decoy first": _meta(str(secret), decoy=True)}
+            "mha, a LOCAL decoy first (MetaIO skips it)": _meta(str(secret), decoy=True),
+            "mha, 'ElementDataFile:' (MetaIO reads it)": _meta(str(secret), separator=":")}
 
 
 def test_a_header_naming_a_server_file_is_refused_and_the_file_never_sent(url, form,
@@ -214,6 +217,17 @@ def test_a_polygon_s_rasterising_is_bounded_before_any_allocation():
     tracemalloc.stop()
     assert roi.shape == (side, side) and roi.any()
     assert peak < 160 * 2**20  # the image's bytes and a fixed block, not 10 M crossings x 80
+
+
+def test_a_ragged_roi_that_would_take_hours_of_shape_features_is_refused(url, form):
+    side = 2000  # a 10,000-point zigzag: 2,000 x 1,000 rows rasterised, then refused
+    zigzag = [[float(x), float(side * (i % 2))]
+              for i, x in enumerate(np.linspace(0, side, 10_000))]
+    blank = {"image": ("blank.png", _png(np.zeros((side, side), np.uint8)))}
+    start = time.perf_counter()
+    response = _post(url, "/api/predict", blank, data={**form, "polygon": json.dumps(zigzag)})
+    assert response.status_code == 422 and "outline" in response.json()["detail"]
+    assert time.perf_counter() - start < 60  # PyRadiomics would compare 10**12 point pairs
 
 
 # --- 3. a 500 keeps the private headers and shows no internals -------------------------

@@ -268,10 +268,11 @@ class _BodyLimit:
                                     f"than this server accepts ({self.limit:,})")
         received = 0
         started = False
-        deadline = time.monotonic() + BODY_SECONDS
+        deadline: float | None = None  # from the first read: waiting for a slot is not slow
 
         async def counted_receive() -> dict:
-            nonlocal received
+            nonlocal received, deadline
+            deadline = deadline or time.monotonic() + BODY_SECONDS
             wait = min(BODY_IDLE_SECONDS, deadline - time.monotonic())
             try:
                 message = await asyncio.wait_for(receive(), timeout=max(wait, 0.001))

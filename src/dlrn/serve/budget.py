@@ -9,6 +9,11 @@
   bundle's parameters); an image whose ROI intensities it would cut into more than
   ``MAX_GREY_LEVELS`` levels (a 16-bit or float image under an 8-bit study's bin width
   of 5: 13,108 levels, 3 GB and 9 s) is refused with the reason before extraction.
+* Outline: PyRadiomics' 2D shape features find the ROI's largest diameter by comparing
+  every pair of outline points, a time in the square of the outline's length. A ragged
+  or scattered ROI of a few megapixels (a zigzag polygon, a speckled mask) has millions
+  of outline edges: hours under the lock. ROIs whose outline has more than
+  ``MAX_OUTLINE_EDGES`` pixel edges (the outline of an 8000 x 8000 square) are refused.
 * Time and memory: the work on images runs one request at a time (the predictor's lock),
   and :class:`dlrn.serve.http.Admission` bounds the requests holding uploads.
 """
@@ -24,6 +29,7 @@ import numpy as np
 from dlrn.serve.uploads import UploadError
 
 MAX_GREY_LEVELS = 1024  # GLCM: 1024**2 x 4 angles x 8 bytes = 34 MB, RLM/SZM alike
+MAX_OUTLINE_EDGES = 32_000  # 5e8 point pairs for the shape's diameter: about a second
 
 
 def grey_levels(values: np.ndarray, setting: Mapping[str, Any]) -> int:
@@ -36,13 +42,29 @@ def grey_levels(values: np.ndarray, setting: Mapping[str, Any]) -> int:
     return math.floor(high / width) - math.floor(low / width) + 1
 
 
-def check_grey_levels(image: np.ndarray, roi: np.ndarray,
-                      params: Mapping[str, Any] | None) -> None:
-    """Refuse an image whose ROI the study's discretisation cuts into too many levels,
-    or whose ROI holds pixels that are not numbers."""
+def outline_edges(roi: np.ndarray) -> int:
+    """Pixel edges between the ROI and the rest (the image's border counted as outside)."""
+    padded = np.pad(roi, 1)
+    return int((padded[1:, :] != padded[:-1, :]).sum() + (padded[:, 1:] != padded[:, :-1]).sum())
+
+
+def check_extraction(image: np.ndarray, roi: np.ndarray,
+                     params: Mapping[str, Any] | None) -> None:
+    """Refuse, before PyRadiomics runs, an image whose ROI the study's discretisation cuts
+    into too many levels, whose ROI holds pixels that are not numbers, or whose ROI's
+    outline makes the 2D shape features quadratic beyond the budget."""
     values = image[roi]
     if not values.size or params is None:
         return  # the reader says "empty ROI"; without radiomics nothing is discretised
+    classes = params.get("featureClass")
+    if classes is None or "shape2D" in classes:
+        edges = outline_edges(roi)
+        if edges > MAX_OUTLINE_EDGES:
+            raise UploadError(
+                f"The ROI's outline is {edges:,} pixel edges long (a ragged or scattered "
+                "ROI); the study's shape features compare every pair of outline points, "
+                f"which this server does for outlines of up to {MAX_OUTLINE_EDGES:,} edges: "
+                "outline the lesion as one region with a smooth border.")
     if not np.isfinite(values).all():
         raise UploadError("The image has pixels in the ROI that are not numbers (NaN or "
                           "infinite): export it again as the ultrasound system saves it.")

@@ -27,7 +27,7 @@ import SimpleITK as sitk
 from dlrn.case_files import CaseCheck
 from dlrn.errors import DlrnError
 from dlrn.imaging import read_image, read_mask
-from dlrn.serve.budget import check_grey_levels
+from dlrn.serve.budget import check_extraction
 from dlrn.serve.form import form_fields
 from dlrn.serve.messages import (
     AUTOMATIC,
@@ -332,14 +332,14 @@ class Predictor:
         return picture
 
     def _check_budget(self, image_path: Path, mask_path: Path, source: str) -> None:
-        """Refuse, before extraction, an image the study's radiomics would cut into more
-        grey levels than the server computes (:mod:`dlrn.serve.budget`)."""
+        """Refuse, before extraction, what the study's radiomics would take too long or too
+        much memory for (:mod:`dlrn.serve.budget`): grey levels, outline length."""
         params = (self.bundle.json("radiomics/params")
                   if self.bundle.has("radiomics/params", ".json") else None)
         image = sitk.GetArrayFromImage(self._read(image_path, "image", source))
         roi = sitk.GetArrayFromImage(self._read(mask_path, "mask", source)) != 0
         if roi.shape == image.shape:  # else the reader refuses the pair, in its words
-            check_grey_levels(image, roi, params)
+            check_extraction(image, roi, params)
 
     def _roi_used(self, image_path: Path, mask_path: Path, source: str) -> Roi:
         """The ROI as ``dlrn predict`` read it, and the image with it outlined."""
