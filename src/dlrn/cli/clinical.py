@@ -30,6 +30,7 @@ SETTING_OPTIONS = {
     "--regression": (EvaluationSettings, "evaluation", "clinical_regression"),
     "--p-threshold": (EvaluationSettings, "evaluation", "clinical_p_threshold"),
     "--fallback": (EvaluationSettings, "evaluation", "clinical_fallback"),
+    "--nomogram-bootstrap": (EvaluationSettings, "evaluation", "nomogram_bootstrap"),
     "--test-size": (SplitSettings, "split", "test_size"),
 }
 
