@@ -98,6 +98,20 @@ def test_the_nomogram_is_validated_with_its_clinical_selection_in_each_sample(an
     assert "optimism-corrected" in report and "calibration: apparent, bias-corrected" in report
 
 
+def test_the_bootstrap_repeats_the_clinical_stages_own_choice(analysed):
+    """The rule each sample repeats, given the training cases, chooses what the stage chose."""
+    from dlrn.study.config import study_from_dict
+    from dlrn.study.stages.nomogram import clinical_rule
+
+    config = study_from_dict({"cohort": {"table": "cases.csv", "label": "malignant",
+                                         "clinical": COLUMNS}})
+    cases = pd.read_csv(analysed / "stages/cohort/cases.csv", index_col="case_id")
+    training = cases[cases["set"] == "train"]
+    chosen = clinical_rule(config)(training[list(COLUMNS)], training["label"])
+    stage = json.loads((analysed / "stages/clinical/selected.json").read_text())
+    assert chosen == stage["selected"] and chosen
+
+
 def test_a_study_file_gives_the_settings_and_options_override_it(table, tmp_path):
     study = tmp_path / "study.yaml"
     study.write_text(yaml.safe_dump({
