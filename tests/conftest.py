@@ -69,7 +69,7 @@ selection: {{lasso_folds: 3}}
 classifiers: {{models: [LR], cv_folds: 3}}
 dl: {{backbones: [resnet18], weights: null, epochs: 1, batch_size: 16, image_size: 32,
      pca_components: 4}}
-evaluation: {{clinical_p_threshold: 0.9}}
+evaluation: {{clinical_p_threshold: 0.9, nomogram_bootstrap: 0}}
 output: study
 seed: 0
 """

@@ -34,7 +34,7 @@ def analysed(table, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("out") / "analysis"
     code = main(["clinical", str(table), "--label", "malignant", "--clinical",
                  json.dumps(COLUMNS), "--score", "ai_score", "--classifiers", "LR",
-                 "--out", str(out), "--quiet"])
+                 "--nomogram-bootstrap", "6", "--out", str(out), "--quiet"])
     assert code == 0
     return out
 
@@ -73,6 +73,43 @@ def test_the_given_score_gets_its_nomogram_with_the_clinical_predictors(analysed
     assert shares.loc["ai_score", "share"] == shares["share"].max()
     oof = pd.read_csv(analysed / "stages/dlrn/oof.csv", index_col="case_id")
     assert oof["Nomogram"].notna().all() and len(oof) == 126
+
+
+def test_the_nomogram_is_validated_with_its_clinical_selection_in_each_sample(analysed):
+    """rms validate / calibrate of the nomogram, the clinical selection repeated (6 samples)."""
+    stage = analysed / "stages" / "dlrn"
+    table = pd.read_csv(stage / "tables/nomogram_validation.csv", index_col="index")
+    assert list(table.columns) == ["description", "index.orig", "training", "test",
+                                   "optimism", "index.corrected", "n"]
+    assert table.loc["Slope", "index.orig"] == 1 and table.loc["Intercept", "index.orig"] == 0
+    assert table.loc["C", "index.corrected"] < table.loc["C", "index.orig"]
+    assert (table["n"] == 6).all()
+    chosen = pd.read_csv(stage / "tables/nomogram_selection.csv", index_col="predictor")
+    assert chosen.loc["ai_score", "share_of_samples"] == 1
+    assert set(chosen.index) <= {"ai_score", *COLUMNS}
+    curve = pd.read_csv(stage / "tables/nomogram_calibration.csv")
+    assert len(curve) == 50 and curve["bias_corrected"].notna().all()
+    assert (stage / "figures/nomogram_calibration.png").is_file()
+    summary = _summary(analysed, "dlrn")["summary"]
+    assert summary["bootstrap"] == 6
+    assert summary["c_corrected"] == pytest.approx(table.loc["C", "index.corrected"])
+    assert any("not refitted" in note for note in summary["notes"])
+    report = (analysed / "report" / "report.html").read_text()
+    assert "optimism-corrected" in report and "calibration: apparent, bias-corrected" in report
+
+
+def test_the_bootstrap_repeats_the_clinical_stages_own_choice(analysed):
+    """The rule each sample repeats, given the training cases, chooses what the stage chose."""
+    from dlrn.study.config import study_from_dict
+    from dlrn.study.stages.nomogram import clinical_rule
+
+    config = study_from_dict({"cohort": {"table": "cases.csv", "label": "malignant",
+                                         "clinical": COLUMNS}})
+    cases = pd.read_csv(analysed / "stages/cohort/cases.csv", index_col="case_id")
+    training = cases[cases["set"] == "train"]
+    chosen = clinical_rule(config)(training[list(COLUMNS)], training["label"])
+    stage = json.loads((analysed / "stages/clinical/selected.json").read_text())
+    assert chosen == stage["selected"] and chosen
 
 
 def test_a_study_file_gives_the_settings_and_options_override_it(table, tmp_path, capsys):

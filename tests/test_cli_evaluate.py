@@ -168,9 +168,10 @@ def test_evaluate_options_are_the_study_files_evaluation_settings():
         defaults.patient_aggregation, defaults.auc_ci, defaults.comparison,
         defaults.calibration_bins)
     shared = {"patient_aggregation", "auc_ci", "comparison", "calibration_bins"}
-    # every evaluation setting but the clinical selection's (study only) is an option
+    # every evaluation setting but the clinical selection's and the nomogram's (study only)
+    # is an option
     assert {f.name for f in dataclasses.fields(EvaluationSettings)
-            if not f.name.startswith("clinical_")} == shared
+            if not f.name.startswith(("clinical_", "nomogram_"))} == shared
     for value in ("cluster-bootstrap", "obuchowski", "delong", "bootstrap"):
         assert build_parser().parse_args(["evaluate", "p.csv", "--label", "y", "--scores",
                                           "a", "--out", "o", "--ci", value]).ci == value

@@ -132,9 +132,44 @@ def test_figure_draws_every_axis_title_and_tick_label(fitted):
     nomogram, _, _ = fitted
     figure = nomogram.plot(labels={"score": "Rad-score"})
     shown = [t.get_text() for t in figure.axes[0].texts if t.get_visible()]
-    for title in ("Points", "Rad-score", "age", "age[missing]", "margin[angular]", "birads",
+    for title in ("Points", "Rad-score", "age", "age[missing]", "margin", "angular", "birads",
                   "Total Points", "Linear Predictor", "Risk"):
         assert title in shown
     for tick in ("3", "4a", "4c", "5", "no", "yes"):
         assert tick in shown
     plt.close(figure)
+
+
+def test_token_axes_sit_under_their_descriptor_and_an_aliased_token_has_none():
+    """A descriptor table's '&' tokens (synthetic_descriptors): the aliased token gets no axis
+    (its note says so), the others are grouped under "Margin" and titled by their token."""
+    import warnings
+
+    from matplotlib.text import Text
+
+    from dlrn.synthetic_descriptors import DESCRIPTOR_COLUMNS, descriptor_table
+
+    rng = np.random.default_rng(0)
+    y = pd.Series((rng.random(200) < 0.35).astype(int), index=[f"c{i}" for i in range(200)])
+    X = descriptor_table(y, seed=0)[["Margin", "Shape"]]
+    X.insert(0, "score", rng.normal(1.2 * y))
+    columns = {"score": "continuous", "Margin": DESCRIPTOR_COLUMNS["Margin"],
+               "Shape": "categorical"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nomogram = Nomogram(columns=columns, **RULES).fit(X, y)
+    aliased = nomogram.model_.aliased
+    assert aliased and all(term.startswith("Margin[") for term in aliased)
+    names = [scale.name for scale in nomogram.scales_]
+    assert not set(aliased) & set(names)
+    assert all("no axis in the nomogram" in nomogram.fit_notes_[term] for term in aliased)
+    tokens = [s for s in nomogram.scales_ if s.name.startswith("Margin[")]
+    assert tokens and all(s.group == "Margin" and s.title == s.name[len("Margin["):-1]
+                          for s in tokens)
+    assert all(np.ptp(s.axis_xbeta) > 0 for s in nomogram.scales_)
+    design = nomogram.encoder_.transform(X).assign(**{"(Intercept)": 1.0})
+    linear = design[nomogram.model_.params.index] @ nomogram.model_.params.fillna(0.0)
+    assert np.allclose(nomogram.decision_function(X), linear)  # no points lost
+    texts = [t.get_text() for t in nomogram.plot().axes[0].findobj(Text)]
+    assert texts.count("Margin") == 1 and "spiculated" in texts
+    assert not any(text.startswith("Margin[") for text in texts)

@@ -61,7 +61,8 @@ def _study(table, tmp_path, fallback: str, selection: str = "enter"):
                    "clinical": {"size_a": "continuous", "size_b": "continuous"}},
         "classifiers": {"models": ["LR"], "cv_folds": 3, "grids": {"LR": {"C": [1.0]}}},
         "dl": {"weights": None},
-        "evaluation": {"clinical_fallback": fallback, "clinical_selection": selection},
+        "evaluation": {"clinical_fallback": fallback, "clinical_selection": selection,
+                       "nomogram_bootstrap": 0},
         "output": str(tmp_path / "out")}, base_dir=tmp_path)
 
 

@@ -48,7 +48,8 @@ def study(busbra_dir, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
         "cohort": {"table": "cases.csv", "patient": "patient_id",
                    "clinical": DESCRIPTOR_COLUMNS},
         "radiomics": {"preset": "fast"}, "dl": {"enabled": False},
-        "classifiers": {"models": ["LR"]}, "output": "out"}))
+        "classifiers": {"models": ["LR"]}, "evaluation": {"nomogram_bootstrap": 0},
+        "output": "out"}))
     run_study(load_study(folder / "study.yaml"), progress=False)
     return folder / "out", table
 

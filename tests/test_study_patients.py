@@ -27,7 +27,7 @@ def study(tmp_path_factory):
         "classifiers": {"models": ["LR", "RandomForest"], "cv_folds": 3,
                         "grids": {"LR": {"C": [1.0]}, "RandomForest": {"n_estimators": [20]}}},
         "selection": {"lasso_folds": 3, "p_threshold": 0.1},
-        "evaluation": {"clinical_p_threshold": 1.0},
+        "evaluation": {"clinical_p_threshold": 1.0, "nomogram_bootstrap": 0},
         "dl": {"enabled": False},
         "output": str(out / "study")}, base_dir=csv.parent)
     with warnings.catch_warnings():

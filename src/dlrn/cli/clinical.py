@@ -31,6 +31,7 @@ SETTING_OPTIONS = {
     "--p-threshold": (EvaluationSettings, "evaluation", "clinical_p_threshold"),
     "--selection": (EvaluationSettings, "evaluation", "clinical_selection"),
     "--fallback": (EvaluationSettings, "evaluation", "clinical_fallback"),
+    "--nomogram-bootstrap": (EvaluationSettings, "evaluation", "nomogram_bootstrap"),
     "--test-size": (SplitSettings, "split", "test_size"),
 }
 

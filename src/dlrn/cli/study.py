@@ -53,6 +53,8 @@ dl:
   batch_size: 16
   image_size: 64
   pca_components: 16
+evaluation:
+  nomogram_bootstrap: 20  # a quick look; 200 (the default) or 1000 for a paper
 output: study
 seed: 0
 """

@@ -1,4 +1,8 @@
-"""Drawing a nomogram as rms does: Points, a row per axis, Total Points, Linear Predictor, Risk."""
+"""Drawing a nomogram as rms does: Points, a row per axis, Total Points, Linear Predictor, Risk.
+
+The token axes of a multilabel descriptor sit under a header row with the descriptor's
+name, each titled by its token, as a radiologist's report lists a descriptor's findings.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,9 @@ class _Row:
     """One nomogram row to draw: tick positions (0..maxscale) and their labels.
 
     ``thin``: a numeric scale, where some ticks may stay unlabelled; otherwise
-    (categories, discrete values) every label is shown, staggered if crowded.
+    (categories, discrete values) every label is shown, staggered if crowded. A row
+    without positions is a group's header (its title alone); ``indent`` shifts the title
+    of a row inside a group.
     """
 
     title: str
@@ -36,6 +42,7 @@ class _Row:
     labels: list[str]
     thin: bool
     minor: Sequence[float] = ()
+    indent: bool = False
 
 
 @dataclass
@@ -47,11 +54,11 @@ class _Layout:
 
     @property
     def extra_above(self) -> int:
-        return max(0, (max(self.shown.values()) + 2) // 2 - 1)
+        return max(0, (max(self.shown.values(), default=0) + 2) // 2 - 1)
 
     @property
     def extra_below(self) -> int:
-        return max(0, (max(self.shown.values()) + 1) // 2 - 1)
+        return max(0, (max(self.shown.values(), default=0) + 1) // 2 - 1)
 
 
 def _format_tick(value: object) -> str:
@@ -104,6 +111,8 @@ def _tiers(left: np.ndarray, right: np.ndarray, chosen: Sequence[int]) -> dict[i
 
 def _layout(axes, row: _Row, right_limit: float) -> _Layout:
     """Thin (numeric scales) then stagger the labels of a row so that none overlap."""
+    if not len(row.positions):
+        return _Layout({}, np.array([]))
     widths = _label_widths(axes, row.labels)
     left = np.clip(row.positions - widths / 2, _TITLE_X + _LABEL_GAP, right_limit - widths)
     right = left + widths
@@ -113,6 +122,10 @@ def _layout(axes, row: _Row, right_limit: float) -> _Layout:
 
 def _draw_row(axes, y: float, row: _Row, layout: _Layout) -> None:
     """A line through the ticks (labelled ones longer), the labels, the title at the left."""
+    if not len(row.positions):  # a group's header: its name alone
+        axes.text(_TITLE_X, y, row.title, ha="right", va="center", fontsize=8,
+                  fontweight="bold")
+        return
     positions = row.positions
     axes.plot([positions.min(), positions.max()], [y, y], color="black", linewidth=0.8)
     for i, x in enumerate(positions):
@@ -127,7 +140,12 @@ def _draw_row(axes, y: float, row: _Row, layout: _Layout) -> None:
                   fontsize=_LABEL_FONT)
     for x in row.minor:
         axes.plot([x, x], [y, y + 0.06], color="black", linewidth=0.6)
-    axes.text(_TITLE_X, y, row.title, ha="right", va="center", fontsize=8, fontweight="bold")
+    if row.indent:
+        axes.text(_TITLE_X, y, row.title, ha="right", va="center", fontsize=7.5,
+                  style="italic")
+    else:
+        axes.text(_TITLE_X, y, row.title, ha="right", va="center", fontsize=8,
+                  fontweight="bold")
 
 
 def _rows(nomogram: Nomogram, labels: Mapping[str, str]) -> list[_Row]:
@@ -137,10 +155,15 @@ def _rows(nomogram: Nomogram, labels: Mapping[str, str]) -> list[_Row]:
     points_ticks = r_pretty(0, maxscale, 10)
     rows = [_Row("Points", points_ticks, [f"{v:g}" for v in points_ticks], True,
                  np.arange(0, maxscale + 1e-9, maxscale / 50))]
+    group = None
     for scale in nomogram.scales_:
+        if scale.group is not None and scale.group != group:
+            rows.append(_Row(labels.get(scale.group, scale.group), np.array([]), [], False))
+        group = scale.group
         positions = (scale.axis_xbeta - scale.axis_xbeta.min()) * nomogram.points_per_unit_
-        rows.append(_Row(labels.get(scale.name, scale.name), positions,
-                         [_format_tick(v) for v in scale.values], scale.kind == "continuous"))
+        rows.append(_Row(labels.get(scale.name, scale.title), positions,
+                         [_format_tick(v) for v in scale.values], scale.kind == "continuous",
+                         indent=group is not None))
     totals = nomogram.total_points_axis_
     lp_axis, risk = nomogram.lp_axis_, nomogram.risk_axis_
     rows += [
@@ -176,8 +199,9 @@ def draw(nomogram: Nomogram, labels: Mapping[str, str]) -> Figure:
         rows = _rows(nomogram, labels)
         layouts = [_layout(axes, row, maxscale + 4) for row in rows]
         heights = [0.0]
-        for previous, layout in itertools.pairwise(layouts):
-            gap = 1 + _TIER_STEP * (previous.extra_below + layout.extra_above)
+        for index, (upper, lower) in enumerate(itertools.pairwise(layouts)):
+            header = not len(rows[index].positions)  # a group's name sits near its rows
+            gap = 0.7 if header else 1 + _TIER_STEP * (upper.extra_below + lower.extra_above)
             heights.append(heights[-1] - gap)
         for y, row, layout in zip(heights, rows, layouts, strict=True):
             _draw_row(axes, y, row, layout)

@@ -95,9 +95,12 @@ class Nomogram(ClassifierMixin, BaseEstimator):
                                    self.encoder_.reference_levels_,
                                    regression=self.regression, what="nomogram model")
         self.model_, self.method_, self.fit_notes_ = model.fit, model.method, dict(model.notes)
+        for term in model.fit.aliased:
+            if term in self.fit_notes_:
+                self.fit_notes_[term] += "; it has no axis in the nomogram"
         params = model.fit.params.fillna(0.0)
         self.scales_ = encoded_scales(self.encoder_, design, params, self.max_discrete,
-                                      self.nint)
+                                      self.nint, model.fit.aliased)
         self.intercept_ = float(params[INTERCEPT])
         linear_predictor = design @ params
         self.lp_range_ = (float(linear_predictor.min()), float(linear_predictor.max()))

@@ -93,6 +93,13 @@ class PredictorScale:
     coefficient: float | dict[str, float]
     terms: dict[str, float] | None = None  # encoder term -> coefficient (fitted nomograms)
     counts: dict[str, int] | None = None  # training cases per tick (categorical axes)
+    group: str | None = None  # the descriptor a token axis belongs to (drawn under its name)
+    label: str | None = None  # the axis' title under its group (the token)
+
+    @property
+    def title(self) -> str:
+        """What the drawing writes beside the axis: the token under its group, else the name."""
+        return self.label or self.name
 
     def xbeta(self, x: Sequence) -> np.ndarray:
         """β·x of given values of this predictor (categorical: β of the level)."""
@@ -127,10 +134,13 @@ def scale_from_data(name: str, values: pd.Series, coefficient: float | dict[str,
     return PredictorScale(name, "continuous", axis.tolist(), float(coefficient))
 
 
-def _no_yes(name: str, beta: float, values: pd.Series) -> PredictorScale:
+def _no_yes(name: str, beta: float, values: pd.Series, group: str | None = None
+            ) -> PredictorScale:
+    """A yes/no axis; under a ``group`` (a multilabel column) titled by its token alone."""
     held = int((values == 1).sum())
+    label = None if group is None else name[len(group) + 1:-1]
     return PredictorScale(name, "categorical", ["no", "yes"], {"no": 0.0, "yes": beta},
-                          {name: beta}, {"no": len(values) - held, "yes": held})
+                          {name: beta}, {"no": len(values) - held, "yes": held}, group, label)
 
 
 def _level_counts(design: pd.DataFrame, reference: str, levels: Mapping[str, str]
@@ -141,14 +151,24 @@ def _level_counts(design: pd.DataFrame, reference: str, levels: Mapping[str, str
 
 
 def encoded_scales(encoder: object, design: pd.DataFrame, params: Mapping[str, float],
-                   max_discrete: int, nint: int) -> list[PredictorScale]:
+                   max_discrete: int, nint: int, aliased: Sequence[str] = ()
+                   ) -> list[PredictorScale]:
     """The axes of a model fitted on a ClinicalEncoder's terms (``design``: training terms).
 
     Continuous: the rms numeric axis; categorical: one axis of levels (reference
     first, at 0); ordinal: one axis of the levels between the lowest and highest
-    training score; multilabel: a no/yes axis per token; a missing indicator: a
-    no/yes axis ``column[missing]``.
+    training score; multilabel: a no/yes axis per token, grouped under the column's
+    name (``group``), as a radiologist's report lists a descriptor's findings; a missing
+    indicator: a no/yes axis ``column[missing]`` (in the group of a multilabel column).
+    An axis whose terms are all ``aliased`` (no estimate of their own: their effect is
+    carried by the terms they are combinations of) is not drawn at all.
     """
+    return [scale for scale in _all_scales(encoder, design, params, max_discrete, nint)
+            if not set(scale.terms) <= set(aliased)]
+
+
+def _all_scales(encoder: object, design: pd.DataFrame, params: Mapping[str, float],
+                max_discrete: int, nint: int) -> list[PredictorScale]:
     scales = []
     for spec in encoder.specs_:
         name, terms = spec.name, encoder.terms_[spec.name]
@@ -175,7 +195,8 @@ def encoded_scales(encoder: object, design: pd.DataFrame, params: Mapping[str, f
                                          {spec.order[s - 1]: int((scores == s).sum())
                                           for s in span}))
         else:
-            scales += [_no_yes(t, float(params[t]), design[t]) for t in main]
+            scales += [_no_yes(t, float(params[t]), design[t], name) for t in main]
         if missing in terms:
-            scales.append(_no_yes(missing, float(params[missing]), design[missing]))
+            group = name if spec.type == "multilabel" else None
+            scales.append(_no_yes(missing, float(params[missing]), design[missing], group))
     return scales

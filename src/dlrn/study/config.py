@@ -278,6 +278,10 @@ class EvaluationSettings:
     clinical_regression: Literal["auto", "standard", "firth"] = field(default="auto", metadata=_doc(
         "logistic regression of the clinical analysis, clinical LR and nomogram: auto = R glm, "
         "or Firth (R logistf) where the glm separates; standard = glm; firth = Firth"))
+    nomogram_bootstrap: int = field(default=200, metadata=_doc(
+        "bootstrap samples validating the nomogram as rms validate/calibrate (optimism-"
+        "corrected C, calibration slope and curve), its clinical selection repeated in each; "
+        "papers often quote 1000; 0 = none", minimum=0))
     calibration_bins: int = field(default=10, metadata=_doc(
         "groups of the calibration curve and the Hosmer-Lemeshow test", minimum=3))
     patient_aggregation: Literal["mean", "max"] = field(default="mean", metadata=_doc(

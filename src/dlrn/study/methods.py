@@ -235,7 +235,24 @@ def _nomogram_text(context: StudyContext) -> str:
             f"({summary.dlr_model}) with the clinical predictors, fitted by {fitted}, terms "
             "that are combinations of others (aliased) set aside as in R; its axes follow "
             f"rms::nomogram, the image score spanning {summary.score_share:.0%} of the summed "
-            "points ranges.")
+            f"points ranges.{_nomogram_validation_text(context, summary)}")
+
+
+def _nomogram_validation_text(context: StudyContext, summary: NomogramSummary) -> str:
+    """The bootstrap validation as rms validate / calibrate, and what it repeats."""
+    if not summary.bootstrap:
+        return ""
+    repeated = ("the selection of its clinical predictors and its logistic regression were "
+                "repeated" if context.done("clinical") else "its logistic regression was refitted")
+    return (f" It was validated internally as R's rms validate and calibrate do (method "
+            f"\"boot\"): in each of {summary.bootstrap} bootstrap samples of the training set "
+            f"{repeated}, and the mean difference between each sample model's performance on "
+            "its own sample and on the original training cases (the optimism) was subtracted "
+            "from the apparent C index, Nagelkerke R2, Brier score and calibration intercept "
+            "and slope; the bias-corrected calibration curve is the lowess of the outcome on "
+            "the predicted risk corrected the same way, summarised by its mean absolute error. "
+            "The image score entered as given (out-of-fold); its own model was not refitted in "
+            "the samples.")
 
 
 def _clinical_text(context: StudyContext) -> str:

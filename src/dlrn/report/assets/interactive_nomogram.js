@@ -90,7 +90,8 @@
       const cell = element("td");
       cell.appendChild(input);
       cell.appendChild(shown);
-      row.appendChild(element("td", {}, labels[scale.name] || scale.name));
+      const title = scale.group ? scale.group + ": " + scale.label : scale.name;  // a token
+      row.appendChild(element("td", {}, labels[scale.name] || title));
       row.appendChild(cell);
       const pointsCell = element("td", { class: "dlrn-num" });
       pointsCell.appendChild(points);

@@ -9,6 +9,7 @@ columns enter with the rules of the study's clinical encoder.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +40,9 @@ from dlrn.study.stages.files import (
     write_best,
 )
 
-VERSION = 3  # 2: the clinical encoder's rules; the radiomics nomogram without DL;
-#             3: aliased terms, Firth where separated (auto), points shares and warnings
+VERSION = 4  # 2: the clinical encoder's rules; the radiomics nomogram without DL;
+#             3: aliased terms, Firth where separated (auto), points shares and warnings;
+#             4: bootstrap validation (rms validate / calibrate), token axes grouped
 #: How the nomogram gets out-of-fold training probabilities (for its cut-off, as the others).
 DLRN_OOF_RULE = ("its logistic regression cross-validated on the training set with the DLR "
                  "models' folds")  # the HCR models' folds for the radiomics nomogram
@@ -48,9 +50,12 @@ DLRN_OOF_RULE = ("its logistic regression cross-validated on the training set wi
 
 @dataclass(frozen=True)
 class NomogramStageSettings:
-    """The regression; the clinical choice, its encoder and the image models decide the rest."""
+    """The regression and the bootstrap; the clinical choice, its encoder and the image models
+    decide the rest."""
 
     regression: str = "auto"
+    bootstrap: int = 200
+    seed: int = 0
 
 
 @dataclass
@@ -63,15 +68,26 @@ class NomogramSummary(StageSummary):
     method: str = "ML"  # ML or Firth: how its logistic model was fitted
     score_share: float = 0.0  # the image score's share of the points ranges
     events: str = ""  # events per term of its logistic model
+    bootstrap: int = 0  # bootstrap samples that validated it (rms validate), 0: none
+    c_apparent: float | None = None
+    c_corrected: float | None = None  # optimism-corrected C index
+    slope_corrected: float | None = None  # optimism-corrected calibration slope
+    calibration_error: float | None = None  # mean absolute error, bias-corrected curve
 
     def facts(self) -> dict[str, Any]:
         fitted = ("Firth's penalised regression" if self.method == "Firth"
                   else "maximum likelihood (R glm)")
-        return {"nomogram": self.title, "image score (out-of-fold on training cases)":
-                self.dlr_model, "clinical predictors": self.clinical_predictors,
-                "logistic model fitted by": fitted,
-                "image score's share of the points": f"{self.score_share:.0%}",
-                **({"events per term": self.events} if self.events else {})}
+        facts = {"nomogram": self.title, "image score (out-of-fold on training cases)":
+                 self.dlr_model, "clinical predictors": self.clinical_predictors,
+                 "logistic model fitted by": fitted,
+                 "image score's share of the points": f"{self.score_share:.0%}",
+                 **({"events per term": self.events} if self.events else {})}
+        if self.bootstrap:
+            facts[f"bootstrap validation (rms validate, B = {self.bootstrap})"] = (
+                f"C index {self.c_apparent:.3f} apparent, {self.c_corrected:.3f} "
+                f"optimism-corrected; calibration slope {self.slope_corrected:.3f}; mean "
+                f"absolute calibration error {self.calibration_error:.3f}")
+        return facts
 
 
 def nomogram_kind(context: StudyContext) -> NomogramKind:
@@ -99,19 +115,67 @@ def read_folds(context: StudyContext, stage: str) -> pd.Series:
     return read_predictions(context, stage, "result/cv_folds.csv")["fold"]
 
 
-def make_nomogram(context: StudyContext, kind: NomogramKind, selected: list[str]) -> Any:
-    """An unfitted nomogram with the study's clinical rules and regression."""
+def nomogram_factory(context: StudyContext, kind: NomogramKind
+                     ) -> Callable[[list[str]], Any]:
+    """Clinical columns -> an unfitted nomogram with the study's clinical rules and regression
+    (the score first), the clinical stage's encoder read once."""
     from dlrn.clinical_predictors import nomogram_columns
     from dlrn.nomogram import Nomogram
 
     saved = clinical_encoder(context)
-    if saved is None:
-        return Nomogram(columns={kind.score: "continuous"},
-                        regression=context.config.evaluation.clinical_regression)
-    params = saved["params"]
-    return Nomogram(columns=nomogram_columns(saved, selected, kind.score),
-                    missing=params["missing"], min_level_count=params["min_level_count"],
-                    regression=context.config.evaluation.clinical_regression)
+    regression = context.config.evaluation.clinical_regression
+
+    def build(selected: list[str]) -> Any:
+        if saved is None:
+            return Nomogram(columns={kind.score: "continuous"}, regression=regression)
+        params = saved["params"]
+        return Nomogram(columns=nomogram_columns(saved, selected, kind.score),
+                        missing=params["missing"], min_level_count=params["min_level_count"],
+                        regression=regression)
+    return build
+
+
+def make_nomogram(context: StudyContext, kind: NomogramKind, selected: list[str]) -> Any:
+    """An unfitted nomogram with the study's clinical rules and regression."""
+    return nomogram_factory(context, kind)(selected)
+
+
+def clinical_rule(config: Any) -> Callable[[pd.DataFrame, pd.Series], list[str]]:
+    """The clinical stage's choice of predictors as a rule any cases can be given: the study's
+    encoder fitted on them, then the clinical stage's own selection
+    (:func:`dlrn.study.stages.clinical.choose_predictors`)."""
+    from dlrn.study.stages.clinical import (
+        choose_predictors,
+        constant_variables,
+        fit_study_encoder,
+    )
+
+    def select(cases: pd.DataFrame, y: pd.Series) -> list[str]:
+        training = cases.assign(label=y)
+        encoder, constant = fit_study_encoder(config, training)
+        constant.update(constant_variables(encoder, training, list(encoder.terms_)))
+        variables = [v for v in encoder.terms_ if v not in constant]
+        if not variables:
+            return []
+        return choose_predictors(config, training, encoder, variables)[1][0]
+    return select
+
+
+def validation_procedure(context: StudyContext, kind: NomogramKind) -> Any:
+    """What each bootstrap sample repeats: the clinical selection (where the clinical stage
+    chose the predictors), then the nomogram on the score and the chosen columns."""
+    from dlrn.nomogram.validation import ModelingProcedure
+
+    build = nomogram_factory(context, kind)
+    if not context.done("clinical"):
+        return ModelingProcedure(lambda chosen: build([]))
+    choose_clinical = clinical_rule(context.config)  # the one line to swap for another rule
+
+    def select(X: pd.DataFrame, y: pd.Series) -> list[str]:
+        return [kind.score, *choose_clinical(X.drop(columns=kind.score), y)]
+
+    return ModelingProcedure(lambda chosen: build([c for c in chosen if c != kind.score]),
+                             select)
 
 
 def run(context: StudyContext) -> NomogramSummary:
@@ -122,8 +186,8 @@ def run(context: StudyContext) -> NomogramSummary:
     choice = clinical_record(context)
     # Out-of-fold scores on training cases, so the nomogram does not learn the image
     # model's in-sample optimism; test and external cases get the frozen model's scores.
-    X = nomogram_inputs(cases, best_scores(context, kind.score_stage, out_of_fold=True),
-                        choice.selected, kind.score)
+    scores = best_scores(context, kind.score_stage, out_of_fold=True)
+    X = nomogram_inputs(cases, scores, choice.selected, kind.score)
     training = train_ids(cases)
     y = cases.loc[training, "label"].astype(int)
     nomogram = make_nomogram(context, kind, choice.selected).fit(X.loc[training], y)
@@ -152,14 +216,25 @@ def run(context: StudyContext) -> NomogramSummary:
             folder / OOF_FILE)
     nomogram.plot(figure_dir(folder) / "nomogram")
     shares = nomogram.point_shares()
-    save_tables(folder, {"dlrn_points": points.reset_index(), "nomogram_axes": shares})
-    return NomogramSummary(
-        figures={"figures/nomogram": f"The {kind.title} (Figure 6): points per predictor, "
-                                     "total points and predicted probability"},
-        tables={"tables/dlrn_points": f"{kind.name} points of every case",
+    candidates = list(context.config.cohort.clinical) if context.done("clinical") else []
+    validation = _validation(context, kind, nomogram,
+                             nomogram_inputs(cases, scores, candidates, kind.score)
+                             .loc[training], y, folder)
+    tables = {"dlrn_points": points.reset_index(), "nomogram_axes": shares}
+    captions = {"tables/dlrn_points": f"{kind.name} points of every case",
                 "tables/nomogram_axes": (f"{kind.name}: each axis' points range and its share "
                                          "of all axes' ranges; a categorical axis' fewest "
-                                         "training cases at either end")},
+                                         "training cases at either end")}
+    figures = {"figures/nomogram": f"The {kind.title} (Figure 6): points per predictor, "
+                                   "total points and predicted probability"}
+    if validation is not None:
+        tables |= validation.tables
+        captions |= validation.captions
+        figures |= validation.figures
+        notes += validation.notes
+    save_tables(folder, tables)
+    return NomogramSummary(
+        figures=figures, tables=captions, **(validation.fields if validation else {}),
         method=nomogram.method_,
         score_share=float(shares.set_index("predictor").loc[kind.score, "share"]),
         notes=notes, dlr_model=best_model(context, kind.score_stage),
@@ -176,6 +251,72 @@ def _events(nomogram: Any, y: pd.Series, kind: NomogramKind) -> Any:
 
     fitted = y.drop(index=nomogram.excluded_["case"].unique())
     return events_per_term(fitted, nomogram.model_.rank - 1)
+
+
+@dataclass
+class _Validated:
+    """The bootstrap validation's tables, figure, summary fields and notes."""
+
+    tables: dict[str, pd.DataFrame]
+    captions: dict[str, str]
+    figures: dict[str, str]
+    fields: dict[str, Any]
+    notes: list[str]
+
+
+def _validation(context: StudyContext, kind: NomogramKind, nomogram: Any, X: pd.DataFrame,
+                y: pd.Series, folder: Any) -> _Validated | None:
+    """rms validate and calibrate of the nomogram on its training cases (B from
+    evaluation.nomogram_bootstrap), the clinical selection repeated in each sample."""
+    from dlrn.evaluation.figures import save_figure
+    from dlrn.nomogram.validation import validate_nomogram
+    from dlrn.nomogram.validation_plot import draw_calibration
+
+    B = context.config.evaluation.nomogram_bootstrap
+    if B == 0:
+        return None
+    try:
+        result = validate_nomogram(nomogram, X, y, procedure=validation_procedure(context, kind),
+                                   B=B, seed=context.config.seed)
+    except DlrnError as error:
+        return _Validated({}, {}, {}, {}, [f"{kind.name}: no bootstrap validation: {error}"])
+    done = result.B - result.failed
+    save_figure(draw_calibration(result, title=kind.title),
+                figure_dir(folder) / "nomogram_calibration")
+    repeated = (f"its clinical selection (univariate screen, then "
+                f"evaluation.clinical_selection: {context.config.evaluation.clinical_selection}) "
+                "and logistic model" if context.done("clinical") else "its logistic model")
+    notes = [f"{kind.name} bootstrap validation: {repeated} repeated in each of {done} "
+             f"bootstrap samples of the training cases; the image score ({kind.score_model}, "
+             "out-of-fold on the training cases) is taken as given, not refitted, so the "
+             "optimism correction covers the nomogram's logistic model and its clinical "
+             "selection, not the fitting of the image model"]
+    if result.failed:
+        notes.append(f"{kind.name} bootstrap validation: {result.failed} of {result.B} samples "
+                     f"left out (as rms counts failed fits), e.g.: {result.failures[0]}")
+    tables = {"nomogram_validation": result.table(),
+              "nomogram_calibration": result.calibration}
+    captions = {
+        "tables/nomogram_validation": (
+            f"{kind.name} internal validation (rms validate, B = {done} bootstrap samples of "
+            "the training set): apparent, bootstrap training and test, optimism and "
+            "optimism-corrected indexes"),
+        "tables/nomogram_calibration": (
+            f"{kind.name} bootstrap calibration (rms calibrate): apparent and bias-corrected "
+            "lowess of the outcome at 50 predicted risks")}
+    if context.done("clinical"):
+        tables["nomogram_selection"] = (result.retained.rename("share_of_samples")
+                                        .rename_axis("predictor").reset_index())
+        captions["tables/nomogram_selection"] = (
+            f"{kind.name}: how often each predictor was chosen in the bootstrap samples")
+    figures = {"figures/nomogram_calibration": (
+        f"{kind.name} calibration: apparent, bias-corrected (B = {done} bootstrap samples) "
+        f"and ideal; mean absolute error {result.mean_absolute_error:.3f}, 0.9 quantile "
+        f"{result.quantile_90:.3f} (n = {len(y)})")}
+    fields = {"bootstrap": done, "c_apparent": float(result.indexes.loc["C", "index.orig"]),
+              "c_corrected": result.corrected("C"), "slope_corrected": result.corrected("Slope"),
+              "calibration_error": result.mean_absolute_error}
+    return _Validated(tables, captions, figures, fields, notes)
 
 
 def nomogram_cutoff(context: StudyContext) -> float:
@@ -215,6 +356,7 @@ def _no_image_score(context: StudyContext) -> str | None:
 
 STAGE = Stage("dlrn", "Nomogram (DLRN, or the radiomics nomogram RadN without DL)",
               ("dlr_models", "hcr_models", "clinical"),
-              lambda c: NomogramStageSettings(c.evaluation.clinical_regression), run,
+              lambda c: NomogramStageSettings(c.evaluation.clinical_regression,
+                                              c.evaluation.nomogram_bootstrap, c.seed), run,
               skip=_no_image_score, optional=("clinical", "dlr_models", "hcr_models"),
               version=VERSION, summary_type=NomogramSummary)
