@@ -90,6 +90,8 @@ def parse_polygon(text: str, width: int, height: int) -> np.ndarray:
                           f"server reads ({MAX_POLYGON_CHARACTERS:,}): simplify the outline "
                           f"(at most {MAX_POLYGON_POINTS:,} points).")
     if not _POLYGON.fullmatch(text):
+        if re.search(r"NaN|Infinity", text):
+            raise UploadError(f"{_POLYGON_FORMAT}; NaN and infinity are not coordinates.")
         raise UploadError(f"{_POLYGON_FORMAT}: numbers as JSON writes them, nothing nested "
                           "deeper.")
     points = json.loads(text, parse_int=float)
