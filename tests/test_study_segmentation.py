@@ -8,6 +8,7 @@ once for the module."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,18 @@ seed: 0
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, synthetic_cohort_csv) -> Path:
+    """The study, run as a user runs it from another folder: the study file, its cohort
+    table and the table's images named by paths relative to the working directory or to
+    the file that names them (issue 31)."""
     folder = tmp_path_factory.mktemp("segmentation_study")
-    (folder / "study.yaml").write_text(STUDY.format(table=synthetic_cohort_csv))
-    assert main(["run", str(folder / "study.yaml"), "--quiet"]) == 0
+    table = os.path.relpath(synthetic_cohort_csv, folder)
+    (folder / "study.yaml").write_text(STUDY.format(table=table))
+    here = os.getcwd()
+    os.chdir(folder.parent)
+    try:
+        assert main(["run", f"{folder.name}/study.yaml", "--quiet"]) == 0
+    finally:
+        os.chdir(here)
     return folder / "study"
 
 
@@ -200,3 +210,43 @@ def test_without_a_unet_in_the_bundle_a_missing_mask_is_the_reader_s_error(bundl
     with pytest.raises(CohortValidationError, match=r"missing column.*'mask'"):
         predict_table(bundle_dir, table, progress=False, masks_dir=tmp_path / "masks")
     assert not (tmp_path / "masks").exists()
+
+
+def test_predict_segment_and_extract_with_paths_relative_to_another_folder(study, tmp_path,
+                                                                           monkeypatch):
+    """Issue 31: with every path relative to the working directory (not the study's, not
+    the table's), ``dlrn predict --out preds.csv`` reads back the masks its U-Net drew
+    (the folder was doubled: ``preds_masks/preds_masks/...``), and ``dlrn segment``'s
+    table of masks is read by ``dlrn extract`` and ``dlrn predict`` from yet another
+    folder."""
+    work = tmp_path / "work"
+    (work / "cases").mkdir(parents=True)
+    table = _table_without_masks(study, work / "cases")
+    monkeypatch.chdir(work)
+    bundle = os.path.relpath(study / "bundle")
+    assert main(["predict", bundle, "cases/new.csv", "--out", "preds.csv", "--quiet"]) == 0
+    predicted = pd.read_csv(work / "preds.csv", dtype={"case_id": str}, index_col="case_id")
+    assert len(predicted) == len(pd.read_csv(table))
+    drawn = predicted["note"].str.contains("predicted by the study's U-Net")
+    assert predicted.loc[drawn, "HCR-LR"].notna().all()
+    assert sorted(p.stem for p in (work / "preds_masks").glob("*.png")) == sorted(
+        predicted.index[drawn])
+    model = os.path.relpath(study / "stages" / "segmentation" / "model")
+    assert main(["segment", model, "cases/new.csv", "--out", "seg", "--quiet"]) == 0
+    filled = pd.read_csv(work / "seg" / "cases_with_masks.csv", dtype={"case_id": str})
+    assert filled["image"].map(lambda p: Path(p).is_absolute() and Path(p).is_file()).all()
+    segmented = filled.dropna(subset=["mask"])
+    assert segmented["mask"].map(lambda p: Path(p).is_absolute() and Path(p).is_file()).all()
+    if segmented.empty:
+        pytest.skip("the tiny U-Net found no lesion in any case")
+    (work / "elsewhere").mkdir()
+    monkeypatch.chdir(work / "elsewhere")
+    segmented.to_csv("segmented.csv", index=False)
+    assert main(["extract", "segmented.csv", "--out", "features.csv", "--preset", "fast",
+                 "--jobs", "1", "--no-progress"]) == 0
+    assert len(pd.read_csv("features.csv")) == len(segmented)
+    assert main(["predict", os.path.relpath(study / "bundle"), "segmented.csv", "--out",
+                 "again.csv", "--quiet"]) == 0
+    again = pd.read_csv("again.csv", dtype={"case_id": str}, index_col="case_id")
+    np.testing.assert_allclose(again["HCR-LR"], predicted.loc[again.index, "HCR-LR"])
+
