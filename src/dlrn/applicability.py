@@ -156,7 +156,7 @@ class ApplicabilityDomain(BaseEstimator):
                            "outside the range of the training images")
             if far[k]:
                 why.append(f"its image features are far from the training images' (distance "
-                           f"{distance[k]:.1f}, above {self.threshold_:.1f}, which only "
+                           f"{distance[k]:.2f}, above {self.threshold_:.2f}, which only "
                            f"{1 - self.quantile:.0%} of the training images exceed)")
             reasons.append("; ".join(why))
         return pd.DataFrame({DISTANCE: distance, OUTSIDE_SHARE: share,
