@@ -51,7 +51,7 @@ def test_demo_runs_every_stage_and_writes_report_and_bundle(demo):
                for p in (study / "stages").glob("*/stage.json")}
     assert {name: r["status"] for name, r in records.items()} == {
         **dict.fromkeys(["cohort", "clinical", "clinical_models", "radiomics", "hcr_models",
-                         "deep", "dlr_models", "dlrn", "comparison"], "done"),
+                         "deep", "dlr_models", "dlrn", "applicability", "comparison"], "done"),
         # the U-Net is off unless the study file asks for it (see test_study_segmentation)
         **dict.fromkeys(["segmentation", "automatic_masks"], "skipped")}
     html = (study / "report" / "report.html").read_text()
@@ -85,7 +85,7 @@ def test_demo_runs_every_stage_and_writes_report_and_bundle(demo):
 
 
 STAGE_NAMES = ("cohort", "clinical", "clinical_models", "radiomics", "hcr_models", "deep",
-               "dlr_models", "dlrn", "comparison")
+               "dlr_models", "dlrn", "applicability", "comparison")
 
 
 @pytest.mark.slow

@@ -258,13 +258,16 @@ def _clean_text(value: object) -> str | None:
 
 
 def absolute_path(value: str | None, folder: Path) -> str | None:
-    """A path from a cohort table made absolute against the table's folder (None stays None)."""
+    """A path from a cohort table made absolute against the table's folder (None stays None).
+
+    A relative folder (a table named relative to the working directory) is made absolute
+    too, so the path still names the file when it is written into a table elsewhere."""
     if value is None:
         return None
     path = Path(value)
     if not path.is_absolute() and "\\" in value and not PureWindowsPath(value).is_absolute():
         path = Path(PurePosixPath(*PureWindowsPath(value).parts))
-    return str(path if path.is_absolute() else folder / path)
+    return str(path if path.is_absolute() else Path(folder).absolute() / path)
 
 
 # --- checks on the table --------------------------------------------------------------------

@@ -55,6 +55,12 @@ dl:
   pca_components: 16
 evaluation:
   nomogram_bootstrap: 20  # a quick look; 200 (the default) or 1000 for a paper
+segmentation:  # dlrn demo --segmentation: a small U-Net, so the bundle proposes the ROI
+  enabled: {segmentation}
+  image_size: 64
+  epochs: 20
+  batch_size: 16
+  patience: null
 output: study
 seed: 0
 """
@@ -161,6 +167,12 @@ def _predict(args: argparse.Namespace) -> int:
                                     masks_dir=masks)
         predictions.to_csv(out)
     console.say(f"wrote predictions of {len(predictions)} case(s) to {out}")
+    if "applicable" in predictions.columns:
+        unlike = predictions.index[predictions["applicable"].eq(False).fillna(False)]
+        if len(unlike):
+            console.say(f"{len(unlike)} case(s) are unlike the images the model was built on "
+                        f"(applicable false; why: applicability_note): "
+                        f"{', '.join(map(str, unlike[:10]))}{' ...' if len(unlike) > 10 else ''}")
     if masks.is_dir() and any(masks.iterdir()):
         console.say(f"wrote the masks the study's U-Net predicted (cases without one) to "
                     f"{masks}")
@@ -206,6 +218,7 @@ def _demo(args: argparse.Namespace) -> int:
     external = _demo_cohorts(out, args.cases, args.external_cases)
     study = out / "study.yaml"
     study.write_text(DEMO_STUDY.format(dl="false" if args.no_dl else "true",
+                                       segmentation="true" if args.segmentation else "false",
                                        external=external))
     result = run_and_show(load_study(study), args, run_study)
     Console(args).say(f"open {result.report} in a browser; the study file is {study}")
@@ -223,7 +236,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--force", action="append", metavar="STAGE",
                      help="recompute this stage and those after it (repeatable): cohort, "
                           "segmentation, clinical, clinical_models, radiomics, hcr_models, deep, "
-                          "dlr_models, dlrn, comparison, automatic_masks")
+                          "dlr_models, dlrn, applicability, comparison, automatic_masks")
     run.add_argument("--overwrite", action="store_true",
                      help="replace the results of another study in the output folder")
     add_console_options(run)
@@ -253,5 +266,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="cases of a second synthetic centre evaluated as an external "
                            "validation set (0: none; default 40)")
     demo.add_argument("--no-dl", action="store_true", help="skip the deep learning stages")
+    demo.add_argument("--segmentation", action="store_true",
+                      help="also train a small lesion-segmentation U-Net (64 px, 20 epochs), "
+                           "so the bundle proposes the ROI in dlrn serve and dlrn predict "
+                           "draws the masks a table lacks")
     add_console_options(demo)
     demo.set_defaults(func=_demo)

@@ -22,18 +22,40 @@ from torch.nn import functional
 
 from dlrn.errors import DlrnError
 
-_STD_FLOOR = 1e-6
+#: an image has contrast when its standard deviation exceeds this share of its mean
+#: absolute brightness (or of 1): a constant image resized by interpolation keeps only
+#: float rounding (about 1e-5 of its level), which a z-score would blow up into structure
+CONTRAST_FLOOR = 1e-3
 
 
-def image_tensor(image: sitk.Image, size: int) -> torch.Tensor:
-    """A (1, size, size) float32 tensor: the image resized and z-scored (the net's input)."""
+def resized_pixels(image: sitk.Image, size: int) -> torch.Tensor:
+    """A (1, size, size) float32 tensor: the image's grey values resized (bilinear,
+    antialiased), not yet normalised."""
     pixels = torch.from_numpy(sitk.GetArrayFromImage(image).astype(np.float32, copy=False))
     if pixels.ndim != 2:
         raise DlrnError(f"segmentation needs a 2D grey image, got an array of shape "
                         f"{tuple(pixels.shape)}")
-    resized = functional.interpolate(pixels[None, None], size=(size, size), mode="bilinear",
-                                     align_corners=False, antialias=True)[0]
-    return (resized - resized.mean()) / resized.std(unbiased=False).clamp_min(_STD_FLOOR)
+    return functional.interpolate(pixels[None, None], size=(size, size), mode="bilinear",
+                                  align_corners=False, antialias=True)[0]
+
+
+def contrast(pixels: torch.Tensor) -> float:
+    """The pixels' standard deviation relative to their mean absolute brightness (or 1):
+    about 0 for a blank image, whatever its grey level."""
+    spread = float(pixels.std(unbiased=False))
+    return spread / max(1.0, float(pixels.abs().mean()))
+
+
+def image_tensor(image: sitk.Image, size: int) -> torch.Tensor:
+    """A (1, size, size) float32 tensor: the image resized and z-scored (the net's input).
+
+    An image without contrast (:data:`CONTRAST_FLOOR`) has no structure to show: it is all
+    zeros, not its rounding noise divided by a near-zero standard deviation."""
+    resized = resized_pixels(image, size)
+    centred = resized - resized.mean()
+    if contrast(resized) <= CONTRAST_FLOOR:
+        return torch.zeros_like(centred)
+    return centred / resized.std(unbiased=False)
 
 
 def mask_tensor(mask: sitk.Image, size: int) -> torch.Tensor:

@@ -79,7 +79,7 @@ def segment_cases(model: SegmentationModel, cases: pd.DataFrame, ids: Sequence[s
 
     from dlrn.imaging import ImageReadError, read_image
 
-    folder = Path(folder)
+    folder = Path(folder).absolute()  # the paths written into tables read from elsewhere
     folder.mkdir(parents=True, exist_ok=True)
     unknown = [str(i) for i in ids if str(i) not in cases.index]
     if unknown:

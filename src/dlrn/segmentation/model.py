@@ -19,7 +19,13 @@ import torch
 from torch import nn
 
 from dlrn.errors import DlrnError
-from dlrn.segmentation.data import image_tensor, to_image_grid
+from dlrn.segmentation.data import (
+    CONTRAST_FLOOR,
+    contrast,
+    image_tensor,
+    resized_pixels,
+    to_image_grid,
+)
 from dlrn.segmentation.settings import NORMALISATION_RULE, SegmentationSettings
 
 WEIGHTS_FILE = "unet.safetensors"
@@ -34,6 +40,11 @@ class NoLesionFound(DlrnError):
 def no_lesion_message(name: str = "this image") -> str:
     return (f"no lesion was found in {name}: the segmentation model marked no pixel as "
             "lesion; draw the lesion's ROI on the image or give its mask file")
+
+
+def no_contrast_message(name: str = "this image") -> str:
+    return (f"no lesion was found in {name}: the image has no contrast (it is of one grey "
+            "level), so it cannot show a lesion; check that the right file was given")
 
 
 def build_network(settings: SegmentationSettings) -> nn.Module:
@@ -86,7 +97,10 @@ class SegmentationModel:
         """The lesion mask of ``image`` (as :func:`dlrn.imaging.read_image` returns it):
         boolean (rows, cols) on the image's grid, probabilities above ``threshold``, the
         largest connected region kept and its holes filled. :class:`NoLesionFound`
-        (naming ``name``) when no pixel is above the threshold."""
+        (naming ``name``) when no pixel is above the threshold, or when the image has no
+        contrast (one grey level: nothing a lesion could be told from)."""
+        if contrast(resized_pixels(image, self.settings.image_size)) <= CONTRAST_FLOOR:
+            raise NoLesionFound(no_contrast_message(name))
         mask = largest_component(self.probabilities(image) > self.settings.threshold)
         if not mask.any():
             raise NoLesionFound(no_lesion_message(name))

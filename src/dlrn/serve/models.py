@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from dlrn.applicability import COLUMNS as APPLICABILITY_COLUMNS
 from dlrn.serve.predictor import Answer, Predictor
 from dlrn.serve.roi import MAX_POLYGON_POINTS, Preview
 
@@ -28,6 +29,26 @@ class RoiUsed(BaseModel):
                                              "inside, 0 outside)")
     overlay_png_base64: str = Field(description="the image as the reader reads it, with the "
                                                 "ROI tinted and outlined (PNG)")
+
+
+class Applicability(BaseModel):
+    """Is the image like the images the model was built on (dlrn predict's check)?"""
+
+    applicable: bool | None = Field(description="false: the image is unlike the study's "
+                                                "(the probability is shown only with the "
+                                                "warning); null: not assessed")
+    warning: str = Field(description="the plain warning to show with the probability "
+                                     "(empty when applicable)")
+    reasons: list[str] = Field(description="why, in plain clinical words")
+    lesion_evidence: float | None = Field(description="the U-Net's lesion evidence (log-odds; "
+                                                      "null without a U-Net)")
+    feature_distance: float | None = Field(description="Mahalanobis distance of the image "
+                                                       "features to the training cases'")
+    features_outside_share: float | None = Field(description="share of the image features "
+                                                             "outside the training range")
+    thresholds: dict[str, float] = Field(description="the limits of those numbers: a case "
+                                         "is outside above the distance or share, below the "
+                                         "lesion evidence")
 
 
 class Prediction(BaseModel):
@@ -54,6 +75,7 @@ class Prediction(BaseModel):
     gradcam_png_base64: str | None = Field(description="Grad-CAM overlay of the CNN (PNG), "
                                                        "when asked with gradcam=true")
     roi: RoiUsed = Field(description="the ROI that was used")
+    applicability: Applicability = Field(description="the applicability check of this case")
 
 
 class ImagePreview(BaseModel):
@@ -82,11 +104,13 @@ def prediction_of(answer: Answer) -> Prediction:
         linear_predictor=float(row["linear_predictor"]) if "linear_predictor" in row else None,
         cutoff=answer.cutoff, above_cutoff=answer.above_cutoff,
         models=[ModelProbability(**model) for model in answer.models],
-        predictions={str(k): float(v) for k, v in row.drop("note", errors="ignore").items()},
+        predictions={str(k): float(v) for k, v in row.drop(["note", *APPLICABILITY_COLUMNS],
+                                                           errors="ignore").items()},
         inputs=answer.inputs, notes=answer.notes, gradcam_png_base64=answer.gradcam_base64,
         roi=RoiUsed(source=answer.roi.source, pixels=answer.roi.pixels,
                     mask_png_base64=answer.roi.mask_base64,
-                    overlay_png_base64=answer.roi.overlay_base64))
+                    overlay_png_base64=answer.roi.overlay_base64),
+        applicability=Applicability(**answer.applicability))
 
 
 def preview_of(preview: Preview) -> ImagePreview:

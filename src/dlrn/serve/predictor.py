@@ -24,6 +24,14 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from dlrn.applicability import (
+    APPLICABILITY_NOTE,
+    APPLICABLE,
+    DISTANCE,
+    LESION_EVIDENCE,
+    OUTSIDE_SHARE,
+    UNLIKE,
+)
 from dlrn.case_files import CaseCheck
 from dlrn.errors import DlrnError
 from dlrn.imaging import read_image, read_mask
@@ -55,6 +63,7 @@ from dlrn.serve.roi import (
 )
 from dlrn.serve.uploads import UploadError, UploadLimits, save_upload
 from dlrn.stacking import DLRN, NOMOGRAMS
+from dlrn.study.applicability_check import limits as applicability_limits
 from dlrn.study.bundle import Bundle, BundleError
 from dlrn.study.predict import predict_cases, read_new_cases
 
@@ -74,6 +83,24 @@ class Answer:
     roi: Roi
     points: dict[str, float] = field(default_factory=dict)
     gradcam_png: bytes | None = None
+    #: the thresholds of the applicability check (:func:`applicability_check.limits`)
+    limits: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def applicability(self) -> dict[str, Any]:
+        """Is this image like the study's? ``dlrn predict``'s verdict: ``applicable`` (None:
+        not assessed), ``warning`` (the note, empty when applicable), ``reasons`` (plain
+        words), the case's numbers and the thresholds they were held against."""
+        verdict = self.row.get(APPLICABLE)
+        applicable = None if pd.isna(verdict) else bool(verdict)
+        note = self.row.get(APPLICABILITY_NOTE)
+        note = note if isinstance(note, str) else ""
+        numbers = {name: (None if pd.isna(self.row.get(name)) else float(self.row[name]))
+                   for name in (LESION_EVIDENCE, DISTANCE, OUTSIDE_SHARE)}
+        return {"applicable": applicable, "warning": note if applicable is False else "",
+                "reasons": [] if not note.startswith(UNLIKE) else
+                note.removeprefix(f"{UNLIKE}: ").split("; "),
+                **numbers, "thresholds": dict(self.limits)}
 
     @property
     def probability(self) -> float | None:
@@ -154,6 +181,7 @@ class Predictor:
         # how dlrn predict reads this study's images (bundles before these settings: defaults)
         self.frame = self.settings.get("frame", 0)
         self.mask_label = self.settings.get("mask_label")
+        self.applicability_limits = applicability_limits(self.bundle)
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -248,7 +276,7 @@ class Predictor:
                       models=self._models(row), roi=roi,
                       points={name: float(row[f"points_{name}"]) for name in self.point_names
                               if f"points_{name}" in row},
-                      gradcam_png=png)
+                      gradcam_png=png, limits=self.applicability_limits)
 
     def proposed_roi(self, image: sitk.Image) -> np.ndarray | None:
         """The lesion's ROI proposed by the bundle's segmentation model: a boolean (rows,

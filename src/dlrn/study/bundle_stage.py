@@ -10,6 +10,7 @@ from typing import Any
 
 from dlrn.notes import Note
 from dlrn.stacking import DLR_SCORE
+from dlrn.study.applicability_check import DOMAIN, EVIDENCE
 from dlrn.study.bundle import (
     SEGMENTATION_CARD,
     SEGMENTATION_WEIGHTS,
@@ -90,6 +91,21 @@ def _add_segmentation(writer: BundleWriter, context: StudyContext) -> None:
     writer.add_json(SEGMENTATION_CARD, json.loads((folder / CARD_FILE).read_text()))
 
 
+def _add_applicability(writer: BundleWriter, context: StudyContext) -> None:
+    """The applicability check the study fitted: the feature domain (JSON + safetensors)
+    and the U-Net's lesion-evidence rule (JSON), where each was fitted."""
+    from safetensors.numpy import load_file
+
+    from dlrn.study.stages import applicability
+
+    folder = context.stage_dir("applicability")
+    if (folder / applicability.DOMAIN_FILE).is_file():
+        writer.add_json(DOMAIN, json.loads((folder / applicability.DOMAIN_FILE).read_text()))
+        writer.add_arrays(DOMAIN, load_file(str(folder / applicability.DOMAIN_ARRAYS)))
+    if (folder / applicability.EVIDENCE_FILE).is_file():
+        writer.add_json(EVIDENCE, json.loads((folder / applicability.EVIDENCE_FILE).read_text()))
+
+
 def _cache_reference(cache: Path, output_dir: Path) -> str:
     """The study's feature cache as ``dlrn predict`` finds it: relative to the bundle when it
     lies in the study folder (which may move whole), else its absolute path."""
@@ -131,6 +147,8 @@ def write_study_bundle(context: StudyContext, folder: Path | None = None) -> Non
         settings["deep"] = _add_deep(writer, context)
     if context.done("segmentation"):
         _add_segmentation(writer, context)
+    if context.done("applicability"):
+        _add_applicability(writer, context)
     if context.done("clinical"):  # the one clinical encoder, as JSON (no pickle)
         writer.add_json("clinical/encoder", clinical_encoder(context))
     if context.done("dlrn"):

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from dlrn.applicability import ApplicabilitySettings
 from dlrn.errors import ConfigError
 from dlrn.io import DEFAULT_NA_VALUES
 from dlrn.study.validation import Validator, suggest
@@ -316,6 +317,8 @@ class StudyConfig:
         metadata=_doc("automatic lesion segmentation (U-Net)"))
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings,
                                            metadata=_doc("statistics and figures"))
+    applicability: ApplicabilitySettings = field(default_factory=ApplicabilitySettings,
+                                                 metadata=_doc("is a case like the study's?"))
     output: str = field(default="dlrn-study", metadata=_doc(
         "output folder (relative to this study file)"))
     seed: int = field(default=0, metadata=_doc(

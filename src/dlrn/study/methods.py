@@ -366,9 +366,39 @@ def methods_summary(context: StudyContext, *, images: bool = True) -> list[tuple
          + (f"; external sets {_listing(external)} evaluated with the frozen models"
             if external else "") + "."),
         ("Statistics", _statistics_text(context)),
+        *([("Applicability", _applicability_text(context))]
+          if context.done("applicability") else []),
         ("Reproducibility", _reproducibility_text(context)),
     ]
     return items
+
+
+def _applicability_text(context: StudyContext) -> str:
+    """The rule that flags a case unlike the study's, with its learned thresholds."""
+    from dlrn.study.stages.applicability import ApplicabilitySummary
+
+    summary, settings = context.summary("applicability"), context.config.applicability
+    if not isinstance(summary, ApplicabilitySummary):
+        return ""
+    text = "Before every answer (test and external cases, dlrn predict, dlrn serve) each case "
+    text += "was checked against the training cases, with thresholds set on them only. "
+    if summary.feature_model:
+        text += (f"Image features: a case is outside when more than "
+                 f"{settings.max_outside_share:.0%} of the {summary.features} selected "
+                 f"features of {summary.feature_model} lie outside the training range, or "
+                 "when its Mahalanobis distance (z-scored features, Ledoit-Wolf shrinkage "
+                 f"covariance) exceeds {summary.distance_threshold:.2f}, the "
+                 f"{settings.quantile:.0%} quantile of the training cases' out-of-fold "
+                 f"distances ({settings.cv_folds} folds by patient). ")
+    if summary.lesion_rule:
+        text += ("Lesion evidence: the U-Net's peak probability, confidence inside its "
+                 "outline, the outline's area, parts and solidity, combined by a logistic "
+                 "regression fitted on its training images against no-lesion images made "
+                 "from them (background crops, noise, gradients, blank frames); cut-off at "
+                 f"the {1 - settings.quantile:.0%} quantile of the lesion images' out-of-fold "
+                 "scores; an image without contrast has no lesion. ")
+    flagged = "; ".join(f"{name} {text}" for name, text in summary.flagged.items())
+    return text + (f"Cases flagged: {flagged}." if flagged else "")
 
 
 def _reproducibility_text(context: StudyContext) -> str:

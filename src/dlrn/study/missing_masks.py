@@ -16,7 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from dlrn.applicability import APPLICABILITY_NOTE, APPLICABLE, UNLIKE
 from dlrn.errors import DlrnError
+from dlrn.segmentation.masks import NO_LESION_NOTE
 
 #: the table of the new cases with the predicted masks filled in (paths made absolute)
 FILLED_TABLE = "cases_with_masks.csv"
@@ -81,6 +83,9 @@ def with_unpredicted(predictions: pd.DataFrame, filled: FilledMasks) -> pd.DataF
             out.at[case, "note"] = note + (f"; {earlier}" if earlier else "")
     if filled.missing:
         missing = pd.DataFrame({"note": pd.Series(filled.missing)}, dtype=object)
+        if APPLICABLE in out.columns:  # the U-Net's "no lesion" is the check's answer too
+            missing[APPLICABLE] = pd.array([False] * len(missing), dtype="boolean")
+            missing[APPLICABILITY_NOTE] = [f"{UNLIKE}: {NO_LESION_NOTE}"] * len(missing)
         out = pd.concat([out, missing])
         out.index.name = "case_id"
         out = out.loc[sorted(out.index, key=str)]

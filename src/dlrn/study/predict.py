@@ -21,6 +21,7 @@ import pandas as pd
 from dlrn.clinical_predictors import clinical_features, encoder_for
 from dlrn.errors import DlrnError
 from dlrn.stacking import DLRN, NOMOGRAMS, nomogram_inputs
+from dlrn.study.applicability_check import assess_cases
 from dlrn.study.bundle import Bundle
 
 __all__ = ["Bundle", "FeatureCacheUse", "predict_cases", "predict_table", "read_new_cases",
@@ -202,7 +203,9 @@ def _nomogram(bundle: Bundle, settings: dict[str, Any], out: pd.DataFrame,
 def predict_cases(bundle: Bundle, cases: pd.DataFrame, *, gradcam_dir: str | Path | None = None,
                   progress: bool = True,
                   feature_cache: FeatureCacheUse | None = None) -> pd.DataFrame:
-    """One row per case: each model's probability, the nomogram's probability and points.
+    """One row per case: each model's probability, the nomogram's probability and points,
+    and the applicability check (:func:`dlrn.study.applicability_check.assess_cases`:
+    ``applicable`` and, where not, ``applicability_note`` saying why in plain words).
 
     ``note`` says how the study's clinical rules read each case (an imputed value, a
     level the study never saw); a case an ``exclude`` rule leaves out gets no clinical
@@ -222,18 +225,20 @@ def predict_cases(bundle: Bundle, cases: pd.DataFrame, *, gradcam_dir: str | Pat
         out = out.join(_model_probabilities(bundle, "clinical_models",
                                             models["clinical_models"], X))
     hcr = _radiomics(bundle, cases, progress, feature_cache) if models.get("hcr_models") else None
+    features = hcr
     if hcr is not None:
         out = out.join(_model_probabilities(bundle, "hcr_models", models["hcr_models"], hcr))
     if settings.get("deep"):
         probability, deep_features = _deep(bundle, settings, cases, gradcam_dir, progress)
         out[probability.name] = probability
         if models.get("dlr_models") and hcr is not None:
-            fused = hcr.join(deep_features)
+            features = hcr.join(deep_features)
             out = out.join(_model_probabilities(bundle, "dlr_models", models["dlr_models"],
-                                                fused))
+                                                features))
     if bundle.has("dlrn/nomogram", ".json"):
         out = out.join(_nomogram(bundle, settings, out, usable, selected))
     out["note"] = notes
+    out = out.join(assess_cases(bundle, cases, features))
     out.index.name = "case_id"
     return out
 

@@ -17,6 +17,7 @@ from dlrn.model_comparison import comparison_metrics
 from dlrn.stacking import DLR_SCORE, nomogram_inputs
 from dlrn.study.runner import Stage
 from dlrn.study.stages import (
+    applicability,
     clinical,
     cohort,
     comparison,
@@ -41,6 +42,7 @@ STAGES: list[Stage] = [
     deep.STAGE,
     models.DLR_MODELS,
     nomogram.STAGE,
+    applicability.STAGE,
     comparison.STAGE,
 ]
 
