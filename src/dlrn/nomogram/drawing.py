@@ -130,7 +130,8 @@ def _draw_row(axes, y: float, row: _Row, layout: _Layout) -> None:
     axes.text(_TITLE_X, y, row.title, ha="right", va="center", fontsize=8, fontweight="bold")
 
 
-def _rows(nomogram: Nomogram, labels: Mapping[str, str]) -> list[_Row]:
+def _rows(nomogram: Nomogram, labels: Mapping[str, str],
+          levels: Mapping[str, Mapping[str, str]]) -> list[_Row]:
     """Points, one row per predictor, Total Points, Linear Predictor, Risk (rms order)."""
     maxscale = nomogram.maxscale
     total_scale = maxscale / nomogram.total_points_axis_.max()
@@ -139,8 +140,10 @@ def _rows(nomogram: Nomogram, labels: Mapping[str, str]) -> list[_Row]:
                  np.arange(0, maxscale + 1e-9, maxscale / 50))]
     for scale in nomogram.scales_:
         positions = (scale.axis_xbeta - scale.axis_xbeta.min()) * nomogram.points_per_unit_
+        words = levels.get(scale.name, {})
         rows.append(_Row(labels.get(scale.name, scale.name), positions,
-                         [_format_tick(v) for v in scale.values], scale.kind == "continuous"))
+                         [words.get(str(v), _format_tick(v)) for v in scale.values],
+                         scale.kind == "continuous"))
     totals = nomogram.total_points_axis_
     lp_axis, risk = nomogram.lp_axis_, nomogram.risk_axis_
     rows += [
@@ -153,7 +156,8 @@ def _rows(nomogram: Nomogram, labels: Mapping[str, str]) -> list[_Row]:
     return rows
 
 
-def draw(nomogram: Nomogram, labels: Mapping[str, str]) -> Figure:
+def draw(nomogram: Nomogram, labels: Mapping[str, str],
+         levels: Mapping[str, Mapping[str, str]] | None = None) -> Figure:
     """rms-style layout: every row shares one x scale (0..maxscale points).
 
     Crowded labels never overlap: numeric scales label every k-th tick (the
@@ -173,7 +177,7 @@ def draw(nomogram: Nomogram, labels: Mapping[str, str]) -> Figure:
         axes = figure.subplots()
         figure.subplots_adjust(left=0.2, right=0.98, top=0.98, bottom=0.02)
         axes.set_xlim(-2, maxscale + 4)
-        rows = _rows(nomogram, labels)
+        rows = _rows(nomogram, labels, levels or {})
         layouts = [_layout(axes, row, maxscale + 4) for row in rows]
         heights = [0.0]
         for previous, layout in itertools.pairwise(layouts):
