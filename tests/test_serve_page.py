@@ -309,6 +309,7 @@ def test_the_page_predicts_with_the_roi_on_the_canvas_and_says_where_it_came_fro
         assert driver.find_element(By.ID, "roi-range").is_displayed()
         assert not driver.find_element(By.ID, "models").is_displayed()  # folded in details
 
+        driver.execute_script("arguments[0].scrollIntoView();", canvas)  # the answer moved it
         driver.find_element(By.CSS_SELECTOR, '[data-tool="eraser"]').click()
         (ActionChains(driver).move_to_element(canvas).click_and_hold()
          .move_by_offset(30, 0).release().perform())
@@ -327,6 +328,7 @@ def test_the_page_predicts_with_the_roi_on_the_canvas_and_says_where_it_came_fro
         assert "No region of interest" in shown.text
         assert not driver.find_elements(By.ID, "dlrn-probability")
 
+        driver.execute_script("arguments[0].scrollIntoView();", canvas)
         driver.find_element(By.CSS_SELECTOR, '[data-tool="brush"]').click()
         (ActionChains(driver).move_to_element(canvas).click_and_hold()
          .move_by_offset(40, 10).release().perform())

@@ -262,7 +262,7 @@ class Predictor:
                     shapes = outline_variants(roi)
                     variants, reason = self._variant_cases(root, image_path, shapes, values)
                     rows = predict_cases(self.bundle, pd.concat([cases, *variants.values()]),
-                                         progress=False)
+                                         progress=False, jobs=1)  # 3 cases: no pool
                     row = rows.loc[_CASE_ID]
                     png = (gradcam_picture(self.bundle, cases, row) if gradcam and self.has_cnn
                            else None)
