@@ -179,3 +179,16 @@ def test_a_patient_s_values_are_recovered_from_its_points(nomogram):
         assert values["DLR_score"] == pytest.approx(patients.loc[i, "DLR_score"], rel=1e-12)
         again = nomogram.points(pd.DataFrame([values]))
         assert again["probability"].iloc[0] == pytest.approx(row["probability"], rel=1e-12)
+
+
+def test_the_figure_and_the_explorer_use_the_names_for_people(nomogram):
+    figure = nomogram.plot(labels={"margin": "Lesion margin"},
+                           levels={"margin": {"fuzzy": "ill-defined"}})
+    texts = {text.get_text() for axes in figure.axes for text in axes.texts}
+    assert {"Lesion margin", "ill-defined", "clear"} <= texts and "fuzzy" not in texts
+    html = interactive_nomogram(nomogram.to_dict(), levels={"margin": {"fuzzy": "ill-defined"}},
+                                start={"nodes": 2})
+    state = json.loads(re.search(r'class="dlrn-nomogram-state">(.*?)</script>', html,
+                                 re.S).group(1))
+    assert state["levels"] == {"margin": {"fuzzy": "ill-defined"}}
+    assert state["start"] == {"nodes": 2}
