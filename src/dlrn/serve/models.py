@@ -169,9 +169,13 @@ def request_schema(predictor: Predictor) -> dict[str, Any]:
         elif field.is_choice:
             properties[field.name] = {"type": "string", "enum": list(field.levels)}
         else:
-            properties[field.name] = {"type": "number", "description": field.unit or "number"}
-            if field.minimum is not None:
+            properties[field.name] = {"type": "number", "description": field.label}
+            if field.minimum is not None and field.out_of_range == "refuse":
                 properties[field.name].update(minimum=field.minimum, maximum=field.maximum)
+            elif field.minimum is not None:  # accepted, with a caution in the answer
+                properties[field.name]["description"] += (
+                    f"; the nomogram's scale covers {field.scale_text}: a value outside it is "
+                    "predicted with a caution (cautions) that the probability extrapolates")
     required = ["image", *(f.name for f in predictor.fields if not f.optional)]
     return {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "properties": properties, "required": required}}}}
