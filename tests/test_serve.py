@@ -214,7 +214,7 @@ def test_a_radiomics_nomogram_bundle_is_served_by_its_name(radn_bundle_dir, coho
     assert [m["name"] for m in answer["models"]] == ["HCR-LR"]
     page = client.post("/", data=form_of(radn, case), files=files_of(case)).text
     assert "<h1>RadN nomogram calculator</h1>" in page and "(RadN nomogram)" in page
-    assert "DLRN" not in page
+    assert "DLRN nomogram" not in page
     assert f'data-value="{float(expected["RadN"])!r}"' in page and 'id="gradcam"' not in page
 
 
