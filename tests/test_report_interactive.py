@@ -160,3 +160,35 @@ def test_v2_nomogram_in_the_browser_equals_nomogram_points(nomogram_v2, tmp_path
             assert shown["total"] == pytest.approx(row["total_points"], rel=1e-12)
             assert shown["lp"] == pytest.approx(row["linear_predictor"], rel=1e-12, abs=1e-12)
             assert shown["risk"] == pytest.approx(row["probability"], rel=1e-12)
+
+
+def test_a_patient_s_values_are_recovered_from_its_points(nomogram):
+    """The explorer starts at a patient: the values whose points are the patient's."""
+    from dlrn.report.interactive import values_from_points
+
+    patients = pd.DataFrame({"DLR_score": [0.137, 0.86421], "nodes": [3, 0],
+                             "margin": ["spiculated", "fuzzy"]})
+    state = nomogram.to_dict()
+    table = nomogram.points(patients)
+    for i, row in table.iterrows():
+        points = {name.removeprefix("points_"): value for name, value in row.items()
+                  if name.startswith("points_")}
+        values = values_from_points(state, points)
+        assert values["margin"] == patients.loc[i, "margin"]
+        assert values["nodes"] == patients.loc[i, "nodes"]
+        assert values["DLR_score"] == pytest.approx(patients.loc[i, "DLR_score"], rel=1e-12)
+        again = nomogram.points(pd.DataFrame([values]))
+        assert again["probability"].iloc[0] == pytest.approx(row["probability"], rel=1e-12)
+
+
+def test_the_figure_and_the_explorer_use_the_names_for_people(nomogram):
+    figure = nomogram.plot(labels={"margin": "Lesion margin"},
+                           levels={"margin": {"fuzzy": "ill-defined"}})
+    texts = {text.get_text() for axes in figure.axes for text in axes.texts}
+    assert {"Lesion margin", "ill-defined", "clear"} <= texts and "fuzzy" not in texts
+    html = interactive_nomogram(nomogram.to_dict(), levels={"margin": {"fuzzy": "ill-defined"}},
+                                start={"nodes": 2})
+    state = json.loads(re.search(r'class="dlrn-nomogram-state">(.*?)</script>', html,
+                                 re.S).group(1))
+    assert state["levels"] == {"margin": {"fuzzy": "ill-defined"}}
+    assert state["start"] == {"nodes": 2}

@@ -97,6 +97,7 @@ def test_a_mask_written_for_dlrn_predict_reads_back_as_the_roi(tmp_path, label):
 
 def test_a_polygon_gives_dlrn_predict_s_numbers_with_its_mask(client, predictor, cohort,
                                                                bundle_dir, tmp_path):
+    from scipy.ndimage import binary_dilation
     from skimage.draw import polygon2mask
 
     case = cohort.loc[CASE]
@@ -110,7 +111,12 @@ def test_a_polygon_gives_dlrn_predict_s_numbers_with_its_mask(client, predictor,
     assert answer["roi"]["source"] == "polygon" and answer["roi"]["pixels"] == roi.sum()
     assert ((_decoded(answer["roi"]["mask_png_base64"]) > 0) == roi).all()
     overlay = _decoded(answer["roi"]["overlay_png_base64"])
-    assert overlay.shape == (128, 128, 3) and (overlay[roi] != overlay[roi][:, :1]).any()
+    assert overlay.shape == (128, 128, 3)
+    grey = np.asarray(Image.open(case["image"]))
+    assert (overlay[roi] == grey[roi][:, None]).all()  # the lesion's margin is left visible
+    ring = binary_dilation(roi) & ~roi  # outlined just outside it
+    assert (overlay[ring] == [255, 210, 0]).all() and (overlay[~roi & ~ring] ==
+                                                        grey[~roi & ~ring][:, None]).all()
     # the ROI matters: another outline moves the CNN's probability
     other = client.post("/api/predict", data={**form_of(predictor, case), "polygon": json.dumps(
         [[x + 6, y] for x, y in LESION])}, files=files).json()
@@ -317,9 +323,9 @@ def test_the_page_s_brush_eraser_undo_and_clear_and_an_empty_roi(live_server, co
         assert pixels() == brushed
         driver.find_element(By.ID, "clear").click()
         assert pixels() == 0
-        driver.find_element(By.ID, "predict").click()  # no ROI, no segmentation model
+        driver.find_element(By.ID, "predict").click()  # no ROI: the page asks for one
         error = WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "error"))[0]
-        assert "This model cannot outline the lesion by itself" in error.text
+        assert "No region of interest: outline the lesion on the image" in error.text
         assert canvas.is_displayed() and driver.find_element(By.ID, "undo").is_enabled()
         driver.find_element(By.ID, "undo").click()  # the drawing is still there to restore
         assert pixels() == brushed

@@ -76,3 +76,16 @@ def test_captions_are_not_part_of_a_fingerprint(synthetic_cohort_csv, tmp_path):
 
     renamed = [replace(cohort[0], title="Cases and split", run=reworded)]
     assert _reused(run_stages(renamed, config, progress=False)) == {"cohort": True}
+
+
+def test_the_labels_are_part_of_the_nomogram_s_fingerprint():
+    """The study's names for people redraw the nomogram figure: its stage reruns."""
+    from dlrn.study.runner import stage_fingerprint
+
+    stage = next(s for s in STAGES if s.name == "dlrn")
+    upstream = {name: "same" for name in stage.depends}
+    plain = study_from_dict({"cohort": {"table": "t.csv"}})
+    named = study_from_dict({"cohort": {"table": "t.csv"},
+                             "labels": {"age": {"name": "Age", "unit": "years"}}})
+    assert (stage_fingerprint(stage, plain, upstream, files={})
+            != stage_fingerprint(stage, named, upstream, files={}))

@@ -61,6 +61,20 @@ segmentation:  # dlrn demo --segmentation: a small U-Net, so the bundle proposes
   epochs: 20
   batch_size: 16
   patience: null
+labels:
+  label: {{name: malignancy, levels: {{0: benign, 1: malignant}}}}
+  age: {{name: Age, unit: years}}
+  sex: {{name: Sex}}
+  smoking: {{name: Smoker}}
+  max_diameter_mm: {{name: Largest diameter, unit: mm}}
+  shape: {{name: Shape}}
+  margin: {{name: Margin, levels: {{poorly-defined: poorly defined, well-defined: well defined}}}}
+  echogenicity: {{name: Echogenicity}}
+  calcification: {{name: Calcification}}
+  posterior_enhancement: {{name: Posterior acoustic enhancement}}
+  margin_lexicon: {{name: Margin (BI-RADS descriptor)}}
+  tissue_composition: {{name: Breast tissue composition}}
+  DLR_score: {{name: Image score (deep-learning radiomics)}}
 output: study
 seed: 0
 """

@@ -148,7 +148,8 @@ def _draw_row(axes, y: float, row: _Row, layout: _Layout) -> None:
                   fontweight="bold")
 
 
-def _rows(nomogram: Nomogram, labels: Mapping[str, str]) -> list[_Row]:
+def _rows(nomogram: Nomogram, labels: Mapping[str, str],
+          levels: Mapping[str, Mapping[str, str]]) -> list[_Row]:
     """Points, one row per predictor, Total Points, Linear Predictor, Risk (rms order)."""
     maxscale = nomogram.maxscale
     total_scale = maxscale / nomogram.total_points_axis_.max()
@@ -161,9 +162,10 @@ def _rows(nomogram: Nomogram, labels: Mapping[str, str]) -> list[_Row]:
             rows.append(_Row(labels.get(scale.group, scale.group), np.array([]), [], False))
         group = scale.group
         positions = (scale.axis_xbeta - scale.axis_xbeta.min()) * nomogram.points_per_unit_
+        words = levels.get(scale.name, {})
         rows.append(_Row(labels.get(scale.name, scale.title), positions,
-                         [_format_tick(v) for v in scale.values], scale.kind == "continuous",
-                         indent=group is not None))
+                         [words.get(str(v), _format_tick(v)) for v in scale.values],
+                         scale.kind == "continuous", indent=group is not None))
     totals = nomogram.total_points_axis_
     lp_axis, risk = nomogram.lp_axis_, nomogram.risk_axis_
     rows += [
@@ -176,7 +178,8 @@ def _rows(nomogram: Nomogram, labels: Mapping[str, str]) -> list[_Row]:
     return rows
 
 
-def draw(nomogram: Nomogram, labels: Mapping[str, str]) -> Figure:
+def draw(nomogram: Nomogram, labels: Mapping[str, str],
+         levels: Mapping[str, Mapping[str, str]] | None = None) -> Figure:
     """rms-style layout: every row shares one x scale (0..maxscale points).
 
     Crowded labels never overlap: numeric scales label every k-th tick (the
@@ -196,7 +199,7 @@ def draw(nomogram: Nomogram, labels: Mapping[str, str]) -> Figure:
         axes = figure.subplots()
         figure.subplots_adjust(left=0.2, right=0.98, top=0.98, bottom=0.02)
         axes.set_xlim(-2, maxscale + 4)
-        rows = _rows(nomogram, labels)
+        rows = _rows(nomogram, labels, levels or {})
         layouts = [_layout(axes, row, maxscale + 4) for row in rows]
         heights = [0.0]
         for index, (upper, lower) in enumerate(itertools.pairwise(layouts)):

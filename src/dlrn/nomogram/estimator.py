@@ -289,15 +289,17 @@ class Nomogram(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------- drawing
     def plot(self, path: str | Path | None = None, *, labels: Mapping[str, str] | None = None,
+             levels: Mapping[str, Mapping[str, str]] | None = None,
              formats: tuple[str, ...] = ("png", "svg")):
         """Classic nomogram (Points, predictors, Total Points, Linear Predictor, Risk).
 
+        ``labels`` renames rows, ``levels`` a row's tick labels ({row: {value: wording}}).
         With ``path``, writes PNG (300 dpi) and SVG (or ``formats``) and returns the
         paths; otherwise returns the Figure.
         """
         from dlrn.nomogram.drawing import draw
 
-        figure = draw(self, labels or {})
+        figure = draw(self, labels or {}, levels or {})
         if path is None:
             return figure
         from dlrn.evaluation.figures import save_figure

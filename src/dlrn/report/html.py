@@ -58,6 +58,7 @@ class Section:
 
 
 NOMOGRAM_FILE = "nomogram.json"  # the nomogram stage's Nomogram.to_dict()
+LABELS_FILE = "labels.json"  # its names for people: {"labels": {axis: title}, "levels": ...}
 
 # A metrics table carries many columns (CIs of every proportion, counts, methods); the
 # report shows the paper's view of it and keeps every column in tables.xlsx and the CSVs.
@@ -303,8 +304,10 @@ def _section(folder: Path, stage: ReportSection, all_tables: dict[str, pd.DataFr
     if (folder / NOMOGRAM_FILE).exists():
         from dlrn.report.interactive import interactive_nomogram
 
+        names = (json.loads((folder / LABELS_FILE).read_text())
+                 if (folder / LABELS_FILE).exists() else {})
         section.interactive = interactive_nomogram(json.loads(
-            (folder / NOMOGRAM_FILE).read_text()))
+            (folder / NOMOGRAM_FILE).read_text()), **names)
     return section
 
 

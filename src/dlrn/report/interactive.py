@@ -27,16 +27,45 @@ _STYLE = """
 _IDS = count(1)
 
 
-def interactive_nomogram(state: Mapping, *, labels: Mapping[str, str] | None = None) -> str:
+def values_from_points(state: Mapping, points: Mapping[str, float]) -> dict[str, object]:
+    """A patient's value on each axis, from the points the nomogram gave it: the inverse of
+    the page's arithmetic (an imputed value included), to start the controls at; a
+    category is the level with those points."""
+    def xbeta(scale: Mapping, value: object) -> float:
+        return (scale["coefficient"][str(value)] if scale["kind"] == "categorical"
+                else scale["coefficient"] * float(value))
+
+    axes = [[xbeta(scale, v) for v in scale["values"]] for scale in state["scales"]]
+    per_unit = state["params"]["maxscale"] / max(max(a) - min(a) for a in axes)
+    values: dict[str, object] = {}
+    for scale, axis in zip(state["scales"], axes, strict=True):
+        if scale["name"] not in points:
+            continue
+        beta = points[scale["name"]] / per_unit + min(axis)
+        if scale["kind"] == "continuous" and scale["coefficient"]:
+            values[scale["name"]] = beta / scale["coefficient"]
+        else:
+            values[scale["name"]] = min(scale["values"], key=lambda v: abs(xbeta(scale, v) - beta))
+    return values
+
+
+def interactive_nomogram(state: Mapping, *, labels: Mapping[str, str] | None = None,
+                         levels: Mapping[str, Mapping[str, str]] | None = None,
+                         start: Mapping[str, object] | None = None) -> str:
     """HTML fragment (a ``<div>``) of the interactive nomogram for ``Nomogram.to_dict()``.
 
-    ``labels`` renames predictors for display (as :meth:`Nomogram.plot`'s labels).
+    ``labels`` renames predictors and ``levels`` their levels for display (as
+    :meth:`Nomogram.plot`'s); ``start``: the values the controls start at (a patient's),
+    else each range's middle and the first level. A page moves them later with
+    ``window.dlrnNomogram.show(root, values)``.
     """
     if state.get("format") != "dlrn-nomogram" or not state.get("scales"):
         raise DlrnError("interactive nomogram: not a dlrn nomogram description "
                         "(expected Nomogram.to_dict())")
     data = {"intercept": state["intercept"], "params": {"maxscale": state["params"]["maxscale"]},
-            "scales": state["scales"], "labels": dict(labels or {})}
+            "scales": state["scales"], "labels": dict(labels or {}),
+            "levels": {k: dict(v) for k, v in (levels or {}).items()},
+            "start": dict(start or {})}
     payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")
     script = files("dlrn.report").joinpath("assets/interactive_nomogram.js").read_text()
     return (f'<div class="dlrn-interactive-nomogram" id="dlrn-nomogram-{next(_IDS)}">'

@@ -26,6 +26,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from dlrn import __version__
 from dlrn.errors import DlrnError
+from dlrn.serve.display import patient_axes
 from dlrn.serve.http import Admission, admission_slots
 from dlrn.serve.models import (
     ImagePreview,
@@ -38,13 +39,14 @@ from dlrn.serve.models import (
 )
 from dlrn.serve.predictor import Answer, Predictor
 from dlrn.serve.roi import roi_pixel_value
+from dlrn.serve.sensitivity import ORIGIN_WORDS
 from dlrn.serve.uploads import UploadError, check_size
 from dlrn.study.bundle import BundleError
 
 LOG = logging.getLogger(__name__)
 TOKEN_COOKIE = "dlrn_token"
-_FILE_FIELDS = ("image", "mask")
-_OPTION_FIELDS = ("gradcam", "token", "polygon")
+_FILE_FIELDS = ("image", "mask", "roi")  # roi: the page's drawing
+_OPTION_FIELDS = ("gradcam", "token", "polygon", "roi_source")
 _REFUSALS = {401: "missing or wrong token", 413: "file or image too large",
              415: "not an image format dlrn reads"}
 BODY_IDLE_SECONDS = 15.0  # longest wait for the next part of a request's body
@@ -155,7 +157,8 @@ def create_app(predictor: Predictor, *, token: str | None = None) -> FastAPI:
 def _predict(predictor: Predictor, form: dict[str, Any], files: dict[str, bytes], *,
              gradcam: bool) -> Answer:
     return predictor.predict(form, files["image"], files.get("mask"),
-                             polygon=form.get("polygon") or None, gradcam=gradcam)
+                             polygon=form.get("polygon") or None, drawing=files.get("roi"),
+                             drawing_source=form.get("roi_source") or None, gradcam=gradcam)
 
 
 async def _read_form(request: Request, predictor: Predictor, *, clinical: bool = True
@@ -183,8 +186,8 @@ async def _form_contents(request: Request, form: Any, predictor: Predictor,
                               if key in tokens else value
                               for key, value in form.items() if isinstance(value, str)}
     request.state.values = values  # the page keeps them when it shows an error
-    known = ({f.name for f in predictor.fields} | set(_OPTION_FIELDS) if clinical
-             else {"token"}) | set(_FILE_FIELDS)
+    known = ({f.name for f in predictor.fields} | set(_OPTION_FIELDS) | set(_FILE_FIELDS)
+             if clinical else {"token", "image", "mask"})
     unknown = sorted(set(form.keys()) - known)
     if unknown:
         raise UploadError(f"unknown field(s) {', '.join(unknown)}; this request takes: "
@@ -234,7 +237,8 @@ class _Pages:
                                     values=values,
                                     bundle=_bundle_facts(predictor), version=__version__,
                                     roi_value=roi_pixel_value(predictor.mask_label),
-                                    nomogram_html=self.nomogram_html, repr=repr)
+                                    nomogram_html=self.nomogram_html, repr=repr,
+                                    patient_axes=patient_axes, origins=ORIGIN_WORDS)
 
 
 def _templates() -> _Pages:
@@ -248,7 +252,8 @@ def _nomogram_fragment(predictor: Predictor) -> str:
         return ""
     from dlrn.report.interactive import interactive_nomogram
 
-    return interactive_nomogram(predictor.nomogram)
+    return interactive_nomogram(predictor.nomogram,
+                                **predictor.words.nomogram_names(predictor.nomogram))
 
 
 class _BodyLimit:

@@ -1,6 +1,9 @@
 """The form of the calculator, generated from the bundle: one field per clinical predictor
-of the nomogram, as the study's encoder reads it, each value checked with a reason the
-clinician can act on (missing, unknown level or token, out of the nomogram's range)."""
+of the nomogram, as the study's encoder reads it, named as the study's ``labels:`` map
+names it (:mod:`dlrn.display_labels`), each value checked with a reason the clinician can
+act on (missing, unknown level or token). A number outside the nomogram's axis (the
+training range) is predicted with a caution, or refused where the study says
+``out_of_range: refuse``."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dlrn.display_labels import DisplayLabels
 from dlrn.serve.uploads import UploadError
 
 # a number as the study's reader (pandas) reads a table cell: ASCII digits, one optional
@@ -23,9 +27,11 @@ _UNITS = {"mm": "mm", "cm": "cm", "ml": "mL", "years": "years", "yr": "years", "
 class Field:
     """One clinical predictor of the form, as the study's encoder reads it.
 
-    ``kind``: "number" (within the nomogram axis' range), "choice" (training levels),
-    "ordinal" (levels in their declared order) or "tokens" (multilabel: any of the
-    training tokens). ``optional``: the encoder imputes a blank with its training rule.
+    ``kind``: "number" (``minimum`` to ``maximum``: the nomogram axis' range), "choice"
+    (training levels), "ordinal" (levels in their declared order) or "tokens" (multilabel:
+    any of the training tokens). ``optional``: the encoder imputes a blank with its
+    training rule. ``title`` and ``level_words``: the names a person reads;
+    ``out_of_range``: "caution" or "refuse" a number outside the axis.
     """
 
     name: str
@@ -36,6 +42,34 @@ class Field:
     kind: str = "number"
     optional: bool = False
     separator: str = ";"
+    title: str = ""
+    level_words: tuple[tuple[str, str], ...] = ()
+    out_of_range: str = "caution"
+
+    @property
+    def label(self) -> str:
+        """The field's name for people, with its unit: "Largest diameter (mm)"."""
+        name = self.title or self.name
+        return f"{name} ({self.unit})" if self.unit else name
+
+    def wording(self, level: str) -> str:
+        return dict(self.level_words).get(level, level)
+
+    @property
+    def scale_text(self) -> str:
+        """What the nomogram's axis covers, in words: "5 to 30 mm"."""
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.minimum:g} to {self.maximum:g}{unit}"
+
+    def range_caution(self, value: object) -> str | None:
+        """The caution for a number outside the nomogram's axis (None: within it)."""
+        if self.kind != "number" or not isinstance(value, float) or self.minimum is None \
+                or self.maximum is None or self.minimum <= value <= self.maximum:
+            return None
+        unit = f" {self.unit}" if self.unit else ""
+        return (f"{self.title or self.name} {value:g}{unit} is outside the nomogram's scale, "
+                f"which covers {self.scale_text} (the study's patients): the probability "
+                "extrapolates beyond the data the model was built on; read it with care.")
 
     @property
     def is_choice(self) -> bool:
@@ -56,34 +90,33 @@ class Field:
         if not items:
             if self.optional:
                 return None
-            raise UploadError(f"missing predictor {self.name!r}: the model needs it")
+            raise UploadError(f"{self.label}: a value is needed (the model uses it)")
         if self.is_tokens:
             unknown = [t for t in items if t not in self.levels]
             if unknown:
-                raise UploadError(f"unknown token(s) {', '.join(map(repr, unknown))} for "
-                                  f"{self.name!r}; the study saw: {', '.join(self.levels)}")
+                raise UploadError(f"{self.label}: unknown choice(s) "
+                                  f"{', '.join(map(repr, unknown))}; the study saw: "
+                                  f"{', '.join(map(self.wording, self.levels))}")
             return self.separator.join(dict.fromkeys(items))
         text = items[-1]
         if self.is_choice:
             if text not in self.levels:
-                raise UploadError(f"unknown level {text!r} for {self.name!r}; the study saw: "
-                                  f"{', '.join(self.levels)}")
+                raise UploadError(f"{self.label}: unknown choice {text!r}; the study saw: "
+                                  f"{', '.join(map(self.wording, self.levels))}")
             return text
         if text.casefold() in ("nan", "inf", "+inf", "-inf", "infinity"):
-            raise UploadError(f"{self.name!r} must be a finite number, got {text!r}")
+            raise UploadError(f"{self.label} must be a finite number, got {text!r}")
         if not _NUMBER.fullmatch(text):
-            raise UploadError(f"{self.name!r} must be a number written with the digits 0-9 "
+            raise UploadError(f"{self.label} must be a number written with the digits 0-9 "
                               f"(e.g. 42 or 42.5), got {text!r}")
         value = float(text)
         if not math.isfinite(value):
-            raise UploadError(f"{self.name!r} must be a finite number, got {text!r}")
-        if self.minimum is not None and self.maximum is not None \
-                and not self.minimum <= value <= self.maximum:
+            raise UploadError(f"{self.label} must be a finite number, got {text!r}")
+        if self.out_of_range == "refuse" and self.range_caution(value):
             unit = f" {self.unit}" if self.unit else ""
-            raise UploadError(f"value out of range for {self.name!r}: {value:g} is outside "
-                              f"{self.minimum:g} to {self.maximum:g}{unit}, the range of the "
-                              "nomogram's axis (training data); the model does not "
-                              "extrapolate safely")
+            raise UploadError(f"{self.title or self.name} {value:g}{unit} is outside the "
+                              f"nomogram's scale, which covers {self.scale_text} (the study's "
+                              "patients); this study does not predict outside it")
         return value
 
 
@@ -95,6 +128,7 @@ def form_fields(settings: Mapping[str, Any], encoder: Mapping[str, Any] | None,
     selected = (settings.get("clinical") or {}).get("selected", [])
     if not selected or encoder is None:
         return []
+    display = DisplayLabels.of(settings.get("labels"))
     specs = {spec["name"]: spec for spec in encoder["columns"]}
     scales = {scale["name"]: scale for scale in (nomogram or {}).get("scales", [])}
     default_missing, default_separator = (encoder["params"]["missing"],
@@ -102,25 +136,44 @@ def form_fields(settings: Mapping[str, Any], encoder: Mapping[str, Any] | None,
     fields = []
     for name in selected:
         spec, state = specs[name], encoder["state"][name]
-        common = {"optional": (spec.get("missing") or default_missing) == "impute"}
+        common = {"optional": (spec.get("missing") or default_missing) == "impute",
+                  "title": display.name(name) if name in display.columns else _plain(name),
+                  "out_of_range": settings.get("out_of_range",
+                                                                             "caution")}
         if spec["type"] == "categorical":
             # every training level: merged ones read as "other", folded ones as the mode
-            levels = [*state.get("levels", []), *state.get("folded", [])]
-            fields.append(Field(name, levels=tuple(map(str, levels)), kind="choice", **common))
+            levels = tuple(map(str, [*state.get("levels", []), *state.get("folded", [])]))
+            fields.append(Field(name, levels=levels, kind="choice",
+                                level_words=_words(display, name, levels), **common))
         elif spec["type"] == "ordinal":
-            fields.append(Field(name, levels=tuple(map(str, spec["order"])), kind="ordinal",
-                                **common))
+            levels = tuple(map(str, spec["order"]))
+            fields.append(Field(name, levels=levels, kind="ordinal",
+                                level_words=_words(display, name, levels), **common))
         elif spec["type"] == "multilabel":
-            tokens = [*state["tokens"], *state.get("merged", []), *state.get("folded", [])]
-            fields.append(Field(name, levels=tuple(map(str, tokens)), kind="tokens",
+            tokens = tuple(map(str, [*state["tokens"], *state.get("merged", []),
+                                     *state.get("folded", [])]))
+            fields.append(Field(name, levels=tokens, kind="tokens",
                                 separator=spec.get("separator") or default_separator,
-                                **common))
+                                level_words=_words(display, name, tokens), **common))
         else:
             axis = [float(v) for v in scales.get(name, {}).get("values", [])]
             fields.append(Field(name, minimum=min(axis) if axis else None,
-                                maximum=max(axis) if axis else None, unit=_unit(name),
-                                **common))
+                                maximum=max(axis) if axis else None,
+                                unit=display.unit(name) or _unit(name), **common))
     return fields
+
+
+def _words(display: DisplayLabels, column: str, levels: tuple[str, ...]
+           ) -> tuple[tuple[str, str], ...]:
+    return tuple((level, display.level(column, level)) for level in levels)
+
+
+def _plain(name: str) -> str:
+    """A column name the study's map does not name, readable: "max_diameter_mm" ->
+    "Max diameter" (its unit is shown apart)."""
+    words = re.sub(r"[_ ]\(?[A-Za-z%]+\)?$", "", name) if _unit(name) else name
+    words = words.replace("_", " ").strip() or name
+    return words[0].upper() + words[1:]
 
 
 def _unit(name: str) -> str:

@@ -25,7 +25,7 @@ AUTOMATIC = "automatic"  # the bundle's segmentation model
 DRAW = ("draw the lesion's outline on the image (Polygon or Brush), or upload its ROI mask "
         "file")
 NO_SEGMENTATION_MODEL = ("This model cannot outline the lesion by itself (its bundle has no "
-                         f"segmentation model): {DRAW} (API: send a polygon or a mask).")
+                         f"segmentation model): {DRAW}.")
 DRAW_PROMPT = ("Draw the lesion's outline on the image (Polygon or Brush), or choose its ROI "
                "mask file: this model does not outline lesions by itself.")
 MASK_FILE_SHOWN = ("The mask file's ROI is shown: check it, correct it with the tools if "

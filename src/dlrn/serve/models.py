@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from dlrn.applicability import COLUMNS as APPLICABILITY_COLUMNS
 from dlrn.serve.predictor import Answer, Predictor
 from dlrn.serve.roi import MAX_POLYGON_POINTS, Preview
+from dlrn.serve.sensitivity import DRAWING_CLAIMS, ORIGIN_WORDS
 
 
 class ModelProbability(BaseModel):
@@ -21,14 +22,36 @@ class ModelProbability(BaseModel):
 class RoiUsed(BaseModel):
     """The ROI the prediction used, as ``dlrn predict`` read it."""
 
-    source: str = Field(description="'mask' (a mask file, or the page's drawing), 'polygon' "
-                                    "(rasterised by the server) or 'automatic' (the bundle's "
-                                    "segmentation model)")
+    source: str = Field(description="where the ROI came from: 'mask' (a mask file), 'polygon' "
+                                    "(rasterised by the server), 'automatic' (the bundle's "
+                                    "segmentation model's ROI as proposed: the image sent "
+                                    "alone, or a drawing equal to the proposal the server "
+                                    "computes again), 'automatic_corrected', "
+                                    "'mask_corrected' or 'drawn' (the page's drawing, as it "
+                                    "says it started)")
+    source_words: str = Field(description="the source as the page says it")
     pixels: int = Field(description="number of ROI pixels")
     mask_png_base64: str = Field(description="the ROI at the image's pixel grid (PNG, 255 "
                                              "inside, 0 outside)")
     overlay_png_base64: str = Field(description="the image as the reader reads it, with the "
-                                                "ROI tinted and outlined (PNG)")
+                                                "ROI outlined just outside its margin (PNG)")
+
+
+class RoiSensitivity(BaseModel):
+    """The case predicted again with its ROI eroded and dilated: how much the answer moves
+    with the outline."""
+
+    rule: str = Field(description="how far the outline moves, and why")
+    margin_pixels: int = Field(description="pixels the outline moves inward and outward")
+    eroded_pixels: int | None = Field(description="ROI pixels after erosion (null: not used)")
+    dilated_pixels: int
+    eroded: dict[str, float] | None = Field(description="every probability column of dlrn "
+                                                        "predict's row, eroded ROI")
+    dilated: dict[str, float] = Field(description="the same, dilated ROI")
+    probability_low: float | None = Field(description="the nomogram's lowest probability over "
+                                                      "the ROI, eroded and dilated")
+    probability_high: float | None
+    reason: str = Field(description="why the eroded ROI was not predicted, if it was not")
 
 
 class Applicability(BaseModel):
@@ -76,6 +99,10 @@ class Prediction(BaseModel):
                                                        "when asked with gradcam=true")
     roi: RoiUsed = Field(description="the ROI that was used")
     applicability: Applicability = Field(description="the applicability check of this case")
+    cautions: list[str] = Field(description="values outside the nomogram's scales: the "
+                                            "probability extrapolates")
+    roi_sensitivity: RoiSensitivity | None = Field(description="the answer with the ROI "
+                                                               "eroded and dilated")
 
 
 class ImagePreview(BaseModel):
@@ -107,10 +134,23 @@ def prediction_of(answer: Answer) -> Prediction:
         predictions={str(k): float(v) for k, v in row.drop(["note", *APPLICABILITY_COLUMNS],
                                                            errors="ignore").items()},
         inputs=answer.inputs, notes=answer.notes, gradcam_png_base64=answer.gradcam_base64,
-        roi=RoiUsed(source=answer.roi.source, pixels=answer.roi.pixels,
-                    mask_png_base64=answer.roi.mask_base64,
+        roi=RoiUsed(source=answer.roi.source, source_words=ORIGIN_WORDS[answer.roi.source],
+                    pixels=answer.roi.pixels, mask_png_base64=answer.roi.mask_base64,
                     overlay_png_base64=answer.roi.overlay_base64),
-        applicability=Applicability(**answer.applicability))
+        applicability=Applicability(**answer.applicability),
+        cautions=answer.cautions, roi_sensitivity=_sensitivity_of(answer))
+
+
+def _sensitivity_of(answer: Answer) -> RoiSensitivity | None:
+    found = answer.sensitivity
+    if found is None:
+        return None
+    span = answer.probability_range
+    return RoiSensitivity(rule=found.rule, margin_pixels=found.margin_pixels,
+                          eroded_pixels=found.eroded_pixels, dilated_pixels=found.dilated_pixels,
+                          eroded=found.eroded, dilated=found.dilated, reason=found.reason,
+                          probability_low=span[0] if span else None,
+                          probability_high=span[1] if span else None)
 
 
 def preview_of(preview: Preview) -> ImagePreview:
@@ -137,6 +177,13 @@ def request_schema(predictor: Predictor) -> dict[str, Any]:
                     f"{MAX_POLYGON_POINTS:,} points on the image. A pixel is in the ROI when "
                     "its centre is inside (even-odd rule; a centre on the outline is inside "
                     "on left and top edges)"},
+        "roi": {**_MASK, "description": "the page's drawing of the ROI (as a mask); say "
+                "where it started with roi_source"},
+        "roi_source": {"type": "string", "enum": list(DRAWING_CLAIMS), "description":
+                       "where the drawing (roi) started: 'automatic' is kept only when the "
+                       "drawing equals the server's own proposal for this image, else it "
+                       "reads 'automatic_corrected'; a mask file is 'mask' whatever is "
+                       "said here"},
     }
     for field in predictor.fields:
         if field.is_tokens:
@@ -146,9 +193,13 @@ def request_schema(predictor: Predictor) -> dict[str, Any]:
         elif field.is_choice:
             properties[field.name] = {"type": "string", "enum": list(field.levels)}
         else:
-            properties[field.name] = {"type": "number", "description": field.unit or "number"}
-            if field.minimum is not None:
+            properties[field.name] = {"type": "number", "description": field.label}
+            if field.minimum is not None and field.out_of_range == "refuse":
                 properties[field.name].update(minimum=field.minimum, maximum=field.maximum)
+            elif field.minimum is not None:  # accepted, with a caution in the answer
+                properties[field.name]["description"] += (
+                    f"; the nomogram's scale covers {field.scale_text}: a value outside it is "
+                    "predicted with a caution (cautions) that the probability extrapolates")
     required = ["image", *(f.name for f in predictor.fields if not f.optional)]
     return {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "properties": properties, "required": required}}}}

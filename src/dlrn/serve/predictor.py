@@ -35,8 +35,11 @@ from dlrn.applicability import (
 from dlrn.case_files import CaseCheck
 from dlrn.errors import DlrnError
 from dlrn.imaging import read_image, read_mask
+from dlrn.outline import OutlineVariants, outline_variants
 from dlrn.serve.budget import check_extraction
+from dlrn.serve.display import PageWords
 from dlrn.serve.form import form_fields
+from dlrn.serve.gradcam import gradcam_picture
 from dlrn.serve.messages import (
     AUTOMATIC,
     DRAW_PROMPT,
@@ -60,6 +63,12 @@ from dlrn.serve.roi import (
     parse_polygon,
     png_bytes,
     polygon_mask,
+)
+from dlrn.serve.sensitivity import (
+    RoiSensitivity,
+    drawing_origin,
+    roi_sensitivity,
+    variant_case_id,
 )
 from dlrn.serve.uploads import UploadError, UploadLimits, save_upload
 from dlrn.stacking import DLRN, NOMOGRAMS
@@ -85,6 +94,8 @@ class Answer:
     gradcam_png: bytes | None = None
     #: the thresholds of the applicability check (:func:`applicability_check.limits`)
     limits: dict[str, float] = field(default_factory=dict)
+    sensitivity: RoiSensitivity | None = None
+    cautions: list[str] = field(default_factory=list)  # values outside the nomogram's axes
 
     @property
     def applicability(self) -> dict[str, Any]:
@@ -105,6 +116,14 @@ class Answer:
     @property
     def probability(self) -> float | None:
         return float(self.row[self.nomogram]) if self.nomogram in self.row else None
+
+    @property
+    def probability_range(self) -> tuple[float, float] | None:
+        """The nomogram's lowest and highest probability over the ROI as used, eroded and
+        dilated (None: no nomogram, or no variant predicted)."""
+        if self.sensitivity is None or self.probability is None:
+            return None
+        return self.sensitivity.range_of(self.nomogram, self.probability)
 
     @property
     def total_points(self) -> float | None:
@@ -177,6 +196,7 @@ class Predictor:
         self.cutoff = _bundle_cutoff(self.settings, self.nomogram_name, cutoff)
         self.limits = limits or UploadLimits()
         self.fields = form_fields(self.settings, self._encoder(), self.nomogram)
+        self.words = PageWords.of(self.settings)
         self.has_cnn = bool(self.settings.get("deep"))
         # how dlrn predict reads this study's images (bundles before these settings: defaults)
         self.frame = self.settings.get("frame", 0)
@@ -243,40 +263,82 @@ class Predictor:
 
     @_one_at_a_time
     def predict(self, form: Mapping[str, Any], image: bytes, mask: bytes | None = None, *,
-                polygon: str | None = None, gradcam: bool = False) -> Answer:
+                polygon: str | None = None, drawing: bytes | None = None,
+                drawing_source: str | None = None, gradcam: bool = False) -> Answer:
         """One patient through ``read_new_cases`` and ``predict_cases``, as ``dlrn predict``.
 
-        The ROI is ``mask`` (a file, or the page's drawing at the image's pixel grid),
-        ``polygon`` (JSON ``[[x, y], ...]``, rasterised by :func:`dlrn.serve.roi.polygon_mask`)
-        or, with neither, the segmentation model's (:meth:`proposed_roi`).
+        The ROI is one of ``mask`` (a mask file), ``polygon`` (JSON ``[[x, y], ...]``,
+        rasterised by :func:`dlrn.serve.roi.polygon_mask`), ``drawing`` (the page's ROI at
+        the image's pixel grid, with ``drawing_source`` saying where it came from:
+        :func:`dlrn.serve.sensitivity.drawing_origin` checks the claim) or, with none, the
+        segmentation model's (:meth:`proposed_roi`). The case is predicted again with the
+        ROI eroded and dilated (:mod:`dlrn.outline`): the answer's sensitivity to the outline.
         """
         values = self.parse_values(form)
-        if mask is not None and polygon is not None:
-            raise UploadError("give the ROI once: a mask file or a polygon, not both")
-        source = MASK if mask is not None else POLYGON if polygon is not None else AUTOMATIC
+        given = [name for name, roi in (("a mask file", mask), ("a polygon", polygon),
+                                        ("a drawing", drawing)) if roi is not None]
+        if len(given) > 1:
+            raise UploadError(f"give the ROI once: {' and '.join(given)} were sent, not both")
+        source = MASK if mask is not None or drawing is not None else \
+            POLYGON if polygon is not None else AUTOMATIC
         with tempfile.TemporaryDirectory(prefix="dlrn-serve-") as folder:
             root = Path(folder)
             with clinician_messages(root, self.settings["columns"]["image"], source):
                 image_path = save_upload(image, root, "image", self.limits)
-                mask_path = (save_upload(mask, root, "mask", self.limits) if mask is not None
+                uploaded = mask if mask is not None else drawing
+                mask_path = (save_upload(uploaded, root, "mask", self.limits)
+                             if uploaded is not None
                              else self._mask_file(root, image_path, polygon, source))
                 self._check_budget(image_path, mask_path, source)
-                table = self._case_table(root, image_path, mask_path, values)
-                gradcam_dir = root / "gradcam" if gradcam and self.has_cnn else None
                 with _PREDICTION_LOCK:
                     self._check_unchanged()
-                    cases = read_new_cases(table, self.settings, progress=False)
-                    row = predict_cases(self.bundle, cases, gradcam_dir=gradcam_dir,
-                                        progress=False).iloc[0]
-                roi = self._roi_used(image_path, mask_path, source)
-            overlay = next(iter(sorted(gradcam_dir.glob("*.png"))), None) if gradcam_dir \
-                else None
-            png = overlay.read_bytes() if overlay is not None else None
+                    cases = read_new_cases(self._case_table(root, image_path, mask_path,
+                                                            values), self.settings,
+                                           progress=False)
+                    picture, roi = self._image_and_roi(image_path, mask_path, source)
+                    origin = (drawing_origin(drawing_source, roi,
+                                             lambda: self.proposed_roi(picture))
+                              if drawing is not None else
+                              {MASK: "mask", POLYGON: "polygon"}.get(source, "automatic"))
+                    shapes = outline_variants(roi)
+                    variants, reason = self._variant_cases(root, image_path, shapes, values)
+                    rows = predict_cases(self.bundle, pd.concat([cases, *variants.values()]),
+                                         progress=False, jobs=1)  # 3 cases: no pool
+                    row = rows.loc[_CASE_ID]
+                    png = (gradcam_picture(self.bundle, cases, row) if gradcam and self.has_cnn
+                           else None)
         return Answer(row=row, inputs=values, cutoff=self.cutoff, nomogram=self.nomogram_name,
-                      models=self._models(row), roi=roi,
+                      models=self._models(row), roi=self._roi_used(picture, roi, origin),
                       points={name: float(row[f"points_{name}"]) for name in self.point_names
                               if f"points_{name}" in row},
-                      gradcam_png=png, limits=self.applicability_limits)
+                      gradcam_png=png, limits=self.applicability_limits,
+                      sensitivity=roi_sensitivity(shapes, rows, variants, reason),
+                      cautions=[caution for f in self.fields
+                                if (caution := f.range_caution(values[f.name]))])
+
+    def _variant_cases(self, root: Path, image_path: Path, shapes: OutlineVariants,
+                       values: dict[str, str | float]) -> tuple[dict[str, pd.DataFrame], str]:
+        """The case with its ROI eroded and dilated (:func:`dlrn.outline.outline_variants`),
+        each read as ``dlrn predict`` reads a case; one the reader refuses (an eroded ROI
+        below the study's smallest) is left out, with the reason."""
+        from dlrn.cohort import CohortValidationError
+
+        variants, reasons = {}, []
+        for name, shape in (("eroded", shapes.eroded), ("dilated", shapes.dilated)):
+            if shape is None:
+                reasons.append(f"the ROI eroded by {shapes.margin} pixel(s) is empty")
+                continue
+            path = root / f"mask-{name}.png"
+            path.write_bytes(mask_file_png(shape, self.mask_label))
+            table = self._case_table(root, image_path, path, values,
+                                     case_id=variant_case_id(name))
+            try:
+                variants[name] = read_new_cases(table, self.settings, progress=False)
+            except CohortValidationError as error:
+                problems = [("mask", problem) for problem in error.problems["problem"]]
+                reasons.append(f"the ROI {name} by {shapes.margin} pixel(s) cannot be used: "
+                               f"{problems_message(problems, MASK)}")
+        return variants, " ".join(reasons)
 
     def proposed_roi(self, image: sitk.Image) -> np.ndarray | None:
         """The lesion's ROI proposed by the bundle's segmentation model: a boolean (rows,
@@ -369,24 +431,28 @@ class Predictor:
         if roi.shape == image.shape:  # else the reader refuses the pair, in its words
             check_extraction(image, roi, params)
 
-    def _roi_used(self, image_path: Path, mask_path: Path, source: str) -> Roi:
-        """The ROI as ``dlrn predict`` read it, and the image with it outlined."""
-        image = sitk.GetArrayFromImage(self._read(image_path, "image", source))
-        roi = sitk.GetArrayFromImage(self._read(mask_path, "mask", source)) != 0
-        return Roi(source=source, pixels=int(roi.sum()),
+    def _image_and_roi(self, image_path: Path, mask_path: Path, source: str
+                       ) -> tuple[sitk.Image, np.ndarray]:
+        """The image and its ROI (boolean, rows x columns) as ``dlrn predict`` read them."""
+        picture = self._read(image_path, "image", source)
+        return picture, sitk.GetArrayFromImage(self._read(mask_path, "mask", source)) != 0
+
+    def _roi_used(self, picture: sitk.Image, roi: np.ndarray, origin: str) -> Roi:
+        """The ROI used, where it came from, and the image with it outlined."""
+        return Roi(source=origin, pixels=int(roi.sum()),
                    mask_png=png_bytes(roi.astype(np.uint8) * 255),
-                   overlay_png=overlay_png(image, roi))
+                   overlay_png=overlay_png(sitk.GetArrayFromImage(picture), roi))
 
     @property
     def point_names(self) -> list[str]:
         return [scale["name"] for scale in (self.nomogram or {}).get("scales", [])]
 
     def _case_table(self, root: Path, image: Path, mask: Path,
-                    values: dict[str, str | float]) -> Path:
+                    values: dict[str, str | float], *, case_id: str = _CASE_ID) -> Path:
         columns = self.settings["columns"]
-        row = {columns["case_id"]: _CASE_ID, columns["image"]: image.name,
+        row = {columns["case_id"]: case_id, columns["image"]: image.name,
                columns["mask"]: mask.name, **values}
-        path = root / "case.csv"
+        path = root / f"{case_id}.csv"
         pd.DataFrame([row]).to_csv(path, index=False)
         return path
 

@@ -41,8 +41,7 @@ _POLYGON = re.compile(rf"[ \t\r\n]*\[[ \t\r\n]*(?:{_POINT}[ \t\r\n]*"
                       rf"(?:,[ \t\r\n]*{_POINT}[ \t\r\n]*)*)?\][ \t\r\n]*")
 _POLYGON_FORMAT = ("The polygon must be a JSON list of [x, y] points in image pixels, "
                    "e.g. [[10, 12], [40, 12], [25, 30]]")
-_OUTLINE = (255, 210, 0)  # the ROI's outline on the overlay
-_TINT = (np.array([255, 120, 0]), 0.25)  # colour and weight mixed into the ROI's pixels
+_OUTLINE = (255, 210, 0)  # the ROI's outline on the overlay (yellow)
 
 
 @dataclass(frozen=True)
@@ -209,16 +208,16 @@ def display_grey(image: np.ndarray) -> np.ndarray:
 
 
 def overlay_png(image: np.ndarray, roi: np.ndarray) -> bytes:
-    """The image with the ROI tinted and outlined (its pixels that touch the outside)."""
-    from scipy.ndimage import binary_erosion
+    """The image with the ROI outlined just outside its margin (the ROI's own pixels, the
+    lesion's margin, stay as they are), a line 1 pixel wide per 300 of the image's side."""
+    from scipy.ndimage import binary_dilation
 
-    grey = display_grey(image).astype(float)
+    grey = display_grey(image)
     picture = np.repeat(grey[..., None], 3, axis=2)
-    colour, weight = _TINT
-    picture[roi] = (1 - weight) * picture[roi] + weight * colour
-    outline = roi & ~binary_erosion(roi, border_value=0)
+    width = max(1, round(min(roi.shape) / 300))
+    outline = binary_dilation(roi, iterations=width) & ~roi
     picture[outline] = _OUTLINE
-    return png_bytes(np.rint(picture).astype(np.uint8))
+    return png_bytes(picture)
 
 
 def png_bytes(array: np.ndarray) -> bytes:

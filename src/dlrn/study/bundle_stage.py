@@ -131,6 +131,7 @@ def write_study_bundle(context: StudyContext, folder: Path | None = None) -> Non
         "min_roi_mm": config.cohort.min_roi_mm,
         **image_options(config),
         "models": {}, "best": {}, "dlr_score": DLR_SCORE,
+        "labels": config.labels, "out_of_range": config.out_of_range,  # the calculator's
     }
     if context.done("radiomics"):
         writer.add_json("radiomics/params", json.loads(

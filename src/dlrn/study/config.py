@@ -18,7 +18,8 @@ from typing import Any, Literal
 import yaml
 
 from dlrn.applicability import ApplicabilitySettings
-from dlrn.errors import ConfigError
+from dlrn.display_labels import label_problems
+from dlrn.errors import ConfigError, DlrnError
 from dlrn.io import DEFAULT_NA_VALUES
 from dlrn.study.validation import Validator, suggest
 
@@ -319,6 +320,12 @@ class StudyConfig:
                                            metadata=_doc("statistics and figures"))
     applicability: ApplicabilitySettings = field(default_factory=ApplicabilitySettings,
                                                  metadata=_doc("is a case like the study's?"))
+    labels: dict[str, dict[str, Any]] = field(default_factory=dict, metadata=_doc(
+        "names for people (report, nomogram figure, calculator): {column or DLR_score: {name, "
+        "unit, levels: {level: wording}}}", example="{size_mm: {name: Size, unit: mm}}"))
+    out_of_range: Literal["caution", "refuse"] = field(default="caution", metadata=_doc(
+        "calculator value outside its nomogram axis (training range): caution = predicted, "
+        "saying the nomogram extrapolates; refuse = not predicted"))
     output: str = field(default="dlrn-study", metadata=_doc(
         "output folder (relative to this study file)"))
     seed: int = field(default=0, metadata=_doc(
@@ -355,9 +362,7 @@ class StudyConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain data (what the report prints and fingerprints hash)."""
-        data = dataclasses.asdict(self)
-        data.pop("base_dir")
-        return data
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "base_dir"}
 
 
 def _check_semantics(config: StudyConfig, fail: typing.Callable[[str, str], None]) -> None:
@@ -371,19 +376,19 @@ def _check_semantics(config: StudyConfig, fail: typing.Callable[[str, str], None
     for duplicate in sorted({c for c in named if named.count(c) > 1}):
         fail("cohort", f"column {duplicate!r} is used for two roles")
     _check_clinical_columns(cohort, fail)
-    for name in config.classifiers.models:
-        if name not in CLASSIFIER_NAMES:
-            _unknown_choice(fail, "classifiers.models", name, CLASSIFIER_NAMES)
+    for path, names in (("models", config.classifiers.models),
+                        ("grids", config.classifiers.grids)):
+        for name in (n for n in names if n not in CLASSIFIER_NAMES):
+            _unknown_choice(fail, f"classifiers.{path}", name, CLASSIFIER_NAMES)
     if not config.classifiers.models:
         fail("classifiers.models", "at least one classifier is needed")
-    for name in config.classifiers.grids:
-        if name not in CLASSIFIER_NAMES:
-            _unknown_choice(fail, "classifiers.grids", name, CLASSIFIER_NAMES)
     if config.dl.enabled and not config.dl.backbones:
         fail("dl.backbones", "at least one backbone is needed when dl.enabled is true")
     if config.dl.select_on == "crossfit" and config.dl.fusion_features == "in_sample":
         fail("dl.select_on", "crossfit cross-fits every backbone: use it with "
                              "dl.fusion_features: crossfit")
+    for where, problem in label_problems(config.labels):
+        fail(f"labels.{where}".rstrip("."), problem)
     names = [e.name for e in cohort.external]
     for i, name in enumerate(names):
         if name in ("train", "test") or names.count(name) > 1:
@@ -394,7 +399,6 @@ def _check_clinical_columns(cohort: CohortSettings,
                             fail: typing.Callable[[str, str], None]) -> None:
     """Each clinical column's declaration (type, missing, order, ...), as the encoder reads it."""
     from dlrn.clinical.spec import column_specs
-    from dlrn.errors import DlrnError
 
     for name, declared in cohort.clinical.items():
         try:
@@ -406,8 +410,8 @@ def _check_clinical_columns(cohort: CohortSettings,
 
 def _unknown_choice(fail: typing.Callable[[str, str], None], path: str, value: str,
                     allowed: tuple[str, ...]) -> None:
-    hint = suggest(value, list(allowed))
-    fail(path, f"unknown value {value!r}; {hint}allowed: {', '.join(allowed)}")
+    fail(path, f"unknown value {value!r}; {suggest(value, list(allowed))}allowed: "
+               f"{', '.join(allowed)}")
 
 
 def study_from_dict(data: Any, *, base_dir: str | Path = ".", source: str = "study") -> StudyConfig:

@@ -79,10 +79,10 @@ def study_feature_cache(bundle: Bundle) -> FeatureCacheUse | None:
 
 
 def _radiomics(bundle: Bundle, cases: pd.DataFrame, progress: bool,
-               cache: FeatureCacheUse | None) -> pd.DataFrame:
+               cache: FeatureCacheUse | None, jobs: int | None) -> pd.DataFrame:
     from dlrn.radiomics import extract_features
 
-    result = extract_features(cases, bundle.json("radiomics/params"),
+    result = extract_features(cases, bundle.json("radiomics/params"), jobs=jobs,
                               **_image_options(bundle.json("settings")),
                               cache_dir=None if cache is None else cache.folder,
                               update_cache=cache is not None and cache.add_new_cases,
@@ -201,8 +201,8 @@ def _nomogram(bundle: Bundle, settings: dict[str, Any], out: pd.DataFrame,
 
 
 def predict_cases(bundle: Bundle, cases: pd.DataFrame, *, gradcam_dir: str | Path | None = None,
-                  progress: bool = True,
-                  feature_cache: FeatureCacheUse | None = None) -> pd.DataFrame:
+                  progress: bool = True, feature_cache: FeatureCacheUse | None = None,
+                  jobs: int | None = None) -> pd.DataFrame:
     """One row per case: each model's probability, the nomogram's probability and points,
     and the applicability check (:func:`dlrn.study.applicability_check.assess_cases`:
     ``applicable`` and, where not, ``applicability_note`` saying why in plain words).
@@ -211,6 +211,8 @@ def predict_cases(bundle: Bundle, cases: pd.DataFrame, *, gradcam_dir: str | Pat
     level the study never saw); a case an ``exclude`` rule leaves out gets no clinical
     model or nomogram probability, and the note says why. ``feature_cache``: where to read
     the cases' PyRadiomics features from; None extracts every case and keeps nothing.
+    ``jobs``: extraction processes (None: all cores; 1: in this process, what a server
+    answering a few cases at a time wants, as a pool costs more to start than it saves).
     """
     settings = bundle.json("settings")
     models = settings["models"]
@@ -224,7 +226,8 @@ def predict_cases(bundle: Bundle, cases: pd.DataFrame, *, gradcam_dir: str | Pat
         X = clinical_features(bundle.json("clinical/encoder"), selected, usable)
         out = out.join(_model_probabilities(bundle, "clinical_models",
                                             models["clinical_models"], X))
-    hcr = _radiomics(bundle, cases, progress, feature_cache) if models.get("hcr_models") else None
+    hcr = (_radiomics(bundle, cases, progress, feature_cache, jobs)
+           if models.get("hcr_models") else None)
     features = hcr
     if hcr is not None:
         out = out.join(_model_probabilities(bundle, "hcr_models", models["hcr_models"], hcr))

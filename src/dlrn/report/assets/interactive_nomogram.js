@@ -56,7 +56,7 @@
     return input.type === "checkbox" ? (input.checked ? "yes" : "no") : input.value;
   }
 
-  function control(scale) {
+  function control(scale, words) {
     if (scale.kind === "continuous") {
       const low = Math.min.apply(null, scale.values);
       const high = Math.max.apply(null, scale.values);
@@ -67,8 +67,22 @@
       return element("input", { type: "checkbox", "data-predictor": scale.name });
     }
     const select = element("select", { "data-predictor": scale.name });
-    scale.values.forEach(function (v) { select.appendChild(element("option", { value: String(v) }, String(v))); });
+    scale.values.forEach(function (v) {
+      select.appendChild(element("option", { value: String(v) }, words[String(v)] || String(v)));
+    });
     return select;
+  }
+
+  // Set the controls to a patient's values ({predictor: value}; others stay), then update.
+  // A number outside a slider's range is held at its end (the nomogram's axis).
+  function show(root, values) {
+    root.querySelectorAll("input[data-predictor], select[data-predictor]").forEach(function (input) {
+      const name = input.getAttribute("data-predictor");
+      if (!(name in values) || values[name] === null) { return; }
+      if (input.type === "checkbox") { input.checked = String(values[name]) === "yes"; }
+      else { input.value = String(values[name]); }
+    });
+    root.dispatchEvent(new Event("input"));
   }
 
   function format(value, digits) { return Number(value).toFixed(digits); }
@@ -83,7 +97,7 @@
     const rows = {};
     state.scales.forEach(function (scale) {
       const row = element("tr");
-      const input = control(scale);
+      const input = control(scale, (state.levels || {})[scale.name] || {});
       const shown = element("output", { class: "dlrn-value" });
       const points = element("output", { class: "dlrn-points", "data-predictor": scale.name });
       const bar = element("div", { class: "dlrn-bar" });
@@ -131,10 +145,10 @@
     }
     root.addEventListener("input", update);
     root.addEventListener("change", update);
-    update();
+    show(root, state.start || {});
     root.setAttribute("data-ready", "true");
   }
 
-  window.dlrnNomogram = { compute: compute };
+  window.dlrnNomogram = { compute: compute, show: show };
   document.querySelectorAll(".dlrn-interactive-nomogram:not([data-ready])").forEach(build);
 })();

@@ -2,8 +2,13 @@
    mask file). The image is shown as the server reads it (POST api/preview, any format
    the calculator accepts); the ROI is a raster at the image's own pixel grid, drawn with
    a polygon, a brush and an eraser (pointer events: mouse, pen and touch), with undo and
-   clear. Predict sends the ROI as a PNG mask at that grid, and the answer replaces the
-   previous one without leaving the page, so the image and the drawing stay.
+   clear, shown as an outline with a light fill so the lesion's margin stays visible.
+   Predict sends what is on the canvas and only that: nothing on it asks for an ROI; a mask
+   file left unchanged is sent as the mask file; any other drawing as a PNG at that grid
+   (field "roi") with where it started (field "roi_source": the automatic proposal, as
+   proposed or corrected, a mask file corrected, or drawn; the server checks "as proposed"
+   against its own proposal). The answer replaces the previous one without leaving the
+   page, so the image and the drawing stay.
 
    Coordinates are image pixels, origin at the top-left corner of the top-left pixel, x
    right, y down (DICOM SCOORD, the canvas): a pointer at CSS offset (u, v) in the canvas
@@ -23,7 +28,9 @@
   const roiValue = Number(canvas.dataset.roiValue);
   const UNDO_STEPS = 30;
   const CLOSE_DISTANCE = 12; // CSS pixels from the first point that close the polygon
-  const FILL = [255, 120, 0, 110];
+  const OUTLINE = [255, 210, 0, 255];
+  const FILL = [255, 210, 0, 45];
+  const NOTHING = [0, 0, 0, 0];
   const SHOWN_PROBLEM = "The image or ROI could not be shown:";
   const HINTS = {
     polygon: "Polygon: click or tap points around the lesion; close it on the first point, " +
@@ -31,9 +38,11 @@
     brush: "Brush: drag over the image to add to the ROI.",
     eraser: "Eraser: drag over the image to remove from the ROI.",
   };
+  const NO_ROI = "outline the lesion on the image (Polygon or Brush), or choose its mask " +
+                 "file, then press Predict.";
   const state = {picture: null, width: 0, height: 0, roi: null, layer: null, layerPixels: null,
                  history: [], points: [], tool: "polygon", stroke: null, loading: null,
-                 message: ""};
+                 message: "", origin: null, original: null};
 
   /* How many pixel centres c + 0.5 (c = 0 .. width - 1) lie strictly left of x. */
   function centresLeftOf(x, width) {
@@ -101,17 +110,32 @@
 
   function setPixel(index, value) {
     state.roi[index] = value;
-    const colour = value ? FILL : [0, 0, 0, 0];
-    state.layerPixels.data.set(colour, 4 * index);
   }
 
+  /* An ROI pixel is on the outline when a 4-neighbour (or the image's edge) is outside. */
+  function colourOf(x, y) {
+    const {roi, width, height} = state;
+    const index = y * width + x;
+    if (!roi[index]) return NOTHING;
+    const edge = x === 0 || y === 0 || x === width - 1 || y === height - 1 ||
+      !roi[index - 1] || !roi[index + 1] || !roi[index - width] || !roi[index + width];
+    return edge ? OUTLINE : FILL;
+  }
+
+  /* Recolour the rectangle (and the pixels around it, whose outline it may change). */
   function refreshLayer(x = 0, y = 0, width = state.width, height = state.height) {
-    state.layer.getContext("2d").putImageData(state.layerPixels, 0, 0, x, y, width, height);
+    const x0 = Math.max(0, x - 1), y0 = Math.max(0, y - 1);
+    const x1 = Math.min(state.width, x + width + 1), y1 = Math.min(state.height, y + height + 1);
+    for (let row = y0; row < y1; row += 1) {
+      for (let column = x0; column < x1; column += 1) {
+        state.layerPixels.data.set(colourOf(column, row), 4 * (row * state.width + column));
+      }
+    }
+    state.layer.getContext("2d").putImageData(state.layerPixels, 0, 0, x0, y0, x1 - x0, y1 - y0);
     render();
   }
 
   function redrawLayer() {
-    state.roi.forEach((value, index) => setPixel(index, value));
     refreshLayer();
   }
 
@@ -157,7 +181,7 @@
 
   function remember() {
     state.message = "";  // the preview's advice, done with once the ROI is edited
-    state.history.push(state.roi.slice());
+    state.history.push({roi: state.roi.slice(), origin: state.origin});
     if (state.history.length > UNDO_STEPS) state.history.shift();
   }
 
@@ -224,7 +248,7 @@
       state.points.pop();
       render();
     } else if (state.history.length) {
-      state.roi = state.history.pop();
+      ({roi: state.roi, origin: state.origin} = state.history.pop());
       redrawLayer();
     }
     describe();
@@ -232,6 +256,7 @@
 
   function clear() {
     remember();
+    state.origin = null;  // what is drawn next is drawn by hand
     state.roi.fill(0);
     state.points = [];
     redrawLayer();
@@ -260,7 +285,7 @@
     const picture = await decoded(answer.image_png_base64);
     const roi = answer.roi_png_base64 ? await decoded(answer.roi_png_base64) : null;
     Object.assign(state, {picture, width: answer.width, height: answer.height, history: [],
-                          points: [], message: answer.message});
+                          points: [], message: answer.message, origin: null, original: null});
     state.roi = new Uint8Array(state.width * state.height);
     state.layer = document.createElement("canvas");
     state.layer.width = state.width;
@@ -269,6 +294,8 @@
     if (roi) {
       const pixels = pixelsOf(roi);
       state.roi.forEach((_, index) => setPixel(index, pixels[4 * index] >= 128 ? 1 : 0));
+      state.origin = answer.roi_source === "mask file" ? "mask" : "automatic";
+      state.original = state.roi.slice();
     }
     const size = Math.max(2, Math.round(state.width / 25));
     sizeInput.max = String(Math.max(60, Math.round(state.width / 4)));
@@ -320,14 +347,33 @@
     return new Promise((resolve) => out.toBlob(resolve, "image/png"));
   }
 
+  /* Where the ROI on the canvas came from: the preview's (automatic proposal or mask file)
+     unchanged or corrected, or drawn by hand. */
+  function roiSource() {
+    if (!state.origin) return "drawn";
+    const unchanged = state.roi.every((value, index) => value === state.original[index]);
+    if (state.origin === "mask") return unchanged ? "mask" : "mask_corrected";
+    return unchanged ? "automatic" : "automatic_corrected";
+  }
+
   async function submit(event) {
     event.preventDefault();
     if (state.loading) await state.loading;
     if (state.points.length >= 3) closePolygon();
     const body = new FormData(form);
-    if (state.roi) {  // the drawing is the ROI; empty: the server's automatic ROI, if any
-      body.delete("mask");
-      if (state.roi.some(Boolean)) body.append("mask", await roiBlob(), "roi.png");
+    if (state.roi) {  // what is on the canvas is the ROI, and only that
+      if (!state.roi.some(Boolean)) {
+        showProblem(NO_ROI, "No region of interest:");
+        say(`No region of interest: ${NO_ROI}`);
+        return;
+      }
+      const source = roiSource();
+      canvas.dataset.roiSource = source;
+      if (source !== "mask") {  // a mask file unchanged goes as the file itself
+        body.delete("mask");
+        body.append("roi", await roiBlob(), "roi.png");
+        body.append("roi_source", source);
+      }
     }
     const button = document.getElementById("predict");
     button.disabled = true;
@@ -340,6 +386,7 @@
       }
       const answer = new DOMParser().parseFromString(text, "text/html").getElementById("answer");
       document.getElementById("answer").replaceWith(answer);
+      if (window.dlrnShowPatient) window.dlrnShowPatient();  // the explorer starts there
       answer.scrollIntoView();
     } catch (error) {
       showProblem(`the server could not be reached (${error.message}).`);

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from dlrn.display_labels import DisplayLabels
 from dlrn.errors import DlrnError
+from dlrn.report.html import LABELS_FILE
 from dlrn.report.summary import StageSummary
 from dlrn.stacking import (
     DLRN,
@@ -50,12 +53,13 @@ DLRN_OOF_RULE = ("its logistic regression cross-validated on the training set wi
 
 @dataclass(frozen=True)
 class NomogramStageSettings:
-    """The regression and the bootstrap; the clinical choice, its encoder and the image models
-    decide the rest."""
+    """The regression, the bootstrap and the names for people (the figure's; the study's
+    ``labels``); the clinical choice, its encoder and the image models decide the rest."""
 
     regression: str = "auto"
     bootstrap: int = 200
     seed: int = 0
+    labels: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -178,6 +182,18 @@ def validation_procedure(context: StudyContext, kind: NomogramKind) -> Any:
                              select)
 
 
+def _plot(nomogram: Any, folder: Path, display: DisplayLabels) -> None:
+    """The figure with the study's names for people (rows, units, levels' wording), and
+    those names in ``labels.json`` for the report's interactive nomogram."""
+    scales = nomogram.scales_
+    names = {"labels": display.axes([scale.name for scale in scales]),
+             "levels": {scale.name: {str(v): display.level(scale.name, v)
+                                     for v in scale.values}
+                        for scale in scales if scale.kind == "categorical"}}
+    (folder / LABELS_FILE).write_text(json.dumps(names, indent=1))
+    nomogram.plot(figure_dir(folder) / "nomogram", **names)
+
+
 def run(context: StudyContext) -> NomogramSummary:
     from dlrn.stacking import nomogram_inputs, out_of_fold_probability
 
@@ -214,7 +230,7 @@ def run(context: StudyContext) -> NomogramSummary:
     else:
         predictions.loc[training, ["label", "set"]].assign(**{kind.name: oof}).to_csv(
             folder / OOF_FILE)
-    nomogram.plot(figure_dir(folder) / "nomogram")
+    _plot(nomogram, folder, DisplayLabels.of(context.config.labels))
     shares = nomogram.point_shares()
     candidates = list(context.config.cohort.clinical) if context.done("clinical") else []
     validation = _validation(context, kind, nomogram,
@@ -357,6 +373,7 @@ def _no_image_score(context: StudyContext) -> str | None:
 STAGE = Stage("dlrn", "Nomogram (DLRN, or the radiomics nomogram RadN without DL)",
               ("dlr_models", "hcr_models", "clinical"),
               lambda c: NomogramStageSettings(c.evaluation.clinical_regression,
-                                              c.evaluation.nomogram_bootstrap, c.seed), run,
+                                              c.evaluation.nomogram_bootstrap, c.seed,
+                                              c.labels), run,
               skip=_no_image_score, optional=("clinical", "dlr_models", "hcr_models"),
               version=VERSION, summary_type=NomogramSummary)
