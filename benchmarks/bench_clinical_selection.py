@@ -10,6 +10,7 @@ validation calls) and by ``select_variables`` on the rows of the already encoded
 time and how often each variable was kept.
 
     python benchmarks/bench_clinical_selection.py [--bootstraps 200] [--shared-severity 0.9]
+        [--procedures backward,enter,none]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstraps", type=int, default=200)
     parser.add_argument("--shared-severity", type=float, default=0.9)
+    parser.add_argument("--procedures", default="backward,enter,none")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     cases = one_image_per_patient(busbra_cases())
@@ -50,7 +52,7 @@ def main() -> None:
     samples = [rng.choice(len(training), len(training)) for _ in range(args.bootstraps)]
     print(f"{len(training)} training cases, {int(y.sum())} events, {len(variables)} "
           f"variables, {design.shape[1] - 1} terms; {args.bootstraps} bootstrap samples")
-    for procedure in ("backward", "enter", "none"):
+    for procedure in args.procedures.split(","):
         for how in ("cases + encoder", "encoded design"):
             times, kept, steps = [], Counter(), []
             for rows in samples:

@@ -198,3 +198,25 @@ def test_events_per_term_count_the_rarer_class_and_warn_below_ten():
         "M has 5.0 events per term (30 events, 6 terms), also below 10.")
     flipped = events_per_term([1] * 80 + [0] * 20, 2)
     assert (flipped.events, flipped.event_class, flipped.note("m")) == (20, 0, None)
+
+
+def test_a_drop_one_test_that_cannot_be_computed_is_nan_and_leaves_first(monkeypatch):
+    """A bootstrap sample can make the penalised fit without a variable singular: that
+    variable's p is NaN (reported under none) and backward elimination removes it first."""
+    import dlrn.clinical.selection as selection_module
+
+    cases, y, encoder = _data("descriptors")
+    variables = ["Age", "Shape", "Margin", "Echogenicity"]
+    original = selection_module.firth_lrt_p
+
+    def singular_for_shape(y, design, fit, columns):
+        if columns[0].startswith("Shape"):
+            raise DlrnError("Firth model: Firth regression met a singular information matrix")
+        return original(y, design, fit, columns)
+
+    monkeypatch.setattr(selection_module, "firth_lrt_p", singular_for_shape)
+    none = select_clinical_variables(cases, y, variables, encoder=encoder, procedure="none")
+    assert np.isnan(none.final_p["Shape"]) and none.final_p.drop("Shape").notna().all()
+    backward = select_clinical_variables(cases, y, variables, encoder=encoder)
+    first = backward.path.iloc[0]
+    assert first["variable"] == "Shape" and first["removed"] and np.isnan(first["p_value"])

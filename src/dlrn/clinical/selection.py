@@ -19,6 +19,9 @@ The multivariate step of the clinical analysis, as a procedure the study file na
 Every model is fitted by the analysis' rule (:func:`dlrn.clinical.fitting.fit_logistic_model`:
 R's glm with aliased terms set aside, Firth's regression where it separates under
 ``auto``), so a drop-one test of a Firth model is its penalised likelihood-ratio test.
+A variable whose test cannot be computed (no estimable term; a penalised fit without it
+that meets a singular information matrix, as a small bootstrap sample can) gets p NaN
+and is the first to leave. A model that cannot be fitted at all is a ``DlrnError``.
 :func:`select_clinical_variables` runs on a cases table through the study's encoder
 (the nomogram's bootstrap repeats it in each sample); :func:`select_variables` on a
 design matrix already encoded (the analysis).
@@ -99,10 +102,14 @@ def check_procedure(procedure: str) -> None:
 def drop_one(y: pd.Series, model: FittedModel, columns: Sequence[str]) -> tuple[float, int]:
     """R's ``drop1(fit, test = "LRT")`` row of one variable: the likelihood-ratio p of all
     its terms together and its degrees of freedom (penalised for a Firth fit; p NaN and df
-    0 when none of its terms is estimable)."""
+    0 when none of its terms is estimable; p NaN when the penalised fit without them meets
+    a singular information matrix, as a small bootstrap sample can)."""
     if model.method == "Firth":
         df = len([c for c in columns if c not in model.fit.aliased])
-        return firth_lrt_p(y, model.design, model.fit, list(columns)), df
+        try:
+            return firth_lrt_p(y, model.design, model.fit, list(columns)), df
+        except DlrnError:
+            return np.nan, df
     reduced = fit_glm(y, model.design.drop(columns=list(columns)))
     df = model.fit.rank - reduced.rank
     if df == 0:
@@ -160,7 +167,7 @@ def select_variables(y: pd.Series, design: pd.DataFrame, terms: Mapping[str, lis
         model = fit(current, "multivariate model")
         tests = {name: drop_one(y, model, terms[name]) for name in current}
         p_values = pd.Series({name: p for name, (p, _) in tests.items()}, dtype=float)
-        # a variable none of whose terms is estimable (NaN) leaves first
+        # a variable whose test cannot be computed (NaN: no estimable term) leaves first
         weakest = p_values.fillna(np.inf).idxmax()
         leaves = procedure == "backward" and not p_values[weakest] < p_threshold
         rows.append(_path_row(len(rows) + 1, current, model, weakest, p_values[weakest],
