@@ -21,8 +21,8 @@ from serve_cases import files_of, form_of
 
 from dlrn.display_labels import DisplayLabels
 from dlrn.outline import outline_margin, outline_variants
+from dlrn.serve.answer import Answer
 from dlrn.serve.form import form_fields
-from dlrn.serve.predictor import Answer
 from dlrn.study.bundle import Bundle
 from dlrn.study.config import study_from_dict
 from dlrn.study.predict import predict_cases, read_new_cases

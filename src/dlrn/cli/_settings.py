@@ -21,6 +21,6 @@ def parse_value(text: str) -> Any:
 def option_help(section: type, name: str, where: str) -> str:
     """A study-file setting's help as an option's help: argparse formats help with ``%``,
     so a literal ``%`` in the setting's text (``'10%'``) is doubled."""
-    from dlrn.study.config import setting_help
+    from dlrn.study.validation import setting_help
 
     return f"{setting_help(section, name)} (study file: {where}.{name})".replace("%", "%%")

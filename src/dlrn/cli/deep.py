@@ -118,7 +118,7 @@ def _option_value(option: str, text: Any) -> Any:
 
 def deep_section(args: argparse.Namespace) -> DeepSettings:
     """The options as the study file's ``dl`` section (validated the same way)."""
-    from dlrn.study.config import section_from_dict
+    from dlrn.study.validation import section_from_dict
 
     given = {name: _option_value(option, getattr(args, name))
              for option, name in SETTING_OPTIONS.items() if getattr(args, name) is not None}

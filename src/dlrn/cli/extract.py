@@ -77,7 +77,7 @@ def output_paths(out: Path) -> dict[str, Path]:
 
 def radiomics_section(args: argparse.Namespace) -> RadiomicsSettings:
     """The options as the study file's ``radiomics`` section (validated the same way)."""
-    from dlrn.study.config import section_from_dict
+    from dlrn.study.validation import section_from_dict
 
     return section_from_dict(RadiomicsSettings, {
         "preset": args.preset, "jobs": args.jobs, "scheduler": args.scheduler,

@@ -123,8 +123,8 @@ def _option_values(args: argparse.Namespace, section: type) -> dict[str, Any]:
 def model_settings(args: argparse.Namespace) -> Any:
     """The options as the models stage's settings (validated like the study file)."""
     from dlrn.classifiers import CLASSIFIERS, check_classifier_names
-    from dlrn.study.config import section_from_dict
     from dlrn.study.stages.models import ModelsStageSettings
+    from dlrn.study.validation import section_from_dict
 
     models = ([c.strip() for c in args.classifiers.split(",")] if args.classifiers
               else list(CLASSIFIERS))

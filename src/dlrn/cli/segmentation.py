@@ -44,7 +44,7 @@ def _add_setting_options(parser: argparse.ArgumentParser) -> None:
 def _sections(args: argparse.Namespace) -> tuple[SegmentationConfig, DeepSettings]:
     """The options as the study file's ``segmentation`` and ``dl`` sections (validated the
     same way)."""
-    from dlrn.study.config import section_from_dict
+    from dlrn.study.validation import section_from_dict
 
     def given(names: dict[str, str]) -> dict[str, Any]:
         return {name: parse_value(getattr(args, name)) for name in names.values()

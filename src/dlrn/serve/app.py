@@ -26,6 +26,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from dlrn import __version__
 from dlrn.errors import DlrnError
+from dlrn.serve.answer import Answer
 from dlrn.serve.display import patient_axes
 from dlrn.serve.http import Admission, admission_slots
 from dlrn.serve.models import (
@@ -37,7 +38,7 @@ from dlrn.serve.models import (
     preview_schema,
     request_schema,
 )
-from dlrn.serve.predictor import Answer, Predictor
+from dlrn.serve.predictor import Predictor
 from dlrn.serve.roi import roi_pixel_value
 from dlrn.serve.sensitivity import ORIGIN_WORDS
 from dlrn.serve.uploads import UploadError, check_size

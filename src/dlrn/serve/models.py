@@ -7,7 +7,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from dlrn.applicability import COLUMNS as APPLICABILITY_COLUMNS
-from dlrn.serve.predictor import Answer, Predictor
+from dlrn.serve.answer import Answer
+from dlrn.serve.predictor import Predictor
 from dlrn.serve.roi import MAX_POLYGON_POINTS, Preview
 from dlrn.serve.sensitivity import DRAWING_CLAIMS, ORIGIN_WORDS
 

@@ -10,13 +10,11 @@ digit. The form itself (fields, levels, ranges) is generated from the bundle
 
 from __future__ import annotations
 
-import base64
 import functools
 import math
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +22,11 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from dlrn.applicability import (
-    APPLICABILITY_NOTE,
-    APPLICABLE,
-    DISTANCE,
-    LESION_EVIDENCE,
-    OUTSIDE_SHARE,
-    UNLIKE,
-)
 from dlrn.case_files import CaseCheck
 from dlrn.errors import DlrnError
 from dlrn.imaging import read_image, read_mask
 from dlrn.outline import OutlineVariants, outline_variants
+from dlrn.serve.answer import Answer
 from dlrn.serve.budget import check_extraction
 from dlrn.serve.display import PageWords
 from dlrn.serve.form import form_fields
@@ -65,7 +56,6 @@ from dlrn.serve.roi import (
     polygon_mask,
 )
 from dlrn.serve.sensitivity import (
-    RoiSensitivity,
     drawing_origin,
     roi_sensitivity,
     variant_case_id,
@@ -78,72 +68,6 @@ from dlrn.study.predict import predict_cases, read_new_cases
 
 _CASE_ID = "patient"
 _IMAGE_STAGES = {"hcr_models": "radiomics (HCR)", "deep": "CNN", "dlr_models": "fused (DLR)"}
-
-
-@dataclass
-class Answer:
-    """One patient's result: the ``predict_cases`` row and what the page shows of it."""
-
-    row: pd.Series
-    inputs: dict[str, str | float | None]
-    cutoff: float | None
-    nomogram: str | None
-    models: list[dict[str, Any]]
-    roi: Roi
-    points: dict[str, float] = field(default_factory=dict)
-    gradcam_png: bytes | None = None
-    #: the thresholds of the applicability check (:func:`applicability_check.limits`)
-    limits: dict[str, float] = field(default_factory=dict)
-    sensitivity: RoiSensitivity | None = None
-    cautions: list[str] = field(default_factory=list)  # values outside the nomogram's axes
-
-    @property
-    def applicability(self) -> dict[str, Any]:
-        """Is this image like the study's? ``dlrn predict``'s verdict: ``applicable`` (None:
-        not assessed), ``warning`` (the note, empty when applicable), ``reasons`` (plain
-        words), the case's numbers and the thresholds they were held against."""
-        verdict = self.row.get(APPLICABLE)
-        applicable = None if pd.isna(verdict) else bool(verdict)
-        note = self.row.get(APPLICABILITY_NOTE)
-        note = note if isinstance(note, str) else ""
-        numbers = {name: (None if pd.isna(self.row.get(name)) else float(self.row[name]))
-                   for name in (LESION_EVIDENCE, DISTANCE, OUTSIDE_SHARE)}
-        return {"applicable": applicable, "warning": note if applicable is False else "",
-                "reasons": [] if not note.startswith(UNLIKE) else
-                note.removeprefix(f"{UNLIKE}: ").split("; "),
-                **numbers, "thresholds": dict(self.limits)}
-
-    @property
-    def probability(self) -> float | None:
-        return float(self.row[self.nomogram]) if self.nomogram in self.row else None
-
-    @property
-    def probability_range(self) -> tuple[float, float] | None:
-        """The nomogram's lowest and highest probability over the ROI as used, eroded and
-        dilated (None: no nomogram, or no variant predicted)."""
-        if self.sensitivity is None or self.probability is None:
-            return None
-        return self.sensitivity.range_of(self.nomogram, self.probability)
-
-    @property
-    def total_points(self) -> float | None:
-        return float(self.row["total_points"]) if "total_points" in self.row else None
-
-    @property
-    def above_cutoff(self) -> bool | None:
-        if self.cutoff is None or self.probability is None:
-            return None
-        return self.probability >= self.cutoff  # dlrn's rule: positive when score >= cut-off
-
-    @property
-    def notes(self) -> list[str]:
-        """How the study's rules read this case (``dlrn predict``'s note): imputed values..."""
-        note = self.row.get("note")
-        return [note] if isinstance(note, str) and note else []
-
-    @property
-    def gradcam_base64(self) -> str | None:
-        return None if self.gradcam_png is None else base64.b64encode(self.gradcam_png).decode()
 
 
 class _LoadedBundle(Bundle):

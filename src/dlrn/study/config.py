@@ -422,31 +422,9 @@ def study_from_dict(data: Any, *, base_dir: str | Path = ".", source: str = "stu
     config = validator.dataclass(StudyConfig, data, "")
     if not validator.problems:
         _check_semantics(config, validator.fail)
-    if validator.problems:
-        listing = "\n  ".join(validator.problems)
-        raise ConfigError(f"{source} has {len(validator.problems)} problem(s):\n  {listing}")
+    validator.raise_problems(source)
     config.base_dir = Path(base_dir).resolve()
     return config
-
-
-def section_from_dict(cls: type, data: dict[str, Any], *, path: str,
-                      source: str = "the command line") -> Any:
-    """One section of the study file (e.g. ``SelectionSettings``) validated from plain data.
-
-    The stand-alone commands build their settings through this, so a command-line value
-    is checked exactly as the same setting in a study file.
-    """
-    validator = Validator()
-    section = validator.dataclass(cls, data, path)
-    if validator.problems:
-        listing = "\n  ".join(validator.problems)
-        raise ConfigError(f"{source} has {len(validator.problems)} problem(s):\n  {listing}")
-    return section
-
-
-def setting_help(cls: type, name: str) -> str:
-    """The help line of one setting (shared by the study template and command options)."""
-    return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)
 
 
 def load_study(path: str | Path) -> StudyConfig:

@@ -14,6 +14,8 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
+from dlrn.errors import ConfigError
+
 
 def public_fields(cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
@@ -44,6 +46,12 @@ class Validator:
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(f"{path or '<top level>'}: {message}")
+
+    def raise_problems(self, source: str) -> None:
+        """One ConfigError listing every problem found, if any."""
+        if self.problems:
+            listing = "\n  ".join(self.problems)
+            raise ConfigError(f"{source} has {len(self.problems)} problem(s):\n  {listing}")
 
     def convert(self, tp: Any, value: Any, path: str) -> Any:
         origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -139,3 +147,21 @@ def suggest(value: Any, allowed: list[str]) -> str:
 
 def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
+
+
+def section_from_dict(cls: type, data: dict[str, Any], *, path: str,
+                      source: str = "the command line") -> Any:
+    """One section of the study file (e.g. ``SelectionSettings``) validated from plain data.
+
+    The stand-alone commands build their settings through this, so a command-line value
+    is checked exactly as the same setting in a study file.
+    """
+    validator = Validator()
+    section = validator.dataclass(cls, data, path)
+    validator.raise_problems(source)
+    return section
+
+
+def setting_help(cls: type, name: str) -> str:
+    """The help line of one setting (shared by the study template and command options)."""
+    return next(f.metadata["help"] for f in dataclasses.fields(cls) if f.name == name)

@@ -160,29 +160,21 @@ def _captions(tables: dict[str, pd.DataFrame], procedure: str) -> dict[str, str]
     return captions
 
 
-def choose_predictors(config: StudyConfig, training: pd.DataFrame, encoder: Any,
-                      variables: list[str]) -> tuple[Any, tuple[list[str], str, str | None]]:
-    """The study's choice of clinical predictors on these training cases: the logistic
-    analysis with evaluation.clinical_selection, then evaluation.clinical_fallback where it
-    keeps none. One rule for the clinical stage and for every bootstrap sample that
-    validates a nomogram."""
-    from dlrn.clinical import logistic_analysis
+def chosen_predictors(config: StudyConfig, selection: Any
+                      ) -> tuple[list[str], str, str | None]:
+    """What the models use from a selection (:class:`dlrn.clinical.ClinicalSelection`): its
+    predictors, else evaluation.clinical_fallback. One rule for the clinical stage and for
+    every bootstrap sample that validates a nomogram."""
     from dlrn.clinical_predictors import clinical_choice
 
     e = config.evaluation
-    analysis = logistic_analysis(training, "label", variables, encoder=encoder,
-                                 regression=e.clinical_regression,
-                                 p_threshold=e.clinical_p_threshold,
-                                 procedure=e.clinical_selection)
-    selection = analysis.selection
-    return analysis, clinical_choice(selection.univariate_kept, analysis.independent,
-                                     fallback=e.clinical_fallback,
-                                     p_threshold=e.clinical_p_threshold,
-                                     procedure=selection.procedure)
+    return clinical_choice(selection.univariate_kept, list(selection.selected),
+                           fallback=e.clinical_fallback, p_threshold=e.clinical_p_threshold,
+                           procedure=selection.procedure)
 
 
 def run(context: StudyContext) -> ClinicalSummary:
-    from dlrn.clinical import methods_text, regression_methods_text
+    from dlrn.clinical import logistic_analysis, methods_text, regression_methods_text
 
     config = context.config
     cases = read_cases(context)
@@ -195,9 +187,13 @@ def run(context: StudyContext) -> ClinicalSummary:
     constant.update(constant_variables(encoder, training, list(encoder.terms_)))
     notes += [f"{name} is left out of the logistic regressions: {why}"
               for name, why in constant.items()]
-    analysis, (selected, basis, note) = choose_predictors(
-        config, training, encoder, [v for v in variables if v not in constant])
+    analysis = logistic_analysis(training, "label",
+                                 [v for v in variables if v not in constant], encoder=encoder,
+                                 regression=config.evaluation.clinical_regression,
+                                 p_threshold=p_threshold,
+                                 procedure=config.evaluation.clinical_selection)
     selection = analysis.selection
+    selected, basis, note = chosen_predictors(config, selection)
     folder = context.stage_dir("clinical")
     (folder / ENCODER_FILE).write_text(json.dumps(encoder.to_dict(), indent=1))
     choice = ClinicalChoice(selected, basis, note, selection.univariate_kept,

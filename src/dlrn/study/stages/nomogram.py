@@ -146,13 +146,17 @@ def make_nomogram(context: StudyContext, kind: NomogramKind, selected: list[str]
 
 def clinical_rule(config: Any) -> Callable[[pd.DataFrame, pd.Series], list[str]]:
     """The clinical stage's choice of predictors as a rule any cases can be given: the study's
-    encoder fitted on them, then the clinical stage's own selection
-    (:func:`dlrn.study.stages.clinical.choose_predictors`)."""
+    encoder fitted on them, evaluation.clinical_selection's procedure (p-values only, no
+    confidence intervals: fast enough for every bootstrap sample), then the stage's fallback
+    (:func:`dlrn.study.stages.clinical.chosen_predictors`)."""
+    from dlrn.clinical import select_clinical_variables
     from dlrn.study.stages.clinical import (
-        choose_predictors,
+        chosen_predictors,
         constant_variables,
         fit_study_encoder,
     )
+
+    e = config.evaluation
 
     def select(cases: pd.DataFrame, y: pd.Series) -> list[str]:
         training = cases.assign(label=y)
@@ -161,7 +165,10 @@ def clinical_rule(config: Any) -> Callable[[pd.DataFrame, pd.Series], list[str]]
         variables = [v for v in encoder.terms_ if v not in constant]
         if not variables:
             return []
-        return choose_predictors(config, training, encoder, variables)[1][0]
+        selection = select_clinical_variables(
+            training, y, variables, encoder=encoder, procedure=e.clinical_selection,
+            p_threshold=e.clinical_p_threshold, regression=e.clinical_regression)
+        return chosen_predictors(config, selection)[0]
     return select
 
 
