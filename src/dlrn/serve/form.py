@@ -8,16 +8,12 @@ training range) is predicted with a caution, or refused where the study says
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from dlrn.display_labels import DisplayLabels
 from dlrn.serve.uploads import UploadError
-
-_UNITS = {"mm": "mm", "cm": "cm", "ml": "mL", "years": "years", "yr": "years", "kg": "kg",
-          "pct": "%", "percent": "%"}
 
 
 @dataclass(frozen=True)
@@ -123,7 +119,7 @@ def form_fields(settings: Mapping[str, Any], encoder: Mapping[str, Any] | None,
     selected = (settings.get("clinical") or {}).get("selected", [])
     if not selected or encoder is None:
         return []
-    display = DisplayLabels.of(settings.get("labels"))
+    display = DisplayLabels.of(settings.get("labels")).readable(selected)
     specs = {spec["name"]: spec for spec in encoder["columns"]}
     scales = {scale["name"]: scale for scale in (nomogram or {}).get("scales", [])}
     default_missing, default_separator = (encoder["params"]["missing"],
@@ -132,7 +128,7 @@ def form_fields(settings: Mapping[str, Any], encoder: Mapping[str, Any] | None,
     for name in selected:
         spec, state = specs[name], encoder["state"][name]
         common = {"optional": (spec.get("missing") or default_missing) == "impute",
-                  "title": display.name(name) if name in display.columns else _plain(name),
+                  "title": display.name(name),
                   "out_of_range": settings.get("out_of_range",
                                                                              "caution")}
         if spec["type"] == "categorical":
@@ -154,23 +150,10 @@ def form_fields(settings: Mapping[str, Any], encoder: Mapping[str, Any] | None,
             axis = [float(v) for v in scales.get(name, {}).get("values", [])]
             fields.append(Field(name, minimum=min(axis) if axis else None,
                                 maximum=max(axis) if axis else None,
-                                unit=display.unit(name) or _unit(name), **common))
+                                unit=display.unit(name), **common))
     return fields
 
 
 def _words(display: DisplayLabels, column: str, levels: tuple[str, ...]
            ) -> tuple[tuple[str, str], ...]:
     return tuple((level, display.level(column, level)) for level in levels)
-
-
-def _plain(name: str) -> str:
-    """A column name the study's map does not name, readable: "max_diameter_mm" ->
-    "Max diameter" (its unit is shown apart)."""
-    words = re.sub(r"[_ ]\(?[A-Za-z%]+\)?$", "", name) if _unit(name) else name
-    words = words.replace("_", " ").strip() or name
-    return words[0].upper() + words[1:]
-
-
-def _unit(name: str) -> str:
-    match = re.search(r"[_ ]\(?([A-Za-z%]+)\)?$", name)
-    return _UNITS.get(match.group(1).lower(), "") if match else ""
