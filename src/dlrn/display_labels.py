@@ -18,6 +18,9 @@ from typing import Any
 _SCORES = {"DLR_score": "Deep-learning radiomics score",
            "Rad_score": "Radiomics score"}
 _KEYS = ("name", "unit", "levels")
+_UNITS = {"mm": "mm", "cm": "cm", "ml": "mL", "years": "years", "yr": "years", "kg": "kg",
+          "pct": "%", "percent": "%"}
+_UNIT_SUFFIX = r"[_ ]\(?([A-Za-z%]+)\)?$"
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,13 @@ class DisplayLabels:
     @classmethod
     def of(cls, data: Mapping[str, Any] | None) -> DisplayLabels:
         return cls(dict(data or {}))
+
+    def readable(self, columns: list[str]) -> DisplayLabels:
+        """The map with each of ``columns`` it does not name made readable, for a page:
+        "max_diameter_mm" -> "Max diameter", unit "mm" (read from the name's end)."""
+        added = {column: {"name": _readable(column), "unit": unit_in_name(column)}
+                 for column in columns if column not in self.columns}
+        return DisplayLabels({**added, **self.columns})
 
     def name(self, column: str) -> str:
         """The column's name for people (no unit)."""
@@ -61,6 +71,18 @@ class DisplayLabels:
 
     def axes(self, names: list[str]) -> dict[str, str]:
         return {name: self.axis(name) for name in names}
+
+
+def unit_in_name(column: str) -> str:
+    """The unit a column's name ends with ("size_mm": "mm"), "" for none known."""
+    match = re.search(_UNIT_SUFFIX, column)
+    return _UNITS.get(match.group(1).lower(), "") if match else ""
+
+
+def _readable(column: str) -> str:
+    words = re.sub(_UNIT_SUFFIX, "", column) if unit_in_name(column) else column
+    words = words.replace("_", " ").strip() or column
+    return words[0].upper() + words[1:]
 
 
 def label_problems(data: Any) -> list[tuple[str, str]]:

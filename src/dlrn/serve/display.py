@@ -22,7 +22,9 @@ class PageWords:
 
     @classmethod
     def of(cls, settings: Mapping[str, Any]) -> PageWords:
-        return cls(DisplayLabels.of(settings.get("labels")), settings["columns"]["label"])
+        selected = (settings.get("clinical") or {}).get("selected", [])
+        return cls(DisplayLabels.of(settings.get("labels")).readable(selected),
+                   settings["columns"]["label"])
 
     @property
     def outcome(self) -> str | None:

@@ -8,7 +8,6 @@ training range) is predicted with a caution, or refused where the study says
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,9 +18,6 @@ from dlrn.serve.uploads import UploadError
 # a number as the study's reader (pandas) reads a table cell: ASCII digits, one optional
 # sign, point and exponent; no digit separators, other scripts' digits, hex, nan or inf
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_UNITS = {"mm": "mm", "cm": "cm", "ml": "mL", "years": "years", "yr": "years", "kg": "kg",
-          "pct": "%", "percent": "%"}
-
 
 @dataclass(frozen=True)
 class Field:
@@ -128,7 +124,7 @@ def form_fields(settings: Mapping[str, Any], encoder: Mapping[str, Any] | None,
     selected = (settings.get("clinical") or {}).get("selected", [])
     if not selected or encoder is None:
         return []
-    display = DisplayLabels.of(settings.get("labels"))
+    display = DisplayLabels.of(settings.get("labels")).readable(selected)
     specs = {spec["name"]: spec for spec in encoder["columns"]}
     scales = {scale["name"]: scale for scale in (nomogram or {}).get("scales", [])}
     default_missing, default_separator = (encoder["params"]["missing"],
@@ -137,7 +133,7 @@ def form_fields(settings: Mapping[str, Any], encoder: Mapping[str, Any] | None,
     for name in selected:
         spec, state = specs[name], encoder["state"][name]
         common = {"optional": (spec.get("missing") or default_missing) == "impute",
-                  "title": display.name(name) if name in display.columns else _plain(name),
+                  "title": display.name(name),
                   "out_of_range": settings.get("out_of_range",
                                                                              "caution")}
         if spec["type"] == "categorical":
@@ -159,23 +155,10 @@ def form_fields(settings: Mapping[str, Any], encoder: Mapping[str, Any] | None,
             axis = [float(v) for v in scales.get(name, {}).get("values", [])]
             fields.append(Field(name, minimum=min(axis) if axis else None,
                                 maximum=max(axis) if axis else None,
-                                unit=display.unit(name) or _unit(name), **common))
+                                unit=display.unit(name), **common))
     return fields
 
 
 def _words(display: DisplayLabels, column: str, levels: tuple[str, ...]
            ) -> tuple[tuple[str, str], ...]:
     return tuple((level, display.level(column, level)) for level in levels)
-
-
-def _plain(name: str) -> str:
-    """A column name the study's map does not name, readable: "max_diameter_mm" ->
-    "Max diameter" (its unit is shown apart)."""
-    words = re.sub(r"[_ ]\(?[A-Za-z%]+\)?$", "", name) if _unit(name) else name
-    words = words.replace("_", " ").strip() or name
-    return words[0].upper() + words[1:]
-
-
-def _unit(name: str) -> str:
-    match = re.search(r"[_ ]\(?([A-Za-z%]+)\)?$", name)
-    return _UNITS.get(match.group(1).lower(), "") if match else ""
