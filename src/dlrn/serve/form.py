@@ -8,6 +8,7 @@ training range) is predicted with a caution, or refused where the study says
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from dlrn.serve.uploads import UploadError
 # a number as the study's reader (pandas) reads a table cell: ASCII digits, one optional
 # sign, point and exponent; no digit separators, other scripts' digits, hex, nan or inf
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
 
 @dataclass(frozen=True)
 class Field:
