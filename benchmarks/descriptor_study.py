@@ -166,6 +166,9 @@ def selection_summary(out: Path) -> None:
     rows = []
     for k in SPLITS:
         study = out / f"split{k}"
+        if not (study / "stages/dlrn/stage.json").exists():
+            print(f"| {k} | not run | | | | | | | | | |")
+            continue
         record = json.loads((study / "stages/clinical/selected.json").read_text())
         procedure = json.loads((study / "stages/clinical/stage.json").read_text())[
             "summary"]["procedure"]

@@ -132,8 +132,8 @@ def select_variables(y: pd.Series, design: pd.DataFrame, terms: Mapping[str, lis
     """The procedure on an encoded ``design`` (constant column first) whose columns of each
     variable ``terms`` names; ``references`` names categorical variables' reference levels
     (for the separation notes). ``notes``: give each model its notes (separation, Firth,
-    aliasing) for the report; without them a selection takes about a third less time (a
-    bootstrap). See the module's docstring for the procedures."""
+    aliasing) for the report; a bootstrap does without them. See the module's docstring
+    for the procedures."""
     check_procedure(procedure)
     check_regression(regression)
     references = references or {}
