@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from dlrn.applicability import COLUMNS as APPLICABILITY_COLUMNS
 from dlrn.outline import RULE, OutlineVariants
 from dlrn.serve.uploads import UploadError
 
@@ -88,7 +89,8 @@ def roi_sensitivity(shapes: OutlineVariants, rows: pd.DataFrame,
     def probabilities(name: str) -> dict[str, float] | None:
         if name not in variants:
             return None
-        row = rows.loc[variant_case_id(name)].drop(["label", "note"], errors="ignore")
+        row = rows.loc[variant_case_id(name)].drop(["label", "note", *APPLICABILITY_COLUMNS],
+                                                   errors="ignore")
         return {str(k): float(v) for k, v in row.items() if pd.notna(v)}
 
     return RoiSensitivity(
