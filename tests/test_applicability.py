@@ -147,3 +147,22 @@ def test_the_lesion_evidence_rule_is_calibrated_out_of_fold_and_says_why():
     assert rule.assess(flat)["reason"].iloc[0].startswith("the image has no contrast")
     again = LesionEvidenceRule.from_dict(rule.to_dict())
     pd.testing.assert_frame_equal(again.assess(evidence), none)
+
+
+def test_the_settings_are_in_the_stage_s_fingerprint_and_the_stage_follows_the_nomogram():
+    from dlrn.study.config import study_from_dict
+    from dlrn.study.runner import stage_fingerprint
+    from dlrn.study.stages import STAGES
+    from dlrn.study.stages.applicability import STAGE
+
+    names = [stage.name for stage in STAGES]
+    assert names.index("dlrn") < names.index("applicability") < names.index("comparison")
+    upstream = dict.fromkeys(STAGE.depends, "upstream")
+
+    def fingerprint(**section: float) -> str:
+        config = study_from_dict({"cohort": {"table": "t.csv"}, "applicability": section})
+        return stage_fingerprint(STAGE, config, upstream, files={})
+
+    assert fingerprint() == fingerprint(quantile=0.99)
+    assert fingerprint() != fingerprint(quantile=0.95)
+    assert fingerprint() != fingerprint(max_outside_share=0.5)

@@ -22,6 +22,7 @@ from headless_chromium import chromium
 from PIL import Image
 from serve_cases import files_of, form_of
 
+from dlrn.applicability import COLUMNS as APPLICABILITY_COLUMNS
 from dlrn.cli import main
 from dlrn.cli.serve import check_access
 from dlrn.errors import DlrnError
@@ -91,7 +92,9 @@ def test_api_answer_equals_dlrn_predict_to_the_digit(client, predictor, cohort, 
         assert response.status_code == 200, response.text
         answer = response.json()
         row = expected.loc[case_id].drop("label")
-        assert answer["predictions"] == row.drop("note").to_dict()
+        assert answer["predictions"] == row.drop(["note", *APPLICABILITY_COLUMNS]).to_dict()
+        assert answer["applicability"]["applicable"] == bool(row["applicable"])
+        assert answer["applicability"]["feature_distance"] == row["feature_distance"]
         assert answer["notes"] == ([row["note"]] if row["note"] else [])
         assert answer["nomogram"] == "DLRN"
         assert answer["dlrn_probability"] == row["DLRN"]

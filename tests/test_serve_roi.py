@@ -18,6 +18,7 @@ from headless_chromium import chromium
 from PIL import Image
 from serve_cases import files_of, form_of
 
+from dlrn.applicability import COLUMNS as APPLICABILITY_COLUMNS
 from dlrn.imaging import read_image
 from dlrn.serve.messages import NO_LESION_FOUND, NO_SEGMENTATION_MODEL, problem_message
 from dlrn.serve.roi import polygon_mask
@@ -52,7 +53,8 @@ def _dlrn_predict(bundle_dir: Path, case: pd.Series, roi: np.ndarray,
 
 
 def _same_numbers(answer: dict, row: pd.Series) -> None:
-    assert answer["predictions"] == row.drop(["label", "note"], errors="ignore").to_dict()
+    assert answer["predictions"] == row.drop(["label", "note", *APPLICABILITY_COLUMNS],
+                                             errors="ignore").to_dict()
 
 
 # --- the polygon rule -----------------------------------------------------------------------

@@ -88,6 +88,7 @@ def test_the_nomogram_is_finite_and_leaves_the_image_score_a_fair_share(study):
 
 
 def test_predict_and_serve_give_the_study_s_numbers_for_every_test_case(study, tmp_path):
+    from dlrn.applicability import COLUMNS as APPLICABILITY_COLUMNS
     from dlrn.serve.predictor import Predictor
     from dlrn.study.predict import predict_table
 
@@ -97,7 +98,7 @@ def test_predict_and_serve_give_the_study_s_numbers_for_every_test_case(study, t
     test = table.loc[cases.index[cases["set"] == "test"]]
     test.to_csv(tmp_path / "new.csv", index_label="case_id")
     predicted = predict_table(out / "bundle", tmp_path / "new.csv", progress=False)
-    numbers = predicted.drop(columns=["label", "note"])
+    numbers = predicted.drop(columns=["label", "note", *APPLICABILITY_COLUMNS])
     assert numbers.notna().all().all()
     for stage, column in (("dlrn", "RadN"), ("hcr_models", "HCR-LR"),
                           ("clinical_models", "Clinical-LR")):
