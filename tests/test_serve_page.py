@@ -19,6 +19,7 @@ from headless_chromium import chromium
 from PIL import Image
 from serve_cases import files_of, form_of
 
+from dlrn.applicability import COLUMNS as APPLICABILITY_COLUMNS
 from dlrn.display_labels import DisplayLabels
 from dlrn.outline import outline_margin, outline_variants
 from dlrn.serve.answer import Answer
@@ -85,7 +86,8 @@ def test_the_answer_says_how_much_the_outline_moves_it(client, predictor, cohort
                                                                   shapes.dilated.sum())
     for name, roi in (("eroded", shapes.eroded), ("dilated", shapes.dilated)):
         expected = _dlrn_predict(bundle_dir, case, roi, tmp_path)
-        assert found[name] == expected.drop(["label", "note"], errors="ignore").to_dict()
+        assert found[name] == expected.drop(["label", "note", *APPLICABILITY_COLUMNS],
+                                            errors="ignore").to_dict()
     nomograms = [answer["dlrn_probability"], found["eroded"]["DLRN"], found["dilated"]["DLRN"]]
     assert (found["probability_low"], found["probability_high"]) == (min(nomograms),
                                                                       max(nomograms))
