@@ -7,9 +7,7 @@ predict`` on the same image and masks."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +15,7 @@ import pandas as pd
 import pytest
 from headless_chromium import chromium
 from PIL import Image
-from serve_cases import files_of, form_of
+from serve_cases import dlrn_predict_row, files_of, form_of, open_with_image, png_of
 
 from dlrn.applicability import COLUMNS as APPLICABILITY_COLUMNS
 from dlrn.display_labels import DisplayLabels
@@ -26,30 +24,12 @@ from dlrn.serve.answer import Answer
 from dlrn.serve.form import form_fields
 from dlrn.study.bundle import Bundle
 from dlrn.study.config import study_from_dict
-from dlrn.study.predict import predict_cases, read_new_cases
 
 CASE = "syn0004"
 
 
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _lesion(case: pd.Series) -> np.ndarray:
     return np.asarray(Image.open(case["mask"])) > 0
-
-
-def _dlrn_predict(bundle_dir: Path, case: pd.Series, roi: np.ndarray,
-                  tmp_path: Path) -> pd.Series:
-    mask = tmp_path / f"roi{roi.sum()}.png"
-    mask.write_bytes(_png(roi.astype(np.uint8) * 255))
-    table = tmp_path / "one.csv"
-    case.to_frame().T.assign(mask=str(mask)).to_csv(table, index=False)
-    bundle = Bundle.open(bundle_dir)
-    cases = read_new_cases(table, bundle.json("settings"), progress=False)
-    return predict_cases(bundle, cases, progress=False).iloc[0]
 
 
 # --- the outline rule -------------------------------------------------------------------------
@@ -85,7 +65,7 @@ def test_the_answer_says_how_much_the_outline_moves_it(client, predictor, cohort
     assert (found["eroded_pixels"], found["dilated_pixels"]) == (shapes.eroded.sum(),
                                                                   shapes.dilated.sum())
     for name, roi in (("eroded", shapes.eroded), ("dilated", shapes.dilated)):
-        expected = _dlrn_predict(bundle_dir, case, roi, tmp_path)
+        expected = dlrn_predict_row(bundle_dir, case, roi, tmp_path)
         assert found[name] == expected.drop(["label", "note", *APPLICABILITY_COLUMNS],
                                             errors="ignore").to_dict()
     nomograms = [answer["dlrn_probability"], found["eroded"]["DLRN"], found["dilated"]["DLRN"]]
@@ -98,7 +78,7 @@ def test_the_answer_says_how_much_the_outline_moves_it(client, predictor, cohort
 
 
 def _drawing(roi: np.ndarray) -> tuple[str, bytes]:
-    return ("roi.png", _png(roi.astype(np.uint8) * 255))
+    return ("roi.png", png_of(roi.astype(np.uint8) * 255))
 
 
 @pytest.mark.parametrize(("claim", "changed", "segmentation", "source"), [
@@ -260,23 +240,6 @@ def test_the_answer_comes_first_and_the_details_are_folded(client, predictor, co
 
 # --- in the browser ---------------------------------------------------------------------------
 
-def _open_with_image(driver, live_server: str, case: pd.Series):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
-
-    driver.get(live_server + "/")
-    for element in driver.find_elements(By.CSS_SELECTOR, "#case-form select"):
-        Select(element).select_by_value(case[element.get_attribute("name")])
-    for element in driver.find_elements(By.CSS_SELECTOR, "#case-form input[type=number]"):
-        element.send_keys(case[element.get_attribute("name")])
-    driver.find_element(By.ID, "image-file").send_keys(case["image"])
-    canvas = driver.find_element(By.ID, "roi-canvas")
-    WebDriverWait(driver, 30).until(lambda d: int(canvas.get_attribute("data-roi-pixels")
-                                                  or -1) >= 0)
-    driver.execute_script("arguments[0].scrollIntoView();", canvas)
-    return canvas
-
-
 def _predicted(driver, previous=None):
     """Press Predict; the new answer (or error) once it replaced ``previous``."""
     from selenium.webdriver.common.by import By
@@ -297,7 +260,7 @@ def test_the_page_predicts_with_the_roi_on_the_canvas_and_says_where_it_came_fro
     lesion = _lesion(case)
     monkeypatch.setattr(predictor, "proposed_roi", lambda picture: lesion)  # a U-Net's
     with chromium(tmp_path / "profile") as driver:
-        canvas = _open_with_image(driver, live_server, case)
+        canvas = open_with_image(driver, live_server, case)
         assert int(canvas.get_attribute("data-roi-pixels")) == lesion.sum()  # the proposal
         shown = _predicted(driver)
         source = driver.find_element(By.ID, "roi-source")

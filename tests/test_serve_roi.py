@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,40 +15,20 @@ import pytest
 import SimpleITK as sitk
 from headless_chromium import chromium
 from PIL import Image
-from serve_cases import files_of, form_of
+from serve_cases import dlrn_predict_row, files_of, form_of, open_with_image, png_of
 
 from dlrn.applicability import COLUMNS as APPLICABILITY_COLUMNS
 from dlrn.imaging import read_image
 from dlrn.serve.messages import NO_LESION_FOUND, NO_SEGMENTATION_MODEL, problem_message
 from dlrn.serve.roi import polygon_mask
-from dlrn.study.bundle import Bundle
-from dlrn.study.predict import predict_cases, read_new_cases
 
 CASE = "syn0004"
 LESION = [[40.3, 38.6], [88.1, 41.7], [84.6, 87.1], [52.2, 90.3], [42.4, 70.2]]
 COHORT_WORDS = ("cohort table", "row", "on_error", "exclusions", "validate", "min_roi")
 
 
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _decoded(text: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(text))))
-
-
-def _dlrn_predict(bundle_dir: Path, case: pd.Series, roi: np.ndarray,
-                  tmp_path: Path) -> pd.Series:
-    """``dlrn predict``'s row for the case's image with ``roi`` as its mask file."""
-    mask = tmp_path / "roi.png"
-    mask.write_bytes(_png(roi.astype(np.uint8) * 255))
-    table = tmp_path / "one.csv"
-    case.to_frame().T.assign(mask=str(mask)).to_csv(table, index=False)
-    bundle = Bundle.open(bundle_dir)
-    cases = read_new_cases(table, bundle.json("settings"), progress=False)
-    return predict_cases(bundle, cases, progress=False).iloc[0]
 
 
 def _same_numbers(answer: dict, row: pd.Series) -> None:
@@ -109,7 +88,7 @@ def test_a_polygon_gives_dlrn_predict_s_numbers_with_its_mask(client, predictor,
     assert answer.status_code == 200, answer.text
     answer = answer.json()
     roi = polygon2mask((128, 128), np.array(LESION)[:, ::-1] - 0.5)  # built independently
-    _same_numbers(answer, _dlrn_predict(bundle_dir, case, roi, tmp_path))
+    _same_numbers(answer, dlrn_predict_row(bundle_dir, case, roi, tmp_path))
     assert answer["roi"]["source"] == "polygon" and answer["roi"]["pixels"] == roi.sum()
     assert ((_decoded(answer["roi"]["mask_png_base64"]) > 0) == roi).all()
     overlay = _decoded(answer["roi"]["overlay_png_base64"])
@@ -165,7 +144,7 @@ def test_the_image_alone_needs_the_bundle_s_segmentation_model(client, predictor
     lesion = np.asarray(Image.open(case["mask"])) > 0
     monkeypatch.setattr(predictor, "proposed_roi", lambda picture: lesion)
     answer = client.post("/api/predict", data=form, files=image).json()
-    _same_numbers(answer, _dlrn_predict(bundle_dir, case, lesion, tmp_path))
+    _same_numbers(answer, dlrn_predict_row(bundle_dir, case, lesion, tmp_path))
     assert answer["roi"]["source"] == "automatic" and answer["roi"]["pixels"] == lesion.sum()
     monkeypatch.setattr(predictor, "proposed_roi", lambda picture: np.zeros_like(lesion))
     nothing = client.post("/api/predict", data=form, files=image)
@@ -193,7 +172,7 @@ def test_the_preview_shows_any_accepted_format_as_the_reader_reads_it(client, co
 
 
 @pytest.mark.parametrize(("files", "status", "reason"), [
-    ({"mask": ("m.png", _png(np.ones((40, 30), np.uint8)))}, 422,
+    ({"mask": ("m.png", png_of(np.ones((40, 30), np.uint8)))}, 422,
      "The ROI mask is 30 x 40 pixels but the image is 128 x 128 pixels"),
     ({"image": ("i.png", b"%PDF-1.4 not an image")}, 415, "not an image format"),
     ({"image": ("i.png", b"\x89PNG\r\n\x1a\n damaged")}, 422, "header is damaged"),
@@ -225,23 +204,6 @@ def test_the_reader_s_problems_are_said_in_the_clinician_s_words():
 
 # --- the page: draw, correct, predict -------------------------------------------------------
 
-def _open_with_image(driver, live_server: str, case: pd.Series):
-    """The page with the case's clinical values and image; its canvas once the image shows."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
-
-    driver.get(live_server + "/")
-    for element in driver.find_elements(By.CSS_SELECTOR, "#case-form select"):
-        Select(element).select_by_value(case[element.get_attribute("name")])
-    for element in driver.find_elements(By.CSS_SELECTOR, "#case-form input[type=number]"):
-        element.send_keys(case[element.get_attribute("name")])
-    driver.find_element(By.ID, "image-file").send_keys(case["image"])
-    canvas = driver.find_element(By.ID, "roi-canvas")
-    WebDriverWait(driver, 30).until(lambda d: canvas.get_attribute("data-roi-pixels") == "0")
-    driver.execute_script("arguments[0].scrollIntoView();", canvas)
-    return canvas
-
-
 def _tap(driver, points: list[tuple[int, int]], kind: str) -> None:
     """Pointer down and up at each viewport point, with a touch or a mouse pointer."""
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
@@ -253,7 +215,7 @@ def _tap(driver, points: list[tuple[int, int]], kind: str) -> None:
     actions.perform()
 
 
-def test_the_page_draws_a_polygon_and_predicts_as_dlrn_predict(live_server, cohort,
+def test_the_page_draws_a_polygon_and_predicts_asdlrn_predict_row(live_server, cohort,
                                                               bundle_dir, tmp_path):
     from selenium.webdriver.common.actions import interaction
     from selenium.webdriver.common.by import By
@@ -261,7 +223,7 @@ def test_the_page_draws_a_polygon_and_predicts_as_dlrn_predict(live_server, coho
 
     case = cohort.loc[CASE]
     with chromium(tmp_path / "profile") as driver:
-        canvas = _open_with_image(driver, live_server, case)
+        canvas = open_with_image(driver, live_server, case, roi_pixels="0")
         box = driver.execute_script("return arguments[0].getBoundingClientRect().toJSON();",
                                     canvas)
         assert box["width"] > 3 * 128  # drawn on a display much larger than the image
@@ -292,7 +254,7 @@ def test_the_page_draws_a_polygon_and_predicts_as_dlrn_predict(live_server, coho
             == roi.sum()
         assert driver.find_element(By.ID, "roi-used").is_displayed()
         assert canvas.get_attribute("data-roi-pixels") == str(roi.sum())  # the drawing stays
-    expected = _dlrn_predict(bundle_dir, case, roi, tmp_path)
+    expected = dlrn_predict_row(bundle_dir, case, roi, tmp_path)
     assert (probability, cnn) == (expected["DLRN"], expected["DL-resnet18"])
 
 
@@ -303,7 +265,7 @@ def test_the_page_s_brush_eraser_undo_and_clear_and_an_empty_roi(live_server, co
     from selenium.webdriver.support.ui import WebDriverWait
 
     with chromium(tmp_path / "profile") as driver:
-        canvas = _open_with_image(driver, live_server, cohort.loc[CASE])
+        canvas = open_with_image(driver, live_server, cohort.loc[CASE], roi_pixels="0")
 
         def pixels() -> int:
             return int(canvas.get_attribute("data-roi-pixels"))
