@@ -32,7 +32,7 @@ classifiers: {{models: [LR], cv_folds: 3}}
 dl: {{backbones: [resnet18], weights: null, epochs: 1, batch_size: 16, image_size: 32,
      pca_components: 4}}
 segmentation: {{enabled: true, image_size: 32, epochs: 6, batch_size: 8, patience: null}}
-evaluation: {{clinical_p_threshold: 0.9}}
+evaluation: {{clinical_p_threshold: 0.9, nomogram_bootstrap: 10}}
 output: study
 seed: 0
 """
