@@ -213,13 +213,13 @@ class Predictor:
                 mask_path = (save_upload(uploaded, root, "mask", self.limits)
                              if uploaded is not None
                              else self._mask_file(root, image_path, polygon, source))
-                self._check_budget(image_path, mask_path, source)
+                picture, roi = self._image_and_roi(image_path, mask_path, source)
+                self._check_budget(picture, roi)
                 with _PREDICTION_LOCK:
                     self._check_unchanged()
                     cases = read_new_cases(self._case_table(root, image_path, mask_path,
                                                             values), self.settings,
                                            progress=False)
-                    picture, roi = self._image_and_roi(image_path, mask_path, source)
                     origin = (drawing_origin(drawing_source, roi,
                                              lambda: self.proposed_roi(picture))
                               if drawing is not None else
@@ -345,13 +345,12 @@ class Predictor:
                                                source))
         return picture
 
-    def _check_budget(self, image_path: Path, mask_path: Path, source: str) -> None:
+    def _check_budget(self, picture: sitk.Image, roi: np.ndarray) -> None:
         """Refuse, before extraction, what the study's radiomics would take too long or too
         much memory for (:mod:`dlrn.serve.budget`): grey levels, outline length."""
         params = (self.bundle.json("radiomics/params")
                   if self.bundle.has("radiomics/params", ".json") else None)
-        image = sitk.GetArrayFromImage(self._read(image_path, "image", source))
-        roi = sitk.GetArrayFromImage(self._read(mask_path, "mask", source)) != 0
+        image = sitk.GetArrayFromImage(picture)
         if roi.shape == image.shape:  # else the reader refuses the pair, in its words
             check_extraction(image, roi, params)
 
